@@ -1,0 +1,399 @@
+//! Configuration: TOML, unknown keys rejected, `${ENV_VAR}` interpolation in strings.
+//!
+//! The file is checked twice: first as written (so errors point at a line and never
+//! contain an interpolated secret), then after interpolation.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::record::Format;
+use crate::transforms::normalize::OutputFormat;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config {origin} is invalid: {message}")]
+    Parse { origin: String, message: String },
+    #[error(
+        "config {origin}: `{key}` refers to environment variable `{var}`, which is not set; \
+         export it or give a default with `${{{var}:-default}}`"
+    )]
+    MissingEnv {
+        origin: String,
+        key: String,
+        var: String,
+    },
+    #[error("config {origin}: `{key}` {message}")]
+    Invalid {
+        origin: String,
+        key: String,
+        message: String,
+    },
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub pipeline: PipelineConfig,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub routing: Routing,
+    #[serde(default)]
+    pub dead_letter: DeadLetterConfig,
+    pub sources: BTreeMap<String, SourceConfig>,
+    pub sinks: BTreeMap<String, SinkConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    /// Which documents to build: `ecs`, `ocsf` or `both`.
+    pub format: OutputFormat,
+    /// Transform worker threads.
+    pub workers: usize,
+    /// Batches that may be between the transform stage and the sinks at once.
+    pub max_in_flight_batches: usize,
+    /// Records per batch handed to the sinks.
+    pub batch_size: usize,
+    /// Seconds to drain in-flight work after SIGTERM/SIGINT before exiting.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            format: OutputFormat::Both,
+            workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            max_in_flight_batches: 64,
+            batch_size: 1000,
+            shutdown_grace_secs: 30,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest input after decompression (gzip bombs stop here).
+    pub max_decompressed_bytes: u64,
+    /// Largest single record.
+    pub max_record_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_decompressed_bytes: 1 << 30,
+            max_record_bytes: 4 << 20,
+        }
+    }
+}
+
+/// What to do with inputs that are recognised but are not activity records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SpecialRoute {
+    /// Count and drop.
+    Skip,
+    /// Write to the dead-letter destination with the reason.
+    DeadLetter,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Routing {
+    /// CloudTrail digest files.
+    pub digest: SpecialRoute,
+    /// CloudTrail Insight events.
+    pub insight: SpecialRoute,
+}
+
+impl Default for Routing {
+    fn default() -> Self {
+        Routing {
+            digest: SpecialRoute::Skip,
+            insight: SpecialRoute::Skip,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeadLetterConfig {
+    /// NDJSON file dead letters are appended to.
+    pub path: PathBuf,
+}
+
+impl Default for DeadLetterConfig {
+    fn default() -> Self {
+        DeadLetterConfig {
+            path: PathBuf::from("dead-letters.ndjson"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SourceConfig {
+    /// Files, directories (read recursively) and glob patterns.
+    File { paths: Vec<String> },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SinkConfig {
+    /// NDJSON on standard output.
+    Stdout {
+        #[serde(default)]
+        formats: Option<Vec<Format>>,
+    },
+    /// NDJSON appended to a file.
+    File {
+        path: PathBuf,
+        #[serde(default)]
+        formats: Option<Vec<Format>>,
+    },
+}
+
+impl SinkConfig {
+    fn formats(&self) -> Option<&[Format]> {
+        match self {
+            SinkConfig::Stdout { formats } | SinkConfig::File { formats, .. } => formats.as_deref(),
+        }
+    }
+}
+
+/// The formats a sink receives: the configured ones, or everything the pipeline builds.
+pub fn sink_formats(sink: &SinkConfig, produced: OutputFormat) -> Vec<Format> {
+    match sink.formats() {
+        Some(f) => f.to_vec(),
+        None => {
+            let mut all = Vec::new();
+            if produced.ecs() {
+                all.push(Format::Ecs);
+            }
+            if produced.ocsf() {
+                all.push(Format::Ocsf);
+                all.push(Format::OcsfFinding);
+            }
+            all
+        }
+    }
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(&text, &path.display().to_string())
+    }
+
+    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let parse_err = |e: toml::de::Error| ConfigError::Parse {
+            origin: origin.to_string(),
+            message: e.to_string(),
+        };
+        // Checked as written first: precise messages, and no secret can be in them.
+        toml::from_str::<Config>(text).map_err(parse_err)?;
+        let mut table: toml::Table = toml::from_str(text).map_err(parse_err)?;
+        interpolate_table(&mut table, "", origin)?;
+        let config: Config = table.try_into().map_err(|_| ConfigError::Parse {
+            origin: origin.to_string(),
+            message: "a value taken from the environment has the wrong type for its key".into(),
+        })?;
+        config.check(origin)?;
+        Ok(config)
+    }
+
+    fn check(&self, origin: &str) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            origin: origin.to_string(),
+            key: key.to_string(),
+            message,
+        };
+        if self.sources.is_empty() {
+            return Err(invalid(
+                "sources",
+                "needs at least one source, e.g. [sources.logs] type = \"file\"".into(),
+            ));
+        }
+        if self.sinks.is_empty() {
+            return Err(invalid(
+                "sinks",
+                "needs at least one sink, e.g. [sinks.out] type = \"stdout\"".into(),
+            ));
+        }
+        if self.pipeline.workers == 0 {
+            return Err(invalid("pipeline.workers", "must be at least 1".into()));
+        }
+        if self.pipeline.batch_size == 0 {
+            return Err(invalid("pipeline.batch_size", "must be at least 1".into()));
+        }
+        if self.pipeline.max_in_flight_batches == 0 {
+            return Err(invalid(
+                "pipeline.max_in_flight_batches",
+                "must be at least 1".into(),
+            ));
+        }
+        for (name, source) in &self.sources {
+            let SourceConfig::File { paths } = source;
+            if paths.is_empty() {
+                return Err(invalid(
+                    &format!("sources.{name}.paths"),
+                    "must name at least one file, directory or glob".into(),
+                ));
+            }
+        }
+        let produced = self.pipeline.format;
+        for (name, sink) in &self.sinks {
+            for f in sink.formats().unwrap_or(&[]) {
+                let ok = match f {
+                    Format::Ecs => produced.ecs(),
+                    Format::Ocsf | Format::OcsfFinding => produced.ocsf(),
+                };
+                if !ok {
+                    return Err(invalid(
+                        &format!("sinks.{name}.formats"),
+                        format!(
+                            "asks for `{}`, which pipeline.format = {:?} does not build",
+                            f.as_str(),
+                            produced
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn interpolate_table(
+    table: &mut toml::Table,
+    prefix: &str,
+    origin: &str,
+) -> Result<(), ConfigError> {
+    for (key, value) in table.iter_mut() {
+        let path = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        interpolate_value(value, &path, origin)?;
+    }
+    Ok(())
+}
+
+fn interpolate_value(value: &mut toml::Value, path: &str, origin: &str) -> Result<(), ConfigError> {
+    match value {
+        toml::Value::String(s) => *s = interpolate(s, path, origin)?,
+        toml::Value::Array(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                interpolate_value(item, &format!("{path}[{i}]"), origin)?;
+            }
+        }
+        toml::Value::Table(t) => interpolate_table(t, path, origin)?,
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Replace `${NAME}` and `${NAME:-default}`; `$$` stands for a literal `$`.
+pub fn interpolate(s: &str, key: &str, origin: &str) -> Result<String, ConfigError> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+        } else if let Some(body) = after.strip_prefix('{') {
+            let Some(end) = body.find('}') else {
+                out.push_str(&rest[i..]);
+                return Ok(out);
+            };
+            let expr = &body[..end];
+            let (var, default) = match expr.split_once(":-") {
+                Some((v, d)) => (v, Some(d)),
+                None => (expr, None),
+            };
+            match (std::env::var(var), default) {
+                (Ok(v), _) => out.push_str(&v),
+                (Err(_), Some(d)) => out.push_str(d),
+                (Err(_), None) => {
+                    return Err(ConfigError::MissingEnv {
+                        origin: origin.to_string(),
+                        key: key.to_string(),
+                        var: var.to_string(),
+                    })
+                }
+            }
+            rest = &body[end + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str =
+        "[sources.in]\ntype = \"file\"\npaths = [\"samples\"]\n[sinks.out]\ntype = \"stdout\"\n";
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = Config::parse(MINIMAL, "test").unwrap();
+        assert_eq!(c.pipeline.format, OutputFormat::Both);
+        assert_eq!(c.routing.digest, SpecialRoute::Skip);
+        assert_eq!(c.limits.max_decompressed_bytes, 1 << 30);
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_line() {
+        let text = format!("{MINIMAL}[pipeline]\nfromat = \"ecs\"\n");
+        let err = Config::parse(&text, "test").unwrap_err().to_string();
+        assert!(err.contains("unknown field `fromat`"), "{err}");
+        assert!(err.contains("line 7"), "{err}");
+    }
+
+    #[test]
+    fn env_interpolation_and_missing_variable() {
+        std::env::set_var("AUDITBRIDGE_TEST_DLQ", "/tmp/dlq.ndjson");
+        let text = format!("{MINIMAL}[dead_letter]\npath = \"${{AUDITBRIDGE_TEST_DLQ}}\"\n");
+        let c = Config::parse(&text, "test").unwrap();
+        assert_eq!(c.dead_letter.path, PathBuf::from("/tmp/dlq.ndjson"));
+        let text = format!("{MINIMAL}[dead_letter]\npath = \"${{AUDITBRIDGE_TEST_UNSET_VAR}}\"\n");
+        let err = Config::parse(&text, "test").unwrap_err().to_string();
+        assert!(
+            err.contains("`dead_letter.path`") && err.contains("AUDITBRIDGE_TEST_UNSET_VAR"),
+            "{err}"
+        );
+        assert_eq!(
+            interpolate("a$$b${AUDITBRIDGE_TEST_UNSET_VAR:-x}", "k", "t").unwrap(),
+            "a$bx"
+        );
+    }
+
+    #[test]
+    fn sink_format_must_be_built() {
+        let text = "[pipeline]\nformat = \"ecs\"\n[sources.in]\ntype = \"file\"\npaths = [\"x\"]\n[sinks.out]\ntype = \"stdout\"\nformats = [\"ocsf\"]\n";
+        let err = Config::parse(text, "test").unwrap_err().to_string();
+        assert!(err.contains("sinks.out.formats"), "{err}");
+    }
+}

@@ -1,0 +1,68 @@
+//! What a source hands to the pipeline: raw bytes, where they came from, and the
+//! acknowledgement share that lets the source learn their fate.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::ack::AckToken;
+
+/// The cloud a record comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Provider {
+    Aws,
+    Azure,
+}
+
+impl Provider {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provider::Aws => "aws",
+            Provider::Azure => "azure",
+        }
+    }
+}
+
+/// Where a unit of input came from, precise enough for an operator to find it again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    File { path: PathBuf },
+    Inline { name: String },
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::File { path } => write!(f, "file {}", path.display()),
+            Origin::Inline { name } => write!(f, "{name}"),
+        }
+    }
+}
+
+/// Position of a record inside one input unit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Position {
+    /// 1-based line where the top-level JSON value starts.
+    pub line: u64,
+    /// Byte offset (in the decompressed input) where the top-level JSON value starts.
+    pub offset: u64,
+    /// Index inside a `Records`/`records` array or a top-level array, when there is one.
+    pub index: Option<u64>,
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {} (byte {})", self.line, self.offset)?;
+        if let Some(i) = self.index {
+            write!(f, ", record #{i}")?;
+        }
+        Ok(())
+    }
+}
+
+/// One redeliverable unit of input (a file, a queue message, an event-hub event).
+#[derive(Debug)]
+pub struct RawInput {
+    pub origin: Origin,
+    pub bytes: Vec<u8>,
+    pub ack: AckToken,
+}

@@ -1,0 +1,16 @@
+//! auditbridge: AWS CloudTrail and Microsoft Entra ID logs → ECS and OCSF, tagged with
+//! MITRE ATT&CK, delivered at least once.
+//!
+//! Data flows `sources` → `transforms` (decode, normalize, enrich) → `sinks`; `pipeline`
+//! wires them together and `ack` carries each input's acknowledgement along.
+
+pub mod ack;
+pub mod config;
+pub mod dead_letter;
+pub mod event;
+pub mod metrics;
+pub mod pipeline;
+pub mod record;
+pub mod sinks;
+pub mod sources;
+pub mod transforms;

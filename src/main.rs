@@ -1,0 +1,150 @@
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tokio::sync::watch;
+
+use auditbridge::config::{
+    Config, DeadLetterConfig, Limits, PipelineConfig, Routing, SinkConfig, SourceConfig,
+};
+use auditbridge::dead_letter::DeadLetterSink;
+use auditbridge::pipeline::Pipeline;
+use auditbridge::transforms::normalize::OutputFormat;
+
+/// Stream AWS CloudTrail and Microsoft Entra ID audit/sign-in logs into your SIEM as
+/// ECS and OCSF records, tagged with MITRE ATT&CK, without losing an event.
+///
+/// Quick look at what auditbridge makes of your own logs (no config needed):
+///
+///   auditbridge replay --format ecs path/to/CloudTrail/
+///
+/// Run a configured pipeline (see config/local.toml):
+///
+///   auditbridge run --config config/local.toml
+#[derive(Parser)]
+#[command(name = "auditbridge", version, about, long_about, verbatim_doc_comment)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the pipeline a config file describes until its sources are exhausted or
+    /// SIGTERM/SIGINT arrives (then drain within pipeline.shutdown_grace_secs and exit 0).
+    Run {
+        /// TOML config file; `${ENV_VAR}` in strings is replaced from the environment.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Check a config file and exit: 0 when valid, 1 with a message naming the bad key.
+    Validate {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Decode, normalize and enrich files or directories and print the records as NDJSON
+    /// on stdout; dead letters (NDJSON) and a summary go to stderr. Gzip and plain files,
+    /// CloudTrail and Entra ID are detected from the content.
+    Replay {
+        /// Documents to print: `ecs`, `ocsf` (with findings) or `both`.
+        #[arg(long, value_enum, default_value = "both")]
+        format: OutputFormat,
+        /// Files, directories or glob patterns.
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("AUDITBRIDGE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Validate { config } => {
+            Config::load(&config)?;
+            println!("{}: valid", config.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run { config } => {
+            let config = Config::load(&config)?;
+            let dead_letters = Pipeline::dead_letter_file(&config)?;
+            execute(&config, dead_letters)
+        }
+        Command::Replay { format, paths } => {
+            let config = Config {
+                pipeline: PipelineConfig {
+                    format,
+                    ..PipelineConfig::default()
+                },
+                limits: Limits::default(),
+                routing: Routing::default(),
+                dead_letter: DeadLetterConfig::default(),
+                sources: BTreeMap::from([("replay".to_string(), SourceConfig::File { paths })]),
+                sinks: BTreeMap::from([(
+                    "stdout".to_string(),
+                    SinkConfig::Stdout { formats: None },
+                )]),
+            };
+            execute(&config, DeadLetterSink::Stderr)
+        }
+    }
+}
+
+fn execute(config: &Config, dead_letters: DeadLetterSink) -> anyhow::Result<ExitCode> {
+    let pipeline = Pipeline::new(config, dead_letters)?;
+    let metrics = pipeline.metrics();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            let _ = stop_tx.send(true);
+        });
+        pipeline.run(stop_rx).await
+    })?;
+    eprintln!("{}", metrics.summary());
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,0 +1,295 @@
+//! Wires sources, the transform stage and sinks together.
+//!
+//! ```text
+//! source ──RawInput──▶ transform workers ──Batch──▶ fan-out ──SinkBatch──▶ sink (× N)
+//! ```
+//! Every channel is bounded, so a slow sink slows intake instead of growing memory.
+//! Acknowledgement shares travel with the data: an input is acknowledged once each of
+//! its records was accepted by every sink, and its dead letters were written.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+use crate::ack::{AckToken, BatchStatus};
+use crate::config::{sink_formats, Config, SinkConfig, SourceConfig};
+use crate::dead_letter::DeadLetterSink;
+use crate::event::RawInput;
+use crate::metrics::Metrics;
+use crate::record::{Format, Record};
+use crate::sinks::{self, SinkBatch};
+use crate::sources::file::{self, FileProgress};
+use crate::transforms::Transformer;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("source `{name}`: {source}")]
+    Source {
+        name: String,
+        source: file::FileSourceError,
+    },
+    #[error("cannot open the dead-letter file {path}: {source}")]
+    DeadLetter {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("sink `{name}` failed: {source}; undelivered input stays unacknowledged")]
+    Sink {
+        name: String,
+        source: std::io::Error,
+    },
+}
+
+/// A fully configured pipeline, ready to run.
+pub struct Pipeline {
+    files: Vec<(String, Vec<PathBuf>)>,
+    sinks: Vec<(String, SinkConfig, Vec<Format>)>,
+    transformer: Arc<Transformer>,
+    dead_letters: Arc<DeadLetterSink>,
+    workers: usize,
+    batch_size: usize,
+    in_flight: usize,
+    grace: Duration,
+    metrics: Arc<Metrics>,
+    progress: bool,
+}
+
+/// Records for the sinks, each with the acknowledgement share of the input it came from.
+struct Batch {
+    records: Vec<Record>,
+    acks: Vec<AckToken>,
+}
+
+impl Pipeline {
+    pub fn new(config: &Config, dead_letters: DeadLetterSink) -> Result<Self, PipelineError> {
+        let metrics = Arc::new(Metrics::default());
+        let mut files = Vec::new();
+        for (name, source) in &config.sources {
+            let SourceConfig::File { paths } = source;
+            let list = file::expand(paths).map_err(|source| PipelineError::Source {
+                name: name.clone(),
+                source,
+            })?;
+            files.push((name.clone(), list));
+        }
+        let sinks = config
+            .sinks
+            .iter()
+            .map(|(name, sink)| {
+                (
+                    name.clone(),
+                    sink.clone(),
+                    sink_formats(sink, config.pipeline.format),
+                )
+            })
+            .collect();
+        let mut transformer = Transformer::new(config.pipeline.format, Arc::clone(&metrics));
+        transformer.limits = config.limits;
+        transformer.digest = config.routing.digest;
+        transformer.insight = config.routing.insight;
+        Ok(Pipeline {
+            files,
+            sinks,
+            transformer: Arc::new(transformer),
+            dead_letters: Arc::new(dead_letters),
+            workers: config.pipeline.workers,
+            batch_size: config.pipeline.batch_size,
+            in_flight: config.pipeline.max_in_flight_batches,
+            grace: Duration::from_secs(config.pipeline.shutdown_grace_secs),
+            metrics,
+            progress: std::io::stderr().is_terminal(),
+        })
+    }
+
+    /// Open the dead-letter file a config names.
+    pub fn dead_letter_file(config: &Config) -> Result<DeadLetterSink, PipelineError> {
+        DeadLetterSink::file(&config.dead_letter.path).map_err(|source| PipelineError::DeadLetter {
+            path: config.dead_letter.path.clone(),
+            source,
+        })
+    }
+
+    pub fn metrics(&self) -> Arc<Metrics> {
+        Arc::clone(&self.metrics)
+    }
+
+    /// Run until every source is exhausted and everything is acknowledged, or until
+    /// `stop` turns true and the grace period has passed.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) -> Result<(), PipelineError> {
+        let (input_tx, input_rx) = mpsc::channel::<RawInput>(self.workers * 2);
+        let (batch_tx, batch_rx) = mpsc::channel::<Batch>(self.in_flight);
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+
+        let progress = Arc::new(FileProgress::default());
+        let mut sources = JoinSet::new();
+        for (_, files) in self.files {
+            sources.spawn(file::run(
+                files,
+                input_tx.clone(),
+                shutdown_rx.clone(),
+                Arc::clone(&self.metrics),
+                Arc::clone(&progress),
+            ));
+        }
+        drop(input_tx);
+
+        let input_rx = Arc::new(Mutex::new(input_rx));
+        let mut workers = JoinSet::new();
+        for _ in 0..self.workers {
+            let input_rx = Arc::clone(&input_rx);
+            let batch_tx = batch_tx.clone();
+            let transformer = Arc::clone(&self.transformer);
+            let dead_letters = Arc::clone(&self.dead_letters);
+            let batch_size = self.batch_size;
+            workers.spawn_blocking(move || {
+                transform_worker(
+                    &input_rx,
+                    &batch_tx,
+                    &transformer,
+                    &dead_letters,
+                    batch_size,
+                )
+            });
+        }
+        drop(batch_tx);
+
+        let per_sink = (self.in_flight / self.sinks.len().max(1)).max(1);
+        let mut sink_txs = Vec::new();
+        let mut sink_tasks = JoinSet::new();
+        for (name, config, formats) in self.sinks {
+            let (tx, rx) = mpsc::channel::<SinkBatch>(per_sink);
+            sink_txs.push(tx);
+            let metrics = Arc::clone(&self.metrics);
+            sink_tasks.spawn_blocking(move || {
+                let result = match &config {
+                    SinkConfig::Stdout { .. } => sinks::stdout::run(&formats, rx, &metrics),
+                    SinkConfig::File { path, .. } => sinks::file::run(path, &formats, rx, &metrics),
+                };
+                result.map_err(|source| PipelineError::Sink { name, source })
+            });
+        }
+        let fan_out = tokio::spawn(fan_out(batch_rx, sink_txs));
+
+        let ticker = self.progress.then(|| {
+            tokio::spawn(progress_line(
+                Arc::clone(&self.metrics),
+                Arc::clone(&progress),
+            ))
+        });
+
+        let drain = async {
+            while sources.join_next().await.is_some() {}
+            while workers.join_next().await.is_some() {}
+            let _ = fan_out.await;
+            let mut first_error = None;
+            while let Some(done) = sink_tasks.join_next().await {
+                if let Ok(Err(e)) = done {
+                    first_error.get_or_insert(e);
+                }
+            }
+            first_error
+        };
+        tokio::pin!(drain);
+        let result = tokio::select! {
+            r = &mut drain => r,
+            _ = stop.wait_for(|s| *s) => {
+                tracing::info!(grace_secs = self.grace.as_secs(), "stopping intake; draining in-flight work");
+                let _ = shutdown_tx.send(true);
+                match tokio::time::timeout(self.grace, &mut drain).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        tracing::warn!("grace period over; unacknowledged input will be redelivered by its source");
+                        None
+                    }
+                }
+            }
+        };
+        if let Some(t) = ticker {
+            t.abort();
+            eprintln!();
+        }
+        match result {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+fn transform_worker(
+    input: &Mutex<mpsc::Receiver<RawInput>>,
+    out: &mpsc::Sender<Batch>,
+    transformer: &Transformer,
+    dead_letters: &DeadLetterSink,
+    batch_size: usize,
+) {
+    loop {
+        let next = match input.lock() {
+            Ok(mut rx) => rx.blocking_recv(),
+            Err(_) => None,
+        };
+        let Some(raw) = next else { return };
+        let processed = transformer.process(&raw.bytes, &raw.origin);
+        if let Err(e) = dead_letters.write_all(&processed.dead_letters) {
+            tracing::error!(origin = %raw.origin, error = %e, destination = %dead_letters.describe(),
+                "cannot write dead letters; the input stays unacknowledged");
+            raw.ack.resolve(BatchStatus::Failed);
+            continue;
+        }
+        let mut records = processed.records.into_iter().peekable();
+        while records.peek().is_some() {
+            let chunk: Vec<Record> = records.by_ref().take(batch_size).collect();
+            let acks = chunk.iter().map(|_| raw.ack.share()).collect();
+            if out
+                .blocking_send(Batch {
+                    records: chunk,
+                    acks,
+                })
+                .is_err()
+            {
+                return;
+            }
+        }
+        raw.ack.resolve(BatchStatus::Delivered);
+    }
+}
+
+async fn fan_out(mut input: mpsc::Receiver<Batch>, sinks: Vec<mpsc::Sender<SinkBatch>>) {
+    while let Some(batch) = input.recv().await {
+        let records: Arc<[Record]> = batch.records.into();
+        for sink in &sinks {
+            let acks = batch.acks.iter().map(AckToken::share).collect();
+            let sink_batch = SinkBatch {
+                records: Arc::clone(&records),
+                acks,
+            };
+            if sink.send(sink_batch).await.is_err() {
+                tracing::error!("a sink stopped; its records stay unacknowledged");
+            }
+        }
+        for ack in batch.acks {
+            ack.resolve(BatchStatus::Delivered);
+        }
+    }
+}
+
+async fn progress_line(metrics: Arc<Metrics>, progress: Arc<FileProgress>) {
+    let start = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tick.tick().await;
+        let records = Metrics::get(&metrics.records_emitted);
+        let rate = records as f64 / start.elapsed().as_secs_f64().max(0.001);
+        eprint!(
+            "\r{} files, {} records, {:.0} records/s, {} dead letters   ",
+            progress.files.load(Ordering::Relaxed),
+            records,
+            rate,
+            Metrics::get(&metrics.dead_lettered),
+        );
+    }
+}

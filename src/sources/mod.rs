@@ -1,0 +1,3 @@
+//! Sources: where raw input enters the pipeline, each with its own acknowledgement.
+
+pub mod file;

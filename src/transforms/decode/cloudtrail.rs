@@ -1,0 +1,259 @@
+//! CloudTrail records: recognised, type-checked, and given one canonical spelling.
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+
+use super::fields::{canonicalize_keys, expect_object, expect_strings, obj_of, str_of, WrongType};
+use super::time::{parse_time, TimeSource};
+
+const TOP_LEVEL: &[&str] = &[
+    "eventVersion",
+    "userIdentity",
+    "eventTime",
+    "eventSource",
+    "eventName",
+    "awsRegion",
+    "sourceIPAddress",
+    "userAgent",
+    "requestParameters",
+    "responseElements",
+    "additionalEventData",
+    "requestID",
+    "eventID",
+    "readOnly",
+    "resources",
+    "eventType",
+    "apiVersion",
+    "managementEvent",
+    "recipientAccountId",
+    "sharedEventID",
+    "vpcEndpointId",
+    "vpcEndpointAccountId",
+    "eventCategory",
+    "tlsDetails",
+    "sessionCredentialFromConsole",
+    "errorCode",
+    "errorMessage",
+    "serviceEventDetails",
+    "insightDetails",
+];
+
+const IDENTITY: &[&str] = &[
+    "type",
+    "principalId",
+    "arn",
+    "accountId",
+    "accessKeyId",
+    "userName",
+    "sessionContext",
+    "invokedBy",
+    "identityProvider",
+    "onBehalfOf",
+    "credentialId",
+];
+
+const TOP_LEVEL_STRINGS: &[&str] = &[
+    "eventVersion",
+    "eventTime",
+    "eventSource",
+    "eventName",
+    "awsRegion",
+    "sourceIPAddress",
+    "userAgent",
+    "requestID",
+    "eventID",
+    "eventType",
+    "recipientAccountId",
+    "sharedEventID",
+    "vpcEndpointId",
+    "eventCategory",
+    "errorCode",
+    "errorMessage",
+];
+
+const IDENTITY_STRINGS: &[&str] = &[
+    "type",
+    "principalId",
+    "arn",
+    "accountId",
+    "accessKeyId",
+    "userName",
+    "invokedBy",
+    "identityProvider",
+];
+
+/// Does this object look like a CloudTrail record (in any key casing)?
+pub fn looks_like(map: &Map<String, Value>) -> bool {
+    ["eventName", "eventSource", "eventname", "eventsource"]
+        .iter()
+        .any(|k| map.contains_key(*k))
+}
+
+/// Is this a CloudTrail Insight event rather than an API call?
+pub fn is_insight(map: &Map<String, Value>) -> bool {
+    map.contains_key("insightDetails")
+        || map.get("eventType").and_then(Value::as_str) == Some("AwsCloudTrailInsight")
+}
+
+/// Is this a CloudTrail digest file (written beside the logs under `CloudTrail-Digest/`)?
+pub fn is_digest(map: &Map<String, Value>) -> bool {
+    map.contains_key("digestStartTime") && map.contains_key("logFiles")
+}
+
+/// A CloudTrail record whose fields the normalizers read have the types they expect.
+#[derive(Debug, Clone)]
+pub struct CloudTrailRecord {
+    fields: Map<String, Value>,
+    time: DateTime<Utc>,
+    time_source: TimeSource,
+}
+
+impl CloudTrailRecord {
+    /// Validate a record. `now` stands in for a missing or unreadable `eventTime`.
+    pub fn new(mut fields: Map<String, Value>, now: DateTime<Utc>) -> Result<Self, WrongType> {
+        if !fields.contains_key("eventName") || !fields.contains_key("eventSource") {
+            canonicalize_keys(&mut fields, TOP_LEVEL);
+        }
+        expect_strings(&fields, "", TOP_LEVEL_STRINGS)?;
+        expect_object(&fields, "", "userIdentity")?;
+        expect_object(&fields, "", "tlsDetails")?;
+        if let Some(Value::Object(identity)) = fields.get_mut("userIdentity") {
+            canonicalize_keys(identity, IDENTITY);
+            expect_strings(identity, "userIdentity", IDENTITY_STRINGS)?;
+            expect_object(identity, "userIdentity", "sessionContext")?;
+            if let Some(ctx) = obj_of(identity, "sessionContext") {
+                expect_object(ctx, "userIdentity.sessionContext", "sessionIssuer")?;
+                expect_object(ctx, "userIdentity.sessionContext", "attributes")?;
+            }
+        }
+        // Exports that lost `eventTime` often carry the pipeline's own copy.
+        let parsed = ["eventTime", "p_event_time", "@timestamp"]
+            .iter()
+            .find_map(|k| fields.get(*k).and_then(Value::as_str).and_then(parse_time));
+        let (time, time_source) = match parsed {
+            Some(t) => (t, TimeSource::Event),
+            None => (now, TimeSource::Ingest),
+        };
+        Ok(CloudTrailRecord {
+            fields,
+            time,
+            time_source,
+        })
+    }
+
+    pub fn fields(&self) -> &Map<String, Value> {
+        &self.fields
+    }
+
+    pub fn time(&self) -> DateTime<Utc> {
+        self.time
+    }
+
+    pub fn time_source(&self) -> TimeSource {
+        self.time_source
+    }
+
+    /// A non-empty top-level string field.
+    pub fn str(&self, key: &str) -> Option<&str> {
+        str_of(&self.fields, key)
+    }
+
+    pub fn event_name(&self) -> &str {
+        self.str("eventName").unwrap_or("")
+    }
+
+    pub fn event_source(&self) -> &str {
+        self.str("eventSource").unwrap_or("")
+    }
+
+    pub fn identity(&self) -> Option<&Map<String, Value>> {
+        obj_of(&self.fields, "userIdentity")
+    }
+
+    /// A non-empty string field of `userIdentity`.
+    pub fn identity_str(&self, key: &str) -> Option<&str> {
+        self.identity().and_then(|i| str_of(i, key))
+    }
+
+    /// `userIdentity.sessionContext.sessionIssuer`, for assumed roles.
+    pub fn session_issuer(&self) -> Option<&Map<String, Value>> {
+        self.identity()
+            .and_then(|i| obj_of(i, "sessionContext"))
+            .and_then(|c| obj_of(c, "sessionIssuer"))
+    }
+
+    /// `userIdentity.sessionContext.attributes`.
+    pub fn session_attributes(&self) -> Option<&Map<String, Value>> {
+        self.identity()
+            .and_then(|i| obj_of(i, "sessionContext"))
+            .and_then(|c| obj_of(c, "attributes"))
+    }
+
+    pub fn request_parameters(&self) -> Option<&Map<String, Value>> {
+        obj_of(&self.fields, "requestParameters")
+    }
+
+    pub fn response_elements(&self) -> Option<&Map<String, Value>> {
+        obj_of(&self.fields, "responseElements")
+    }
+
+    /// The account the event was delivered to, or failing that the caller's account.
+    pub fn account_id(&self) -> Option<&str> {
+        self.str("recipientAccountId")
+            .or_else(|| self.identity_str("accountId"))
+    }
+
+    /// The call failed: `errorCode` is set, or a console sign-in reports `Failure`.
+    pub fn failed(&self) -> bool {
+        self.str("errorCode").is_some()
+            || self.str("errorMessage").is_some()
+            || self
+                .response_elements()
+                .and_then(|r| str_of(r, "ConsoleLogin"))
+                .is_some_and(|s| s.eq_ignore_ascii_case("failure"))
+    }
+
+    /// The stable id: `eventID`, else the request id.
+    pub fn id(&self) -> Option<&str> {
+        self.str("eventID").or_else(|| self.str("requestID"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn record(v: Value) -> Result<CloudTrailRecord, WrongType> {
+        CloudTrailRecord::new(v.as_object().cloned().unwrap(), Utc::now())
+    }
+
+    #[test]
+    fn lower_cased_exports_are_canonicalised() {
+        let r = record(
+            json!({"eventname": "GetRecords", "eventsource": "dynamodb.amazonaws.com",
+            "eventtime": "2023-01-10 21:04:02", "useridentity": {"arn": "arn:aws:test_arn"}}),
+        )
+        .unwrap();
+        assert_eq!(r.event_name(), "GetRecords");
+        assert_eq!(r.identity_str("arn"), Some("arn:aws:test_arn"));
+        assert_eq!(r.time_source(), TimeSource::Event);
+        assert_eq!(r.time().to_rfc3339(), "2023-01-10T21:04:02+00:00");
+    }
+
+    #[test]
+    fn wrong_types_are_rejected_with_the_field_name() {
+        let err =
+            record(json!({"eventName": "X", "eventSource": "s", "eventTime": 7})).unwrap_err();
+        assert_eq!(err.field, "eventTime");
+        let err = record(json!({"eventName": "X", "eventSource": "s", "userIdentity": "root"}))
+            .unwrap_err();
+        assert_eq!(err.field, "userIdentity");
+    }
+
+    #[test]
+    fn missing_time_falls_back_to_ingest_time() {
+        let r = record(json!({"eventName": "X", "eventSource": "s"})).unwrap();
+        assert_eq!(r.time_source(), TimeSource::Ingest);
+    }
+}

@@ -1,0 +1,130 @@
+//! Typed access to the fields of a decoded JSON record, with errors that name the field.
+
+use serde_json::{Map, Value};
+
+/// A field holds a value of the wrong JSON type.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("field `{field}` must be {expected}, found {found}")]
+pub struct WrongType {
+    pub field: String,
+    pub expected: &'static str,
+    pub found: &'static str,
+}
+
+pub fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Check that each named field, when present and not null, is a string.
+pub fn expect_strings(
+    map: &Map<String, Value>,
+    prefix: &str,
+    keys: &[&str],
+) -> Result<(), WrongType> {
+    for key in keys {
+        match map.get(*key) {
+            None | Some(Value::Null) | Some(Value::String(_)) => {}
+            Some(other) => return Err(wrong(prefix, key, "a string", other)),
+        }
+    }
+    Ok(())
+}
+
+/// Check that the named field, when present and not null, is an object.
+pub fn expect_object(map: &Map<String, Value>, prefix: &str, key: &str) -> Result<(), WrongType> {
+    match map.get(key) {
+        None | Some(Value::Null) | Some(Value::Object(_)) => Ok(()),
+        Some(other) => Err(wrong(prefix, key, "an object", other)),
+    }
+}
+
+/// Check that the named field, when present and not null, is an array.
+pub fn expect_array(map: &Map<String, Value>, prefix: &str, key: &str) -> Result<(), WrongType> {
+    match map.get(key) {
+        None | Some(Value::Null) | Some(Value::Array(_)) => Ok(()),
+        Some(other) => Err(wrong(prefix, key, "an array", other)),
+    }
+}
+
+fn wrong(prefix: &str, key: &str, expected: &'static str, found: &Value) -> WrongType {
+    WrongType {
+        field: if prefix.is_empty() {
+            key.to_string()
+        } else {
+            format!("{prefix}.{key}")
+        },
+        expected,
+        found: type_name(found),
+    }
+}
+
+/// A non-empty string field.
+pub fn str_of<'a>(map: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
+    match map.get(key) {
+        Some(Value::String(s)) if !s.is_empty() => Some(s),
+        _ => None,
+    }
+}
+
+/// An object field.
+pub fn obj_of<'a>(map: &'a Map<String, Value>, key: &str) -> Option<&'a Map<String, Value>> {
+    map.get(key).and_then(Value::as_object)
+}
+
+/// Rename keys that differ from the canonical spelling only by case (exports that
+/// lower-case every column, e.g. `eventname`), without touching keys already canonical.
+pub fn canonicalize_keys(map: &mut Map<String, Value>, canonical: &[&str]) {
+    let renames: Vec<(String, &str)> = map
+        .keys()
+        .filter(|k| !canonical.contains(&k.as_str()))
+        .filter_map(|k| {
+            canonical
+                .iter()
+                .find(|c| c.eq_ignore_ascii_case(k))
+                .filter(|c| !map.contains_key(**c))
+                .map(|c| (k.clone(), *c))
+        })
+        .collect();
+    for (from, to) in renames {
+        if let Some(v) = map.remove(&from) {
+            map.insert(to.to_string(), v);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn canonicalize_renames_only_case_variants() {
+        let mut m = json!({"eventname": "X", "eventSource": "s", "other": 1})
+            .as_object()
+            .cloned()
+            .unwrap();
+        canonicalize_keys(&mut m, &["eventName", "eventSource"]);
+        assert_eq!(
+            Value::Object(m),
+            json!({"eventName": "X", "eventSource": "s", "other": 1})
+        );
+    }
+
+    #[test]
+    fn wrong_type_names_the_field() {
+        let m = json!({"userIdentity": {"arn": 5}});
+        let ui = m["userIdentity"].as_object().unwrap();
+        let err = expect_strings(ui, "userIdentity", &["arn"]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "field `userIdentity.arn` must be a string, found a number"
+        );
+    }
+}

@@ -1,0 +1,250 @@
+//! Splits an input unit into candidate records without building a JSON tree of the whole
+//! input: gzip is detected by its magic bytes, top-level values are scanned as raw slices,
+//! and `{"Records":[…]}` / `{"records":[…]}` envelopes and JSON arrays are opened one level
+//! so every record is parsed on its own.
+
+use std::borrow::Cow;
+use std::io::Read;
+
+use flate2::read::MultiGzDecoder;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::event::Position;
+
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// Why an input could not be opened at all.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum OpenError {
+    #[error("gzip stream is corrupt or truncated: {0}")]
+    Gzip(String),
+    #[error(
+        "decompressed input exceeds the limit of {limit} bytes (limits.max_decompressed_bytes); \
+         raise the limit if the file is genuine"
+    )]
+    TooLarge { limit: u64 },
+}
+
+/// Decompress when the input starts with the gzip magic, enforcing the size cap.
+pub fn open(bytes: &[u8], max_decompressed: u64) -> Result<Cow<'_, [u8]>, OpenError> {
+    if !bytes.starts_with(&GZIP_MAGIC) {
+        if bytes.len() as u64 > max_decompressed {
+            return Err(OpenError::TooLarge {
+                limit: max_decompressed,
+            });
+        }
+        return Ok(Cow::Borrowed(bytes));
+    }
+    let mut out = Vec::with_capacity(bytes.len().saturating_mul(8).min(64 << 20));
+    // Read one byte past the cap so a stream of exactly the cap is accepted.
+    MultiGzDecoder::new(bytes)
+        .take(max_decompressed.saturating_add(1))
+        .read_to_end(&mut out)
+        .map_err(|e| OpenError::Gzip(e.to_string()))?;
+    if out.len() as u64 > max_decompressed {
+        return Err(OpenError::TooLarge {
+            limit: max_decompressed,
+        });
+    }
+    Ok(Cow::Owned(out))
+}
+
+/// A piece of the input: a candidate record, or bytes that are not valid JSON.
+#[derive(Debug)]
+pub enum Frame<'a> {
+    Record {
+        raw: &'a RawValue,
+        position: Position,
+    },
+    Invalid {
+        bytes: &'a [u8],
+        position: Position,
+        reason: String,
+    },
+}
+
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(rename = "Records", borrow, default)]
+    upper: Option<&'a RawValue>,
+    #[serde(rename = "records", borrow, default)]
+    lower: Option<&'a RawValue>,
+}
+
+/// Split decompressed input into frames. NDJSON, a single object, concatenated objects,
+/// a JSON array and `Records`/`records` envelopes are all accepted. After a syntax error
+/// the scan resumes at the next line, so one bad NDJSON line never hides the rest.
+pub fn frames(input: &[u8]) -> Vec<Frame<'_>> {
+    let mut out = Vec::new();
+    let mut lines = LineCounter::default();
+    let mut start = 0usize;
+    while start < input.len() {
+        let rest = &input[start..];
+        let mut stream = serde_json::Deserializer::from_slice(rest).into_iter::<&RawValue>();
+        loop {
+            let before = stream.byte_offset();
+            match stream.next() {
+                None => {
+                    start = input.len();
+                    break;
+                }
+                Some(Ok(raw)) => {
+                    let value_start = start + before + leading_ws(&rest[before..]);
+                    let position = lines.position(input, value_start);
+                    open_value(raw, position, &mut out);
+                }
+                Some(Err(err)) => {
+                    let value_start = start + before + leading_ws(&rest[before..]);
+                    let resume = next_line(input, value_start);
+                    out.push(Frame::Invalid {
+                        bytes: &input[value_start..resume],
+                        position: lines.position(input, value_start),
+                        reason: format!("invalid JSON: {}", describe(&err)),
+                    });
+                    start = resume;
+                    break;
+                }
+            }
+        }
+    }
+    out
+}
+
+fn open_value<'a>(raw: &'a RawValue, position: Position, out: &mut Vec<Frame<'a>>) {
+    let text = raw.get();
+    match text.as_bytes().first() {
+        Some(b'[') => open_array(raw, position, out),
+        Some(b'{') => match serde_json::from_str::<Envelope<'a>>(text) {
+            Ok(Envelope { upper, lower }) => match upper.or(lower) {
+                Some(records) => open_array(records, position, out),
+                None => out.push(Frame::Record { raw, position }),
+            },
+            Err(err) => out.push(Frame::Invalid {
+                bytes: text.as_bytes(),
+                position,
+                reason: format!("invalid envelope: {}", describe(&err)),
+            }),
+        },
+        _ => out.push(Frame::Invalid {
+            bytes: text.as_bytes(),
+            position,
+            reason: "expected a JSON object or array at the top level".into(),
+        }),
+    }
+}
+
+fn open_array<'a>(raw: &'a RawValue, position: Position, out: &mut Vec<Frame<'a>>) {
+    match serde_json::from_str::<Vec<&'a RawValue>>(raw.get()) {
+        Ok(items) => {
+            for (i, item) in items.into_iter().enumerate() {
+                out.push(Frame::Record {
+                    raw: item,
+                    position: Position {
+                        index: Some(i as u64),
+                        ..position
+                    },
+                });
+            }
+        }
+        Err(_) => out.push(Frame::Invalid {
+            bytes: raw.get().as_bytes(),
+            position,
+            reason: "`Records`/`records` must be an array of records".into(),
+        }),
+    }
+}
+
+fn describe(err: &serde_json::Error) -> String {
+    // serde_json reports positions relative to the slice it was given; our Position says
+    // where the value starts, so keep only the message.
+    let text = err.to_string();
+    match text.rfind(" at line ") {
+        Some(i) => text[..i].to_string(),
+        None => text,
+    }
+}
+
+fn leading_ws(bytes: &[u8]) -> usize {
+    bytes
+        .iter()
+        .take_while(|b| matches!(b, b' ' | b'\n' | b'\r' | b'\t'))
+        .count()
+}
+
+fn next_line(input: &[u8], from: usize) -> usize {
+    match memchr::memchr(b'\n', &input[from..]) {
+        Some(i) => from + i + 1,
+        None => input.len(),
+    }
+}
+
+/// Counts newlines incrementally: positions are asked for in increasing order.
+#[derive(Default)]
+struct LineCounter {
+    offset: usize,
+    newlines: u64,
+}
+
+impl LineCounter {
+    fn position(&mut self, input: &[u8], offset: usize) -> Position {
+        self.newlines += memchr::memchr_iter(b'\n', &input[self.offset..offset]).count() as u64;
+        self.offset = offset;
+        Position {
+            line: self.newlines + 1,
+            offset: offset as u64,
+            index: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(input: &str) -> Vec<String> {
+        frames(input.as_bytes())
+            .into_iter()
+            .map(|f| match f {
+                Frame::Record { raw, position } => format!("R{}:{}", position.line, raw.get()),
+                Frame::Invalid { position, .. } => format!("X{}", position.line),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn ndjson_with_a_bad_line_keeps_the_rest() {
+        assert_eq!(
+            summary("{\"a\":1}\n{\"b\":\n{\"c\":3}\n"),
+            vec!["R1:{\"a\":1}", "X2", "R3:{\"c\":3}"]
+        );
+    }
+
+    #[test]
+    fn records_envelope_and_arrays_are_opened() {
+        assert_eq!(
+            summary("{\"Records\":[{\"x\":1},{\"y\":2}]}"),
+            vec!["R1:{\"x\":1}", "R1:{\"y\":2}"]
+        );
+        assert_eq!(summary("[{\"x\":1}]"), vec!["R1:{\"x\":1}"]);
+        assert_eq!(summary("{\"records\":\"x\"}"), vec!["X1"]);
+    }
+
+    #[test]
+    fn gzip_is_detected_by_magic_and_capped() {
+        use flate2::write::GzEncoder;
+        use std::io::Write;
+        let mut enc = GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(&[b' '; 10_000]).unwrap();
+        let gz = enc.finish().unwrap();
+        assert_eq!(open(&gz, 10_000).unwrap().len(), 10_000);
+        assert_eq!(
+            open(&gz, 9_999).unwrap_err(),
+            OpenError::TooLarge { limit: 9_999 }
+        );
+        assert!(matches!(
+            open(&gz[..gz.len() / 2], 1 << 20),
+            Err(OpenError::Gzip(_))
+        ));
+    }
+}

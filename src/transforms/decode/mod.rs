@@ -1,0 +1,248 @@
+//! Decoding: from raw input bytes to validated CloudTrail and Entra records.
+//!
+//! `framing` splits the input into candidate records; this module recognises what each
+//! one is (a CloudTrail record, one wrapped in EventBridge, an Entra record in either
+//! dialect, a digest, an Insight event) and validates it.
+
+pub mod cloudtrail;
+pub mod entra;
+pub mod fields;
+pub mod framing;
+pub mod time;
+
+use chrono::{DateTime, Utc};
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+pub use cloudtrail::CloudTrailRecord;
+pub use entra::{EntraKind, EntraRecord};
+pub use fields::WrongType;
+
+use crate::event::Provider;
+
+/// Detail types EventBridge uses for records it forwards from CloudTrail.
+const CLOUDTRAIL_DETAIL_TYPES: &[&str] = &[
+    "AWS API Call via CloudTrail",
+    "AWS Console Sign In via CloudTrail",
+    "AWS Console Action via CloudTrail",
+    "AWS Service Event via CloudTrail",
+    "AWS Insight via CloudTrail",
+];
+
+/// A validated record from one of the supported logs.
+#[derive(Debug, Clone)]
+pub enum SourceRecord {
+    CloudTrail(CloudTrailRecord),
+    Entra(EntraRecord),
+}
+
+impl SourceRecord {
+    pub fn provider(&self) -> Provider {
+        match self {
+            SourceRecord::CloudTrail(_) => Provider::Aws,
+            SourceRecord::Entra(_) => Provider::Azure,
+        }
+    }
+
+    pub fn time(&self) -> DateTime<Utc> {
+        match self {
+            SourceRecord::CloudTrail(r) => r.time(),
+            SourceRecord::Entra(r) => r.time(),
+        }
+    }
+
+    pub fn time_source(&self) -> time::TimeSource {
+        match self {
+            SourceRecord::CloudTrail(r) => r.time_source(),
+            SourceRecord::Entra(r) => r.time_source(),
+        }
+    }
+
+    /// The record's own stable id, when it has one.
+    pub fn id(&self) -> Option<&str> {
+        match self {
+            SourceRecord::CloudTrail(r) => r.id(),
+            SourceRecord::Entra(r) => r.id(),
+        }
+    }
+
+    pub fn fields(&self) -> &Map<String, Value> {
+        match self {
+            SourceRecord::CloudTrail(r) => r.fields(),
+            SourceRecord::Entra(r) => r.fields(),
+        }
+    }
+}
+
+/// Inputs that are recognised but are not activity records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Special {
+    /// A CloudTrail digest file: integrity hashes of log files, no events.
+    Digest,
+    /// A CloudTrail Insight event: an anomaly summary, not an API call.
+    Insight,
+}
+
+impl Special {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Special::Digest => "cloudtrail_digest",
+            Special::Insight => "cloudtrail_insight",
+        }
+    }
+}
+
+/// What one candidate record turned out to be.
+#[derive(Debug)]
+pub enum Decoded {
+    Record(SourceRecord),
+    Special(Special),
+}
+
+/// Why a candidate record was refused. Each becomes a dead letter with this text.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("record is {size} bytes, over the limit of {limit} (limits.max_record_bytes)")]
+    TooLarge { size: usize, limit: usize },
+    #[error("invalid JSON: {0}")]
+    Json(String),
+    #[error("expected a JSON object, found {0}")]
+    NotAnObject(&'static str),
+    #[error(
+        "unrecognised record: neither CloudTrail (eventName/eventSource) nor Entra ID \
+         (category with operationName/properties/time) nor a Log Analytics row"
+    )]
+    Unrecognised,
+    #[error("EventBridge event of detail-type `{0}` does not carry a CloudTrail record")]
+    NotCloudTrailDetail(String),
+    #[error("EventBridge event has no `detail` object")]
+    MissingDetail,
+    #[error("{0}")]
+    WrongType(#[from] WrongType),
+}
+
+impl DecodeError {
+    /// A short, stable label for counters.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DecodeError::TooLarge { .. } => "too_large",
+            DecodeError::Json(_) => "invalid_json",
+            DecodeError::NotAnObject(_) => "not_an_object",
+            DecodeError::Unrecognised => "unrecognised",
+            DecodeError::NotCloudTrailDetail(_) | DecodeError::MissingDetail => {
+                "eventbridge_not_cloudtrail"
+            }
+            DecodeError::WrongType(_) => "wrong_type",
+        }
+    }
+}
+
+/// Decode one candidate record. `now` stands in for a missing event time.
+pub fn decode(
+    raw: &RawValue,
+    max_record_bytes: usize,
+    now: DateTime<Utc>,
+) -> Result<Decoded, DecodeError> {
+    let text = raw.get();
+    if text.len() > max_record_bytes {
+        return Err(DecodeError::TooLarge {
+            size: text.len(),
+            limit: max_record_bytes,
+        });
+    }
+    let value: Value = serde_json::from_str(text).map_err(|e| DecodeError::Json(e.to_string()))?;
+    let map = match value {
+        Value::Object(m) => m,
+        other => return Err(DecodeError::NotAnObject(fields::type_name(&other))),
+    };
+    classify(map, now)
+}
+
+fn classify(mut map: Map<String, Value>, now: DateTime<Utc>) -> Result<Decoded, DecodeError> {
+    if let Some(detail_type) = map.get("detail-type").and_then(Value::as_str) {
+        if !CLOUDTRAIL_DETAIL_TYPES.contains(&detail_type) {
+            return Err(DecodeError::NotCloudTrailDetail(detail_type.to_string()));
+        }
+        return match map.remove("detail") {
+            Some(Value::Object(detail)) => classify_cloudtrail(detail, now),
+            _ => Err(DecodeError::MissingDetail),
+        };
+    }
+    if cloudtrail::is_digest(&map) {
+        return Ok(Decoded::Special(Special::Digest));
+    }
+    if cloudtrail::looks_like(&map) {
+        return classify_cloudtrail(map, now);
+    }
+    if entra::looks_like_log_analytics(&map) {
+        let map = entra::from_log_analytics(map);
+        return Ok(Decoded::Record(SourceRecord::Entra(EntraRecord::new(
+            map, now,
+        )?)));
+    }
+    if entra::looks_like(&map) {
+        return Ok(Decoded::Record(SourceRecord::Entra(EntraRecord::new(
+            map, now,
+        )?)));
+    }
+    Err(DecodeError::Unrecognised)
+}
+
+fn classify_cloudtrail(
+    map: Map<String, Value>,
+    now: DateTime<Utc>,
+) -> Result<Decoded, DecodeError> {
+    if cloudtrail::is_insight(&map) {
+        return Ok(Decoded::Special(Special::Insight));
+    }
+    Ok(Decoded::Record(SourceRecord::CloudTrail(
+        CloudTrailRecord::new(map, now)?,
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(text: &str) -> Result<Decoded, DecodeError> {
+        let raw: &RawValue = serde_json::from_str(text).unwrap();
+        decode(raw, 1 << 20, Utc::now())
+    }
+
+    #[test]
+    fn eventbridge_wrapper_is_unwrapped() {
+        let d = run(r#"{"version":"0","detail-type":"AWS API Call via CloudTrail","source":"aws.iam",
+            "detail":{"eventName":"CreateUser","eventSource":"iam.amazonaws.com","eventTime":"2024-01-01T00:00:00Z"}}"#)
+        .unwrap();
+        match d {
+            Decoded::Record(SourceRecord::CloudTrail(r)) => {
+                assert_eq!(r.event_name(), "CreateUser")
+            }
+            other => panic!("{other:?}"),
+        }
+        let err = run(r#"{"detail-type":"Object Created","detail":{}}"#).unwrap_err();
+        assert_eq!(err.kind(), "eventbridge_not_cloudtrail");
+    }
+
+    #[test]
+    fn digest_and_insight_are_recognised() {
+        assert!(matches!(
+            run(r#"{"awsAccountId":"1","digestStartTime":"x","digestEndTime":"y","logFiles":[]}"#)
+                .unwrap(),
+            Decoded::Special(Special::Digest)
+        ));
+        assert!(matches!(
+            run(r#"{"eventVersion":"1.07","eventType":"AwsCloudTrailInsight","eventName":"PutObject","eventSource":"s3.amazonaws.com","insightDetails":{}}"#).unwrap(),
+            Decoded::Special(Special::Insight)
+        ));
+    }
+
+    #[test]
+    fn unknown_objects_and_scalars_are_refused() {
+        assert_eq!(
+            run(r#"{"hello":"world"}"#).unwrap_err().kind(),
+            "unrecognised"
+        );
+        assert_eq!(run("42").unwrap_err().kind(), "not_an_object");
+    }
+}

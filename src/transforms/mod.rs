@@ -1,0 +1,217 @@
+//! The transform stage: decode → normalize → enrich → serialize, for one input unit.
+//! Synchronous and CPU-bound; the pipeline runs it on blocking threads.
+
+pub mod decode;
+pub mod enrich;
+pub mod normalize;
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use serde_json::Value;
+
+use crate::config::{Limits, SpecialRoute};
+use crate::dead_letter::DeadLetter;
+use crate::event::{Origin, Position};
+use crate::metrics::Metrics;
+use crate::record::{Format, Output, Record};
+use decode::framing::{self, Frame};
+use decode::{DecodeError, Decoded, EntraKind, SourceRecord, Special};
+use enrich::Enrichment;
+use normalize::{Normalized, OutputFormat};
+
+/// What came out of one input unit.
+#[derive(Debug, Default)]
+pub struct Processed {
+    pub records: Vec<Record>,
+    pub dead_letters: Vec<DeadLetter>,
+}
+
+/// Everything the transform stage needs, shared by all workers.
+pub struct Transformer {
+    pub format: OutputFormat,
+    pub limits: Limits,
+    pub digest: SpecialRoute,
+    pub insight: SpecialRoute,
+    pub enrichment: Enrichment,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Transformer {
+    pub fn new(format: OutputFormat, metrics: Arc<Metrics>) -> Self {
+        Transformer {
+            format,
+            limits: Limits::default(),
+            digest: SpecialRoute::Skip,
+            insight: SpecialRoute::Skip,
+            enrichment: Enrichment::default(),
+            metrics,
+        }
+    }
+
+    /// Turn one input unit into records and dead letters. Never panics on bad input.
+    pub fn process(&self, bytes: &[u8], origin: &Origin) -> Processed {
+        Metrics::add(&self.metrics.inputs, 1);
+        let mut out = Processed::default();
+        let input = match framing::open(bytes, self.limits.max_decompressed_bytes) {
+            Ok(input) => input,
+            Err(err) => {
+                let kind = match err {
+                    framing::OpenError::Gzip(_) => "invalid_gzip",
+                    framing::OpenError::TooLarge { .. } => "too_large",
+                };
+                self.dead(&mut out, kind, err.to_string(), origin, None, bytes);
+                return out;
+            }
+        };
+        let now = Utc::now();
+        for frame in framing::frames(&input) {
+            match frame {
+                Frame::Invalid {
+                    bytes,
+                    position,
+                    reason,
+                } => self.dead(
+                    &mut out,
+                    "invalid_json",
+                    reason,
+                    origin,
+                    Some(position),
+                    bytes,
+                ),
+                Frame::Record { raw, position } => {
+                    match decode::decode(raw, self.limits.max_record_bytes, now) {
+                        Ok(Decoded::Record(source)) => {
+                            let fallback = fallback_id(raw.get());
+                            out.records.push(self.finish(source, fallback, now));
+                        }
+                        Ok(Decoded::Special(special)) => {
+                            self.special(&mut out, special, origin, position, raw.get())
+                        }
+                        Err(err) => self.refused(&mut out, err, origin, position, raw.get()),
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn finish(
+        &self,
+        source: SourceRecord,
+        fallback_id: String,
+        now: chrono::DateTime<Utc>,
+    ) -> Record {
+        Metrics::add(&self.metrics.records_decoded, 1);
+        if source.time_source() == decode::time::TimeSource::Ingest {
+            Metrics::add(&self.metrics.records_time_from_ingest, 1);
+        }
+        if let SourceRecord::Entra(e) = &source {
+            if e.kind() == EntraKind::Other {
+                Metrics::add(&self.metrics.records_other_category, 1);
+            }
+        }
+        let mut normalized = normalize::normalize(source, self.format, fallback_id, now);
+        self.enrichment.apply(&mut normalized);
+        serialize(normalized)
+    }
+
+    fn special(
+        &self,
+        out: &mut Processed,
+        special: Special,
+        origin: &Origin,
+        position: Position,
+        raw: &str,
+    ) {
+        let route = match special {
+            Special::Digest => self.digest,
+            Special::Insight => self.insight,
+        };
+        match route {
+            SpecialRoute::Skip => self.metrics.skipped(special.as_str()),
+            SpecialRoute::DeadLetter => self.dead(
+                out,
+                special.as_str(),
+                format!(
+                    "{} routed to the dead-letter destination by configuration",
+                    special.as_str()
+                ),
+                origin,
+                Some(position),
+                raw.as_bytes(),
+            ),
+        }
+    }
+
+    fn refused(
+        &self,
+        out: &mut Processed,
+        err: DecodeError,
+        origin: &Origin,
+        position: Position,
+        raw: &str,
+    ) {
+        self.dead(
+            out,
+            err.kind(),
+            err.to_string(),
+            origin,
+            Some(position),
+            raw.as_bytes(),
+        );
+    }
+
+    fn dead(
+        &self,
+        out: &mut Processed,
+        kind: &'static str,
+        reason: String,
+        origin: &Origin,
+        position: Option<Position>,
+        bytes: &[u8],
+    ) {
+        self.metrics.dead_letter(kind);
+        out.dead_letters.push(DeadLetter {
+            kind,
+            reason,
+            origin: origin.clone(),
+            position,
+            bytes: bytes.to_vec(),
+        });
+    }
+}
+
+/// A stable id for records that carry none: the same input always gets the same id,
+/// so downstream deduplication still works.
+fn fallback_id(raw: &str) -> String {
+    // FNV-1a: a fixed algorithm, so ids do not change with the Rust release.
+    let hash = raw.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    format!("auditbridge-{hash:016x}")
+}
+
+fn serialize(n: Normalized) -> Record {
+    let mut outputs = Vec::with_capacity(2 + n.findings.len());
+    let mut push = |format, map| {
+        // Serializing a `Value` built from valid JSON cannot fail.
+        let body = serde_json::to_vec(&Value::Object(map)).unwrap_or_default();
+        outputs.push(Output { format, body });
+    };
+    if let Some(ecs) = n.ecs {
+        push(Format::Ecs, ecs);
+    }
+    if let Some(ocsf) = n.ocsf {
+        push(Format::Ocsf, ocsf);
+    }
+    for finding in n.findings {
+        push(Format::OcsfFinding, finding);
+    }
+    Record {
+        id: n.id,
+        provider: n.source.provider(),
+        time: n.source.time(),
+        outputs,
+    }
+}

@@ -1,0 +1,339 @@
+//! ECS 9.x documents. Field semantics follow Elastic's AWS and Azure integrations, plus
+//! `event.category`/`event.type` and the initiating `user.*` for Entra audit records.
+
+use std::net::IpAddr;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{Map, Value};
+
+use super::doc::{snake_keys, split_email, Doc};
+use super::taxonomy::Taxonomy;
+use crate::transforms::decode::fields::{obj_of, str_of};
+use crate::transforms::decode::time::TimeSource;
+use crate::transforms::decode::{CloudTrailRecord, EntraRecord};
+
+pub const ECS_VERSION: &str = "9.4.0";
+
+/// CloudTrail fields kept as objects under `aws.cloudtrail.flattened.*`, as Elastic does,
+/// because their shape differs per API.
+const FLATTENED: &[(&str, &str)] = &[
+    ("requestParameters", "request_parameters"),
+    ("responseElements", "response_elements"),
+    ("additionalEventData", "additional_eventdata"),
+    ("serviceEventDetails", "service_event_details"),
+];
+
+fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn base(
+    doc: &mut Doc,
+    time: DateTime<Utc>,
+    source: TimeSource,
+    now: DateTime<Utc>,
+    tax: &Taxonomy,
+) {
+    doc.put("@timestamp", ts(time));
+    doc.put("ecs.version", ECS_VERSION);
+    doc.put("event.kind", "event");
+    doc.put("event.created", ts(now));
+    doc.put_list("event.category", tax.ecs_category);
+    doc.put_list("event.type", tax.ecs_type);
+    if source == TimeSource::Ingest {
+        doc.put("auditbridge.time_source", "ingest");
+    }
+}
+
+/// Collects `related.user` / `related.ip` without duplicates.
+#[derive(Default)]
+struct Related {
+    users: Vec<String>,
+    ips: Vec<String>,
+}
+
+impl Related {
+    fn user(&mut self, u: Option<&str>) {
+        if let Some(u) = u.filter(|u| !u.is_empty()) {
+            if !self.users.iter().any(|x| x == u) {
+                self.users.push(u.to_string());
+            }
+        }
+    }
+
+    fn ip(&mut self, ip: &str) {
+        if !self.ips.iter().any(|x| x == ip) {
+            self.ips.push(ip.to_string());
+        }
+    }
+
+    fn write(self, doc: &mut Doc) {
+        if !self.users.is_empty() {
+            doc.put("related.user", self.users);
+        }
+        if !self.ips.is_empty() {
+            doc.put("related.ip", self.ips);
+        }
+    }
+}
+
+/// `source.ip` only for real addresses; `source.address` always keeps what was written.
+fn put_source(doc: &mut Doc, related: &mut Related, addr: Option<&str>) {
+    let Some(addr) = addr else { return };
+    doc.put("source.address", addr);
+    if let Ok(ip) = addr.parse::<IpAddr>() {
+        let ip = ip.to_string();
+        related.ip(&ip);
+        doc.put("source.ip", ip);
+    }
+}
+
+/// A name that may be an e-mail address: `prefix.name` gets the local part, with
+/// `prefix.email` and `prefix.domain` when it is one.
+fn put_user_name(doc: &mut Doc, prefix: &str, name: &str) {
+    match split_email(name) {
+        Some((local, domain)) => {
+            doc.put(&format!("{prefix}.name"), local);
+            doc.put(&format!("{prefix}.email"), name);
+            doc.put(&format!("{prefix}.domain"), domain);
+        }
+        None => doc.put(&format!("{prefix}.name"), name),
+    }
+}
+
+/// Build the ECS document for a CloudTrail record.
+pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Map<String, Value> {
+    let mut doc = Doc::new();
+    let mut related = Related::default();
+    base(&mut doc, r.time(), r.time_source(), now, tax);
+    doc.put_opt("event.id", r.id());
+    doc.put_opt("event.action", r.str("eventName"));
+    doc.put_opt("event.provider", r.str("eventSource"));
+    doc.put(
+        "event.outcome",
+        if r.failed() { "failure" } else { "success" },
+    );
+    doc.put("event.dataset", "aws.cloudtrail");
+    doc.put("event.module", "aws");
+    doc.put("cloud.provider", "aws");
+    doc.put_opt("cloud.account.id", r.account_id());
+    doc.put_opt("cloud.region", r.str("awsRegion"));
+
+    let identity_type = r.identity_str("type");
+    let user_name = match identity_type {
+        Some("AssumedRole") | Some("FederatedUser") => r
+            .session_issuer()
+            .and_then(|i| str_of(i, "userName"))
+            .or_else(|| r.identity_str("userName")),
+        Some("AWSService") => r.identity_str("invokedBy"),
+        Some("Root") => r.identity_str("userName").or(Some("root")),
+        Some("IdentityCenterUser") => r
+            .identity()
+            .and_then(|i| obj_of(i, "onBehalfOf"))
+            .and_then(|o| str_of(o, "userId")),
+        _ => r.identity_str("userName"),
+    };
+    doc.put_opt("user.id", r.identity_str("principalId"));
+    if let Some(name) = user_name {
+        put_user_name(&mut doc, "user", name);
+        related.user(Some(name));
+    }
+    related.user(r.identity_str("principalId"));
+
+    if r.event_source() == "iam.amazonaws.com" {
+        let target = r.request_parameters().and_then(|p| str_of(p, "userName"));
+        if let Some(name) = target {
+            doc.put("user.target.name", name);
+            related.user(Some(name));
+        }
+        let created = r
+            .response_elements()
+            .and_then(|e| obj_of(e, "user"))
+            .and_then(|u| str_of(u, "userId"));
+        doc.put_opt("user.target.id", created);
+    }
+
+    put_source(&mut doc, &mut related, r.str("sourceIPAddress"));
+    doc.put_opt("user_agent.original", r.str("userAgent"));
+    doc.put_opt("error.code", r.str("errorCode"));
+    doc.put_opt("error.message", r.str("errorMessage"));
+    if let Some(tls) = obj_of(r.fields(), "tlsDetails") {
+        if let Some(v) = str_of(tls, "tlsVersion") {
+            let (proto, version) = v
+                .strip_prefix("TLSv")
+                .map(|n| ("tls", n))
+                .unwrap_or(("tls", v));
+            doc.put("tls.version", version);
+            doc.put("tls.version_protocol", proto);
+        }
+        doc.put_opt("tls.cipher", str_of(tls, "cipherSuite"));
+        doc.put_opt(
+            "tls.client.server_name",
+            str_of(tls, "clientProvidedHostHeader"),
+        );
+    }
+    related.write(&mut doc);
+
+    let mut vendor = Map::new();
+    let mut flattened = Map::new();
+    for (key, value) in r.fields() {
+        if let Some((_, name)) = FLATTENED.iter().find(|(k, _)| k == key) {
+            if !value.is_null() {
+                flattened.insert((*name).to_string(), value.clone());
+            }
+        } else if key == "userIdentity" {
+            if let Value::Object(identity) = value {
+                vendor.insert(
+                    "user_identity".into(),
+                    Value::Object(snake_keys(identity, 4)),
+                );
+            }
+        } else {
+            vendor.insert(super::doc::snake_case(key), value.clone());
+        }
+    }
+    if !flattened.is_empty() {
+        vendor.insert("flattened".into(), Value::Object(flattened));
+    }
+    doc.put("aws.cloudtrail", Value::Object(vendor));
+    doc.into_map()
+}
+
+/// Build the ECS document for an Entra record.
+pub fn entra(r: &EntraRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Map<String, Value> {
+    let mut doc = Doc::new();
+    let mut related = Related::default();
+    let sign_in = r.kind().is_sign_in();
+    let dataset = if sign_in { "signinlogs" } else { "auditlogs" };
+    base(&mut doc, r.time(), r.time_source(), now, tax);
+    doc.put_opt("event.id", r.id());
+    doc.put(
+        "event.action",
+        r.str("operationName").unwrap_or(r.activity()),
+    );
+    doc.put(
+        "event.outcome",
+        if r.failed() { "failure" } else { "success" },
+    );
+    doc.put("event.dataset", format!("azure.{dataset}"));
+    doc.put("event.module", "azure");
+    doc.put_opt("event.provider", r.prop_str("loggedByService"));
+    if let Some(ms) = r.fields().get("durationMs").and_then(duration_ms) {
+        doc.put("event.duration", ms * 1_000_000);
+    }
+    doc.put("cloud.provider", "azure");
+    doc.put_opt("cloud.account.id", r.str("tenantId"));
+
+    let props = r.properties();
+    let prop = |k: &str| props.and_then(|p| str_of(p, k));
+    if sign_in {
+        let user_id = prop("userId").or_else(|| prop("servicePrincipalId"));
+        doc.put_opt("user.id", user_id);
+        related.user(user_id);
+        if let Some(upn) = prop("userPrincipalName").or_else(|| prop("servicePrincipalName")) {
+            put_user_name(&mut doc, "user", upn);
+            related.user(Some(upn));
+        }
+        doc.put_opt("user.full_name", prop("userDisplayName"));
+        put_source(
+            &mut doc,
+            &mut related,
+            prop("ipAddress").or(r.str("callerIpAddress")),
+        );
+        if let Some(loc) = props.and_then(|p| obj_of(p, "location")) {
+            doc.put_opt("source.geo.city_name", str_of(loc, "city"));
+            doc.put_opt("source.geo.region_name", str_of(loc, "state"));
+            doc.put_opt(
+                "source.geo.country_iso_code",
+                str_of(loc, "countryOrRegion"),
+            );
+            if let Some(geo) = obj_of(loc, "geoCoordinates") {
+                if let (Some(lat), Some(lon)) = (
+                    geo.get("latitude").and_then(Value::as_f64),
+                    geo.get("longitude").and_then(Value::as_f64),
+                ) {
+                    doc.put(
+                        "source.geo.location",
+                        serde_json::json!({"lat": lat, "lon": lon}),
+                    );
+                }
+            }
+        }
+        doc.put_opt("user_agent.original", prop("userAgent"));
+    } else {
+        let initiated = props.and_then(|p| obj_of(p, "initiatedBy"));
+        if let Some(user) = initiated.and_then(|i| obj_of(i, "user")) {
+            doc.put_opt("user.id", str_of(user, "id"));
+            related.user(str_of(user, "id"));
+            if let Some(upn) = str_of(user, "userPrincipalName") {
+                put_user_name(&mut doc, "user", upn);
+                related.user(Some(upn));
+            }
+            doc.put_opt("user.full_name", str_of(user, "displayName"));
+        } else if let Some(app) = initiated.and_then(|i| obj_of(i, "app")) {
+            doc.put_opt("user.id", str_of(app, "servicePrincipalId"));
+            doc.put_opt("user.name", str_of(app, "displayName"));
+            related.user(str_of(app, "servicePrincipalId"));
+        }
+        if let Some(target) = first_target(r, "User") {
+            doc.put_opt("user.target.id", str_of(target, "id"));
+            related.user(str_of(target, "id"));
+            if let Some(upn) = str_of(target, "userPrincipalName") {
+                put_user_name(&mut doc, "user.target", upn);
+                related.user(Some(upn));
+            }
+            doc.put_opt("user.target.full_name", str_of(target, "displayName"));
+        }
+        let caller = r.str("callerIpAddress").or_else(|| {
+            initiated
+                .and_then(|i| obj_of(i, "user"))
+                .and_then(|u| str_of(u, "ipAddress"))
+        });
+        put_source(&mut doc, &mut related, caller);
+        let agent = prop("userAgent").or_else(|| additional_detail(r, "User-Agent"));
+        doc.put_opt("user_agent.original", agent);
+    }
+    related.write(&mut doc);
+
+    let mut vendor = Map::new();
+    for (key, value) in r.fields() {
+        if key == "properties" {
+            if let Value::Object(p) = value {
+                vendor.insert("properties".into(), Value::Object(snake_keys(p, 1)));
+            }
+        } else {
+            vendor.insert(super::doc::snake_case(key), value.clone());
+        }
+    }
+    doc.put(&format!("azure.{dataset}"), Value::Object(vendor));
+    doc.into_map()
+}
+
+fn duration_ms(v: &Value) -> Option<i64> {
+    match v {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+/// The first target resource of the given type (`User`, `ServicePrincipal`, …).
+pub fn first_target<'a>(r: &'a EntraRecord, kind: &str) -> Option<&'a Map<String, Value>> {
+    r.properties()?
+        .get("targetResources")?
+        .as_array()?
+        .iter()
+        .filter_map(Value::as_object)
+        .find(|t| str_of(t, "type").is_some_and(|t| t.eq_ignore_ascii_case(kind)))
+}
+
+/// A value from the audit record's `additionalDetails` key/value list.
+pub fn additional_detail<'a>(r: &'a EntraRecord, key: &str) -> Option<&'a str> {
+    r.properties()?
+        .get("additionalDetails")?
+        .as_array()?
+        .iter()
+        .filter_map(Value::as_object)
+        .find(|kv| str_of(kv, "key") == Some(key))
+        .and_then(|kv| str_of(kv, "value"))
+}

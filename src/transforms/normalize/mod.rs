@@ -1,0 +1,77 @@
+//! Normalization: one pass per record into ECS and/or OCSF documents.
+
+pub mod doc;
+pub mod ecs;
+pub mod ocsf;
+pub mod taxonomy;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+
+use crate::transforms::decode::SourceRecord;
+
+/// Which documents to build for every record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputFormat {
+    Ecs,
+    Ocsf,
+    Both,
+}
+
+impl OutputFormat {
+    pub fn ecs(self) -> bool {
+        matches!(self, OutputFormat::Ecs | OutputFormat::Both)
+    }
+
+    pub fn ocsf(self) -> bool {
+        matches!(self, OutputFormat::Ocsf | OutputFormat::Both)
+    }
+}
+
+/// A validated record with its documents under construction; enrichers add to them.
+#[derive(Debug)]
+pub struct Normalized {
+    pub source: SourceRecord,
+    pub id: String,
+    pub ecs: Option<Map<String, Value>>,
+    pub ocsf: Option<Map<String, Value>>,
+    /// OCSF Detection Findings (class 2004) raised by enrichers for this record.
+    pub findings: Vec<Map<String, Value>>,
+    pub now: DateTime<Utc>,
+}
+
+/// Build the requested documents for one record. `fallback_id` is used when the record
+/// carries no id of its own.
+pub fn normalize(
+    source: SourceRecord,
+    format: OutputFormat,
+    fallback_id: String,
+    now: DateTime<Utc>,
+) -> Normalized {
+    let (ecs, ocsf) = match &source {
+        SourceRecord::CloudTrail(r) => {
+            let tax = taxonomy::cloudtrail(r);
+            (
+                format.ecs().then(|| ecs::cloudtrail(r, &tax, now)),
+                format.ocsf().then(|| ocsf::cloudtrail(r, &tax, now)),
+            )
+        }
+        SourceRecord::Entra(r) => {
+            let tax = taxonomy::entra(r);
+            (
+                format.ecs().then(|| ecs::entra(r, &tax, now)),
+                format.ocsf().then(|| ocsf::entra(r, &tax, now)),
+            )
+        }
+    };
+    let id = source.id().map(str::to_string).unwrap_or(fallback_id);
+    Normalized {
+        source,
+        id,
+        ecs,
+        ocsf,
+        findings: Vec::new(),
+        now,
+    }
+}

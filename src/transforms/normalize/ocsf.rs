@@ -1,0 +1,507 @@
+//! OCSF 1.8.0 records with the `cloud` and `datetime` profiles. CloudTrail follows AWS
+//! Security Lake's mapping; whatever has no OCSF attribute is kept under `unmapped`.
+
+use std::net::IpAddr;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{json, Map, Value};
+
+use super::doc::{split_email, Doc};
+use super::ecs::{additional_detail, first_target};
+use super::taxonomy::{OcsfClass, Taxonomy};
+use crate::transforms::decode::fields::{obj_of, str_of};
+use crate::transforms::decode::time::parse_time;
+use crate::transforms::decode::{CloudTrailRecord, EntraRecord};
+
+pub const OCSF_VERSION: &str = "1.8.0";
+
+/// CloudTrail keys that have an OCSF home; every other key goes to `unmapped`.
+const CLOUDTRAIL_MAPPED: &[&str] = &[
+    "eventTime",
+    "eventSource",
+    "eventName",
+    "awsRegion",
+    "sourceIPAddress",
+    "userAgent",
+    "requestParameters",
+    "responseElements",
+    "requestID",
+    "eventID",
+    "resources",
+    "recipientAccountId",
+    "errorCode",
+    "errorMessage",
+    "userIdentity",
+    "apiVersion",
+];
+
+/// Entra `properties` keys that have an OCSF home.
+const ENTRA_MAPPED_PROPERTIES: &[&str] = &[
+    "id",
+    "correlationId",
+    "userId",
+    "userPrincipalName",
+    "userDisplayName",
+    "servicePrincipalId",
+    "servicePrincipalName",
+    "appId",
+    "appDisplayName",
+    "ipAddress",
+    "userAgent",
+    "resourceDisplayName",
+    "resourceId",
+    "activityDisplayName",
+    "loggedByService",
+    "initiatedBy",
+];
+
+pub fn epoch_ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+pub fn dt(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// The attributes every class shares.
+fn base(doc: &mut Doc, class: OcsfClass, time: DateTime<Utc>, failed: bool) {
+    let (category_uid, category_name) = class.category();
+    doc.put("activity_id", class.activity_id());
+    doc.put("activity_name", class.activity_name());
+    doc.put("category_uid", category_uid);
+    doc.put("category_name", category_name);
+    doc.put("class_uid", class.class_uid());
+    doc.put("class_name", class.class_name());
+    doc.put("type_uid", class.type_uid());
+    doc.put(
+        "type_name",
+        format!("{}: {}", class.class_name(), class.activity_name()),
+    );
+    doc.put("severity_id", 1);
+    doc.put("severity", "Informational");
+    doc.put("status_id", if failed { 2 } else { 1 });
+    doc.put("status", if failed { "Failure" } else { "Success" });
+    doc.put("time", epoch_ms(time));
+    doc.put("time_dt", dt(time));
+    doc.put("metadata.version", OCSF_VERSION);
+    doc.put("metadata.profiles", json!(["cloud", "datetime"]));
+}
+
+/// `ip` for a real address, `domain` for a service name such as `lambda.amazonaws.com`.
+fn endpoint(addr: Option<&str>) -> Value {
+    match addr {
+        Some(a) if a.parse::<IpAddr>().is_ok() => json!({ "ip": a }),
+        Some(a) => json!({ "domain": a }),
+        None => json!({}),
+    }
+}
+
+fn user_type_id(identity_type: Option<&str>) -> u8 {
+    match identity_type {
+        Some("IAMUser") => 1,
+        Some("Root") => 2,
+        Some("AWSService") => 4,
+        None => 0,
+        Some(_) => 99,
+    }
+}
+
+/// Build the OCSF record for a CloudTrail record.
+pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Map<String, Value> {
+    let mut doc = Doc::new();
+    let class = tax.ocsf;
+    base(&mut doc, class, r.time(), r.failed());
+    doc.put("metadata.product.name", "CloudTrail");
+    doc.put("metadata.product.vendor_name", "AWS");
+    doc.put_opt("metadata.product.version", r.str("eventVersion"));
+    doc.put_opt("metadata.uid", r.id());
+    doc.put_opt("metadata.event_code", r.str("eventName"));
+    doc.put_opt("metadata.original_time", r.str("eventTime"));
+    doc.put("metadata.processed_time", epoch_ms(now));
+    doc.put("metadata.processed_time_dt", dt(now));
+    doc.put("cloud.provider", "AWS");
+    doc.put_opt("cloud.region", r.str("awsRegion"));
+    doc.put_opt("cloud.account.uid", r.account_id());
+    doc.put_opt("status_code", r.str("errorCode"));
+    doc.put_opt("status_detail", r.str("errorMessage"));
+
+    let user = actor_user(r);
+    doc.put("actor.user", Value::Object(user.clone()));
+    doc.put_opt("actor.invoked_by", r.identity_str("invokedBy"));
+    if let Some(attrs) = r.session_attributes() {
+        if let Some(created) = str_of(attrs, "creationDate").and_then(parse_time) {
+            doc.put("actor.session.created_time", epoch_ms(created));
+            doc.put("actor.session.created_time_dt", dt(created));
+        }
+        if let Some(mfa) = attrs.get("mfaAuthenticated").and_then(Value::as_str) {
+            doc.put("actor.session.is_mfa", mfa == "true");
+        }
+    }
+    doc.put_opt(
+        "actor.session.issuer",
+        r.session_issuer().and_then(|i| str_of(i, "arn")),
+    );
+    doc.put_opt(
+        "actor.session.credential_uid",
+        r.identity_str("accessKeyId"),
+    );
+    doc.put_opt("actor.idp.name", r.identity_str("identityProvider"));
+
+    doc.put("api.operation", r.event_name());
+    doc.put("api.service.name", r.event_source());
+    doc.put_opt("api.version", r.str("apiVersion"));
+    doc.put_opt("api.request.uid", r.str("requestID"));
+    if let Some(p) = r.fields().get("requestParameters").filter(|v| !v.is_null()) {
+        doc.put("api.request.data", p.clone());
+    }
+    if let Some(e) = r.fields().get("responseElements").filter(|v| !v.is_null()) {
+        doc.put("api.response.data", e.clone());
+    }
+    doc.put_opt("api.response.error", r.str("errorCode"));
+    doc.put_opt("api.response.message", r.str("errorMessage"));
+    doc.put("src_endpoint", endpoint(r.str("sourceIPAddress")));
+    doc.put_opt("http_request.user_agent", r.str("userAgent"));
+    if let Some(resources) = cloudtrail_resources(r) {
+        doc.put("resources", resources);
+    }
+
+    match class {
+        OcsfClass::AccountChange(_) => {
+            doc.put("user", Value::Object(target_user(r).unwrap_or(user)));
+            if let Some(p) = r.request_parameters() {
+                doc.put_opt("policy.uid", str_of(p, "policyArn"));
+                doc.put_opt("policy.name", str_of(p, "policyName"));
+            }
+        }
+        OcsfClass::Authentication(_) => {
+            doc.put("user", Value::Object(user));
+            if let Some(mfa) = r
+                .fields()
+                .get("additionalEventData")
+                .and_then(|a| a.get("MFAUsed"))
+                .and_then(Value::as_str)
+            {
+                doc.put("is_mfa", mfa == "Yes");
+            }
+        }
+        _ => {}
+    }
+
+    let unmapped: Map<String, Value> = r
+        .fields()
+        .iter()
+        .filter(|(k, _)| !CLOUDTRAIL_MAPPED.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    if !unmapped.is_empty() {
+        doc.put("unmapped", Value::Object(unmapped));
+    }
+    doc.into_map()
+}
+
+fn actor_user(r: &CloudTrailRecord) -> Map<String, Value> {
+    let mut u = Doc::new();
+    let kind = r.identity_str("type");
+    u.put_opt("uid", r.identity_str("arn"));
+    u.put_opt("uid_alt", r.identity_str("principalId"));
+    let name = match kind {
+        Some("AssumedRole") | Some("FederatedUser") => r
+            .session_issuer()
+            .and_then(|i| str_of(i, "userName"))
+            .or_else(|| r.identity_str("userName")),
+        Some("AWSService") => r.identity_str("invokedBy"),
+        _ => r.identity_str("userName"),
+    };
+    u.put_opt("name", name);
+    if r.identity().is_some() {
+        u.put("type_id", user_type_id(kind));
+    }
+    u.put_opt("type", kind);
+    u.put_opt("credential_uid", r.identity_str("accessKeyId"));
+    u.put_opt("account.uid", r.identity_str("accountId"));
+    u.into_map()
+}
+
+/// The IAM principal an Account Change acts on, from the request.
+fn target_user(r: &CloudTrailRecord) -> Option<Map<String, Value>> {
+    let params = r.request_parameters()?;
+    let name = ["userName", "roleName", "groupName"]
+        .iter()
+        .find_map(|k| str_of(params, k))?;
+    let mut u = Doc::new();
+    u.put("name", name);
+    let created = r
+        .response_elements()
+        .and_then(|e| obj_of(e, "user").or_else(|| obj_of(e, "role")));
+    u.put_opt("uid", created.and_then(|c| str_of(c, "arn")));
+    u.put_opt(
+        "uid_alt",
+        created.and_then(|c| str_of(c, "userId").or_else(|| str_of(c, "roleId"))),
+    );
+    u.put_opt("account.uid", r.account_id());
+    Some(u.into_map())
+}
+
+fn cloudtrail_resources(r: &CloudTrailRecord) -> Option<Value> {
+    let list = r.fields().get("resources")?.as_array()?;
+    let out: Vec<Value> = list
+        .iter()
+        .filter_map(Value::as_object)
+        .map(|res| {
+            let mut d = Doc::new();
+            d.put_opt("uid", str_of(res, "ARN").or_else(|| str_of(res, "arn")));
+            d.put_opt("type", str_of(res, "type"));
+            d.put_opt("owner.account.uid", str_of(res, "accountId"));
+            Value::Object(d.into_map())
+        })
+        .collect();
+    (!out.is_empty()).then_some(Value::Array(out))
+}
+
+/// Build the OCSF record for an Entra record.
+pub fn entra(r: &EntraRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Map<String, Value> {
+    let mut doc = Doc::new();
+    let class = tax.ocsf;
+    base(&mut doc, class, r.time(), r.failed());
+    doc.put("metadata.product.name", "Entra ID");
+    doc.put("metadata.product.vendor_name", "Microsoft");
+    doc.put_opt("metadata.uid", r.id());
+    doc.put("metadata.event_code", r.activity());
+    doc.put_opt("metadata.log_name", r.str("category"));
+    doc.put_opt("metadata.correlation_uid", r.str("correlationId"));
+    doc.put_opt("metadata.tenant_uid", r.str("tenantId"));
+    doc.put_opt("metadata.original_time", r.str("time"));
+    doc.put("metadata.processed_time", epoch_ms(now));
+    doc.put("metadata.processed_time_dt", dt(now));
+    doc.put("cloud.provider", "Azure");
+    doc.put_opt("cloud.account.uid", r.str("tenantId"));
+    doc.put("api.operation", r.activity());
+    doc.put_opt("api.service.name", r.prop_str("loggedByService"));
+
+    let props = r.properties();
+    let prop = |k: &str| props.and_then(|p| str_of(p, k));
+    if r.kind().is_sign_in() {
+        let status = props.and_then(|p| obj_of(p, "status"));
+        if let Some(code) = status.and_then(|s| s.get("errorCode")) {
+            doc.put(
+                "status_code",
+                code.to_string().trim_matches('"').to_string(),
+            );
+        }
+        doc.put_opt(
+            "status_detail",
+            status.and_then(|s| str_of(s, "failureReason")),
+        );
+        let mut user = Doc::new();
+        match prop("userId") {
+            Some(id) => {
+                user.put("uid", id);
+                user.put("type_id", 1);
+                user.put("type", "User");
+            }
+            None => {
+                user.put_opt("uid", prop("servicePrincipalId"));
+                user.put("type_id", 4);
+                user.put("type", "Service");
+            }
+        }
+        if let Some(upn) = prop("userPrincipalName").or_else(|| prop("servicePrincipalName")) {
+            user.put("name", upn);
+            if split_email(upn).is_some() && is_email(upn) {
+                user.put("email_addr", upn);
+            }
+        }
+        user.put_opt("full_name", prop("userDisplayName"));
+        let user = Value::Object(user.into_map());
+        doc.put("user", user.clone());
+        doc.put("actor.user", user);
+        doc.put_opt("actor.app_name", prop("appDisplayName"));
+        doc.put_opt("actor.app_uid", prop("appId"));
+        doc.put_opt("service.name", prop("resourceDisplayName"));
+        doc.put_opt("service.uid", prop("resourceId"));
+        let mut src = endpoint(prop("ipAddress").or(r.str("callerIpAddress")));
+        if let Some(loc) = props.and_then(|p| obj_of(p, "location")) {
+            let mut l = Doc::new();
+            l.put_opt("city", str_of(loc, "city"));
+            l.put_opt("region", str_of(loc, "state"));
+            l.put_opt("country", str_of(loc, "countryOrRegion"));
+            if let Some(geo) = obj_of(loc, "geoCoordinates") {
+                l.put_opt("lat", geo.get("latitude").and_then(Value::as_f64));
+                l.put_opt("long", geo.get("longitude").and_then(Value::as_f64));
+            }
+            let l = l.into_map();
+            if !l.is_empty() {
+                src["location"] = Value::Object(l);
+            }
+        }
+        doc.put("src_endpoint", src);
+        doc.put_opt("http_request.user_agent", prop("userAgent"));
+    } else {
+        doc.put_opt("status_detail", prop("resultReason"));
+        let actor = audit_actor(r);
+        if let Some(user) = actor.get("user") {
+            doc.put("actor.user", user.clone());
+        }
+        doc.put_opt("actor.app_name", actor.get("app_name").cloned());
+        doc.put_opt("actor.app_uid", actor.get("app_uid").cloned());
+        let caller = r.str("callerIpAddress").or_else(|| {
+            props
+                .and_then(|p| obj_of(p, "initiatedBy"))
+                .and_then(|i| obj_of(i, "user"))
+                .and_then(|u| str_of(u, "ipAddress"))
+        });
+        doc.put("src_endpoint", endpoint(caller));
+        let agent = prop("userAgent").or_else(|| additional_detail(r, "User-Agent"));
+        doc.put_opt("http_request.user_agent", agent);
+        let target_user = first_target(r, "User").map(entra_target_user);
+        match class {
+            OcsfClass::AccountChange(_) => {
+                let user = target_user
+                    .or_else(|| actor.get("user").cloned())
+                    .unwrap_or_else(|| json!({}));
+                doc.put("user", user);
+            }
+            OcsfClass::UserAccess(_) => {
+                let user = target_user
+                    .or_else(|| actor.get("user").cloned())
+                    .unwrap_or_else(|| json!({}));
+                doc.put("user", user);
+                doc.put("privileges", privileges(r));
+            }
+            _ => doc.put("entity", entity(r)),
+        }
+    }
+
+    let mut unmapped = Map::new();
+    for (k, v) in r.fields() {
+        match k.as_str() {
+            "properties" => {
+                if let Value::Object(p) = v {
+                    let rest: Map<String, Value> = p
+                        .iter()
+                        .filter(|(k, _)| !ENTRA_MAPPED_PROPERTIES.contains(&k.as_str()))
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect();
+                    if !rest.is_empty() {
+                        unmapped.insert("properties".into(), Value::Object(rest));
+                    }
+                }
+            }
+            "time" | "tenantId" | "correlationId" => {}
+            _ => {
+                unmapped.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    if !unmapped.is_empty() {
+        doc.put("unmapped", Value::Object(unmapped));
+    }
+    doc.into_map()
+}
+
+fn is_email(s: &str) -> bool {
+    s.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~.@".contains(&b))
+        && s.matches('@').count() == 1
+}
+
+fn entra_target_user(t: &Map<String, Value>) -> Value {
+    let mut u = Doc::new();
+    u.put_opt("uid", str_of(t, "id"));
+    u.put_opt(
+        "name",
+        str_of(t, "userPrincipalName").or_else(|| str_of(t, "displayName")),
+    );
+    if let Some(upn) = str_of(t, "userPrincipalName").filter(|u| is_email(u)) {
+        u.put("email_addr", upn);
+    }
+    u.put("type_id", 1);
+    u.put("type", "User");
+    Value::Object(u.into_map())
+}
+
+/// The initiator of an audit: a user, or an application (service principal).
+fn audit_actor(r: &EntraRecord) -> Map<String, Value> {
+    let mut a = Doc::new();
+    let initiated = r.properties().and_then(|p| obj_of(p, "initiatedBy"));
+    if let Some(user) = initiated.and_then(|i| obj_of(i, "user")) {
+        let mut u = Doc::new();
+        u.put_opt("uid", str_of(user, "id"));
+        u.put_opt(
+            "name",
+            str_of(user, "userPrincipalName").or_else(|| str_of(user, "displayName")),
+        );
+        if let Some(upn) = str_of(user, "userPrincipalName").filter(|u| is_email(u)) {
+            u.put("email_addr", upn);
+        }
+        u.put("type_id", 1);
+        u.put("type", "User");
+        a.put("user", Value::Object(u.into_map()));
+    }
+    if let Some(app) = initiated.and_then(|i| obj_of(i, "app")) {
+        a.put_opt("app_name", str_of(app, "displayName"));
+        a.put_opt(
+            "app_uid",
+            str_of(app, "appId").or_else(|| str_of(app, "servicePrincipalId")),
+        );
+    }
+    a.into_map()
+}
+
+/// The first target resource as a managed entity.
+fn entity(r: &EntraRecord) -> Value {
+    let target = r
+        .properties()
+        .and_then(|p| p.get("targetResources"))
+        .and_then(Value::as_array)
+        .and_then(|t| t.first())
+        .and_then(Value::as_object);
+    let mut e = Doc::new();
+    match target {
+        Some(t) => {
+            e.put_opt("uid", str_of(t, "id"));
+            e.put_opt(
+                "name",
+                str_of(t, "displayName").or_else(|| str_of(t, "userPrincipalName")),
+            );
+            e.put_opt("type", str_of(t, "type"));
+        }
+        None => e.put("name", r.activity()),
+    }
+    Value::Object(e.into_map())
+}
+
+/// What was granted: role names, app roles or permission scopes named in the targets.
+fn privileges(r: &EntraRecord) -> Value {
+    let mut out: Vec<String> = Vec::new();
+    let targets = r
+        .properties()
+        .and_then(|p| p.get("targetResources"))
+        .and_then(Value::as_array);
+    for t in targets.into_iter().flatten().filter_map(Value::as_object) {
+        if str_of(t, "type") == Some("Role") {
+            if let Some(name) = str_of(t, "displayName") {
+                out.push(name.to_string());
+            }
+        }
+        let modified = t.get("modifiedProperties").and_then(Value::as_array);
+        for m in modified.into_iter().flatten().filter_map(Value::as_object) {
+            let name = str_of(m, "displayName").unwrap_or("");
+            if matches!(
+                name,
+                "Role.DisplayName"
+                    | "AppRole.Value"
+                    | "DelegatedPermissionGrant.Scope"
+                    | "ConsentAction.Permissions"
+            ) {
+                if let Some(v) = str_of(m, "newValue") {
+                    out.push(v.trim_matches('"').to_string());
+                }
+            }
+        }
+    }
+    if out.is_empty() {
+        out.push(r.activity().to_string());
+    }
+    json!(out)
+}

@@ -1,0 +1,394 @@
+//! Which ECS categorisation and which OCSF class each kind of event gets.
+//!
+//! One table per provider, keyed by event name (CloudTrail) or activity (Entra). Events
+//! outside the tables are categorised by the verb their name starts with.
+
+use crate::transforms::decode::{CloudTrailRecord, EntraRecord};
+
+/// An OCSF class with the activity this event represents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OcsfClass {
+    ApiActivity(u8),
+    AccountChange(u8),
+    Authentication(u8),
+    EntityManagement(u8),
+    UserAccess(u8),
+}
+
+impl OcsfClass {
+    pub fn class_uid(self) -> u32 {
+        match self {
+            OcsfClass::ApiActivity(_) => 6003,
+            OcsfClass::AccountChange(_) => 3001,
+            OcsfClass::Authentication(_) => 3002,
+            OcsfClass::EntityManagement(_) => 3004,
+            OcsfClass::UserAccess(_) => 3005,
+        }
+    }
+
+    pub fn class_name(self) -> &'static str {
+        match self {
+            OcsfClass::ApiActivity(_) => "API Activity",
+            OcsfClass::AccountChange(_) => "Account Change",
+            OcsfClass::Authentication(_) => "Authentication",
+            OcsfClass::EntityManagement(_) => "Entity Management",
+            OcsfClass::UserAccess(_) => "User Access Management",
+        }
+    }
+
+    pub fn category(self) -> (u32, &'static str) {
+        match self {
+            OcsfClass::ApiActivity(_) => (6, "Application Activity"),
+            _ => (3, "Identity & Access Management"),
+        }
+    }
+
+    pub fn activity_id(self) -> u8 {
+        match self {
+            OcsfClass::ApiActivity(a)
+            | OcsfClass::AccountChange(a)
+            | OcsfClass::Authentication(a)
+            | OcsfClass::EntityManagement(a)
+            | OcsfClass::UserAccess(a) => a,
+        }
+    }
+
+    pub fn activity_name(self) -> &'static str {
+        let a = self.activity_id();
+        if a == 99 {
+            return "Other";
+        }
+        let names: &[&str] = match self {
+            OcsfClass::ApiActivity(_) => &["Unknown", "Create", "Read", "Update", "Delete"],
+            OcsfClass::AccountChange(_) => &[
+                "Unknown",
+                "Create",
+                "Enable",
+                "Password Change",
+                "Password Reset",
+                "Disable",
+                "Delete",
+                "Attach Policy",
+                "Detach Policy",
+                "Lock",
+                "MFA Factor Enable",
+                "MFA Factor Disable",
+                "Unlock",
+            ],
+            OcsfClass::Authentication(_) => &["Unknown", "Logon", "Logoff"],
+            OcsfClass::EntityManagement(_) => &["Unknown", "Create", "Read", "Update", "Delete"],
+            OcsfClass::UserAccess(_) => &["Unknown", "Assign Privileges", "Revoke Privileges"],
+        };
+        names.get(a as usize).copied().unwrap_or("Unknown")
+    }
+
+    pub fn type_uid(self) -> u32 {
+        self.class_uid() * 100 + u32::from(self.activity_id())
+    }
+}
+
+/// ECS categorisation plus the OCSF class for one event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Taxonomy {
+    pub ecs_category: &'static [&'static str],
+    pub ecs_type: &'static [&'static str],
+    pub ocsf: OcsfClass,
+}
+
+const fn t(
+    ecs_category: &'static [&'static str],
+    ecs_type: &'static [&'static str],
+    ocsf: OcsfClass,
+) -> Taxonomy {
+    Taxonomy {
+        ecs_category,
+        ecs_type,
+        ocsf,
+    }
+}
+
+const IAM: &[&str] = &["iam"];
+const AUTH: &[&str] = &["authentication"];
+const CONFIG: &[&str] = &["configuration"];
+const NONE: &[&str] = &[];
+
+/// The verb an API or activity name starts with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verb {
+    Create,
+    Read,
+    Update,
+    Delete,
+    Other,
+}
+
+fn verb(name: &str) -> Verb {
+    const CREATE: &[&str] = &[
+        "Create", "Run", "Add", "Allocate", "Import", "Register", "Copy", "Issue", "Request",
+        "Generate", "Upload", "Invite",
+    ];
+    const READ: &[&str] = &[
+        "Get", "List", "Describe", "Head", "Lookup", "Search", "Scan", "Query", "Select",
+        "BatchGet", "Check", "Download", "Preview", "Simulate", "Decrypt", "Verify",
+    ];
+    const UPDATE: &[&str] = &[
+        "Update",
+        "Put",
+        "Modify",
+        "Set",
+        "Attach",
+        "Detach",
+        "Enable",
+        "Disable",
+        "Associate",
+        "Disassociate",
+        "Start",
+        "Stop",
+        "Reboot",
+        "Tag",
+        "Untag",
+        "Authorize",
+        "Revoke",
+        "Replace",
+        "Change",
+        "Restore",
+        "Reset",
+        "Assign",
+        "Unassign",
+        "Apply",
+        "Rotate",
+    ];
+    const DELETE: &[&str] = &[
+        "Delete",
+        "Remove",
+        "Terminate",
+        "Deregister",
+        "Release",
+        "Cancel",
+        "Purge",
+        "Hard delete",
+    ];
+    let starts = |list: &[&str]| list.iter().any(|p| name.starts_with(p));
+    if starts(DELETE) {
+        Verb::Delete
+    } else if starts(READ) {
+        Verb::Read
+    } else if starts(CREATE) {
+        Verb::Create
+    } else if starts(UPDATE) {
+        Verb::Update
+    } else {
+        Verb::Other
+    }
+}
+
+fn api_activity(v: Verb) -> OcsfClass {
+    OcsfClass::ApiActivity(match v {
+        Verb::Create => 1,
+        Verb::Read => 2,
+        Verb::Update => 3,
+        Verb::Delete => 4,
+        Verb::Other => 99,
+    })
+}
+
+fn ecs_type_of(v: Verb) -> &'static [&'static str] {
+    match v {
+        Verb::Create => &["creation"],
+        Verb::Update => &["change"],
+        Verb::Delete => &["deletion"],
+        Verb::Read | Verb::Other => &["info"],
+    }
+}
+
+/// Categorise a CloudTrail record.
+pub fn cloudtrail(r: &CloudTrailRecord) -> Taxonomy {
+    let name = r.event_name();
+    let source = r.event_source();
+    if source == "signin.amazonaws.com" {
+        let activity = if name == "ConsoleLogin" { 1 } else { 99 };
+        return t(AUTH, &["start"], OcsfClass::Authentication(activity));
+    }
+    if source == "sts.amazonaws.com"
+        && (name.starts_with("AssumeRole")
+            || name == "GetSessionToken"
+            || name == "GetFederationToken")
+    {
+        return t(AUTH, &["start"], OcsfClass::ApiActivity(1));
+    }
+    if source == "iam.amazonaws.com" {
+        if let Some(tax) = iam(name) {
+            return tax;
+        }
+        let v = verb(name);
+        return t(IAM, ecs_type_of(v), api_activity(v));
+    }
+    let v = verb(name);
+    match v {
+        Verb::Read | Verb::Other => t(NONE, &["info"], api_activity(v)),
+        _ => t(CONFIG, ecs_type_of(v), api_activity(v)),
+    }
+}
+
+fn iam(name: &str) -> Option<Taxonomy> {
+    use OcsfClass::{AccountChange as Acct, ApiActivity as Api};
+    const USER_CREATION: &[&str] = &["user", "creation"];
+    const USER_CHANGE: &[&str] = &["user", "change"];
+    const USER_DELETION: &[&str] = &["user", "deletion"];
+    const GROUP_CREATION: &[&str] = &["group", "creation"];
+    const GROUP_CHANGE: &[&str] = &["group", "change"];
+    const GROUP_DELETION: &[&str] = &["group", "deletion"];
+    let tax = match name {
+        "CreateUser" => t(IAM, USER_CREATION, Acct(1)),
+        "DeleteUser" => t(IAM, USER_DELETION, Acct(6)),
+        "UpdateUser" | "TagUser" | "UntagUser" => t(IAM, USER_CHANGE, Acct(99)),
+        "CreateAccessKey" | "UpdateAccessKey" | "DeleteAccessKey" => t(IAM, USER_CHANGE, Acct(99)),
+        "CreateLoginProfile" | "UpdateLoginProfile" | "ChangePassword" => {
+            t(IAM, USER_CHANGE, Acct(3))
+        }
+        "DeleteLoginProfile" => t(IAM, USER_CHANGE, Acct(99)),
+        "EnableMFADevice" => t(IAM, USER_CHANGE, Acct(10)),
+        "DeactivateMFADevice" => t(IAM, USER_CHANGE, Acct(11)),
+        "AttachUserPolicy" | "PutUserPolicy" | "PutUserPermissionsBoundary" => {
+            t(IAM, USER_CHANGE, Acct(7))
+        }
+        "DetachUserPolicy" | "DeleteUserPolicy" | "DeleteUserPermissionsBoundary" => {
+            t(IAM, USER_CHANGE, Acct(8))
+        }
+        "AttachGroupPolicy" | "PutGroupPolicy" => t(IAM, GROUP_CHANGE, Acct(7)),
+        "DetachGroupPolicy" | "DeleteGroupPolicy" => t(IAM, GROUP_CHANGE, Acct(8)),
+        "AttachRolePolicy" | "PutRolePolicy" | "PutRolePermissionsBoundary" => {
+            t(IAM, &["change"], Acct(7))
+        }
+        "DetachRolePolicy" | "DeleteRolePolicy" | "DeleteRolePermissionsBoundary" => {
+            t(IAM, &["change"], Acct(8))
+        }
+        "CreateRole" | "CreateServiceLinkedRole" => t(IAM, &["creation"], Acct(1)),
+        "DeleteRole" | "DeleteServiceLinkedRole" => t(IAM, &["deletion"], Acct(6)),
+        "UpdateAssumeRolePolicy" | "UpdateRole" => t(IAM, &["change"], Acct(99)),
+        "CreateGroup" => t(IAM, GROUP_CREATION, Acct(1)),
+        "DeleteGroup" => t(IAM, GROUP_DELETION, Acct(6)),
+        "AddUserToGroup" | "RemoveUserFromGroup" => t(IAM, GROUP_CHANGE, Acct(99)),
+        "CreatePolicy" | "CreatePolicyVersion" => t(IAM, &["creation"], Api(1)),
+        "DeletePolicy" | "DeletePolicyVersion" => t(IAM, &["deletion"], Api(4)),
+        "SetDefaultPolicyVersion" => t(IAM, &["change"], Api(3)),
+        _ => return None,
+    };
+    Some(tax)
+}
+
+/// Categorise an Entra record.
+pub fn entra(r: &EntraRecord) -> Taxonomy {
+    if r.kind().is_sign_in() {
+        return t(AUTH, &["start"], OcsfClass::Authentication(1));
+    }
+    let activity = r.activity();
+    let lower = activity.to_ascii_lowercase();
+    let has = |p: &str| lower.starts_with(p);
+    use OcsfClass::{AccountChange as Acct, EntityManagement as Ent, UserAccess as Access};
+    if has("add member to role") || has("add eligible member to role") {
+        return t(IAM, &["user", "change", "admin"], Access(1));
+    }
+    if has("remove member from role") || has("remove eligible member from role") {
+        return t(IAM, &["user", "change", "admin"], Access(2));
+    }
+    if has("add app role assignment")
+        || has("add delegated permission grant")
+        || has("consent to application")
+    {
+        return t(IAM, &["change"], Access(1));
+    }
+    if has("remove app role assignment") || has("remove delegated permission grant") {
+        return t(IAM, &["change"], Access(2));
+    }
+    match lower.as_str() {
+        "add user" | "invite external user" | "invite internal user" => {
+            return t(IAM, &["user", "creation"], Acct(1))
+        }
+        "delete user" | "hard delete user" => return t(IAM, &["user", "deletion"], Acct(6)),
+        "update user" => return t(IAM, &["user", "change"], Acct(99)),
+        "change user password" => return t(IAM, &["user", "change"], Acct(3)),
+        "reset user password" | "reset password (by admin)" => {
+            return t(IAM, &["user", "change"], Acct(4))
+        }
+        "disable account" => return t(IAM, &["user", "change"], Acct(5)),
+        "enable account" => return t(IAM, &["user", "change"], Acct(2)),
+        _ => {}
+    }
+    if has("add service principal credentials")
+        || has("remove service principal credentials")
+        || has("update application – certificates and secrets")
+        || has("update application - certificates and secrets")
+        || has("add owner to")
+        || has("remove owner from")
+    {
+        return t(IAM, &["change"], Ent(3));
+    }
+    let v = match r
+        .prop_str("operationType")
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        Some("add") | Some("create") => Verb::Create,
+        Some("update") | Some("assign") | Some("unassign") | Some("reset") => Verb::Update,
+        Some("delete") => Verb::Delete,
+        _ => verb(
+            activity
+                .split(' ')
+                .next()
+                .map(capitalise)
+                .as_deref()
+                .unwrap_or(""),
+        ),
+    };
+    let category: &'static [&'static str] = match r.prop_str("category") {
+        Some("UserManagement") | Some("GroupManagement") | Some("RoleManagement") => IAM,
+        _ => CONFIG,
+    };
+    let ecs_type: &'static [&'static str] = match (r.prop_str("category"), v) {
+        (Some("UserManagement"), Verb::Create) => &["user", "creation"],
+        (Some("UserManagement"), Verb::Delete) => &["user", "deletion"],
+        (Some("UserManagement"), _) => &["user", "change"],
+        (Some("GroupManagement"), Verb::Create) => &["group", "creation"],
+        (Some("GroupManagement"), Verb::Delete) => &["group", "deletion"],
+        (Some("GroupManagement"), _) => &["group", "change"],
+        (_, v) => ecs_type_of(v),
+    };
+    let activity_id = match v {
+        Verb::Create => 1,
+        Verb::Read => 2,
+        Verb::Update => 3,
+        Verb::Delete => 4,
+        Verb::Other => 99,
+    };
+    t(category, ecs_type, Ent(activity_id))
+}
+
+fn capitalise(word: &str) -> String {
+    let mut c = word.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verbs() {
+        assert_eq!(verb("CreateFunction20150331"), Verb::Create);
+        assert_eq!(verb("DescribeInstances"), Verb::Read);
+        assert_eq!(verb("PutBucketPolicy"), Verb::Update);
+        assert_eq!(verb("TerminateInstances"), Verb::Delete);
+        assert_eq!(verb("ConsoleLogin"), Verb::Other);
+    }
+
+    #[test]
+    fn type_uids() {
+        assert_eq!(OcsfClass::AccountChange(7).type_uid(), 300107);
+        assert_eq!(OcsfClass::AccountChange(7).activity_name(), "Attach Policy");
+        assert_eq!(OcsfClass::ApiActivity(99).activity_name(), "Other");
+    }
+}
