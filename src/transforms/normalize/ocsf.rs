@@ -88,11 +88,27 @@ fn base(doc: &mut Doc, class: OcsfClass, time: DateTime<Utc>, failed: bool) {
 }
 
 /// `ip` for a real address, `domain` for a service name such as `lambda.amazonaws.com`.
+/// OCSF requires a source endpoint to name something, so an absent address is "Unknown".
 fn endpoint(addr: Option<&str>) -> Value {
     match addr {
         Some(a) if a.parse::<IpAddr>().is_ok() => json!({ "ip": a }),
         Some(a) => json!({ "domain": a }),
-        None => json!({}),
+        None => json!({ "name": "Unknown" }),
+    }
+}
+
+/// OCSF requires a user to carry a name, uid or account.
+fn identified(user: Map<String, Value>) -> Map<String, Value> {
+    if ["name", "uid", "account"]
+        .iter()
+        .any(|k| user.contains_key(*k))
+    {
+        user
+    } else {
+        let mut u = user;
+        u.insert("name".into(), json!("Unknown"));
+        u.insert("type_id".into(), json!(0));
+        u
     }
 }
 
@@ -125,7 +141,7 @@ pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> M
     doc.put_opt("status_code", r.str("errorCode"));
     doc.put_opt("status_detail", r.str("errorMessage"));
 
-    let user = actor_user(r);
+    let user = identified(actor_user(r));
     doc.put("actor.user", Value::Object(user.clone()));
     doc.put_opt("actor.invoked_by", r.identity_str("invokedBy"));
     if let Some(attrs) = r.session_attributes() {
@@ -150,9 +166,18 @@ pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> M
     doc.put("api.operation", r.event_name());
     doc.put("api.service.name", r.event_source());
     doc.put_opt("api.version", r.str("apiVersion"));
-    doc.put_opt("api.request.uid", r.str("requestID"));
-    if let Some(p) = r.fields().get("requestParameters").filter(|v| !v.is_null()) {
-        doc.put("api.request.data", p.clone());
+    // Mapped keys that found no OCSF home in this record stay in `unmapped`.
+    let mut homeless: Vec<&str> = Vec::new();
+    // OCSF's request object requires a uid; without requestID the parameters stay in
+    // `unmapped.requestParameters`.
+    if r.str("requestID").is_none() {
+        homeless.push("requestParameters");
+    }
+    if let Some(uid) = r.str("requestID") {
+        doc.put("api.request.uid", uid);
+        if let Some(p) = r.fields().get("requestParameters").filter(|v| !v.is_null()) {
+            doc.put("api.request.data", p.clone());
+        }
     }
     if let Some(e) = r.fields().get("responseElements").filter(|v| !v.is_null()) {
         doc.put("api.response.data", e.clone());
@@ -161,8 +186,12 @@ pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> M
     doc.put_opt("api.response.message", r.str("errorMessage"));
     doc.put("src_endpoint", endpoint(r.str("sourceIPAddress")));
     doc.put_opt("http_request.user_agent", r.str("userAgent"));
-    if let Some(resources) = cloudtrail_resources(r) {
+    let (resources, lossless) = cloudtrail_resources(r);
+    if !resources.is_empty() {
         doc.put("resources", resources);
+    }
+    if !lossless {
+        homeless.push("resources");
     }
 
     match class {
@@ -175,6 +204,7 @@ pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> M
         }
         OcsfClass::Authentication(_) => {
             doc.put("user", Value::Object(user));
+            doc.put("service.name", r.event_source());
             if let Some(mfa) = r
                 .fields()
                 .get("additionalEventData")
@@ -190,7 +220,8 @@ pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> M
     let unmapped: Map<String, Value> = r
         .fields()
         .iter()
-        .filter(|(k, _)| !CLOUDTRAIL_MAPPED.contains(&k.as_str()))
+        .filter(|(k, _)| !CLOUDTRAIL_MAPPED.contains(&k.as_str()) || homeless.contains(&k.as_str()))
+        .filter(|(_, v)| !v.is_null())
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     if !unmapped.is_empty() {
@@ -242,20 +273,25 @@ fn target_user(r: &CloudTrailRecord) -> Option<Map<String, Value>> {
     Some(u.into_map())
 }
 
-fn cloudtrail_resources(r: &CloudTrailRecord) -> Option<Value> {
-    let list = r.fields().get("resources")?.as_array()?;
+/// Resources with an ARN (OCSF needs a uid or name), and whether every resource had one.
+fn cloudtrail_resources(r: &CloudTrailRecord) -> (Vec<Value>, bool) {
+    let Some(list) = r.fields().get("resources").and_then(Value::as_array) else {
+        return (Vec::new(), true);
+    };
     let out: Vec<Value> = list
         .iter()
         .filter_map(Value::as_object)
-        .map(|res| {
+        .filter_map(|res| {
+            let uid = str_of(res, "ARN").or_else(|| str_of(res, "arn"))?;
             let mut d = Doc::new();
-            d.put_opt("uid", str_of(res, "ARN").or_else(|| str_of(res, "arn")));
+            d.put("uid", uid);
             d.put_opt("type", str_of(res, "type"));
             d.put_opt("owner.account.uid", str_of(res, "accountId"));
-            Value::Object(d.into_map())
+            Some(Value::Object(d.into_map()))
         })
         .collect();
-    (!out.is_empty()).then_some(Value::Array(out))
+    let lossless = out.len() == list.len();
+    (out, lossless)
 }
 
 /// Build the OCSF record for an Entra record.
@@ -312,12 +348,18 @@ pub fn entra(r: &EntraRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Map<String,
             }
         }
         user.put_opt("full_name", prop("userDisplayName"));
-        let user = Value::Object(user.into_map());
+        let user = Value::Object(identified(user.into_map()));
         doc.put("user", user.clone());
         doc.put("actor.user", user);
         doc.put_opt("actor.app_name", prop("appDisplayName"));
         doc.put_opt("actor.app_uid", prop("appId"));
-        doc.put_opt("service.name", prop("resourceDisplayName"));
+        // OCSF requires an Authentication to name the service or the destination.
+        doc.put(
+            "service.name",
+            prop("resourceDisplayName")
+                .or_else(|| prop("appDisplayName"))
+                .unwrap_or("Microsoft Entra ID"),
+        );
         doc.put_opt("service.uid", prop("resourceId"));
         let mut src = endpoint(prop("ipAddress").or(r.str("callerIpAddress")));
         if let Some(loc) = props.and_then(|p| obj_of(p, "location")) {
@@ -356,16 +398,10 @@ pub fn entra(r: &EntraRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Map<String,
         let target_user = first_target(r, "User").map(entra_target_user);
         match class {
             OcsfClass::AccountChange(_) => {
-                let user = target_user
-                    .or_else(|| actor.get("user").cloned())
-                    .unwrap_or_else(|| json!({}));
-                doc.put("user", user);
+                doc.put("user", subject(target_user, &actor));
             }
             OcsfClass::UserAccess(_) => {
-                let user = target_user
-                    .or_else(|| actor.get("user").cloned())
-                    .unwrap_or_else(|| json!({}));
-                doc.put("user", user);
+                doc.put("user", subject(target_user, &actor));
                 doc.put("privileges", privileges(r));
             }
             _ => doc.put("entity", entity(r)),
@@ -397,6 +433,15 @@ pub fn entra(r: &EntraRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Map<String,
         doc.put("unmapped", Value::Object(unmapped));
     }
     doc.into_map()
+}
+
+/// The user an account or access change is about: the target user, else the initiator.
+fn subject(target: Option<Value>, actor: &Map<String, Value>) -> Value {
+    let user = target
+        .or_else(|| actor.get("user").cloned())
+        .and_then(|u| u.as_object().cloned())
+        .unwrap_or_default();
+    Value::Object(identified(user))
 }
 
 fn is_email(s: &str) -> bool {

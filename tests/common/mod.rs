@@ -1,0 +1,201 @@
+//! Helpers shared by the integration tests: the reference data in `../shared`, and the
+//! checks every emitted document must pass (OCSF JSON Schema, ECS field names and types).
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use auditbridge::event::Origin;
+use auditbridge::metrics::Metrics;
+use auditbridge::record::{Format, Record};
+use auditbridge::transforms::normalize::OutputFormat;
+use auditbridge::transforms::{Processed, Transformer};
+use serde_json::Value;
+
+pub fn repo(path: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+/// A path in the shared reference data beside the checkout.
+pub fn shared(path: &str) -> PathBuf {
+    repo("../shared").join(path)
+}
+
+pub fn gunzip(path: &PathBuf) -> Vec<u8> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(&bytes[..])
+        .read_to_end(&mut out)
+        .unwrap();
+    out
+}
+
+pub fn transformer(format: OutputFormat) -> Transformer {
+    Transformer::new(format, Arc::new(Metrics::default()))
+}
+
+pub fn process(format: OutputFormat, bytes: &[u8]) -> Processed {
+    transformer(format).process(
+        bytes,
+        &Origin::Inline {
+            name: "test".into(),
+        },
+    )
+}
+
+pub fn doc(record: &Record, format: Format) -> Value {
+    let out = record
+        .outputs_of(format)
+        .next()
+        .unwrap_or_else(|| panic!("record {} has no {format:?} output", record.id));
+    serde_json::from_slice(&out.body).unwrap()
+}
+
+/// Validates OCSF documents against their class schema and ECS documents against the
+/// ECS field list.
+pub struct Schemas {
+    ocsf: HashMap<u64, jsonschema::Validator>,
+    ecs: HashMap<String, String>,
+}
+
+const VENDOR_NAMESPACES: &[&str] = &[
+    "aws.cloudtrail",
+    "azure.auditlogs",
+    "azure.signinlogs",
+    "auditbridge",
+];
+
+impl Schemas {
+    pub fn load() -> Schemas {
+        let mut ocsf = HashMap::new();
+        for entry in std::fs::read_dir(repo("schemas/ocsf-1.8.0")).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            if !name.ends_with(".cloud-datetime.schema.json") {
+                continue;
+            }
+            let class: u64 = name[..4].parse().unwrap();
+            let schema: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+            ocsf.insert(class, jsonschema::validator_for(&schema).unwrap());
+        }
+        let mut ecs = HashMap::new();
+        let mut reader = csv::Reader::from_path(repo("schemas/ecs-9.4.0/fields.csv")).unwrap();
+        for row in reader.records() {
+            let row = row.unwrap();
+            ecs.insert(row[3].to_string(), row[4].to_string());
+        }
+        Schemas { ocsf, ecs }
+    }
+
+    /// Every OCSF schema violation, as `path: message` lines.
+    pub fn ocsf_errors(&self, doc: &Value) -> Vec<String> {
+        let class = doc["class_uid"].as_u64().unwrap_or(0);
+        let Some(validator) = self.ocsf.get(&class) else {
+            return vec![format!("no schema for class_uid {class}")];
+        };
+        validator
+            .iter_errors(doc)
+            .map(|e| {
+                let text = e.to_string();
+                let short: String = text
+                    .chars()
+                    .rev()
+                    .take(200)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect();
+                format!("{}: …{short}", e.instance_path())
+            })
+            .collect()
+    }
+
+    /// Every ECS field that does not exist or has a value of the wrong type.
+    pub fn ecs_errors(&self, doc: &Value) -> Vec<String> {
+        let mut errors = Vec::new();
+        if let Value::Object(map) = doc {
+            for (k, v) in map {
+                self.check_ecs(k, v, &mut errors);
+            }
+        }
+        errors
+    }
+
+    fn check_ecs(&self, path: &str, value: &Value, errors: &mut Vec<String>) {
+        if VENDOR_NAMESPACES
+            .iter()
+            .any(|ns| path == *ns || path.starts_with(&format!("{ns}.")))
+        {
+            return;
+        }
+        let ty = self.ecs.get(path).map(String::as_str);
+        match value {
+            Value::Object(map) => match ty {
+                Some("object") | Some("flattened") => {}
+                Some("geo_point") => {
+                    if !(map.get("lat").is_some_and(Value::is_number)
+                        && map.get("lon").is_some_and(Value::is_number))
+                    {
+                        errors.push(format!("{path}: geo_point needs numeric lat/lon"));
+                    }
+                }
+                _ => {
+                    for (k, v) in map {
+                        self.check_ecs(&format!("{path}.{k}"), v, errors);
+                    }
+                }
+            },
+            Value::Array(items) => {
+                for item in items {
+                    self.check_ecs(path, item, errors);
+                }
+            }
+            scalar => {
+                let Some(ty) = ty else {
+                    errors.push(format!("{path}: not an ECS field"));
+                    return;
+                };
+                if !scalar_fits(ty, scalar) {
+                    errors.push(format!("{path}: {scalar} is not a valid {ty}"));
+                }
+            }
+        }
+    }
+}
+
+fn scalar_fits(ty: &str, v: &Value) -> bool {
+    match ty {
+        "keyword" | "constant_keyword" | "wildcard" | "text" | "match_only_text" => v.is_string(),
+        "long" | "integer" | "short" | "byte" | "unsigned_long" => v.is_i64() || v.is_u64(),
+        "float" | "double" | "scaled_float" | "half_float" => v.is_number(),
+        "boolean" => v.is_boolean(),
+        "date" => v
+            .as_str()
+            .is_some_and(|s| chrono::DateTime::parse_from_rfc3339(s).is_ok()),
+        "ip" => v.as_str().is_some_and(|s| s.parse::<IpAddr>().is_ok()),
+        _ => false,
+    }
+}
+
+/// Check every document of every record; returns the violations found.
+pub fn violations(schemas: &Schemas, records: &[Record]) -> Vec<String> {
+    let mut out = Vec::new();
+    for r in records {
+        for o in &r.outputs {
+            let v: Value = serde_json::from_slice(&o.body).unwrap();
+            let errs = match o.format {
+                Format::Ecs => schemas.ecs_errors(&v),
+                Format::Ocsf | Format::OcsfFinding => schemas.ocsf_errors(&v),
+            };
+            out.extend(
+                errs.into_iter()
+                    .map(|e| format!("{} {:?}: {e}", r.id, o.format)),
+            );
+        }
+    }
+    out
+}
