@@ -97,8 +97,9 @@ pub fn frames(input: &[u8]) -> Vec<Frame<'_>> {
                 Some(Err(err)) => {
                     let value_start = start + before + leading_ws(&rest[before..]);
                     let resume = next_line(input, value_start);
+                    let bad = &input[value_start..resume];
                     out.push(Frame::Invalid {
-                        bytes: &input[value_start..resume],
+                        bytes: bad.strip_suffix(b"\n").unwrap_or(bad),
                         position: lines.position(input, value_start),
                         reason: format!("invalid JSON: {}", describe(&err)),
                     });

@@ -1,0 +1,211 @@
+//! Bad input is dead-lettered with a reason and never stops the good records around it.
+
+mod common;
+
+use std::io::Write;
+
+use auditbridge::transforms::normalize::OutputFormat;
+use common::{process, repo};
+use serde_json::Value;
+
+/// A real record (first record of a Stratus detonation log), as one NDJSON line.
+fn good_line() -> String {
+    let path = repo("samples/cloudtrail/stratus-aws.persistence.iam-backdoor-user.json");
+    let list: Vec<Value> = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    list[0].to_string()
+}
+
+/// Process `bad` between two good records; return the dead letters' kinds and reasons.
+fn around(bad: &[u8]) -> Vec<(String, String)> {
+    let good = good_line();
+    let mut input = Vec::new();
+    input.extend_from_slice(good.as_bytes());
+    input.push(b'\n');
+    input.extend_from_slice(bad);
+    input.push(b'\n');
+    input.extend_from_slice(good.as_bytes());
+    input.push(b'\n');
+    let out = process(OutputFormat::Both, &input);
+    assert_eq!(out.records.len(), 2, "both good records still come out");
+    out.dead_letters
+        .iter()
+        .map(|d| (d.kind.to_string(), d.reason.clone()))
+        .collect()
+}
+
+#[test]
+fn invalid_json_line() {
+    let dead = around(b"{\"eventName\": \"CreateUser\", ");
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].0, "invalid_json");
+    // The parser meets the next line's `{` where a key should be.
+    assert_eq!(dead[0].1, "invalid JSON: key must be a string");
+}
+
+#[test]
+fn records_that_is_not_an_array() {
+    let dead = around(b"{\"Records\": 5}");
+    assert_eq!(
+        dead,
+        vec![(
+            "invalid_json".to_string(),
+            "`Records`/`records` must be an array of records".to_string()
+        )]
+    );
+    let dead = around(b"{\"records\": \"x\"}");
+    assert_eq!(dead[0].1, "`Records`/`records` must be an array of records");
+}
+
+#[test]
+fn wrong_types_name_the_field() {
+    let dead = around(
+        br#"{"eventName":"CreateUser","eventSource":"iam.amazonaws.com","eventTime":1688991785}"#,
+    );
+    assert_eq!(
+        dead,
+        vec![(
+            "wrong_type".to_string(),
+            "field `eventTime` must be a string, found a number".to_string()
+        )]
+    );
+    let dead = around(br#"{"eventName":"CreateUser","eventSource":"iam.amazonaws.com","userIdentity":{"type":"IAMUser","arn":["x"]}}"#);
+    assert_eq!(
+        dead[0].1,
+        "field `userIdentity.arn` must be a string, found an array"
+    );
+    let dead = around(
+        br#"{"category":"SignInLogs","time":"2024-01-01T00:00:00Z","properties":{"status":"ok"}}"#,
+    );
+    assert_eq!(
+        dead[0].1,
+        "field `properties.status` must be an object, found a string"
+    );
+}
+
+#[test]
+fn oversized_field_is_refused() {
+    let mut bad =
+        br#"{"eventName":"CreateUser","eventSource":"iam.amazonaws.com","userAgent":""#.to_vec();
+    bad.extend(std::iter::repeat_n(b'a', 50 << 20));
+    bad.extend_from_slice(b"\"}");
+    let dead = around(&bad);
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].0, "too_large");
+    assert_eq!(
+        dead[0].1,
+        format!(
+            "record is {} bytes, over the limit of 4194304 (limits.max_record_bytes)",
+            bad.len()
+        )
+    );
+}
+
+#[test]
+fn non_utf8_is_kept_as_base64() {
+    let bad = b"{\"eventName\":\"Create\xff\xfeUser\",\"eventSource\":\"iam.amazonaws.com\"}";
+    let good = good_line();
+    let input = [good.as_bytes(), b"\n", bad, b"\n"].concat();
+    let out = process(OutputFormat::Both, &input);
+    assert_eq!(out.records.len(), 1);
+    assert_eq!(out.dead_letters.len(), 1);
+    let letter = out.dead_letters[0].to_json();
+    assert_eq!(letter["kind"], "invalid_json");
+    assert_eq!(letter["line"], 2);
+    assert!(letter.get("original").is_none());
+    let encoded = letter["original_base64"].as_str().unwrap();
+    use base64::Engine;
+    assert_eq!(
+        base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .unwrap(),
+        bad
+    );
+}
+
+#[test]
+fn truncated_gzip_is_refused_whole() {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    for _ in 0..50 {
+        enc.write_all(good_line().as_bytes()).unwrap();
+        enc.write_all(b"\n").unwrap();
+    }
+    let gz = enc.finish().unwrap();
+    let out = process(OutputFormat::Both, &gz[..gz.len() / 2]);
+    assert_eq!(out.records.len(), 0);
+    assert_eq!(out.dead_letters.len(), 1);
+    assert_eq!(out.dead_letters[0].kind, "invalid_gzip");
+    assert!(out.dead_letters[0]
+        .reason
+        .starts_with("gzip stream is corrupt or truncated"));
+    assert_eq!(out.dead_letters[0].bytes.len(), gz.len() / 2);
+    let whole = process(OutputFormat::Both, &gz);
+    assert_eq!(whole.records.len(), 50);
+}
+
+#[test]
+fn gzip_bomb_stops_at_the_cap() {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    let zeros = vec![b' '; 1 << 20];
+    for _ in 0..64 {
+        enc.write_all(&zeros).unwrap();
+    }
+    let gz = enc.finish().unwrap();
+    assert!(gz.len() < 200_000);
+    let mut t = common::transformer(OutputFormat::Both);
+    t.limits.max_decompressed_bytes = 16 << 20;
+    let out = t.process(
+        &gz,
+        &auditbridge::event::Origin::Inline {
+            name: "bomb".into(),
+        },
+    );
+    assert_eq!(out.dead_letters.len(), 1);
+    assert_eq!(out.dead_letters[0].kind, "too_large");
+}
+
+#[test]
+fn unknown_shapes_and_scalars() {
+    let dead = around(br#"{"hello":"world"}"#);
+    assert_eq!(dead[0].0, "unrecognised");
+    let dead = around(b"42");
+    assert_eq!(
+        dead[0].1,
+        "expected a JSON object or array at the top level"
+    );
+    let dead = around(b"[1]");
+    assert_eq!(dead[0].1, "expected a JSON object, found a number");
+}
+
+#[test]
+fn deep_nesting_is_refused_without_overflow() {
+    let depth = 100_000;
+    let bad = [
+        br#"{"eventName":"X","eventSource":"s","requestParameters":"#.as_slice(),
+        &vec![b'['; depth],
+        &vec![b']'; depth],
+        b"}",
+    ]
+    .concat();
+    let dead = around(&bad);
+    assert_eq!(dead.len(), 1);
+    assert!(
+        dead[0].1.contains("recursion limit exceeded"),
+        "{}",
+        dead[0].1
+    );
+}
+
+#[test]
+fn digest_and_insight_are_counted_not_decoded() {
+    let digest = br#"{"awsAccountId":"123456789012","digestStartTime":"2023-07-10T11:00:00Z","digestEndTime":"2023-07-10T12:00:00Z","logFiles":[]}"#;
+    let metrics = std::sync::Arc::new(auditbridge::metrics::Metrics::default());
+    let t = auditbridge::transforms::Transformer::new(OutputFormat::Both, metrics.clone());
+    let out = t.process(
+        digest,
+        &auditbridge::event::Origin::Inline {
+            name: "digest".into(),
+        },
+    );
+    assert!(out.records.is_empty() && out.dead_letters.is_empty());
+    assert_eq!(metrics.skip_reasons().get("cloudtrail_digest"), Some(&1));
+}

@@ -1,0 +1,483 @@
+//! Exact ECS and OCSF values for hand-checked real records, one per shape users meet.
+
+mod common;
+
+use auditbridge::record::{Format, Record};
+use auditbridge::transforms::normalize::OutputFormat;
+use common::{doc, gunzip, process, repo, shared};
+use serde_json::{json, Value};
+
+/// The corpus line whose `eventID` is `id`, processed on its own.
+fn cloudtrail(id: &str) -> Record {
+    cloudtrail_matching(&[&format!("\"eventID\":\"{id}\"")])
+}
+
+/// The first corpus line containing every needle, processed on its own.
+fn cloudtrail_matching(needles: &[&str]) -> Record {
+    let corpus = gunzip(&shared("data/corpus/cloudtrail_real_union.ndjson.gz"));
+    let line = corpus
+        .split(|b| *b == b'\n')
+        .find(|l| {
+            let l = std::str::from_utf8(l).unwrap();
+            needles.iter().all(|n| l.contains(n))
+        })
+        .unwrap_or_else(|| panic!("no corpus line has {needles:?}"));
+    only(process(OutputFormat::Both, line))
+}
+
+/// The line of a file containing `needle`, processed on its own.
+fn line_of(path: std::path::PathBuf, needle: &str) -> Record {
+    let text = std::fs::read_to_string(&path).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("{needle} not in {}", path.display()));
+    only(process(OutputFormat::Both, line.as_bytes()))
+}
+
+fn only(out: auditbridge::transforms::Processed) -> Record {
+    assert!(out.dead_letters.is_empty(), "{:?}", out.dead_letters);
+    assert_eq!(out.records.len(), 1);
+    out.records.into_iter().next().unwrap()
+}
+
+/// Assert `expected` (JSON pointer → value) against a document.
+fn check(doc: &Value, expected: &[(&str, Value)]) {
+    for (pointer, want) in expected {
+        let got = doc.pointer(pointer).unwrap_or(&Value::Null);
+        assert_eq!(got, want, "at {pointer} in {doc}");
+    }
+}
+
+#[test]
+fn create_access_key() {
+    let r = cloudtrail("64b7de64-bf53-47ae-b7e3-d30cb1b5136e");
+    check(
+        &doc(&r, Format::Ecs),
+        &[
+            ("/@timestamp", json!("2023-07-10T12:24:29.000Z")),
+            ("/event/action", json!("CreateAccessKey")),
+            ("/event/provider", json!("iam.amazonaws.com")),
+            ("/event/category", json!(["iam"])),
+            ("/event/type", json!(["user", "change"])),
+            ("/event/outcome", json!("success")),
+            ("/event/dataset", json!("aws.cloudtrail")),
+            ("/cloud/account/id", json!("123837392027")),
+            ("/cloud/region", json!("us-east-1")),
+            ("/user/id", json!("AIDATFQR7NSC5AU2ZV3IE")),
+            ("/user/name", json!("bert-jan")),
+            (
+                "/user/target/name",
+                json!("stratus-red-team-backdoor-u-user"),
+            ),
+            ("/source/ip", json!("192.168.10.20")),
+            (
+                "/related/user",
+                json!([
+                    "bert-jan",
+                    "AIDATFQR7NSC5AU2ZV3IE",
+                    "stratus-red-team-backdoor-u-user"
+                ]),
+            ),
+            ("/related/ip", json!(["192.168.10.20"])),
+            ("/tls/version", json!("1.2")),
+            ("/tls/version_protocol", json!("tls")),
+            ("/tls/client/server_name", json!("iam.amazonaws.com")),
+            ("/auditbridge/credential/type", json!("long-term")),
+            (
+                "/aws/cloudtrail/flattened/response_elements/accessKey/accessKeyId",
+                json!("AKIATFQR7NSC3ZO6PKAZ"),
+            ),
+            (
+                "/aws/cloudtrail/user_identity/access_key_id",
+                json!("AKIATFQR7NSC8Q4X20BJ"),
+            ),
+        ],
+    );
+    check(
+        &doc(&r, Format::Ocsf),
+        &[
+            ("/class_uid", json!(3001)),
+            ("/activity_id", json!(99)),
+            ("/type_uid", json!(300199)),
+            ("/time", json!(1688991869000_i64)),
+            (
+                "/metadata/uid",
+                json!("64b7de64-bf53-47ae-b7e3-d30cb1b5136e"),
+            ),
+            (
+                "/actor/user/uid",
+                json!("arn:aws:iam::123837392027:user/bert-jan"),
+            ),
+            ("/actor/user/credential_uid", json!("AKIATFQR7NSC8Q4X20BJ")),
+            ("/user/name", json!("stratus-red-team-backdoor-u-user")),
+            ("/api/operation", json!("CreateAccessKey")),
+            (
+                "/api/request/uid",
+                json!("6e516ef1-9cd8-47ad-b467-3f672af5d137"),
+            ),
+            ("/src_endpoint/ip", json!("192.168.10.20")),
+            ("/cloud/account/uid", json!("123837392027")),
+            ("/status_id", json!(1)),
+        ],
+    );
+}
+
+#[test]
+fn create_user() {
+    let r = cloudtrail("66d008e1-12cf-4a45-99e7-0be67fc70d71");
+    check(
+        &doc(&r, Format::Ecs),
+        &[
+            ("/event/category", json!(["iam"])),
+            ("/event/type", json!(["user", "creation"])),
+            (
+                "/user/target/name",
+                json!("stratus-red-team-nmfalu-gfjyeaypjt"),
+            ),
+            ("/user/target/id", json!("AIDATFQR7NSCYG26CT6RI")),
+        ],
+    );
+    check(
+        &doc(&r, Format::Ocsf),
+        &[
+            ("/class_uid", json!(3001)),
+            ("/activity_id", json!(1)),
+            ("/activity_name", json!("Create")),
+            ("/user/name", json!("stratus-red-team-nmfalu-gfjyeaypjt")),
+            (
+                "/user/uid",
+                json!("arn:aws:iam::123837392027:user/stratus-red-team-nmfalu-gfjyeaypjt"),
+            ),
+            ("/user/uid_alt", json!("AIDATFQR7NSCYG26CT6RI")),
+        ],
+    );
+}
+
+#[test]
+fn assume_role() {
+    let r = cloudtrail("4bd2a6f6-dddc-49e6-ba7d-08f73e809e64");
+    check(
+        &doc(&r, Format::Ecs),
+        &[
+            ("/event/category", json!(["authentication"])),
+            ("/event/type", json!(["start"])),
+            ("/event/outcome", json!("success")),
+            ("/user/name", json!("bert-jan")),
+        ],
+    );
+    check(
+        &doc(&r, Format::Ocsf),
+        &[
+            ("/class_uid", json!(6003)),
+            ("/activity_id", json!(1)),
+            ("/api/service/name", json!("sts.amazonaws.com")),
+            (
+                "/resources/0/uid",
+                json!("arn:aws:iam::123837392027:role/stratus-red-team-ec2-get-password-data-role"),
+            ),
+            ("/resources/0/type", json!("AWS::IAM::Role")),
+            (
+                "/api/request/data/roleSessionName",
+                json!("aws-go-sdk-1688990082523310002"),
+            ),
+        ],
+    );
+}
+
+#[test]
+fn console_login_failure() {
+    let r = cloudtrail("d38ce1b3-4575-4cb8-a632-611b8243bfc3");
+    check(
+        &doc(&r, Format::Ecs),
+        &[
+            ("/event/action", json!("ConsoleLogin")),
+            ("/event/category", json!(["authentication"])),
+            ("/event/outcome", json!("failure")),
+            ("/user/name", json!("anaya")),
+            ("/error/message", json!("Failed authentication")),
+            ("/source/ip", json!("192.0.2.0")),
+        ],
+    );
+    check(
+        &doc(&r, Format::Ocsf),
+        &[
+            ("/class_uid", json!(3002)),
+            ("/activity_id", json!(1)),
+            ("/type_uid", json!(300201)),
+            ("/status_id", json!(2)),
+            ("/status", json!("Failure")),
+            ("/status_detail", json!("Failed authentication")),
+            ("/is_mfa", json!(true)),
+            ("/user/name", json!("anaya")),
+            ("/service/name", json!("signin.amazonaws.com")),
+        ],
+    );
+}
+
+#[test]
+fn aws_service_event() {
+    let r = cloudtrail("a4a7b25e-c2d5-436f-8a7e-ea89f50541ab");
+    let ecs = doc(&r, Format::Ecs);
+    check(
+        &ecs,
+        &[
+            ("/user/name", json!("inspector2.amazonaws.com")),
+            ("/source/address", json!("inspector2.amazonaws.com")),
+            (
+                "/aws/cloudtrail/shared_event_id",
+                json!("71797d26-1286-4204-81d4-cbcce8819672"),
+            ),
+        ],
+    );
+    assert!(
+        ecs.pointer("/source/ip").is_none(),
+        "a service name is not an IP"
+    );
+    check(
+        &doc(&r, Format::Ocsf),
+        &[
+            ("/actor/user/type_id", json!(4)),
+            ("/actor/user/name", json!("inspector2.amazonaws.com")),
+            ("/src_endpoint/domain", json!("inspector2.amazonaws.com")),
+            (
+                "/unmapped/sharedEventID",
+                json!("71797d26-1286-4204-81d4-cbcce8819672"),
+            ),
+        ],
+    );
+}
+
+#[test]
+fn root_event() {
+    let r = cloudtrail_matching(&[
+        "\"eventID\":\"1111\"",
+        "\"type\":\"Root\"",
+        "CreateAccessKey",
+    ]);
+    check(
+        &doc(&r, Format::Ecs),
+        &[
+            ("/user/id", json!("123456789012")),
+            ("/user/name", json!("root")),
+            ("/event/action", json!("CreateAccessKey")),
+        ],
+    );
+    check(
+        &doc(&r, Format::Ocsf),
+        &[
+            ("/actor/user/type_id", json!(2)),
+            ("/actor/user/type", json!("Root")),
+            ("/actor/user/uid", json!("arn:aws:iam::123456789012:root")),
+            ("/actor/session/is_mfa", json!(true)),
+            ("/actor/invoked_by", json!("signin.amazonaws.com")),
+        ],
+    );
+}
+
+#[test]
+fn access_denied() {
+    let r = cloudtrail("e4bad408-6272-4892-bf47-bd41b435ce40");
+    check(
+        &doc(&r, Format::Ecs),
+        &[
+            ("/event/outcome", json!("failure")),
+            ("/error/code", json!("AccessDenied")),
+        ],
+    );
+    check(
+        &doc(&r, Format::Ocsf),
+        &[
+            ("/status_id", json!(2)),
+            ("/status_code", json!("AccessDenied")),
+            ("/api/response/error", json!("AccessDenied")),
+        ],
+    );
+}
+
+#[test]
+fn eventbridge_wrapped_record() {
+    // The CreateUser record above as EventBridge delivers it.
+    let corpus = gunzip(&shared("data/corpus/cloudtrail_real_union.ndjson.gz"));
+    let line = corpus
+        .split(|b| *b == b'\n')
+        .find(|l| {
+            std::str::from_utf8(l)
+                .unwrap()
+                .contains("66d008e1-12cf-4a45-99e7-0be67fc70d71")
+        })
+        .unwrap();
+    let detail: Value = serde_json::from_slice(line).unwrap();
+    let wrapped = json!({"version": "0", "id": "6b1a6bd6-5c6c-4a2d-9f5e-1c2b3d4e5f60",
+        "detail-type": "AWS API Call via CloudTrail", "source": "aws.iam", "account": "123837392027",
+        "time": "2023-07-10T12:23:05Z", "region": "us-east-1", "resources": [], "detail": detail});
+    let r = only(process(OutputFormat::Both, wrapped.to_string().as_bytes()));
+    assert_eq!(r.id, "66d008e1-12cf-4a45-99e7-0be67fc70d71");
+    check(
+        &doc(&r, Format::Ecs),
+        &[
+            ("/event/action", json!("CreateUser")),
+            (
+                "/user/target/name",
+                json!("stratus-red-team-nmfalu-gfjyeaypjt"),
+            ),
+        ],
+    );
+}
+
+#[test]
+fn entra_add_service_principal_credentials() {
+    let r = line_of(
+        shared("data/entra/elastic/test-audit-logs-sample.log"),
+        "\"operationName\": \"Add service principal credentials\"",
+    );
+    check(
+        &doc(&r, Format::Ecs),
+        &[
+            ("/@timestamp", json!("2022-01-22T18:15:02.516Z")),
+            ("/event/action", json!("Add service principal credentials")),
+            ("/event/category", json!(["iam"])),
+            ("/event/type", json!(["change"])),
+            ("/event/outcome", json!("success")),
+            ("/event/dataset", json!("azure.auditlogs")),
+            (
+                "/event/id",
+                json!("Directory_53161141-e3f4-4944-85b6-7b953f17265e_6X649_134684731"),
+            ),
+            ("/user/id", json!("b9814691-9ca1-4e55-a1ac-8ef5dd010ec0")),
+            ("/user/name", json!("Managed Service Identity")),
+            ("/source/ip", json!("1.128.3.4")),
+            ("/cloud/provider", json!("azure")),
+            (
+                "/cloud/account/id",
+                json!("4bbb79f7-5724-4c9e-95f3-de075f6ec090"),
+            ),
+            (
+                "/azure/auditlogs/properties/target_resources/0/displayName",
+                json!("billing-test-wus"),
+            ),
+        ],
+    );
+    check(
+        &doc(&r, Format::Ocsf),
+        &[
+            ("/class_uid", json!(3004)),
+            ("/activity_id", json!(3)),
+            ("/entity/uid", json!("a7d5dcbe-0627-4ddf-a2f4-86b6785bcc42")),
+            ("/entity/name", json!("billing-test-wus")),
+            ("/entity/type", json!("ServicePrincipal")),
+            ("/actor/app_name", json!("Managed Service Identity")),
+            (
+                "/actor/app_uid",
+                json!("b9814691-9ca1-4e55-a1ac-8ef5dd010ec0"),
+            ),
+            ("/metadata/product/name", json!("Entra ID")),
+            (
+                "/metadata/correlation_uid",
+                json!("53161141-e3f4-4944-85b6-7b953f17265e"),
+            ),
+        ],
+    );
+}
+
+#[test]
+fn entra_failed_sign_in() {
+    let r = line_of(
+        repo("samples/entra/panther-entra-diagnostic.ndjson"),
+        "lockout-row-001",
+    );
+    check(
+        &doc(&r, Format::Ecs),
+        &[
+            ("/@timestamp", json!("2025-01-15T08:15:23.456Z")),
+            ("/event/category", json!(["authentication"])),
+            ("/event/outcome", json!("failure")),
+            ("/event/dataset", json!("azure.signinlogs")),
+            ("/user/id", json!("user-001")),
+            ("/user/name", json!("boromir")),
+            ("/user/email", json!("boromir@lotr.com")),
+            ("/user/domain", json!("lotr.com")),
+            ("/source/ip", json!("4.4.4.4")),
+            ("/source/geo/country_iso_code", json!("RU")),
+            ("/user_agent/original", json!("python-requests/2.28.0")),
+        ],
+    );
+    check(
+        &doc(&r, Format::Ocsf),
+        &[
+            ("/class_uid", json!(3002)),
+            ("/status_id", json!(2)),
+            ("/status_code", json!("50053")),
+            ("/user/email_addr", json!("boromir@lotr.com")),
+            ("/service/name", json!("Microsoft Graph")),
+            ("/actor/app_name", json!("Microsoft Office")),
+            ("/src_endpoint/location/country", json!("RU")),
+        ],
+    );
+}
+
+#[test]
+fn entra_service_principal_sign_in() {
+    let r = line_of(
+        shared(
+            "data/entra/elastic/test-service-principal-signinlogs-sample.records-1-and-3-of-7.log",
+        ),
+        "d5935dca-86f2-4ac9-a42c-3593b00af801",
+    );
+    check(
+        &doc(&r, Format::Ecs),
+        &[
+            ("/event/outcome", json!("success")),
+            ("/user/id", json!("b029d485-a308-4311-8720-fb3192e5284e")),
+            ("/user/name", json!("Terraform-Datadog-CLI")),
+            (
+                "/source/geo/location",
+                json!({"lat": 17.385000228881836, "lon": 78.48670196533203}),
+            ),
+        ],
+    );
+    check(
+        &doc(&r, Format::Ocsf),
+        &[
+            ("/class_uid", json!(3002)),
+            ("/user/type_id", json!(4)),
+            ("/user/uid", json!("b029d485-a308-4311-8720-fb3192e5284e")),
+            (
+                "/service/name",
+                json!("Windows Azure Service Management API"),
+            ),
+            (
+                "/unmapped/properties/servicePrincipalCredentialKeyId",
+                json!("dbcd79c0-c3ea-46b9-9604-ff40d43b8618"),
+            ),
+        ],
+    );
+}
+
+#[test]
+fn entra_log_analytics_audit_row() {
+    let text =
+        std::fs::read_to_string(repo("samples/entra/otrf-aad-audit-log-analytics.ndjson")).unwrap();
+    let first = text.lines().next().unwrap();
+    let r = only(process(OutputFormat::Both, first.as_bytes()));
+    check(&doc(&r, Format::Ecs), &[
+        ("/@timestamp", json!("2021-08-02T13:29:25.983Z")),
+        ("/event/action", json!("Update application – Certificates and secrets management ")),
+        ("/event/category", json!(["iam"])),
+        ("/event/id", json!("Directory_10065ffb-8199-48bc-8ff5-912cb5b8295a_AUMVX_13992832")),
+        ("/user/id", json!("aead923d-498b-4f64-a66c-2af91447a8b6")),
+        ("/user/name", json!("pgustavo")),
+        ("/user/email", json!("pgustavo@simulandlabs.com")),
+        ("/user_agent/original", json!("Mozilla/5.0 (Windows NT; Windows NT 10.0; en-US) WindowsPowerShell/5.1.17763.1971")),
+        ("/azure/auditlogs/properties/target_resources/0/displayName", json!("SimuLandApp")),
+    ]);
+    check(
+        &doc(&r, Format::Ocsf),
+        &[
+            ("/class_uid", json!(3004)),
+            ("/entity/name", json!("SimuLandApp")),
+            ("/entity/type", json!("Application")),
+            ("/actor/user/email_addr", json!("pgustavo@simulandlabs.com")),
+        ],
+    );
+}
