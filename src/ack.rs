@@ -1,6 +1,6 @@
 //! Acknowledgement handles that travel with data from a source to every sink.
 //!
-//! A source creates one [`BatchAck`] per unit it can redeliver (a file, an SQS message,
+//! A source creates one batch ([`batch`]) per unit it can redeliver (a file, an SQS message,
 //! an Event Hubs event) and keeps its [`AckReceiver`]. Every record derived from that unit
 //! carries an [`AckToken`] clone. The receiver resolves once every token is gone, with the
 //! worst status any token reported. A token dropped without being resolved counts as a
@@ -55,25 +55,20 @@ impl Drop for Shared {
     }
 }
 
-/// Constructor for a batch's token and receiver.
-pub struct BatchAck;
-
-impl BatchAck {
-    /// A new batch: the first token and the receiver the source awaits.
-    pub fn new() -> (AckToken, AckReceiver) {
-        let (tx, rx) = oneshot::channel();
-        let shared = Arc::new(Shared {
-            status: AtomicU8::new(BatchStatus::Delivered as u8),
-            notify: Mutex::new(Some(tx)),
-        });
-        (
-            AckToken {
-                shared,
-                resolved: false,
-            },
-            AckReceiver { rx },
-        )
-    }
+/// A new batch: the first token and the receiver the source awaits.
+pub fn batch() -> (AckToken, AckReceiver) {
+    let (tx, rx) = oneshot::channel();
+    let shared = Arc::new(Shared {
+        status: AtomicU8::new(BatchStatus::Delivered as u8),
+        notify: Mutex::new(Some(tx)),
+    });
+    (
+        AckToken {
+            shared,
+            resolved: false,
+        },
+        AckReceiver { rx },
+    )
 }
 
 /// One share of a batch's acknowledgement. Must be resolved with [`AckToken::resolve`];
@@ -136,7 +131,7 @@ mod tests {
 
     #[tokio::test]
     async fn resolves_after_last_share_with_worst_status() {
-        let (first, rx) = BatchAck::new();
+        let (first, rx) = batch();
         let second = first.share();
         let third = first.share();
         first.resolve(BatchStatus::Delivered);
@@ -147,7 +142,7 @@ mod tests {
 
     #[tokio::test]
     async fn all_delivered_is_delivered() {
-        let (first, rx) = BatchAck::new();
+        let (first, rx) = batch();
         let shares: Vec<_> = (0..10).map(|_| first.share()).collect();
         first.resolve(BatchStatus::Delivered);
         for s in shares {
@@ -158,7 +153,7 @@ mod tests {
 
     #[tokio::test]
     async fn dropped_token_fails_the_batch() {
-        let (first, rx) = BatchAck::new();
+        let (first, rx) = batch();
         let lost = first.share();
         first.resolve(BatchStatus::Delivered);
         drop(lost);
@@ -167,7 +162,7 @@ mod tests {
 
     #[tokio::test]
     async fn rejected_beats_failed() {
-        let (first, rx) = BatchAck::new();
+        let (first, rx) = batch();
         let other = first.share();
         first.resolve(BatchStatus::Rejected);
         other.resolve(BatchStatus::Failed);

@@ -13,7 +13,7 @@ use crate::transforms::normalize::OutputFormat;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
+    #[error("cannot read config file {path}")]
     Io {
         path: PathBuf,
         source: std::io::Error,

@@ -114,14 +114,17 @@ fn execute(config: &Config, dead_letters: DeadLetterSink) -> anyhow::Result<Exit
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(async {
+    let result = runtime.block_on(async {
         let (stop_tx, stop_rx) = watch::channel(false);
         tokio::spawn(async move {
             wait_for_signal().await;
             let _ = stop_tx.send(true);
         });
         pipeline.run(stop_rx).await
-    })?;
+    });
+    // A read blocked past the grace period must not keep the process alive.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    result?;
     eprintln!("{}", metrics.summary());
     Ok(ExitCode::SUCCESS)
 }

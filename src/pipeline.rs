@@ -28,17 +28,17 @@ use crate::transforms::Transformer;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
-    #[error("source `{name}`: {source}")]
+    #[error("source `{name}`")]
     Source {
         name: String,
         source: file::FileSourceError,
     },
-    #[error("cannot open the dead-letter file {path}: {source}")]
+    #[error("cannot open the dead-letter file {path}")]
     DeadLetter {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("sink `{name}` failed: {source}; undelivered input stays unacknowledged")]
+    #[error("sink `{name}` failed; undelivered input stays unacknowledged")]
     Sink {
         name: String,
         source: std::io::Error,

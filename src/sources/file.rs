@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
-use crate::ack::{BatchAck, BatchStatus};
+use crate::ack::{self, BatchStatus};
 use crate::event::{Origin, RawInput};
 use crate::metrics::Metrics;
 
@@ -18,7 +18,7 @@ pub enum FileSourceError {
     Pattern { pattern: String, message: String },
     #[error("`{0}` does not exist: give a file, a directory or a glob pattern")]
     Missing(String),
-    #[error("cannot list {path}: {source}")]
+    #[error("cannot list {path}")]
     List {
         path: PathBuf,
         source: std::io::Error,
@@ -38,7 +38,7 @@ pub fn expand(paths: &[String]) -> Result<Vec<PathBuf>, FileSourceError> {
         let path = Path::new(p);
         if path.is_dir() {
             walk(path, &mut out)?;
-        } else if path.is_file() {
+        } else if path.exists() {
             out.push(path.to_path_buf());
         } else if p.contains(['*', '?', '[']) {
             let matches = glob::glob(p).map_err(|e| FileSourceError::Pattern {
@@ -115,7 +115,7 @@ pub async fn run(
                 continue;
             }
         };
-        let (token, receiver) = BatchAck::new();
+        let (token, receiver) = ack::batch();
         let input = RawInput {
             origin: Origin::File { path: path.clone() },
             bytes,

@@ -1,0 +1,194 @@
+//! The binary as users run it: `replay`, `run` with a config, `validate`, and shutdown.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::repo;
+use serde_json::Value;
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_auditbridge"));
+    c.current_dir(repo("."));
+    c
+}
+
+fn summary(stderr: &[u8]) -> Value {
+    let text = String::from_utf8_lossy(stderr);
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .expect("summary line");
+    serde_json::from_str(line).unwrap()
+}
+
+#[test]
+fn replay_prints_one_ecs_document_per_record() {
+    let out = bin()
+        .args(["replay", "--format", "ecs", "samples/cloudtrail/218007301253_CloudTrail_us-east-1_20230710T1230Z_ZtUNbBkwAu98FPZb.json.gz"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let s = summary(&out.stderr);
+    assert_eq!(s["records_emitted"].as_u64().unwrap() as usize, lines.len());
+    assert!(!lines.is_empty());
+    assert!(lines.iter().all(|l| l["ecs"]["version"] == "9.4.0"));
+    assert_eq!(s["dead_lettered"], 0);
+}
+
+#[test]
+fn run_writes_records_and_dead_letters_to_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir(&input).unwrap();
+    std::fs::copy(
+        repo("samples/cloudtrail/stratus-aws.persistence.iam-backdoor-user.json"),
+        input.join("good.json"),
+    )
+    .unwrap();
+    std::fs::write(
+        input.join("bad.ndjson"),
+        "{\"eventName\":\"CreateUser\",\"eventSource\":\"iam.amazonaws.com\"}\nnot json\n",
+    )
+    .unwrap();
+    let out_path = dir.path().join("out/records.ndjson");
+    let dlq = dir.path().join("dlq.ndjson");
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[pipeline]\nformat = \"ocsf\"\n[dead_letter]\npath = \"{}\"\n[sources.in]\ntype = \"file\"\npaths = [\"{}\"]\n[sinks.out]\ntype = \"file\"\npath = \"{}\"\n",
+            dlq.display(),
+            input.display(),
+            out_path.display()
+        ),
+    )
+    .unwrap();
+    let out = bin()
+        .args(["run", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let records = std::fs::read_to_string(&out_path).unwrap();
+    let docs: Vec<Value> = records
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // The record in good.json plus the valid line of bad.ndjson, all OCSF.
+    assert_eq!(docs.len(), 2);
+    assert!(docs.iter().all(|d| d["metadata"]["version"] == "1.8.0"));
+    let letters: Vec<Value> = std::fs::read_to_string(&dlq)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0]["kind"], "invalid_json");
+    assert_eq!(letters[0]["line"], 2);
+    assert_eq!(letters[0]["original"], "not json");
+    assert_eq!(
+        letters[0]["origin"],
+        format!("file {}", input.join("bad.ndjson").display())
+    );
+    let s = summary(&out.stderr);
+    assert_eq!(s["dead_letter_reasons"]["invalid_json"], 1);
+    assert_eq!(s["batches_acked"], 2);
+}
+
+#[test]
+fn validate_names_the_bad_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(&config, "[sources.in]\ntype = \"file\"\npaths = [\"x\"]\n[sinks.out]\ntype = \"stdout\"\nformat = \"ecs\"\n").unwrap();
+    let out = bin()
+        .args(["validate", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("unknown field `format`, expected `formats`") && err.contains("line 4"),
+        "{err}"
+    );
+
+    let out = bin()
+        .args(["validate", "--config", "config/local.toml"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn help_teaches_the_commands() {
+    let out = bin().arg("--help").output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    for cmd in ["run", "validate", "replay"] {
+        assert!(text.contains(cmd), "{text}");
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn sigterm_stops_intake_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("never-written.json");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[pipeline]\nshutdown_grace_secs = 1\n[dead_letter]\npath = \"{}\"\n[sources.in]\ntype = \"file\"\npaths = [\"{}\"]\n[sinks.out]\ntype = \"stdout\"\n",
+            dir.path().join("dlq.ndjson").display(),
+            fifo.display()
+        ),
+    )
+    .unwrap();
+    let child = bin()
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let started = Instant::now();
+    assert!(Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(summary(&out.stderr)["records_emitted"], 0);
+}
