@@ -233,29 +233,35 @@ fn transform_worker(
             Err(_) => None,
         };
         let Some(raw) = next else { return };
-        let processed = transformer.process(&raw.bytes, &raw.origin);
-        if let Err(e) = dead_letters.write_all(&processed.dead_letters) {
+        let mut chunk = Vec::with_capacity(batch_size);
+        let mut sink_gone = false;
+        let dead = transformer.process_each(&raw.bytes, &raw.origin, |record| {
+            chunk.push(record);
+            if chunk.len() >= batch_size && !sink_gone {
+                sink_gone = !send(out, std::mem::take(&mut chunk), &raw.ack);
+            }
+        });
+        if !chunk.is_empty() && !sink_gone {
+            sink_gone = !send(out, chunk, &raw.ack);
+        }
+        if sink_gone {
+            return;
+        }
+        if let Err(e) = dead_letters.write_all(&dead) {
             tracing::error!(origin = %raw.origin, error = %e, destination = %dead_letters.describe(),
                 "cannot write dead letters; the input stays unacknowledged");
             raw.ack.resolve(BatchStatus::Failed);
             continue;
         }
-        let mut records = processed.records.into_iter().peekable();
-        while records.peek().is_some() {
-            let chunk: Vec<Record> = records.by_ref().take(batch_size).collect();
-            let acks = chunk.iter().map(|_| raw.ack.share()).collect();
-            if out
-                .blocking_send(Batch {
-                    records: chunk,
-                    acks,
-                })
-                .is_err()
-            {
-                return;
-            }
-        }
         raw.ack.resolve(BatchStatus::Delivered);
     }
+}
+
+/// Hand a chunk of records to the fan-out, each with a share of the input's ack.
+/// Blocks while the pipeline is full; false when the sinks are gone.
+fn send(out: &mpsc::Sender<Batch>, records: Vec<Record>, ack: &AckToken) -> bool {
+    let acks = records.iter().map(|_| ack.share()).collect();
+    out.blocking_send(Batch { records, acks }).is_ok()
 }
 
 async fn fan_out(mut input: mpsc::Receiver<Batch>, sinks: Vec<mpsc::Sender<SinkBatch>>) {

@@ -16,7 +16,7 @@ use crate::event::{Origin, Position};
 use crate::metrics::Metrics;
 use crate::record::{Format, Output, Record};
 use decode::framing::{self, Frame};
-use decode::{DecodeError, Decoded, EntraKind, SourceRecord, Special};
+use decode::{Decoded, EntraKind, SourceRecord, Special};
 use enrich::Enrichment;
 use normalize::{Normalized, OutputFormat};
 
@@ -51,8 +51,25 @@ impl Transformer {
 
     /// Turn one input unit into records and dead letters. Never panics on bad input.
     pub fn process(&self, bytes: &[u8], origin: &Origin) -> Processed {
+        let mut records = Vec::new();
+        let dead_letters = self.process_each(bytes, origin, |r| records.push(r));
+        Processed {
+            records,
+            dead_letters,
+        }
+    }
+
+    /// Like [`Transformer::process`], but hands each record to `emit` as soon as it is
+    /// built, so a large file never has all its records in memory at once. Returns the
+    /// dead letters.
+    pub fn process_each(
+        &self,
+        bytes: &[u8],
+        origin: &Origin,
+        mut emit: impl FnMut(Record),
+    ) -> Vec<DeadLetter> {
         Metrics::add(&self.metrics.inputs, 1);
-        let mut out = Processed::default();
+        let mut dead = Vec::new();
         let input = match framing::open(bytes, self.limits.max_decompressed_bytes) {
             Ok(input) => input,
             Err(err) => {
@@ -60,8 +77,8 @@ impl Transformer {
                     framing::OpenError::Gzip(_) => "invalid_gzip",
                     framing::OpenError::TooLarge { .. } => "too_large",
                 };
-                self.dead(&mut out, kind, err.to_string(), origin, None, bytes);
-                return out;
+                self.dead(&mut dead, kind, err.to_string(), origin, None, bytes);
+                return dead;
             }
         };
         let now = Utc::now();
@@ -72,7 +89,7 @@ impl Transformer {
                     position,
                     reason,
                 } => self.dead(
-                    &mut out,
+                    &mut dead,
                     "invalid_json",
                     reason,
                     origin,
@@ -82,18 +99,24 @@ impl Transformer {
                 Frame::Record { raw, position } => {
                     match decode::decode(raw, self.limits.max_record_bytes, now) {
                         Ok(Decoded::Record(source)) => {
-                            let fallback = fallback_id(raw.get());
-                            out.records.push(self.finish(source, fallback, now));
+                            emit(self.finish(source, fallback_id(raw.get()), now));
                         }
                         Ok(Decoded::Special(special)) => {
-                            self.special(&mut out, special, origin, position, raw.get())
+                            self.special(&mut dead, special, origin, position, raw.get())
                         }
-                        Err(err) => self.refused(&mut out, err, origin, position, raw.get()),
+                        Err(err) => self.dead(
+                            &mut dead,
+                            err.kind(),
+                            err.to_string(),
+                            origin,
+                            Some(position),
+                            raw.get().as_bytes(),
+                        ),
                     }
                 }
             }
         }
-        out
+        dead
     }
 
     fn finish(
@@ -118,7 +141,7 @@ impl Transformer {
 
     fn special(
         &self,
-        out: &mut Processed,
+        out: &mut Vec<DeadLetter>,
         special: Special,
         origin: &Origin,
         position: Position,
@@ -144,27 +167,9 @@ impl Transformer {
         }
     }
 
-    fn refused(
-        &self,
-        out: &mut Processed,
-        err: DecodeError,
-        origin: &Origin,
-        position: Position,
-        raw: &str,
-    ) {
-        self.dead(
-            out,
-            err.kind(),
-            err.to_string(),
-            origin,
-            Some(position),
-            raw.as_bytes(),
-        );
-    }
-
     fn dead(
         &self,
-        out: &mut Processed,
+        out: &mut Vec<DeadLetter>,
         kind: &'static str,
         reason: String,
         origin: &Origin,
@@ -172,7 +177,7 @@ impl Transformer {
         bytes: &[u8],
     ) {
         self.metrics.dead_letter(kind);
-        out.dead_letters.push(DeadLetter {
+        out.push(DeadLetter {
             kind,
             reason,
             origin: origin.clone(),
