@@ -49,6 +49,8 @@ pub struct Config {
     pub routing: Routing,
     #[serde(default)]
     pub dead_letter: DeadLetterConfig,
+    #[serde(default)]
+    pub rules: RulesConfig,
     pub sources: BTreeMap<String, SourceConfig>,
     pub sinks: BTreeMap<String, SinkConfig>,
 }
@@ -139,6 +141,13 @@ impl Default for DeadLetterConfig {
             path: PathBuf::from("dead-letters.ndjson"),
         }
     }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RulesConfig {
+    /// Directory of rule files (`*.toml`) used instead of the built-in rules.
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

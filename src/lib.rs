@@ -11,6 +11,7 @@ pub mod event;
 pub mod metrics;
 pub mod pipeline;
 pub mod record;
+pub mod rules;
 pub mod sinks;
 pub mod sources;
 pub mod transforms;

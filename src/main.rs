@@ -7,10 +7,12 @@ use clap::{Parser, Subcommand};
 use tokio::sync::watch;
 
 use auditbridge::config::{
-    Config, DeadLetterConfig, Limits, PipelineConfig, Routing, SinkConfig, SourceConfig,
+    Config, DeadLetterConfig, Limits, PipelineConfig, Routing, RulesConfig, SinkConfig,
+    SourceConfig,
 };
 use auditbridge::dead_letter::DeadLetterSink;
 use auditbridge::pipeline::Pipeline;
+use auditbridge::rules::{coverage, testing, RuleSet};
 use auditbridge::transforms::normalize::OutputFormat;
 
 /// Stream AWS CloudTrail and Microsoft Entra ID audit/sign-in logs into your SIEM as
@@ -44,6 +46,11 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Work with the detection rules (MITRE ATT&CK tagging).
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
     /// Decode, normalize and enrich files or directories and print the records as NDJSON
     /// on stdout; dead letters (NDJSON) and a summary go to stderr. Gzip and plain files,
     /// CloudTrail and Entra ID are detected from the content.
@@ -51,10 +58,38 @@ enum Command {
         /// Documents to print: `ecs`, `ocsf` (with findings) or `both`.
         #[arg(long, value_enum, default_value = "both")]
         format: OutputFormat,
+        /// Directory of rule files to tag with instead of the built-in rules.
+        #[arg(long)]
+        rules: Option<PathBuf>,
         /// Files, directories or glob patterns.
         #[arg(required = true)]
         paths: Vec<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum RulesCommand {
+    /// Run every rule's own test events through the real decoder; print a step-by-step
+    /// explanation for each failure; exit 1 when any fails.
+    Test {
+        /// Rules directory (default: the built-in rules).
+        #[arg(long)]
+        rules: Option<PathBuf>,
+    },
+    /// Print which founding techniques the rules tag for AWS and Azure; exit 1 when an
+    /// observable one is not covered.
+    Coverage {
+        /// Rules directory (default: the built-in rules).
+        #[arg(long)]
+        rules: Option<PathBuf>,
+    },
+}
+
+fn load_rules(dir: Option<&PathBuf>) -> anyhow::Result<RuleSet> {
+    Ok(match dir {
+        Some(d) => RuleSet::from_dir(d)?,
+        None => RuleSet::builtin()?,
+    })
 }
 
 fn main() -> ExitCode {
@@ -82,12 +117,51 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}: valid", config.display());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Rules {
+            command: RulesCommand::Test { rules },
+        } => {
+            let set = load_rules(rules.as_ref())?;
+            let report = testing::run(&set);
+            for failure in &report.failures {
+                print!("{failure}");
+            }
+            println!(
+                "rules: {} rules, {} passed, {} failed",
+                set.rules().len(),
+                report.passed,
+                report.failures.len()
+            );
+            Ok(if report.failures.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Rules {
+            command: RulesCommand::Coverage { rules },
+        } => {
+            let rows = coverage::coverage(&load_rules(rules.as_ref())?);
+            print!("{}", coverage::render(&rows));
+            let missing = rows.iter().any(|r| {
+                matches!(r.aws, coverage::Cell::Missing(_))
+                    || matches!(r.azure, coverage::Cell::Missing(_))
+            });
+            Ok(if missing {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
         Command::Run { config } => {
             let config = Config::load(&config)?;
             let dead_letters = Pipeline::dead_letter_file(&config)?;
             execute(&config, dead_letters)
         }
-        Command::Replay { format, paths } => {
+        Command::Replay {
+            format,
+            rules,
+            paths,
+        } => {
             let config = Config {
                 pipeline: PipelineConfig {
                     format,
@@ -96,6 +170,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 limits: Limits::default(),
                 routing: Routing::default(),
                 dead_letter: DeadLetterConfig::default(),
+                rules: RulesConfig { dir: rules },
                 sources: BTreeMap::from([("replay".to_string(), SourceConfig::File { paths })]),
                 sinks: BTreeMap::from([(
                     "stdout".to_string(),

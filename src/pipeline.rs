@@ -22,6 +22,7 @@ use crate::dead_letter::DeadLetterSink;
 use crate::event::RawInput;
 use crate::metrics::Metrics;
 use crate::record::{Format, Record};
+use crate::rules::RuleSet;
 use crate::sinks::{self, SinkBatch};
 use crate::sources::file::{self, FileProgress};
 use crate::transforms::Transformer;
@@ -33,6 +34,8 @@ pub enum PipelineError {
         name: String,
         source: file::FileSourceError,
     },
+    #[error("cannot load the detection rules")]
+    Rules(#[from] crate::rules::RuleError),
     #[error("cannot open the dead-letter file {path}")]
     DeadLetter {
         path: PathBuf,
@@ -88,7 +91,15 @@ impl Pipeline {
                 )
             })
             .collect();
-        let mut transformer = Transformer::new(config.pipeline.format, Arc::clone(&metrics));
+        let rules = match &config.rules.dir {
+            Some(dir) => RuleSet::from_dir(dir)?,
+            None => RuleSet::builtin()?,
+        };
+        let mut transformer = Transformer::new(
+            config.pipeline.format,
+            Arc::new(rules),
+            Arc::clone(&metrics),
+        );
         transformer.limits = config.limits;
         transformer.digest = config.routing.digest;
         transformer.insight = config.routing.insight;

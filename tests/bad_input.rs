@@ -199,7 +199,11 @@ fn deep_nesting_is_refused_without_overflow() {
 fn digest_and_insight_are_counted_not_decoded() {
     let digest = br#"{"awsAccountId":"123456789012","digestStartTime":"2023-07-10T11:00:00Z","digestEndTime":"2023-07-10T12:00:00Z","logFiles":[]}"#;
     let metrics = std::sync::Arc::new(auditbridge::metrics::Metrics::default());
-    let t = auditbridge::transforms::Transformer::new(OutputFormat::Both, metrics.clone());
+    let t = auditbridge::transforms::Transformer::new(
+        OutputFormat::Both,
+        std::sync::Arc::new(common::builtin_rules()),
+        metrics.clone(),
+    );
     let out = t.process(
         digest,
         &auditbridge::event::Origin::Inline {

@@ -90,8 +90,10 @@ fn run_writes_records_and_dead_letters_to_files() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    // The record in good.json plus the valid line of bad.ndjson, all OCSF.
-    assert_eq!(docs.len(), 2);
+    // The record in good.json (CreateAccessKey) plus the valid line of bad.ndjson
+    // (CreateUser), all OCSF: each activity is tagged, so each brings a finding.
+    assert_eq!(docs.len(), 4);
+    assert_eq!(docs.iter().filter(|d| d["class_uid"] == 2004).count(), 2);
     assert!(docs.iter().all(|d| d["metadata"]["version"] == "1.8.0"));
     let letters: Vec<Value> = std::fs::read_to_string(&dlq)
         .unwrap()

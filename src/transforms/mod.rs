@@ -15,6 +15,7 @@ use crate::dead_letter::DeadLetter;
 use crate::event::{Origin, Position};
 use crate::metrics::Metrics;
 use crate::record::{Format, Output, Record};
+use crate::rules::RuleSet;
 use decode::framing::{self, Frame};
 use decode::{Decoded, EntraKind, SourceRecord, Special};
 use enrich::Enrichment;
@@ -38,13 +39,13 @@ pub struct Transformer {
 }
 
 impl Transformer {
-    pub fn new(format: OutputFormat, metrics: Arc<Metrics>) -> Self {
+    pub fn new(format: OutputFormat, rules: Arc<RuleSet>, metrics: Arc<Metrics>) -> Self {
         Transformer {
             format,
             limits: Limits::default(),
             digest: SpecialRoute::Skip,
             insight: SpecialRoute::Skip,
-            enrichment: Enrichment::default(),
+            enrichment: Enrichment::new(rules),
             metrics,
         }
     }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use auditbridge::event::Origin;
 use auditbridge::metrics::Metrics;
 use auditbridge::record::{Format, Record};
+use auditbridge::rules::RuleSet;
 use auditbridge::transforms::normalize::OutputFormat;
 use auditbridge::transforms::{Processed, Transformer};
 use serde_json::Value;
@@ -35,7 +36,15 @@ pub fn gunzip(path: &PathBuf) -> Vec<u8> {
 }
 
 pub fn transformer(format: OutputFormat) -> Transformer {
-    Transformer::new(format, Arc::new(Metrics::default()))
+    Transformer::new(
+        format,
+        Arc::new(builtin_rules()),
+        Arc::new(Metrics::default()),
+    )
+}
+
+pub fn builtin_rules() -> RuleSet {
+    RuleSet::builtin().expect("built-in rules load")
 }
 
 pub fn process(format: OutputFormat, bytes: &[u8]) -> Processed {

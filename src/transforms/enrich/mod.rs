@@ -2,9 +2,13 @@
 //! Each stage sees the validated source record and may add to the ECS and OCSF documents
 //! or raise OCSF findings.
 
+pub mod attack;
 pub mod credential;
 
+use std::sync::Arc;
+
 use super::normalize::Normalized;
+use crate::rules::RuleSet;
 
 /// One enrichment stage.
 pub trait Enricher: Send + Sync {
@@ -16,15 +20,17 @@ pub struct Enrichment {
     stages: Vec<Box<dyn Enricher>>,
 }
 
-impl Default for Enrichment {
-    fn default() -> Self {
+impl Enrichment {
+    /// Credential context first, so the rules can match on it, then ATT&CK tagging.
+    pub fn new(rules: Arc<RuleSet>) -> Self {
         Enrichment {
-            stages: vec![Box::new(credential::CredentialType)],
+            stages: vec![
+                Box::new(credential::CredentialType),
+                Box::new(attack::AttackTagger::new(rules)),
+            ],
         }
     }
-}
 
-impl Enrichment {
     pub fn apply(&self, record: &mut Normalized) {
         for stage in &self.stages {
             stage.enrich(record);

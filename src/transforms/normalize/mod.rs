@@ -38,6 +38,9 @@ pub struct Normalized {
     pub ocsf: Option<Map<String, Value>>,
     /// OCSF Detection Findings (class 2004) raised by enrichers for this record.
     pub findings: Vec<Map<String, Value>>,
+    /// Context enrichers learn about the record (credential type, key age), which later
+    /// stages and rules read as `context.…`.
+    pub context: Map<String, Value>,
     pub now: DateTime<Utc>,
 }
 
@@ -72,6 +75,7 @@ pub fn normalize(
         ecs,
         ocsf,
         findings: Vec::new(),
+        context: Map::new(),
         now,
     }
 }

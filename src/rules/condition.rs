@@ -1,0 +1,354 @@
+//! Compiled conditions and their evaluation against a record.
+
+use globset::{GlobBuilder, GlobMatcher};
+use serde_json::{Map, Value};
+
+use super::model::Op;
+
+/// A field path, split once at load time.
+#[derive(Debug, Clone)]
+pub struct FieldPath {
+    pub text: String,
+    parts: Vec<String>,
+    context: bool,
+}
+
+impl FieldPath {
+    pub fn parse(text: &str) -> FieldPath {
+        let (context, rest) = match text.strip_prefix("context.") {
+            Some(rest) => (true, rest),
+            None => (false, text),
+        };
+        FieldPath {
+            text: text.to_string(),
+            parts: rest.split('.').map(str::to_string).collect(),
+            context,
+        }
+    }
+
+    /// Every value at this path; arrays on the way are searched element-wise.
+    pub fn values<'a>(
+        &self,
+        record: &'a Map<String, Value>,
+        context: &'a Map<String, Value>,
+    ) -> Vec<&'a Value> {
+        let root = if self.context { context } else { record };
+        let mut current: Vec<&Value> = match root.get(&self.parts[0]) {
+            Some(v) => vec![v],
+            None => return Vec::new(),
+        };
+        for part in &self.parts[1..] {
+            let mut next = Vec::new();
+            for v in current {
+                collect(v, part, &mut next);
+            }
+            current = next;
+        }
+        current
+            .into_iter()
+            .flat_map(|v| match v {
+                Value::Array(items) => items.iter().collect(),
+                other => vec![other],
+            })
+            .filter(|v| !v.is_null())
+            .collect()
+    }
+}
+
+fn collect<'a>(v: &'a Value, key: &str, out: &mut Vec<&'a Value>) {
+    match v {
+        Value::Object(m) => {
+            if let Some(x) = m.get(key) {
+                out.push(x);
+            }
+        }
+        Value::Array(items) => {
+            if let Ok(i) = key.parse::<usize>() {
+                if let Some(x) = items.get(i) {
+                    out.push(x);
+                }
+            } else {
+                for item in items {
+                    collect(item, key, out);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A wildcard pattern (`*`, `?`), optionally case-insensitive.
+#[derive(Debug, Clone)]
+pub struct Pattern {
+    pub text: String,
+    matcher: GlobMatcher,
+    fold_dashes: bool,
+}
+
+impl Pattern {
+    pub fn new(text: &str, case_insensitive: bool) -> Result<Pattern, globset::Error> {
+        let fold_dashes = case_insensitive;
+        let source = if fold_dashes {
+            fold(text)
+        } else {
+            text.to_string()
+        };
+        let glob = GlobBuilder::new(&source)
+            .case_insensitive(case_insensitive)
+            .literal_separator(false)
+            .backslash_escape(true)
+            .build()?;
+        Ok(Pattern {
+            text: text.to_string(),
+            matcher: glob.compile_matcher(),
+            fold_dashes,
+        })
+    }
+
+    pub fn is_literal(&self) -> bool {
+        !self.text.contains(['*', '?', '[', '{'])
+    }
+
+    pub fn matches(&self, s: &str) -> bool {
+        if self.fold_dashes {
+            self.matcher.is_match(fold(s.trim()))
+        } else {
+            self.matcher.is_match(s)
+        }
+    }
+}
+
+/// Entra writes activity names with en dashes and trailing spaces; rule authors type
+/// hyphens.
+fn fold(s: &str) -> String {
+    s.replace(['\u{2013}', '\u{2014}'], "-")
+}
+
+/// A compiled condition.
+#[derive(Debug, Clone)]
+pub struct Condition {
+    pub field: FieldPath,
+    pub op: Op,
+    pub value: Option<Value>,
+    pub glob: Option<Pattern>,
+}
+
+impl Condition {
+    /// Evaluate against a record's fields; `account` is the event's own account, used by
+    /// `foreign_principal`.
+    pub fn holds(
+        &self,
+        record: &Map<String, Value>,
+        context: &Map<String, Value>,
+        account: Option<&str>,
+    ) -> bool {
+        let values = self.field.values(record, context);
+        match self.op {
+            Op::Exists => !values.is_empty(),
+            Op::Missing => values.is_empty(),
+            Op::NotEquals => !values.iter().any(|v| self.equals(v)),
+            Op::Equals => values.iter().any(|v| self.equals(v)),
+            Op::In => values.iter().any(|v| {
+                self.value
+                    .as_ref()
+                    .and_then(Value::as_array)
+                    .is_some_and(|opts| opts.iter().any(|o| loosely_equal(v, o)))
+            }),
+            Op::Glob => values.iter().any(|v| {
+                v.as_str()
+                    .zip(self.glob.as_ref())
+                    .is_some_and(|(s, g)| g.matches(s))
+            }),
+            Op::Contains => values.iter().any(|v| {
+                let needle = self.value.as_ref().and_then(Value::as_str).unwrap_or("");
+                match v {
+                    Value::String(s) => s.contains(needle),
+                    other => other.to_string().contains(needle),
+                }
+            }),
+            Op::Gt | Op::Gte | Op::Lt | Op::Lte => values.iter().any(|v| {
+                let (Some(a), Some(b)) = (number(v), self.value.as_ref().and_then(number)) else {
+                    return false;
+                };
+                match self.op {
+                    Op::Gt => a > b,
+                    Op::Gte => a >= b,
+                    Op::Lt => a < b,
+                    _ => a <= b,
+                }
+            }),
+            Op::ForeignPrincipal => values
+                .iter()
+                .any(|v| is_foreign_principal(v, account) || grants_foreign(v, account)),
+        }
+    }
+
+    fn equals(&self, v: &Value) -> bool {
+        self.value
+            .as_ref()
+            .is_some_and(|want| loosely_equal(v, want))
+    }
+}
+
+/// Equal as JSON, or equal as text when one side is a string (CloudTrail writes some
+/// booleans and numbers as strings).
+fn loosely_equal(a: &Value, b: &Value) -> bool {
+    if a == b {
+        return true;
+    }
+    match (a, b) {
+        (Value::String(s), Value::Bool(b)) | (Value::Bool(b), Value::String(s)) => {
+            s.eq_ignore_ascii_case(if *b { "true" } else { "false" })
+        }
+        (Value::String(s), Value::Number(n)) | (Value::Number(n), Value::String(s)) => {
+            s.parse::<f64>().ok() == n.as_f64()
+        }
+        _ => false,
+    }
+}
+
+fn number(v: &Value) -> Option<f64> {
+    match v {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+/// Does any policy document in `v` (an object with `Statement`, or JSON text holding one,
+/// searched recursively) allow a principal outside `account`?
+pub fn grants_foreign(v: &Value, account: Option<&str>) -> bool {
+    match v {
+        Value::String(s) => {
+            let t = s.trim_start();
+            if t.starts_with('{') || t.starts_with('[') {
+                serde_json::from_str::<Value>(s).is_ok_and(|doc| grants_foreign(&doc, account))
+            } else {
+                false
+            }
+        }
+        Value::Array(items) => items.iter().any(|i| grants_foreign(i, account)),
+        Value::Object(m) => {
+            if m.contains_key("Principal") && statement_grants_foreign(v, account) {
+                return true;
+            }
+            if let Some(statements) = m.get("Statement") {
+                let list: Vec<&Value> = match statements {
+                    Value::Array(a) => a.iter().collect(),
+                    one => vec![one],
+                };
+                if list.iter().any(|s| statement_grants_foreign(s, account)) {
+                    return true;
+                }
+            }
+            m.values().any(|x| grants_foreign(x, account))
+        }
+        _ => false,
+    }
+}
+
+/// A field that holds a principal itself (Lambda's `principal`): `*`, or an account id or
+/// ARN of another account.
+fn is_foreign_principal(v: &Value, account: Option<&str>) -> bool {
+    v.as_str()
+        .is_some_and(|p| p == "*" || principal_account(p).is_some_and(|a| Some(a) != account))
+}
+
+fn statement_grants_foreign(statement: &Value, account: Option<&str>) -> bool {
+    let allows = statement
+        .get("Effect")
+        .and_then(Value::as_str)
+        .is_none_or(|e| e.eq_ignore_ascii_case("allow"));
+    if !allows {
+        return false;
+    }
+    let Some(principal) = statement.get("Principal") else {
+        return false;
+    };
+    principals(principal)
+        .into_iter()
+        .any(|p| p == "*" || principal_account(p).is_some_and(|a| Some(a) != account))
+}
+
+/// AWS principals of a policy `Principal` (`"*"`, `{"AWS": …}`); service and federated
+/// principals are not accounts.
+fn principals(p: &Value) -> Vec<&str> {
+    match p {
+        Value::String(s) => vec![s.as_str()],
+        Value::Object(m) => match m.get("AWS") {
+            Some(Value::String(s)) => vec![s.as_str()],
+            Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
+            _ => Vec::new(),
+        },
+        _ => Vec::new(),
+    }
+}
+
+/// The account of a principal: a bare 12-digit id or the account field of an ARN.
+fn principal_account(p: &str) -> Option<&str> {
+    if p.len() == 12 && p.bytes().all(|b| b.is_ascii_digit()) {
+        return Some(p);
+    }
+    let mut parts = p.split(':');
+    if parts.next() != Some("arn") {
+        return None;
+    }
+    parts.nth(3).filter(|a| !a.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn foreign_principals() {
+        let trust = |p: Value| json!({"Statement": [{"Effect": "Allow", "Principal": p, "Action": "sts:AssumeRole"}]});
+        let own = Some("111111111111");
+        assert!(!grants_foreign(
+            &trust(json!({"AWS": "arn:aws:iam::111111111111:root"})),
+            own
+        ));
+        assert!(grants_foreign(
+            &trust(json!({"AWS": "arn:aws:iam::222222222222:root"})),
+            own
+        ));
+        assert!(grants_foreign(
+            &trust(json!({"AWS": ["111111111111", "222222222222"]})),
+            own
+        ));
+        assert!(grants_foreign(&trust(json!("*")), own));
+        assert!(!grants_foreign(
+            &trust(json!({"Service": "ec2.amazonaws.com"})),
+            own
+        ));
+        let text = Value::String(trust(json!({"AWS": "222222222222"})).to_string());
+        assert!(grants_foreign(&json!({"policyDocument": text}), own));
+        let deny = json!({"Statement": {"Effect": "Deny", "Principal": "*"}});
+        assert!(!grants_foreign(&deny, own));
+    }
+
+    #[test]
+    fn patterns() {
+        let p = Pattern::new("CreateFunction*", false).unwrap();
+        assert!(p.matches("CreateFunction20150331"));
+        assert!(!p.matches("createfunction20150331"));
+        let a = Pattern::new(
+            "Update application - Certificates and secrets management",
+            true,
+        )
+        .unwrap();
+        assert!(a.matches("Update application \u{2013} Certificates and secrets management "));
+    }
+
+    #[test]
+    fn paths_search_arrays() {
+        let rec = json!({"properties": {"targetResources": [{"type": "User"}, {"type": "Role", "displayName": "Global Administrator"}]}});
+        let rec = rec.as_object().unwrap();
+        let ctx = Map::new();
+        let p = FieldPath::parse("properties.targetResources.displayName");
+        assert_eq!(p.values(rec, &ctx), vec![&json!("Global Administrator")]);
+        let p = FieldPath::parse("properties.targetResources.0.type");
+        assert_eq!(p.values(rec, &ctx), vec![&json!("User")]);
+    }
+}

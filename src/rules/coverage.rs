@@ -1,0 +1,138 @@
+//! `auditbridge rules coverage`: which founding techniques the loaded rules tag, per
+//! provider.
+
+use serde::Deserialize;
+
+use super::model::ProviderName;
+use super::RuleSet;
+
+const FOUNDING: &str = include_str!("../../config/founding-techniques.toml");
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Table {
+    technique: Vec<Row>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Row {
+    name: String,
+    attack: String,
+    aws: Observable,
+    azure: Observable,
+}
+
+/// How a founding technique shows in a provider's logs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Observable {
+    /// The API call or audit activity that reveals it.
+    #[serde(default)]
+    signal: Option<String>,
+    /// Why no log record reveals it.
+    #[serde(default)]
+    not_observable: Option<String>,
+}
+
+/// Coverage of one technique on one provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cell {
+    Covered(Vec<String>),
+    /// No loaded rule tags it; the text is the signal a rule should look for.
+    Missing(String),
+    NotObservable(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct CoverageRow {
+    pub name: String,
+    pub attack: String,
+    pub aws: Cell,
+    pub azure: Cell,
+}
+
+/// The founding table checked against the rule set.
+pub fn coverage(set: &RuleSet) -> Vec<CoverageRow> {
+    let table: Table = toml::from_str(FOUNDING).expect("config/founding-techniques.toml is valid");
+    table
+        .technique
+        .into_iter()
+        .map(|row| {
+            let cell = |provider: ProviderName, obs: &Observable| {
+                if let Some(why) = &obs.not_observable {
+                    return Cell::NotObservable(why.clone());
+                }
+                let ids: Vec<String> = set
+                    .rules()
+                    .iter()
+                    .filter(|r| {
+                        r.provider == provider && r.techniques.iter().any(|t| t.id == row.attack)
+                    })
+                    .map(|r| r.id.clone())
+                    .collect();
+                if ids.is_empty() {
+                    Cell::Missing(obs.signal.clone().unwrap_or_default())
+                } else {
+                    Cell::Covered(ids)
+                }
+            };
+            CoverageRow {
+                aws: cell(ProviderName::Aws, &row.aws),
+                azure: cell(ProviderName::Azure, &row.azure),
+                name: row.name,
+                attack: row.attack,
+            }
+        })
+        .collect()
+}
+
+/// The coverage table as text.
+pub fn render(rows: &[CoverageRow]) -> String {
+    let cell = |c: &Cell| match c {
+        Cell::Covered(ids) => ids.join(", "),
+        Cell::Missing(signal) => format!("MISSING (expected a rule for: {signal})"),
+        Cell::NotObservable(why) => format!("n/a ({why})"),
+    };
+    let mut out = String::from("technique | ATT&CK | aws | azure\n");
+    for r in rows {
+        out.push_str(&format!(
+            "{} | {} | {} | {}\n",
+            r.name,
+            r.attack,
+            cell(&r.aws),
+            cell(&r.azure)
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_rules_cover_every_observable_founding_technique() {
+        let rows = coverage(&RuleSet::builtin().unwrap());
+        assert_eq!(rows.len(), 15);
+        let missing: Vec<String> = rows
+            .iter()
+            .flat_map(|r| {
+                [("aws", &r.aws), ("azure", &r.azure)]
+                    .into_iter()
+                    .filter(|(_, c)| matches!(c, Cell::Missing(_)))
+                    .map(move |(p, _)| format!("{} on {p}", r.name))
+            })
+            .collect();
+        assert!(missing.is_empty(), "{missing:?}");
+        let keys = rows.iter().find(|r| r.name == "Extra access keys").unwrap();
+        assert_eq!(
+            keys.aws,
+            Cell::Covered(vec![
+                "aws-iam-access-key-created".into(),
+                "aws-iam-login-profile".into(),
+                "aws-sts-federation-token".into()
+            ])
+        );
+    }
+}

@@ -1,0 +1,612 @@
+//! Detection rules as data: which CloudTrail call or Entra activity is which MITRE ATT&CK
+//! technique. Rules are TOML files (`config/rules/`), validated at load time (unknown keys,
+//! unknown or retired technique ids and bad patterns are errors with file and line), and
+//! matched through an event-name index so most records are checked against few rules.
+
+pub mod attack;
+pub mod condition;
+pub mod coverage;
+pub mod model;
+pub mod testing;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+
+use crate::transforms::decode::SourceRecord;
+use attack::{Tactic, Technique};
+use condition::{Condition, FieldPath, Pattern};
+use model::{ConditionSpec, ProviderName, RuleFile, RuleSpec, Severity};
+
+/// The rule files built into the binary, so the default pipeline tags without any setup.
+pub const BUILTIN: &[(&str, &str)] = &[
+    (
+        "config/rules/aws-iam.toml",
+        include_str!("../../config/rules/aws-iam.toml"),
+    ),
+    (
+        "config/rules/aws-compute.toml",
+        include_str!("../../config/rules/aws-compute.toml"),
+    ),
+    (
+        "config/rules/aws-serverless.toml",
+        include_str!("../../config/rules/aws-serverless.toml"),
+    ),
+    (
+        "config/rules/aws-storage-dns.toml",
+        include_str!("../../config/rules/aws-storage-dns.toml"),
+    ),
+    (
+        "config/rules/entra.toml",
+        include_str!("../../config/rules/entra.toml"),
+    ),
+];
+
+/// A rule file problem, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{line}: {message}")]
+pub struct RuleError {
+    pub file: String,
+    pub line: usize,
+    pub message: String,
+}
+
+/// A test event carried by a rule.
+#[derive(Debug, Clone)]
+pub struct RuleTest {
+    pub name: String,
+    pub expect: bool,
+    pub event: String,
+    pub context: Map<String, Value>,
+}
+
+/// A validated, compiled rule.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub id: String,
+    pub title: String,
+    pub description: String,
+    pub severity: Severity,
+    pub provider: ProviderName,
+    pub techniques: Vec<Technique>,
+    pub tactics: Vec<Tactic>,
+    pub file: String,
+    event_source: Vec<Pattern>,
+    event_name: Vec<Pattern>,
+    category: Vec<Pattern>,
+    activity: Vec<Pattern>,
+    all: Vec<Condition>,
+    any: Vec<Condition>,
+    pub tests: Vec<RuleTest>,
+}
+
+/// Why a rule did or did not match one record, for `rules test` diffs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Explanation {
+    pub matched: bool,
+    pub steps: Vec<(String, bool)>,
+}
+
+impl Rule {
+    /// Does the rule match? `context` holds enrichment context (`context.…` fields).
+    pub fn matches(&self, record: &SourceRecord, context: &Map<String, Value>) -> bool {
+        self.explain(record, context, false).matched
+    }
+
+    /// Evaluate step by step; with `full`, every step is recorded even after a miss.
+    pub fn explain(
+        &self,
+        record: &SourceRecord,
+        context: &Map<String, Value>,
+        full: bool,
+    ) -> Explanation {
+        let mut steps = Vec::new();
+        let mut matched = true;
+        let mut step = |label: String, ok: bool, steps: &mut Vec<(String, bool)>| {
+            matched &= ok;
+            if full {
+                steps.push((label, ok));
+            }
+            matched || full
+        };
+        let (fields, account) = match record {
+            SourceRecord::CloudTrail(r) => (r.fields(), r.account_id()),
+            SourceRecord::Entra(r) => (r.fields(), r.str("tenantId")),
+        };
+        let provider_ok = matches!(
+            (self.provider, record),
+            (ProviderName::Aws, SourceRecord::CloudTrail(_))
+                | (ProviderName::Azure, SourceRecord::Entra(_))
+        );
+        if !step(
+            format!("provider is {:?}", self.provider),
+            provider_ok,
+            &mut steps,
+        ) {
+            return Explanation { matched, steps };
+        }
+        let any_of = |patterns: &[Pattern], value: &str| {
+            patterns.is_empty() || patterns.iter().any(|p| p.matches(value))
+        };
+        let texts = |patterns: &[Pattern]| {
+            patterns
+                .iter()
+                .map(|p| p.text.as_str())
+                .collect::<Vec<_>>()
+                .join(" | ")
+        };
+        let keys: [(&str, &[Pattern], String); 4] = match record {
+            SourceRecord::CloudTrail(r) => [
+                (
+                    "event_source",
+                    &self.event_source,
+                    r.event_source().to_string(),
+                ),
+                ("event_name", &self.event_name, r.event_name().to_string()),
+                ("category", &self.category, String::new()),
+                ("activity", &self.activity, String::new()),
+            ],
+            SourceRecord::Entra(r) => [
+                ("event_source", &self.event_source, String::new()),
+                ("event_name", &self.event_name, String::new()),
+                ("category", &self.category, r.category().to_string()),
+                ("activity", &self.activity, r.activity().to_string()),
+            ],
+        };
+        for (key, patterns, value) in keys {
+            if patterns.is_empty() {
+                continue;
+            }
+            let label = format!("{key} `{value}` matches {}", texts(patterns));
+            if !step(label, any_of(patterns, &value), &mut steps) {
+                return Explanation { matched, steps };
+            }
+        }
+        for c in &self.all {
+            let label = describe(c);
+            if !step(label, c.holds(fields, context, account), &mut steps) {
+                return Explanation { matched, steps };
+            }
+        }
+        if !self.any.is_empty() {
+            let ok = self.any.iter().any(|c| c.holds(fields, context, account));
+            let label = format!(
+                "any of: {}",
+                self.any.iter().map(describe).collect::<Vec<_>>().join("; ")
+            );
+            step(label, ok, &mut steps);
+        }
+        Explanation { matched, steps }
+    }
+}
+
+fn describe(c: &Condition) -> String {
+    match &c.value {
+        Some(v) => format!("{} {:?} {v}", c.field.text, c.op),
+        None => format!("{} {:?}", c.field.text, c.op),
+    }
+}
+
+/// All loaded rules with the indexes used to find candidates quickly.
+#[derive(Debug, Clone, Default)]
+pub struct RuleSet {
+    rules: Vec<Rule>,
+    by_event_name: HashMap<String, Vec<usize>>,
+    by_activity: HashMap<String, Vec<usize>>,
+    aws_scan: Vec<usize>,
+    azure_scan: Vec<usize>,
+}
+
+impl RuleSet {
+    /// The rules built into the binary.
+    pub fn builtin() -> Result<RuleSet, RuleError> {
+        let files = BUILTIN
+            .iter()
+            .map(|(name, text)| (name.to_string(), text.to_string(), None))
+            .collect();
+        RuleSet::from_sources(files)
+    }
+
+    /// Every `*.toml` file of a directory, in name order.
+    pub fn from_dir(dir: &Path) -> Result<RuleSet, RuleError> {
+        let err = |message: String| RuleError {
+            file: dir.display().to_string(),
+            line: 0,
+            message,
+        };
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|e| err(format!("cannot read the rules directory: {e}")))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        paths.sort();
+        if paths.is_empty() {
+            return Err(err("holds no *.toml rule files".into()));
+        }
+        let mut files = Vec::new();
+        for p in paths {
+            let text = std::fs::read_to_string(&p).map_err(|e| RuleError {
+                file: p.display().to_string(),
+                line: 0,
+                message: e.to_string(),
+            })?;
+            files.push((p.display().to_string(), text, Some(dir.to_path_buf())));
+        }
+        RuleSet::from_sources(files)
+    }
+
+    /// Compile rule files given as (name, text, directory for test `path`s).
+    pub fn from_sources(
+        files: Vec<(String, String, Option<PathBuf>)>,
+    ) -> Result<RuleSet, RuleError> {
+        let mut set = RuleSet::default();
+        for (name, text, dir) in files {
+            let file: RuleFile = toml::from_str(&text).map_err(|e| RuleError {
+                file: name.clone(),
+                line: e.span().map_or(0, |s| line_of(&text, s.start)),
+                message: e.message().to_string(),
+            })?;
+            for spec in file.rule {
+                let rule = compile(spec, &name, &text, dir.as_deref())?;
+                if set.rules.iter().any(|r| r.id == rule.id) {
+                    return Err(RuleError {
+                        file: name.clone(),
+                        line: 0,
+                        message: format!("duplicate rule id `{}`", rule.id),
+                    });
+                }
+                set.add(rule);
+            }
+        }
+        Ok(set)
+    }
+
+    fn add(&mut self, rule: Rule) {
+        let i = self.rules.len();
+        match rule.provider {
+            ProviderName::Aws
+                if !rule.event_name.is_empty()
+                    && rule.event_name.iter().all(Pattern::is_literal) =>
+            {
+                for p in &rule.event_name {
+                    self.by_event_name
+                        .entry(p.text.clone())
+                        .or_default()
+                        .push(i);
+                }
+            }
+            ProviderName::Aws => self.aws_scan.push(i),
+            ProviderName::Azure
+                if !rule.activity.is_empty() && rule.activity.iter().all(Pattern::is_literal) =>
+            {
+                for p in &rule.activity {
+                    self.by_activity
+                        .entry(activity_key(&p.text))
+                        .or_default()
+                        .push(i);
+                }
+            }
+            ProviderName::Azure => self.azure_scan.push(i),
+            ProviderName::Gcp => {}
+        }
+        self.rules.push(rule);
+    }
+
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// The rules that match a record, in load order.
+    pub fn evaluate(&self, record: &SourceRecord, context: &Map<String, Value>) -> Vec<&Rule> {
+        let (indexed, scan) = match record {
+            SourceRecord::CloudTrail(r) => (self.by_event_name.get(r.event_name()), &self.aws_scan),
+            SourceRecord::Entra(r) => (
+                self.by_activity.get(&activity_key(r.activity())),
+                &self.azure_scan,
+            ),
+        };
+        let mut hits: Vec<usize> = indexed
+            .into_iter()
+            .flatten()
+            .chain(scan.iter())
+            .copied()
+            .filter(|&i| self.rules[i].matches(record, context))
+            .collect();
+        hits.sort_unstable();
+        hits.dedup();
+        hits.into_iter().map(|i| &self.rules[i]).collect()
+    }
+}
+
+fn activity_key(s: &str) -> String {
+    s.trim()
+        .replace(['\u{2013}', '\u{2014}'], "-")
+        .to_lowercase()
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+fn compile(spec: RuleSpec, file: &str, text: &str, dir: Option<&Path>) -> Result<Rule, RuleError> {
+    let err = |offset: usize, message: String| RuleError {
+        file: file.to_string(),
+        line: line_of(text, offset),
+        message,
+    };
+    let at = spec.id.span().start;
+    let id = spec.id.into_inner();
+    if id.is_empty()
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+    {
+        return Err(err(
+            at,
+            format!("rule id `{id}` must be non-empty letters, digits, `-`, `_` or `.`"),
+        ));
+    }
+    let ctx = |m: String| format!("rule `{id}`: {m}");
+    if spec.techniques.is_empty() {
+        return Err(err(at, ctx("names no ATT&CK technique".into())));
+    }
+    let mut techniques = Vec::new();
+    for t in &spec.techniques {
+        techniques.push(
+            attack::technique(t.get_ref()).map_err(|e| err(t.span().start, ctx(e.to_string())))?,
+        );
+    }
+    let mut tactics: Vec<Tactic> = Vec::new();
+    if spec.tactics.is_empty() {
+        for t in &techniques {
+            for short in &t.tactics {
+                if let Some(tac) = attack::tactic(short) {
+                    if !tactics.contains(&tac) {
+                        tactics.push(tac);
+                    }
+                }
+            }
+        }
+    } else {
+        for t in &spec.tactics {
+            let tac = attack::tactic(t.get_ref()).ok_or_else(|| {
+                err(
+                    t.span().start,
+                    ctx(format!("unknown tactic `{}`", t.get_ref())),
+                )
+            })?;
+            tactics.push(tac);
+        }
+    }
+    let m = spec.matcher;
+    let aws_keys = !m.event_source.is_empty() || !m.event_name.is_empty();
+    let azure_keys = !m.category.is_empty() || !m.activity.is_empty();
+    match spec.provider {
+        ProviderName::Aws if azure_keys => {
+            return Err(err(
+                at,
+                ctx(
+                    "`category`/`activity` apply to azure rules; use `event_source`/`event_name`"
+                        .into(),
+                ),
+            ))
+        }
+        ProviderName::Azure if aws_keys => {
+            return Err(err(
+                at,
+                ctx(
+                    "`event_source`/`event_name` apply to aws rules; use `category`/`activity`"
+                        .into(),
+                ),
+            ))
+        }
+        ProviderName::Aws if m.event_name.is_empty() && m.event_source.is_empty() => {
+            return Err(err(
+                at,
+                ctx("an aws rule needs `event_name` or `event_source`".into()),
+            ))
+        }
+        ProviderName::Azure if m.activity.is_empty() && m.category.is_empty() => {
+            return Err(err(
+                at,
+                ctx("an azure rule needs `activity` or `category`".into()),
+            ))
+        }
+        _ => {}
+    }
+    let patterns = |list: &[toml::Spanned<String>], ci: bool| -> Result<Vec<Pattern>, RuleError> {
+        list.iter()
+            .map(|p| {
+                Pattern::new(p.get_ref(), ci).map_err(|e| {
+                    err(
+                        p.span().start,
+                        ctx(format!("bad pattern `{}`: {e}", p.get_ref())),
+                    )
+                })
+            })
+            .collect()
+    };
+    let conditions = |list: &[ConditionSpec]| -> Result<Vec<Condition>, RuleError> {
+        list.iter().map(|c| condition(c, &err, &ctx)).collect()
+    };
+    let mut tests = Vec::new();
+    for t in spec.tests {
+        let event = match (t.event, t.path) {
+            (Some(e), None) => e,
+            (None, Some(p)) => {
+                let base = dir.ok_or_else(|| {
+                    err(
+                        at,
+                        ctx(format!(
+                            "test `{}`: built-in rules carry their test events inline",
+                            t.name
+                        )),
+                    )
+                })?;
+                std::fs::read_to_string(base.join(&p)).map_err(|e| {
+                    err(
+                        at,
+                        ctx(format!("test `{}`: cannot read `{p}`: {e}", t.name)),
+                    )
+                })?
+            }
+            _ => {
+                return Err(err(
+                    at,
+                    ctx(format!(
+                        "test `{}` needs exactly one of `event` or `path`",
+                        t.name
+                    )),
+                ))
+            }
+        };
+        let context = t
+            .context
+            .map(|c| model::to_json(&toml::Value::Table(c)))
+            .and_then(|v| v.as_object().cloned())
+            .unwrap_or_default();
+        tests.push(RuleTest {
+            name: t.name,
+            expect: t.expect,
+            event,
+            context,
+        });
+    }
+    Ok(Rule {
+        title: spec.title,
+        description: spec.description,
+        severity: spec.severity,
+        provider: spec.provider,
+        techniques,
+        tactics,
+        file: file.to_string(),
+        event_source: patterns(&m.event_source, false)?,
+        event_name: patterns(&m.event_name, false)?,
+        category: patterns(&m.category, true)?,
+        activity: patterns(&m.activity, true)?,
+        all: conditions(&m.all)?,
+        any: conditions(&m.any)?,
+        tests,
+        id,
+    })
+}
+
+fn condition(
+    c: &ConditionSpec,
+    err: &dyn Fn(usize, String) -> RuleError,
+    ctx: &dyn Fn(String) -> String,
+) -> Result<Condition, RuleError> {
+    use model::Op;
+    let at = c.field.span().start;
+    let field = c.field.get_ref();
+    if field.is_empty() || field.split('.').any(str::is_empty) {
+        return Err(err(at, ctx(format!("bad field path `{field}`"))));
+    }
+    let value = c.value.as_ref().map(model::to_json);
+    let needs_value = !matches!(c.op, Op::Exists | Op::Missing | Op::ForeignPrincipal);
+    match (&value, needs_value) {
+        (None, true) => {
+            return Err(err(
+                at,
+                ctx(format!("`{field}` {:?} needs a `value`", c.op)),
+            ))
+        }
+        (Some(_), false) => {
+            return Err(err(
+                at,
+                ctx(format!("`{field}` {:?} takes no `value`", c.op)),
+            ))
+        }
+        _ => {}
+    }
+    let glob = match (c.op, &value) {
+        (Op::Glob, Some(Value::String(p))) => Some(
+            Pattern::new(p, false).map_err(|e| err(at, ctx(format!("bad pattern `{p}`: {e}"))))?,
+        ),
+        (Op::Glob, _) => {
+            return Err(err(
+                at,
+                ctx(format!("`{field}` glob needs a string pattern")),
+            ))
+        }
+        _ => None,
+    };
+    if c.op == Op::In && !value.as_ref().is_some_and(Value::is_array) {
+        return Err(err(at, ctx(format!("`{field}` in needs a list value"))));
+    }
+    if matches!(c.op, Op::Gt | Op::Gte | Op::Lt | Op::Lte)
+        && !value.as_ref().is_some_and(Value::is_number)
+    {
+        return Err(err(at, ctx(format!("`{field}` {:?} needs a number", c.op))));
+    }
+    Ok(Condition {
+        field: FieldPath::parse(field),
+        op: c.op,
+        value,
+        glob,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<RuleSet, RuleError> {
+        RuleSet::from_sources(vec![("t.toml".into(), text.into(), None)])
+    }
+
+    const HEAD: &str = "[[rule]]\nid = \"r1\"\ntitle = \"t\"\ndescription = \"d\"\nseverity = \"low\"\nprovider = \"aws\"\n";
+
+    #[test]
+    fn unknown_technique_is_an_error_with_its_line() {
+        let text = format!("{HEAD}techniques = [\"T9999\"]\n[rule.match]\nevent_name = [\"X\"]\n");
+        let e = load(&text).unwrap_err();
+        assert_eq!(e.line, 7);
+        assert_eq!(
+            e.to_string(),
+            "t.toml:7: rule `r1`: `T9999` is not an ATT&CK Enterprise v18.1 technique id"
+        );
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_with_its_line() {
+        let text = format!("{HEAD}techniques = [\"T1098\"]\n[rule.match]\nevent_nam = [\"X\"]\n");
+        let e = load(&text).unwrap_err();
+        assert_eq!(e.line, 9);
+        assert!(e.message.contains("unknown field `event_nam`"), "{e}");
+    }
+
+    #[test]
+    fn bad_pattern_and_missing_value_are_errors() {
+        let text =
+            format!("{HEAD}techniques = [\"T1098\"]\n[rule.match]\nevent_name = [\"Create[\"]\n");
+        assert!(load(&text)
+            .unwrap_err()
+            .message
+            .contains("bad pattern `Create[`"));
+        let text = format!("{HEAD}techniques = [\"T1098\"]\n[rule.match]\nevent_name = [\"X\"]\n[[rule.match.all]]\nfield = \"a\"\nop = \"equals\"\n");
+        let e = load(&text).unwrap_err();
+        assert_eq!(e.line, 11);
+        assert!(e.message.contains("needs a `value`"), "{e}");
+    }
+
+    #[test]
+    fn builtin_rules_load_and_every_file_is_built_in() {
+        let set = RuleSet::builtin().unwrap();
+        assert!(set.rules().len() >= 20);
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/rules");
+        let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| format!("config/rules/{}", e.unwrap().file_name().to_string_lossy()))
+            .filter(|n| n.ends_with(".toml"))
+            .collect();
+        on_disk.sort();
+        let mut built: Vec<String> = BUILTIN.iter().map(|(n, _)| n.to_string()).collect();
+        built.sort();
+        assert_eq!(
+            on_disk, built,
+            "every rule file in config/rules must be listed in BUILTIN"
+        );
+    }
+}

@@ -1,0 +1,334 @@
+//! Tags records that match detection rules with MITRE ATT&CK techniques: ECS `threat.*`,
+//! `rule.*` and `tags`; an OCSF `enrichments[]` entry per technique; and one OCSF
+//! Detection Finding (2004) per tagged record.
+
+use std::sync::Arc;
+
+use serde_json::{json, Map, Value};
+
+use super::Enricher;
+use crate::rules::attack::{self, Tactic, Technique, ATTACK_VERSION};
+use crate::rules::{Rule, RuleSet};
+use crate::transforms::decode::SourceRecord;
+use crate::transforms::normalize::doc::Doc;
+use crate::transforms::normalize::ocsf::{dt, epoch_ms, OCSF_VERSION};
+use crate::transforms::normalize::Normalized;
+
+pub struct AttackTagger {
+    rules: Arc<RuleSet>,
+}
+
+impl AttackTagger {
+    pub fn new(rules: Arc<RuleSet>) -> Self {
+        AttackTagger { rules }
+    }
+}
+
+impl Enricher for AttackTagger {
+    fn enrich(&self, record: &mut Normalized) {
+        let matched = self.rules.evaluate(&record.source, &record.context);
+        if matched.is_empty() {
+            return;
+        }
+        let attempt = failed(&record.source);
+        if let Some(ecs) = record.ecs.as_mut() {
+            write_ecs(ecs, &matched, attempt);
+        }
+        if let Some(ocsf) = record.ocsf.as_mut() {
+            let entries = ocsf
+                .entry("enrichments")
+                .or_insert_with(|| Value::Array(Vec::new()));
+            if let Value::Array(items) = entries {
+                for rule in &matched {
+                    for t in &rule.techniques {
+                        items.push(json!({
+                            "name": "mitre_attack.technique",
+                            "value": t.id,
+                            "type": "MITRE ATT&CK",
+                            "provider": "auditbridge",
+                            "desc": format!("{}: {}", rule.id, rule.title),
+                            "data": { "rule_id": rule.id, "technique": t.name, "attempt": attempt },
+                        }));
+                    }
+                }
+            }
+            let finding = finding(ocsf, &matched, &record.id, attempt);
+            record.findings.push(finding);
+        }
+    }
+}
+
+fn failed(source: &SourceRecord) -> bool {
+    match source {
+        SourceRecord::CloudTrail(r) => r.failed(),
+        SourceRecord::Entra(r) => r.failed(),
+    }
+}
+
+/// Unique techniques, tactics and sub-techniques across the matched rules, in order.
+struct Attacks {
+    techniques: Vec<Technique>,
+    subtechniques: Vec<Technique>,
+    tactics: Vec<Tactic>,
+}
+
+fn attacks(rules: &[&Rule]) -> Attacks {
+    let mut a = Attacks {
+        techniques: Vec::new(),
+        subtechniques: Vec::new(),
+        tactics: Vec::new(),
+    };
+    let push = |list: &mut Vec<Technique>, t: Technique| {
+        if !list.iter().any(|x| x.id == t.id) {
+            list.push(t);
+        }
+    };
+    for rule in rules {
+        for t in &rule.techniques {
+            match attack::parent(t) {
+                Some(parent) => {
+                    push(&mut a.techniques, parent);
+                    push(&mut a.subtechniques, t.clone());
+                }
+                None => push(&mut a.techniques, t.clone()),
+            }
+        }
+        for tac in &rule.tactics {
+            if !a.tactics.contains(tac) {
+                a.tactics.push(*tac);
+            }
+        }
+    }
+    a
+}
+
+fn write_ecs(ecs: &mut Map<String, Value>, rules: &[&Rule], attempt: bool) {
+    let a = attacks(rules);
+    let mut doc = Doc(std::mem::take(ecs));
+    doc.put("threat.framework", "MITRE ATT&CK");
+    doc.put(
+        "threat.technique.id",
+        a.techniques
+            .iter()
+            .map(|t| t.id.clone())
+            .collect::<Vec<_>>(),
+    );
+    doc.put(
+        "threat.technique.name",
+        a.techniques
+            .iter()
+            .map(|t| t.name.clone())
+            .collect::<Vec<_>>(),
+    );
+    doc.put(
+        "threat.technique.reference",
+        a.techniques
+            .iter()
+            .map(|t| t.url.clone())
+            .collect::<Vec<_>>(),
+    );
+    if !a.subtechniques.is_empty() {
+        doc.put(
+            "threat.technique.subtechnique.id",
+            a.subtechniques
+                .iter()
+                .map(|t| t.id.clone())
+                .collect::<Vec<_>>(),
+        );
+        doc.put(
+            "threat.technique.subtechnique.name",
+            a.subtechniques
+                .iter()
+                .map(|t| t.name.clone())
+                .collect::<Vec<_>>(),
+        );
+        doc.put(
+            "threat.technique.subtechnique.reference",
+            a.subtechniques
+                .iter()
+                .map(|t| t.url.clone())
+                .collect::<Vec<_>>(),
+        );
+    }
+    doc.put(
+        "threat.tactic.id",
+        a.tactics.iter().map(|t| t.id).collect::<Vec<_>>(),
+    );
+    doc.put(
+        "threat.tactic.name",
+        a.tactics.iter().map(|t| t.name).collect::<Vec<_>>(),
+    );
+    doc.put(
+        "threat.tactic.reference",
+        a.tactics.iter().map(Tactic::url).collect::<Vec<_>>(),
+    );
+    doc.put(
+        "rule.id",
+        rules.iter().map(|r| r.id.clone()).collect::<Vec<_>>(),
+    );
+    doc.put(
+        "rule.name",
+        rules.iter().map(|r| r.title.clone()).collect::<Vec<_>>(),
+    );
+    doc.put(
+        "rule.description",
+        rules
+            .iter()
+            .map(|r| r.description.clone())
+            .collect::<Vec<_>>(),
+    );
+    doc.put("rule.ruleset", "auditbridge");
+    let mut tags: Vec<String> = rules
+        .iter()
+        .flat_map(|r| r.techniques.iter().map(|t| format!("attack.{}", t.id)))
+        .collect();
+    tags.dedup();
+    if attempt {
+        tags.push("attack.attempt".into());
+    }
+    doc.put("tags", tags);
+    *ecs = doc.into_map();
+}
+
+/// The Detection Finding for a tagged record, built from its OCSF activity.
+fn finding(
+    activity: &Map<String, Value>,
+    rules: &[&Rule],
+    record_id: &str,
+    attempt: bool,
+) -> Map<String, Value> {
+    let severity = rules
+        .iter()
+        .map(|r| r.severity)
+        .max()
+        .expect("at least one rule matched");
+    let primary = rules
+        .iter()
+        .find(|r| r.severity == severity)
+        .expect("the max comes from a rule");
+    let mut doc = Doc::new();
+    doc.put("activity_id", 1);
+    doc.put("activity_name", "Create");
+    doc.put("category_uid", 2);
+    doc.put("category_name", "Findings");
+    doc.put("class_uid", 2004);
+    doc.put("class_name", "Detection Finding");
+    doc.put("type_uid", 200401);
+    doc.put("type_name", "Detection Finding: Create");
+    doc.put("severity_id", severity.ocsf_id());
+    doc.put("severity", severity.name());
+    doc.put("status_id", 1);
+    doc.put("status", "New");
+    for key in ["time", "time_dt", "cloud", "api", "resources"] {
+        if let Some(v) = activity.get(key) {
+            doc.put(key, v.clone());
+        }
+    }
+    doc.put("metadata.version", OCSF_VERSION);
+    doc.put("metadata.profiles", json!(["cloud", "datetime"]));
+    doc.put("metadata.product.name", "auditbridge");
+    doc.put("metadata.product.vendor_name", "auditbridge");
+    doc.put("metadata.product.version", env!("CARGO_PKG_VERSION"));
+    let rule_ids: Vec<&str> = rules.iter().map(|r| r.id.as_str()).collect();
+    let uid = format!("{record_id}:{}", rule_ids.join("+"));
+    doc.put("metadata.uid", uid.clone());
+    let now = chrono::Utc::now();
+    doc.put("metadata.processed_time", epoch_ms(now));
+    doc.put("metadata.processed_time_dt", dt(now));
+
+    let attacks: Vec<Value> = rules
+        .iter()
+        .flat_map(|r| {
+            r.techniques.iter().flat_map(move |t| {
+                r.tactics
+                    .iter()
+                    .filter(|tac| t.tactics.iter().any(|s| s == tac.short))
+                    .map(move |tac| attack_entry(t, tac))
+            })
+        })
+        .collect();
+    doc.put("finding_info.uid", uid);
+    doc.put("finding_info.title", primary.title.clone());
+    doc.put("finding_info.desc", primary.description.clone());
+    doc.put(
+        "finding_info.types",
+        json!(if attempt {
+            ["MITRE ATT&CK", "Attempt"].as_slice()
+        } else {
+            ["MITRE ATT&CK"].as_slice()
+        }),
+    );
+    doc.put("finding_info.attacks", attacks);
+    doc.put("finding_info.analytic", analytic(primary));
+    let others: Vec<Value> = rules
+        .iter()
+        .filter(|r| r.id != primary.id)
+        .map(|r| analytic(r))
+        .collect();
+    if !others.is_empty() {
+        doc.put("finding_info.related_analytics", others);
+    }
+    let mut related = Doc::new();
+    related.put(
+        "uid",
+        activity
+            .get("metadata")
+            .and_then(|m| m.get("uid"))
+            .cloned()
+            .unwrap_or(json!(record_id)),
+    );
+    for key in ["type_uid", "type_name"] {
+        if let Some(v) = activity.get(key) {
+            related.put(key, v.clone());
+        }
+    }
+    doc.put("finding_info.related_events", json!([related.into_map()]));
+    let mut evidence = Doc::new();
+    for key in ["actor", "api", "src_endpoint"] {
+        if let Some(v) = activity.get(key) {
+            evidence.put(key, v.clone());
+        }
+    }
+    let evidence = evidence.into_map();
+    if !evidence.is_empty() {
+        doc.put("evidences", json!([evidence]));
+    }
+    doc.into_map()
+}
+
+fn attack_entry(t: &Technique, tac: &Tactic) -> Value {
+    let mut a = Doc::new();
+    a.put("version", ATTACK_VERSION);
+    a.put(
+        "tactic",
+        json!({"uid": tac.id, "name": tac.name, "src_url": tac.url()}),
+    );
+    match attack::parent(t) {
+        Some(parent) => {
+            a.put(
+                "technique",
+                json!({"uid": parent.id, "name": parent.name, "src_url": parent.url}),
+            );
+            a.put(
+                "sub_technique",
+                json!({"uid": t.id, "name": t.name, "src_url": t.url}),
+            );
+        }
+        None => a.put(
+            "technique",
+            json!({"uid": t.id, "name": t.name, "src_url": t.url}),
+        ),
+    }
+    Value::Object(a.into_map())
+}
+
+fn analytic(rule: &Rule) -> Value {
+    json!({
+        "uid": rule.id,
+        "name": rule.title,
+        "desc": rule.description,
+        "type_id": 1,
+        "type": "Rule",
+        "category": rule.file,
+    })
+}
