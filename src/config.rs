@@ -51,6 +51,8 @@ pub struct Config {
     pub dead_letter: DeadLetterConfig,
     #[serde(default)]
     pub rules: RulesConfig,
+    #[serde(default)]
+    pub keys: KeysConfig,
     pub sources: BTreeMap<String, SourceConfig>,
     pub sinks: BTreeMap<String, SinkConfig>,
 }
@@ -148,6 +150,30 @@ impl Default for DeadLetterConfig {
 pub struct RulesConfig {
     /// Directory of rule files (`*.toml`) used instead of the built-in rules.
     pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeysConfig {
+    /// Keys older than this many days are `over_max_age`.
+    pub max_age_days: i64,
+    /// Credentials the inventory remembers at most (oldest forgotten first).
+    pub capacity: usize,
+    /// IAM credential report (CSV) read at start.
+    pub credential_report: Option<PathBuf>,
+    /// Where the inventory is saved at shutdown and read at start.
+    pub state_path: Option<PathBuf>,
+}
+
+impl Default for KeysConfig {
+    fn default() -> Self {
+        KeysConfig {
+            max_age_days: 90,
+            capacity: 100_000,
+            credential_report: None,
+            state_path: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

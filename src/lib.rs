@@ -8,6 +8,7 @@ pub mod ack;
 pub mod config;
 pub mod dead_letter;
 pub mod event;
+pub mod keys;
 pub mod metrics;
 pub mod pipeline;
 pub mod record;

@@ -7,10 +7,11 @@ use clap::{Parser, Subcommand};
 use tokio::sync::watch;
 
 use auditbridge::config::{
-    Config, DeadLetterConfig, Limits, PipelineConfig, Routing, RulesConfig, SinkConfig,
+    Config, DeadLetterConfig, KeysConfig, Limits, PipelineConfig, Routing, RulesConfig, SinkConfig,
     SourceConfig,
 };
 use auditbridge::dead_letter::DeadLetterSink;
+use auditbridge::keys;
 use auditbridge::pipeline::Pipeline;
 use auditbridge::rules::{coverage, testing, RuleSet};
 use auditbridge::transforms::normalize::OutputFormat;
@@ -51,6 +52,11 @@ enum Command {
         #[command(subcommand)]
         command: RulesCommand,
     },
+    /// Access-key hygiene.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Decode, normalize and enrich files or directories and print the records as NDJSON
     /// on stdout; dead letters (NDJSON) and a summary go to stderr. Gzip and plain files,
     /// CloudTrail and Entra ID are detected from the content.
@@ -83,6 +89,32 @@ enum RulesCommand {
         #[arg(long)]
         rules: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// List each user's active access keys with their age; flag keys over the maximum
+    /// age and exit 1 when any is flagged (for CI and cron).
+    Audit {
+        /// IAM credential report CSV (`aws iam get-credential-report`, decoded).
+        #[arg(long)]
+        credential_report: PathBuf,
+        /// Keys older than this many days are flagged.
+        #[arg(long, default_value_t = 90)]
+        max_age_days: i64,
+        /// `table` or `json`.
+        #[arg(long, default_value = "table")]
+        output: AuditOutput,
+        /// Evaluate ages at this RFC 3339 time instead of now.
+        #[arg(long)]
+        at: Option<chrono::DateTime<chrono::Utc>>,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum AuditOutput {
+    Table,
+    Json,
 }
 
 fn load_rules(dir: Option<&PathBuf>) -> anyhow::Result<RuleSet> {
@@ -152,6 +184,31 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::SUCCESS
             })
         }
+        Command::Keys {
+            command:
+                KeysCommand::Audit {
+                    credential_report,
+                    max_age_days,
+                    output,
+                    at,
+                },
+        } => {
+            let text = std::fs::read_to_string(&credential_report)
+                .with_context(|| format!("reading {}", credential_report.display()))?;
+            let users = keys::report::parse(&text)
+                .with_context(|| format!("parsing {}", credential_report.display()))?;
+            let rows =
+                keys::audit::from_report(&users, at.unwrap_or_else(chrono::Utc::now), max_age_days);
+            match output {
+                AuditOutput::Table => print!("{}", keys::audit::render_table(&rows, max_age_days)),
+                AuditOutput::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+            }
+            Ok(if rows.iter().any(|r| r.over_max_age) {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
         Command::Run { config } => {
             let config = Config::load(&config)?;
             let dead_letters = Pipeline::dead_letter_file(&config)?;
@@ -171,6 +228,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 routing: Routing::default(),
                 dead_letter: DeadLetterConfig::default(),
                 rules: RulesConfig { dir: rules },
+                keys: KeysConfig::default(),
                 sources: BTreeMap::from([("replay".to_string(), SourceConfig::File { paths })]),
                 sinks: BTreeMap::from([(
                     "stdout".to_string(),

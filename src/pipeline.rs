@@ -17,14 +17,17 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::ack::{AckToken, BatchStatus};
-use crate::config::{sink_formats, Config, SinkConfig, SourceConfig};
+use crate::config::{sink_formats, Config, KeysConfig, SinkConfig, SourceConfig};
 use crate::dead_letter::DeadLetterSink;
 use crate::event::RawInput;
+use crate::keys::inventory::KeyInventory;
+use crate::keys::report;
 use crate::metrics::Metrics;
 use crate::record::{Format, Record};
 use crate::rules::RuleSet;
 use crate::sinks::{self, SinkBatch};
 use crate::sources::file::{self, FileProgress};
+use crate::transforms::enrich::Enrichment;
 use crate::transforms::Transformer;
 
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +39,13 @@ pub enum PipelineError {
     },
     #[error("cannot load the detection rules")]
     Rules(#[from] crate::rules::RuleError),
+    #[error("cannot load the key inventory")]
+    KeyState(#[from] crate::keys::inventory::StateError),
+    #[error("cannot read the credential report {path}")]
+    CredentialReport {
+        path: PathBuf,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("cannot open the dead-letter file {path}")]
     DeadLetter {
         path: PathBuf,
@@ -50,6 +60,8 @@ pub enum PipelineError {
 
 /// A fully configured pipeline, ready to run.
 pub struct Pipeline {
+    keys: Arc<KeyInventory>,
+    key_state: Option<PathBuf>,
     files: Vec<(String, Vec<PathBuf>)>,
     sinks: Vec<(String, SinkConfig, Vec<Format>)>,
     transformer: Arc<Transformer>,
@@ -95,15 +107,17 @@ impl Pipeline {
             Some(dir) => RuleSet::from_dir(dir)?,
             None => RuleSet::builtin()?,
         };
-        let mut transformer = Transformer::new(
-            config.pipeline.format,
-            Arc::new(rules),
-            Arc::clone(&metrics),
-        );
+        let keys = Arc::new(load_keys(&config.keys)?);
+        let enrichment =
+            Enrichment::new(Arc::new(rules), Arc::clone(&keys), config.keys.max_age_days);
+        let mut transformer =
+            Transformer::new(config.pipeline.format, enrichment, Arc::clone(&metrics));
         transformer.limits = config.limits;
         transformer.digest = config.routing.digest;
         transformer.insight = config.routing.insight;
         Ok(Pipeline {
+            keys,
+            key_state: config.keys.state_path.clone(),
             files,
             sinks,
             transformer: Arc::new(transformer),
@@ -224,11 +238,34 @@ impl Pipeline {
             t.abort();
             eprintln!();
         }
+        if let Some(path) = &self.key_state {
+            if let Err(e) = self.keys.save(path) {
+                tracing::error!(error = %e, "key inventory not saved; key ages restart from what the stream shows");
+            }
+        }
         match result {
             Some(e) => Err(e),
             None => Ok(()),
         }
     }
+}
+
+fn load_keys(config: &KeysConfig) -> Result<KeyInventory, PipelineError> {
+    let inventory = match &config.state_path {
+        Some(path) => KeyInventory::load(path, config.capacity)?,
+        None => KeyInventory::new(config.capacity),
+    };
+    if let Some(path) = &config.credential_report {
+        let err =
+            |source: Box<dyn std::error::Error + Send + Sync>| PipelineError::CredentialReport {
+                path: path.clone(),
+                source,
+            };
+        let text = std::fs::read_to_string(path).map_err(|e| err(Box::new(e)))?;
+        let users = report::parse(&text).map_err(|e| err(Box::new(e)))?;
+        inventory.load_report_users(report::active_keys_by_user(&users));
+    }
+    Ok(inventory)
 }
 
 fn transform_worker(

@@ -201,7 +201,7 @@ fn digest_and_insight_are_counted_not_decoded() {
     let metrics = std::sync::Arc::new(auditbridge::metrics::Metrics::default());
     let t = auditbridge::transforms::Transformer::new(
         OutputFormat::Both,
-        std::sync::Arc::new(common::builtin_rules()),
+        common::enrichment(),
         metrics.clone(),
     );
     let out = t.process(

@@ -194,3 +194,44 @@ fn sigterm_stops_intake_and_exits_zero() {
     assert!(started.elapsed() < Duration::from_secs(10));
     assert_eq!(summary(&out.stderr)["records_emitted"], 0);
 }
+
+#[test]
+fn rules_test_and_coverage_commands() {
+    let out = bin().args(["rules", "test"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.ends_with(" 0 failed\n"), "{text}");
+    let out = bin().args(["rules", "coverage"]).output().unwrap();
+    assert!(out.status.success());
+    assert!(!String::from_utf8(out.stdout).unwrap().contains("MISSING"));
+}
+
+#[test]
+fn a_broken_rules_directory_is_refused_with_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("bad.toml"),
+        "[[rule]]\nid = \"x\"\ntitle = \"t\"\ndescription = \"d\"\nseverity = \"low\"\nprovider = \"aws\"\ntechniques = [\"T1098.999\"]\n[rule.match]\nevent_name = [\"X\"]\n",
+    )
+    .unwrap();
+    for args in [vec!["rules", "test", "--rules"], vec!["replay", "--rules"]] {
+        let mut cmd = bin();
+        cmd.args(&args).arg(dir.path());
+        if args[0] == "replay" {
+            cmd.arg("samples");
+        }
+        let out = cmd.output().unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(
+                "bad.toml:7: rule `x`: `T1098.999` is not an ATT&CK Enterprise v18.1 technique id"
+            ),
+            "{err}"
+        );
+    }
+}

@@ -15,7 +15,6 @@ use crate::dead_letter::DeadLetter;
 use crate::event::{Origin, Position};
 use crate::metrics::Metrics;
 use crate::record::{Format, Output, Record};
-use crate::rules::RuleSet;
 use decode::framing::{self, Frame};
 use decode::{Decoded, EntraKind, SourceRecord, Special};
 use enrich::Enrichment;
@@ -39,13 +38,13 @@ pub struct Transformer {
 }
 
 impl Transformer {
-    pub fn new(format: OutputFormat, rules: Arc<RuleSet>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(format: OutputFormat, enrichment: Enrichment, metrics: Arc<Metrics>) -> Self {
         Transformer {
             format,
             limits: Limits::default(),
             digest: SpecialRoute::Skip,
             insight: SpecialRoute::Skip,
-            enrichment: Enrichment::new(rules),
+            enrichment,
             metrics,
         }
     }

@@ -10,9 +10,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use auditbridge::event::Origin;
+use auditbridge::keys::inventory::KeyInventory;
 use auditbridge::metrics::Metrics;
 use auditbridge::record::{Format, Record};
 use auditbridge::rules::RuleSet;
+use auditbridge::transforms::enrich::Enrichment;
 use auditbridge::transforms::normalize::OutputFormat;
 use auditbridge::transforms::{Processed, Transformer};
 use serde_json::Value;
@@ -36,15 +38,20 @@ pub fn gunzip(path: &PathBuf) -> Vec<u8> {
 }
 
 pub fn transformer(format: OutputFormat) -> Transformer {
-    Transformer::new(
-        format,
-        Arc::new(builtin_rules()),
-        Arc::new(Metrics::default()),
-    )
+    Transformer::new(format, enrichment(), Arc::new(Metrics::default()))
 }
 
 pub fn builtin_rules() -> RuleSet {
     RuleSet::builtin().expect("built-in rules load")
+}
+
+/// Built-in rules, an empty key inventory and the default maximum key age.
+pub fn enrichment() -> Enrichment {
+    Enrichment::new(
+        Arc::new(builtin_rules()),
+        Arc::new(KeyInventory::new(10_000)),
+        90,
+    )
 }
 
 pub fn process(format: OutputFormat, bytes: &[u8]) -> Processed {

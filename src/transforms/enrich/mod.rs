@@ -3,11 +3,12 @@
 //! or raise OCSF findings.
 
 pub mod attack;
-pub mod credential;
+pub mod key_age;
 
 use std::sync::Arc;
 
 use super::normalize::Normalized;
+use crate::keys::inventory::KeyInventory;
 use crate::rules::RuleSet;
 
 /// One enrichment stage.
@@ -21,11 +22,11 @@ pub struct Enrichment {
 }
 
 impl Enrichment {
-    /// Credential context first, so the rules can match on it, then ATT&CK tagging.
-    pub fn new(rules: Arc<RuleSet>) -> Self {
+    /// Key age first, so the rules can match on it, then ATT&CK tagging.
+    pub fn new(rules: Arc<RuleSet>, keys: Arc<KeyInventory>, max_key_age_days: i64) -> Self {
         Enrichment {
             stages: vec![
-                Box::new(credential::CredentialType),
+                Box::new(key_age::KeyAge::new(keys, max_key_age_days)),
                 Box::new(attack::AttackTagger::new(rules)),
             ],
         }

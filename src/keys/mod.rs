@@ -1,0 +1,69 @@
+//! Access-key context: which keys exist, when they were created, whether they are active.
+//! Fed by the stream itself (CreateAccessKey / UpdateAccessKey / DeleteAccessKey, Entra
+//! credential additions) and by an IAM credential report; read by the key-age enricher
+//! and by `auditbridge keys audit`.
+
+pub mod audit;
+pub mod inventory;
+pub mod report;
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+
+/// The kind of an AWS access key id, from its prefix.
+pub fn key_type(access_key_id: &str) -> Option<&'static str> {
+    match access_key_id.get(..4) {
+        Some("AKIA") => Some("long-term"),
+        Some("ASIA") => Some("temporary"),
+        _ => None,
+    }
+}
+
+/// `createDate` as CloudTrail writes it for IAM (`Jul 10, 2023 12:24:29 PM`), or ISO 8601.
+pub fn parse_create_date(s: &str) -> Option<DateTime<Utc>> {
+    if let Some(t) = crate::transforms::decode::time::parse_time(s) {
+        return Some(t);
+    }
+    NaiveDateTime::parse_from_str(s, "%b %d, %Y %I:%M:%S %p")
+        .ok()
+        .map(|t| t.and_utc())
+}
+
+/// Whole days from `from` to `to` (0 when `to` is earlier).
+pub fn age_days(from: DateTime<Utc>, to: DateTime<Utc>) -> i64 {
+    (to - from).num_days().max(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_dates() {
+        assert_eq!(
+            parse_create_date("Jan 8, 2020 8:43:06 PM")
+                .unwrap()
+                .to_rfc3339(),
+            "2020-01-08T20:43:06+00:00"
+        );
+        assert_eq!(
+            parse_create_date("Jul 10, 2023 12:24:29 PM")
+                .unwrap()
+                .to_rfc3339(),
+            "2023-07-10T12:24:29+00:00"
+        );
+        assert_eq!(
+            parse_create_date("2023-07-10T12:24:29Z")
+                .unwrap()
+                .to_rfc3339(),
+            "2023-07-10T12:24:29+00:00"
+        );
+        assert!(parse_create_date("yesterday").is_none());
+    }
+
+    #[test]
+    fn prefixes() {
+        assert_eq!(key_type("AKIATFQZ7NSC8Q4X21BJ"), Some("long-term"));
+        assert_eq!(key_type("ASIATFQR7NSCTM3XVF6B"), Some("temporary"));
+        assert_eq!(key_type("AIDA"), None);
+    }
+}

@@ -1,0 +1,295 @@
+//! Says how old the credential behind an action is. AWS access keys are classified by
+//! prefix (`AKIA…` long-term, `ASIA…` temporary); long-term keys are looked up in the key
+//! inventory for creation time and status; temporary keys get their session's age. Entra
+//! service-principal credentials are remembered when added and aged at sign-in.
+//!
+//! The result goes to ECS `auditbridge.credential.*` / `auditbridge.session.*`, to an
+//! OCSF `enrichments[]` entry, and to the rule context (`context.key.*`,
+//! `context.session.*`) so rules can match on key age.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{json, Map, Value};
+
+use super::Enricher;
+use crate::keys::inventory::{KeyInfo, KeyInventory, Learned};
+use crate::keys::{age_days, key_type, parse_create_date};
+use crate::transforms::decode::fields::{obj_of, str_of};
+use crate::transforms::decode::time::parse_time;
+use crate::transforms::decode::{CloudTrailRecord, EntraRecord, SourceRecord};
+use crate::transforms::normalize::Normalized;
+
+pub struct KeyAge {
+    inventory: Arc<KeyInventory>,
+    max_age_days: i64,
+}
+
+impl KeyAge {
+    pub fn new(inventory: Arc<KeyInventory>, max_age_days: i64) -> Self {
+        KeyAge {
+            inventory,
+            max_age_days,
+        }
+    }
+
+    /// Age fields for a known credential, at the time of the event.
+    fn aged(&self, cred: &mut Map<String, Value>, info: &KeyInfo, at: DateTime<Utc>) {
+        let days = age_days(info.created, at);
+        cred.insert("created".into(), json!(ts(info.created)));
+        cred.insert("age_days".into(), json!(days));
+        cred.insert("status".into(), json!(info.status));
+        cred.insert("over_max_age".into(), json!(days > self.max_age_days));
+        cred.insert("max_age_days".into(), json!(self.max_age_days));
+        cred.insert(
+            "source".into(),
+            json!(match info.learned {
+                Learned::Stream => "stream",
+                Learned::CredentialReport => "credential_report",
+            }),
+        );
+        if let Some(owner) = &info.owner {
+            cred.insert("owner".into(), json!(owner));
+        }
+    }
+
+    fn cloudtrail(&self, r: &CloudTrailRecord, out: &mut Context) {
+        self.learn_aws(r);
+        let at = r.time();
+        if let Some(key) = r.identity_str("accessKeyId") {
+            if let Some(kind) = key_type(key) {
+                let mut cred = Map::new();
+                cred.insert("access_key_id".into(), json!(key));
+                cred.insert("type".into(), json!(kind));
+                if kind == "long-term" {
+                    if let Some(info) = self.inventory.get(key, r.identity_str("userName")) {
+                        self.aged(&mut cred, &info, at);
+                    }
+                }
+                out.credential = Some(cred);
+            }
+        }
+        let session_created = r
+            .session_attributes()
+            .and_then(|a| str_of(a, "creationDate"))
+            .and_then(parse_time);
+        if let (Some(created), Some("temporary")) = (
+            session_created,
+            r.identity_str("accessKeyId").and_then(key_type),
+        ) {
+            out.session = Some(json!({
+                "created": ts(created),
+                "age_seconds": (at - created).num_seconds().max(0),
+            }));
+        }
+        if r.event_name() == "CreateAccessKey" && !r.failed() {
+            if let Some(k) = new_access_key(r) {
+                out.created = Some(
+                    json!({"access_key_id": k.id, "created": ts(k.created), "owner": k.owner}),
+                );
+            }
+        }
+    }
+
+    /// Keep the inventory current from IAM key lifecycle events.
+    fn learn_aws(&self, r: &CloudTrailRecord) {
+        if r.event_source() != "iam.amazonaws.com" || r.failed() {
+            return;
+        }
+        let param = |k: &str| r.request_parameters().and_then(|p| str_of(p, k));
+        match r.event_name() {
+            "CreateAccessKey" => {
+                if let Some(k) = new_access_key(r) {
+                    self.inventory.insert(k);
+                }
+            }
+            "UpdateAccessKey" => {
+                if let (Some(id), Some(status)) = (param("accessKeyId"), param("status")) {
+                    self.inventory.set_status(id, status);
+                }
+            }
+            "DeleteAccessKey" => {
+                if let Some(id) = param("accessKeyId") {
+                    self.inventory.remove(id);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn entra(&self, r: &EntraRecord, out: &mut Context) {
+        for id in added_credentials(r) {
+            self.inventory.insert(KeyInfo {
+                id,
+                owner: first_target_id(r),
+                created: r.time(),
+                status: "Active".into(),
+                learned: Learned::Stream,
+            });
+        }
+        if let Some(key) = r.prop_str("servicePrincipalCredentialKeyId") {
+            let mut cred = Map::new();
+            cred.insert("key_id".into(), json!(key));
+            cred.insert("type".into(), json!("service-principal-credential"));
+            if let Some(info) = self.inventory.get(key, None) {
+                self.aged(&mut cred, &info, r.time());
+            }
+            out.credential = Some(cred);
+        }
+    }
+}
+
+/// What the enricher found for one record.
+#[derive(Default)]
+struct Context {
+    credential: Option<Map<String, Value>>,
+    session: Option<Value>,
+    created: Option<Value>,
+}
+
+fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// The key a CreateAccessKey call returned.
+fn new_access_key(r: &CloudTrailRecord) -> Option<KeyInfo> {
+    let k = r.response_elements().and_then(|e| obj_of(e, "accessKey"))?;
+    let id = str_of(k, "accessKeyId")?;
+    Some(KeyInfo {
+        id: id.to_string(),
+        owner: str_of(k, "userName").map(str::to_string),
+        created: str_of(k, "createDate")
+            .and_then(parse_create_date)
+            .unwrap_or(r.time()),
+        status: str_of(k, "status").unwrap_or("Active").to_string(),
+        learned: Learned::Stream,
+    })
+}
+
+/// Key identifiers that a credential-adding audit record's `KeyDescription` lists in its
+/// new value but not in its old one.
+fn added_credentials(r: &EntraRecord) -> Vec<String> {
+    let activity = r.activity().to_ascii_lowercase().replace('\u{2013}', "-");
+    if !(activity.starts_with("add service principal credentials")
+        || activity.starts_with("update application - certificates and secrets"))
+    {
+        return Vec::new();
+    }
+    let mut added = Vec::new();
+    let targets = r
+        .properties()
+        .and_then(|p| p.get("targetResources"))
+        .and_then(Value::as_array);
+    for t in targets.into_iter().flatten() {
+        let modified = t.get("modifiedProperties").and_then(Value::as_array);
+        for m in modified.into_iter().flatten() {
+            if m.get("displayName").and_then(Value::as_str) != Some("KeyDescription") {
+                continue;
+            }
+            let old = key_identifiers(m.get("oldValue"));
+            for id in key_identifiers(m.get("newValue")) {
+                if !old.contains(&id) && !added.contains(&id) {
+                    added.push(id);
+                }
+            }
+        }
+    }
+    added
+}
+
+/// `KeyIdentifier=…` values in a `KeyDescription` value.
+fn key_identifiers(v: Option<&Value>) -> Vec<String> {
+    let Some(text) = v.and_then(Value::as_str) else {
+        return Vec::new();
+    };
+    text.split("KeyIdentifier=")
+        .skip(1)
+        .filter_map(|rest| rest.split([',', ']', '"']).next())
+        .filter(|id| !id.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+fn first_target_id(r: &EntraRecord) -> Option<String> {
+    r.properties()?
+        .get("targetResources")?
+        .as_array()?
+        .first()?
+        .get("id")?
+        .as_str()
+        .map(str::to_string)
+}
+
+impl Enricher for KeyAge {
+    fn enrich(&self, record: &mut Normalized) {
+        let mut found = Context::default();
+        match &record.source {
+            SourceRecord::CloudTrail(r) => self.cloudtrail(r, &mut found),
+            SourceRecord::Entra(r) => self.entra(r, &mut found),
+        }
+        if let Some(ecs) = record.ecs.as_mut() {
+            let ns = ecs
+                .entry("auditbridge")
+                .or_insert_with(|| Value::Object(Map::new()));
+            if let Some(c) = &found.credential {
+                ns["credential"] = Value::Object(c.clone());
+            }
+            if let Some(s) = &found.session {
+                ns["session"] = s.clone();
+            }
+            if let Some(c) = &found.created {
+                ns["created_credential"] = c.clone();
+            }
+            if ns.as_object().is_some_and(Map::is_empty) {
+                ecs.remove("auditbridge");
+            }
+        }
+        if let (Some(ocsf), Some(c)) = (record.ocsf.as_mut(), &found.credential) {
+            let entries = ocsf
+                .entry("enrichments")
+                .or_insert_with(|| Value::Array(Vec::new()));
+            if let Value::Array(items) = entries {
+                let value = match c.get("age_days") {
+                    Some(days) => format!("{} days", days),
+                    None => c
+                        .get("type")
+                        .and_then(Value::as_str)
+                        .unwrap_or("unknown")
+                        .to_string(),
+                };
+                items.push(json!({
+                    "name": "credential.age",
+                    "value": value,
+                    "type": "credential",
+                    "provider": "auditbridge",
+                    "data": c,
+                }));
+            }
+        }
+        if let Some(c) = found.credential {
+            record.context.insert("key".into(), Value::Object(c));
+        }
+        if let Some(s) = found.session {
+            record.context.insert("session".into(), s);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn key_identifiers_from_key_description() {
+        let v = json!("[\"[KeyIdentifier=7dffcdc5-f2d5-43ae-86f1-682561befd4b,KeyType=AsymmetricX509Cert,KeyUsage=Verify,DisplayName=CN=a]\",\"[KeyIdentifier=c9c0b961-a80a-4a71-9c3a-b67b33edf874,KeyType=Password]\"]");
+        assert_eq!(
+            key_identifiers(Some(&v)),
+            vec![
+                "7dffcdc5-f2d5-43ae-86f1-682561befd4b",
+                "c9c0b961-a80a-4a71-9c3a-b67b33edf874"
+            ]
+        );
+        assert!(key_identifiers(Some(&json!("[]"))).is_empty());
+    }
+}
