@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::record::Format;
+use crate::sinks::kafka::KafkaSinkConfig;
 use crate::transforms::normalize::OutputFormat;
 
 #[derive(Debug, thiserror::Error)]
@@ -197,12 +198,15 @@ pub enum SinkConfig {
         #[serde(default)]
         formats: Option<Vec<Format>>,
     },
+    /// Apache Kafka (or a compatible broker).
+    Kafka(KafkaSinkConfig),
 }
 
 impl SinkConfig {
     fn formats(&self) -> Option<&[Format]> {
         match self {
             SinkConfig::Stdout { formats } | SinkConfig::File { formats, .. } => formats.as_deref(),
+            SinkConfig::Kafka(k) => k.formats.as_deref(),
         }
     }
 }

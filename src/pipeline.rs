@@ -25,7 +25,7 @@ use crate::keys::report;
 use crate::metrics::Metrics;
 use crate::record::{Format, Record};
 use crate::rules::RuleSet;
-use crate::sinks::{self, SinkBatch};
+use crate::sinks::{self, SinkBatch, SinkContext};
 use crate::sources::file::{self, FileProgress};
 use crate::transforms::enrich::Enrichment;
 use crate::transforms::Transformer;
@@ -51,11 +51,8 @@ pub enum PipelineError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("sink `{name}` failed; undelivered input stays unacknowledged")]
-    Sink {
-        name: String,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Sink(#[from] sinks::SinkError),
 }
 
 /// A fully configured pipeline, ready to run.
@@ -184,19 +181,18 @@ impl Pipeline {
         drop(batch_tx);
 
         let per_sink = (self.in_flight / self.sinks.len().max(1)).max(1);
+        let sink_ctx = SinkContext {
+            dead_letters: Arc::clone(&self.dead_letters),
+            metrics: Arc::clone(&self.metrics),
+            max_in_flight: per_sink,
+            grace: self.grace,
+        };
         let mut sink_txs = Vec::new();
         let mut sink_tasks = JoinSet::new();
         for (name, config, formats) in self.sinks {
             let (tx, rx) = mpsc::channel::<SinkBatch>(per_sink);
             sink_txs.push(tx);
-            let metrics = Arc::clone(&self.metrics);
-            sink_tasks.spawn_blocking(move || {
-                let result = match &config {
-                    SinkConfig::Stdout { .. } => sinks::stdout::run(&formats, rx, &metrics),
-                    SinkConfig::File { path, .. } => sinks::file::run(path, &formats, rx, &metrics),
-                };
-                result.map_err(|source| PipelineError::Sink { name, source })
-            });
+            sinks::spawn(&mut sink_tasks, name, config, formats, rx, &sink_ctx);
         }
         let fan_out = tokio::spawn(fan_out(batch_rx, sink_txs));
 
@@ -214,7 +210,7 @@ impl Pipeline {
             let mut first_error = None;
             while let Some(done) = sink_tasks.join_next().await {
                 if let Ok(Err(e)) = done {
-                    first_error.get_or_insert(e);
+                    first_error.get_or_insert(PipelineError::Sink(e));
                 }
             }
             first_error

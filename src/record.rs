@@ -1,12 +1,14 @@
 //! The unit sinks receive: a normalized, enriched record already serialized in every
 //! requested format. Only the transform stage builds one, from a validated source record.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 
-use crate::event::Provider;
+use crate::event::{Origin, Provider};
 
 /// The format of one serialized document.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Format {
     Ecs,
@@ -21,6 +23,14 @@ impl Format {
             Format::Ecs => "ecs",
             Format::Ocsf => "ocsf",
             Format::OcsfFinding => "ocsf_finding",
+        }
+    }
+
+    /// The schema and version a document of this format follows.
+    pub fn schema(self) -> &'static str {
+        match self {
+            Format::Ecs => "ecs/9.4.0",
+            Format::Ocsf | Format::OcsfFinding => "ocsf/1.8.0",
         }
     }
 }
@@ -38,7 +48,15 @@ pub struct Record {
     /// Stable id: CloudTrail `eventID`, Entra `properties.id`, or a hash of the input.
     pub id: String,
     pub provider: Provider,
+    /// `aws.cloudtrail`, `azure.auditlogs` or `azure.signinlogs`.
+    pub dataset: &'static str,
+    /// The cloud account (AWS account id, Entra tenant id), for keying and routing.
+    pub account: Option<String>,
     pub time: DateTime<Utc>,
+    /// ATT&CK technique ids the record was tagged with.
+    pub techniques: Vec<String>,
+    /// The input unit the record came from, for dead letters raised downstream.
+    pub origin: Arc<Origin>,
     pub outputs: Vec<Output>,
 }
 

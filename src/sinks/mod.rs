@@ -2,17 +2,91 @@
 //! only once the destination has accepted it.
 
 pub mod file;
+pub mod kafka;
 pub mod ndjson;
 pub mod stdout;
 
 use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 
 use crate::ack::AckToken;
-use crate::record::Record;
+use crate::config::SinkConfig;
+use crate::dead_letter::DeadLetterSink;
+use crate::metrics::Metrics;
+use crate::record::{Format, Record};
 
 /// Records handed to one sink, each with its own acknowledgement share
 /// (`acks[i]` belongs to `records[i]`).
 pub struct SinkBatch {
     pub records: Arc<[Record]>,
     pub acks: Vec<AckToken>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("sink `{name}` failed; undelivered input stays unacknowledged")]
+    Io {
+        name: String,
+        source: std::io::Error,
+    },
+    #[error("sink `{name}` failed; undelivered input stays unacknowledged")]
+    Kafka {
+        name: String,
+        source: kafka::KafkaSinkError,
+    },
+}
+
+/// What every sink may need besides its own settings.
+pub struct SinkContext {
+    pub dead_letters: Arc<DeadLetterSink>,
+    pub metrics: Arc<Metrics>,
+    pub max_in_flight: usize,
+    pub grace: Duration,
+}
+
+/// Start a sink on `tasks`, reading batches from `input`.
+pub fn spawn(
+    tasks: &mut JoinSet<Result<(), SinkError>>,
+    name: String,
+    config: SinkConfig,
+    formats: Vec<Format>,
+    input: mpsc::Receiver<SinkBatch>,
+    ctx: &SinkContext,
+) {
+    let metrics = Arc::clone(&ctx.metrics);
+    match config {
+        SinkConfig::Stdout { .. } => {
+            tasks.spawn_blocking(move || {
+                stdout::run(&formats, input, &metrics)
+                    .map_err(|source| SinkError::Io { name, source })
+            });
+        }
+        SinkConfig::File { path, .. } => {
+            tasks.spawn_blocking(move || {
+                file::run(&path, &formats, input, &metrics)
+                    .map_err(|source| SinkError::Io { name, source })
+            });
+        }
+        SinkConfig::Kafka(k) => {
+            let dead_letters = Arc::clone(&ctx.dead_letters);
+            let (max_in_flight, grace) = (ctx.max_in_flight, ctx.grace);
+            tasks.spawn(async move {
+                kafka::run(
+                    name.clone(),
+                    k,
+                    formats,
+                    input,
+                    dead_letters,
+                    metrics,
+                    max_in_flight,
+                    grace,
+                )
+                .await
+                .map_err(|source| SinkError::Kafka { name, source })
+            });
+        }
+    }
 }

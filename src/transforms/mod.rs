@@ -82,6 +82,7 @@ impl Transformer {
             }
         };
         let now = Utc::now();
+        let shared_origin = Arc::new(origin.clone());
         for frame in framing::frames(&input) {
             match frame {
                 Frame::Invalid {
@@ -99,7 +100,8 @@ impl Transformer {
                 Frame::Record { raw, position } => {
                     match decode::decode(raw, self.limits.max_record_bytes, now) {
                         Ok(Decoded::Record(source)) => {
-                            emit(self.finish(source, fallback_id(raw.get()), now));
+                            let fallback = fallback_id(raw.get());
+                            emit(self.finish(source, fallback, now, &shared_origin));
                         }
                         Ok(Decoded::Special(special)) => {
                             self.special(&mut dead, special, origin, position, raw.get())
@@ -124,6 +126,7 @@ impl Transformer {
         source: SourceRecord,
         fallback_id: String,
         now: chrono::DateTime<Utc>,
+        origin: &Arc<Origin>,
     ) -> Record {
         Metrics::add(&self.metrics.records_decoded, 1);
         if source.time_source() == decode::time::TimeSource::Ingest {
@@ -136,7 +139,7 @@ impl Transformer {
         }
         let mut normalized = normalize::normalize(source, self.format, fallback_id, now);
         self.enrichment.apply(&mut normalized);
-        serialize(normalized)
+        serialize(normalized, Arc::clone(origin))
     }
 
     fn special(
@@ -197,7 +200,7 @@ fn fallback_id(raw: &str) -> String {
     format!("auditbridge-{hash:016x}")
 }
 
-fn serialize(n: Normalized) -> Record {
+fn serialize(n: Normalized, origin: Arc<Origin>) -> Record {
     let mut outputs = Vec::with_capacity(2 + n.findings.len());
     let mut push = |format, map| {
         // Serializing a `Value` built from valid JSON cannot fail.
@@ -213,10 +216,19 @@ fn serialize(n: Normalized) -> Record {
     for finding in n.findings {
         push(Format::OcsfFinding, finding);
     }
+    let (dataset, account) = match &n.source {
+        SourceRecord::CloudTrail(r) => ("aws.cloudtrail", r.account_id()),
+        SourceRecord::Entra(r) if r.kind().is_sign_in() => ("azure.signinlogs", r.str("tenantId")),
+        SourceRecord::Entra(r) => ("azure.auditlogs", r.str("tenantId")),
+    };
     Record {
         id: n.id,
         provider: n.source.provider(),
+        dataset,
+        account: account.map(str::to_string),
         time: n.source.time(),
+        techniques: n.techniques,
+        origin,
         outputs,
     }
 }

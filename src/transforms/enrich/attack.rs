@@ -31,6 +31,11 @@ impl Enricher for AttackTagger {
             return;
         }
         let attempt = failed(&record.source);
+        for t in matched.iter().flat_map(|r| &r.techniques) {
+            if !record.techniques.contains(&t.id) {
+                record.techniques.push(t.id.clone());
+            }
+        }
         if let Some(ecs) = record.ecs.as_mut() {
             write_ecs(ecs, &matched, attempt);
         }

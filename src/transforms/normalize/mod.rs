@@ -41,6 +41,8 @@ pub struct Normalized {
     /// Context enrichers learn about the record (credential type, key age), which later
     /// stages and rules read as `context.…`.
     pub context: Map<String, Value>,
+    /// ATT&CK technique ids the record was tagged with.
+    pub techniques: Vec<String>,
     pub now: DateTime<Utc>,
 }
 
@@ -76,6 +78,7 @@ pub fn normalize(
         ocsf,
         findings: Vec::new(),
         context: Map::new(),
+        techniques: Vec::new(),
         now,
     }
 }
