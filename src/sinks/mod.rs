@@ -40,6 +40,7 @@ pub enum SinkError {
 }
 
 /// What every sink may need besides its own settings.
+#[derive(Clone)]
 pub struct SinkContext {
     pub dead_letters: Arc<DeadLetterSink>,
     pub metrics: Arc<Metrics>,

@@ -19,7 +19,7 @@ use rdkafka::util::Timeout;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 
-use super::SinkBatch;
+use super::{SinkBatch, SinkContext};
 use crate::ack::BatchStatus;
 use crate::dead_letter::{DeadLetter, DeadLetterSink};
 use crate::metrics::Metrics;
@@ -81,11 +81,14 @@ pub async fn run(
     config: KafkaSinkConfig,
     formats: Vec<Format>,
     mut input: mpsc::Receiver<SinkBatch>,
-    dead_letters: Arc<DeadLetterSink>,
-    metrics: Arc<Metrics>,
-    max_in_flight: usize,
-    grace: Duration,
+    ctx: SinkContext,
 ) -> Result<(), KafkaSinkError> {
+    let SinkContext {
+        dead_letters,
+        metrics,
+        max_in_flight,
+        grace,
+    } = ctx;
     let producer: FutureProducer = config
         .client_config()?
         .create()
