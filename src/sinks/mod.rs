@@ -72,21 +72,11 @@ pub fn spawn(
             });
         }
         SinkConfig::Kafka(k) => {
-            let dead_letters = Arc::clone(&ctx.dead_letters);
-            let (max_in_flight, grace) = (ctx.max_in_flight, ctx.grace);
+            let ctx = ctx.clone();
             tasks.spawn(async move {
-                kafka::run(
-                    name.clone(),
-                    k,
-                    formats,
-                    input,
-                    dead_letters,
-                    metrics,
-                    max_in_flight,
-                    grace,
-                )
-                .await
-                .map_err(|source| SinkError::Kafka { name, source })
+                kafka::run(name.clone(), k, formats, input, ctx)
+                    .await
+                    .map_err(|source| SinkError::Kafka { name, source })
             });
         }
     }
