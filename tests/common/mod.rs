@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod kafka;
+
 use std::collections::HashMap;
 use std::io::Read;
 use std::net::IpAddr;
@@ -214,4 +216,47 @@ pub fn violations(schemas: &Schemas, records: &[Record]) -> Vec<String> {
         }
     }
     out
+}
+
+/// The CloudTrail corpus repeated until it holds at least `records` records, each copy
+/// with its `eventID` rewritten (`<id>-<copy>-<line>`) so every record is distinct. One NDJSON
+/// line per record; returns the text and the number of records.
+pub fn replayed_corpus(records: usize) -> (String, usize) {
+    let corpus = String::from_utf8(gunzip(&shared(
+        "data/corpus/cloudtrail_real_union.ndjson.gz",
+    )))
+    .unwrap();
+    let lines: Vec<Value> = corpus
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut out = String::new();
+    let mut n = 0;
+    let mut copy = 0;
+    while n < records {
+        for (i, line) in lines.iter().enumerate() {
+            let mut v = line.clone();
+            let id = v
+                .get("eventID")
+                .and_then(Value::as_str)
+                .map_or(format!("line{i}"), str::to_string);
+            v["eventID"] = Value::String(format!("{id}-{copy}-{i}"));
+            out.push_str(&v.to_string());
+            out.push('\n');
+            n += 1;
+        }
+        copy += 1;
+    }
+    (out, n)
+}
+
+/// Run a pipeline from config text to completion; returns its metrics.
+pub async fn run_pipeline(config: &str, dead_letters: &std::path::Path) -> Arc<Metrics> {
+    let config = auditbridge::config::Config::parse(config, "test").unwrap();
+    let dlq = auditbridge::dead_letter::DeadLetterSink::file(dead_letters).unwrap();
+    let pipeline = auditbridge::pipeline::Pipeline::new(&config, dlq).unwrap();
+    let metrics = pipeline.metrics();
+    let (_stop, stop_rx) = tokio::sync::watch::channel(false);
+    pipeline.run(stop_rx).await.unwrap();
+    metrics
 }

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Start or stop the real servers the integration tests talk to, on 127.0.0.1.
+#   scripts/test-servers.sh start   # writes target/test-servers/env (KEY=value lines)
+#   scripts/test-servers.sh stop    # stops them by PID
+# Install them first with scripts/install-test-servers.sh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+dir=target/test-servers
+mkdir -p "$dir"
+
+TANSU="${TANSU:-$HOME/.cargo/bin/tansu}"
+KAFKA_PORT="${AUDITBRIDGE_TEST_KAFKA_PORT:-19092}"
+
+wait_for() { # description, timeout seconds, command...
+  local what=$1 limit=$2; shift 2
+  for _ in $(seq 1 "$limit"); do
+    if "$@" >/dev/null 2>&1; then return 0; fi
+    sleep 1
+  done
+  echo "$what did not become ready within ${limit}s; see $dir/*.log" >&2
+  return 1
+}
+
+start() {
+  : > "$dir/env"
+  [ -x "$TANSU" ] || { echo "tansu is not installed ($TANSU): run scripts/install-test-servers.sh" >&2; exit 1; }
+  # Tansu binds 0.0.0.0 by default: always pass both URLs.
+  "$TANSU" broker \
+    --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+    --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+    --storage-engine memory://tansu/ > "$dir/tansu.log" 2>&1 &
+  echo $! > "$dir/tansu.pid"
+  wait_for "tansu" 60 "$TANSU" topic list --broker "tcp://127.0.0.1:$KAFKA_PORT"
+  {
+    echo "AUDITBRIDGE_TEST_KAFKA=127.0.0.1:$KAFKA_PORT"
+    echo "AUDITBRIDGE_TEST_KAFKA_PID=$(cat "$dir/tansu.pid")"
+  } >> "$dir/env"
+  echo "test servers up: $(tr '\n' ' ' < "$dir/env")"
+}
+
+stop() {
+  for pidfile in "$dir"/*.pid; do
+    [ -e "$pidfile" ] || continue
+    pid=$(cat "$pidfile")
+    # A frozen (SIGSTOPped) server must be continued before it can terminate.
+    kill -CONT "$pid" 2>/dev/null || true
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+    kill -9 "$pid" 2>/dev/null || true
+    rm -f "$pidfile"
+  done
+}
+
+case "${1:-}" in
+  start) start ;;
+  stop) stop ;;
+  *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+esac
