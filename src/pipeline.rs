@@ -218,7 +218,7 @@ impl Pipeline {
         tokio::pin!(drain);
         let result = tokio::select! {
             r = &mut drain => r,
-            _ = stop.wait_for(|s| *s) => {
+            _ = stopped(&mut stop) => {
                 tracing::info!(grace_secs = self.grace.as_secs(), "stopping intake; draining in-flight work");
                 let _ = shutdown_tx.send(true);
                 match tokio::time::timeout(self.grace, &mut drain).await {
@@ -262,6 +262,15 @@ fn load_keys(config: &KeysConfig) -> Result<KeyInventory, PipelineError> {
         inventory.load_report_users(report::active_keys_by_user(&users));
     }
     Ok(inventory)
+}
+
+/// Resolves once `stop` turns true; never, if its sender is gone first.
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    while !*stop.borrow_and_update() {
+        if stop.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
 }
 
 fn transform_worker(
