@@ -7,8 +7,8 @@ use clap::{Parser, Subcommand};
 use tokio::sync::watch;
 
 use auditbridge::config::{
-    Config, DeadLetterConfig, KeysConfig, Limits, PipelineConfig, Routing, RulesConfig, SinkConfig,
-    SourceConfig,
+    sink_formats, Config, DeadLetterConfig, KeysConfig, Limits, PipelineConfig, Routing,
+    RulesConfig, SinkConfig, SourceConfig,
 };
 use auditbridge::dead_letter::DeadLetterSink;
 use auditbridge::keys;
@@ -46,6 +46,9 @@ enum Command {
     Validate {
         #[arg(long, short)]
         config: PathBuf,
+        /// Also reach every sink without sending data (Kafka: metadata, topics, access).
+        #[arg(long)]
+        check_sinks: bool,
     },
     /// Work with the detection rules (MITRE ATT&CK tagging).
     Rules {
@@ -144,10 +147,33 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Validate { config } => {
-            Config::load(&config)?;
-            println!("{}: valid", config.display());
-            Ok(ExitCode::SUCCESS)
+        Command::Validate {
+            config: path,
+            check_sinks,
+        } => {
+            let config = Config::load(&path)?;
+            println!("{}: valid", path.display());
+            if !check_sinks {
+                return Ok(ExitCode::SUCCESS);
+            }
+            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            let mut failed = false;
+            for (name, sink) in &config.sinks {
+                let formats = sink_formats(sink, config.pipeline.format);
+                let problems = runtime.block_on(auditbridge::sinks::check(sink, &formats));
+                if problems.is_empty() {
+                    println!("sink `{name}`: reachable");
+                }
+                for p in problems {
+                    failed = true;
+                    println!("sink `{name}`: {p}");
+                }
+            }
+            Ok(if failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         Command::Rules {
             command: RulesCommand::Test { rules },

@@ -183,3 +183,47 @@ properties = {{ "message.max.bytes" = "100000" }}
     let original: Value = serde_json::from_str(letters[0]["original"].as_str().unwrap()).unwrap();
     assert_eq!(original["event"]["id"], "big");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_check_sinks_reports_missing_topics() {
+    let dir = tempfile::tempdir().unwrap();
+    let present = unique_topic("ab-present");
+    let missing = unique_topic("ab-missing");
+    create_topics(&[&present], 1).await;
+    let config = dir.path().join("c.toml");
+    let write = |tagged: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "[pipeline]\nformat = \"ecs\"\n[sources.in]\ntype = \"file\"\npaths = [\"samples\"]\n[sinks.kafka]\ntype = \"kafka\"\nbrokers = \"{}\"\ntopics = {{ ecs = \"{present}\" }}\n{tagged}",
+                broker()
+            ),
+        )
+        .unwrap()
+    };
+    let validate = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_auditbridge"))
+            .current_dir(common::repo("."))
+            .args(["validate", "--check-sinks", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap()
+    };
+    write("");
+    let out = validate();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("sink `kafka`: reachable"));
+    write(&format!("tagged_topic = \"{missing}\"\n"));
+    let out = validate();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("sink `kafka`: topic `{missing}` does not exist")),
+        "{text}"
+    );
+}

@@ -81,3 +81,24 @@ pub fn spawn(
         }
     }
 }
+
+/// Reach a sink without sending data; returns the problems found.
+pub async fn check(config: &SinkConfig, formats: &[Format]) -> Vec<String> {
+    match config {
+        SinkConfig::Stdout { .. } => Vec::new(),
+        SinkConfig::File { path, .. } => {
+            let dir = path
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(std::path::Path::new("."));
+            match std::fs::metadata(dir) {
+                Ok(m) if m.permissions().readonly() => {
+                    vec![format!("{} is read-only", dir.display())]
+                }
+                Ok(_) => Vec::new(),
+                Err(_) => Vec::new(),
+            }
+        }
+        SinkConfig::Kafka(k) => kafka::check(k, formats).await,
+    }
+}

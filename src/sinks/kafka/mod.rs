@@ -234,3 +234,80 @@ async fn settle(
         ack.resolve(s);
     }
 }
+
+/// Every topic the sink may write to, for the formats it publishes.
+pub fn expected_topics(config: &KafkaSinkConfig, formats: &[Format]) -> Vec<String> {
+    let mut topics = Vec::new();
+    let datasets = [
+        (crate::event::Provider::Aws, "aws.cloudtrail"),
+        (crate::event::Provider::Azure, "azure.auditlogs"),
+        (crate::event::Provider::Azure, "azure.signinlogs"),
+    ];
+    for &format in formats {
+        let candidates: Vec<String> = match config.topics.get(&format) {
+            Some(t) => vec![t.clone()],
+            None => datasets
+                .iter()
+                .map(|(provider, dataset)| {
+                    config
+                        .topic
+                        .replace("{format}", format.as_str())
+                        .replace("{provider}", provider.as_str())
+                        .replace("{dataset}", dataset)
+                })
+                .collect(),
+        };
+        topics.extend(candidates);
+    }
+    topics.extend(config.tagged_topic.clone());
+    topics.sort();
+    topics.dedup();
+    topics
+}
+
+/// Connect, fetch metadata and report what would stop delivery: an unreachable
+/// cluster, missing topics, topics the credentials may not see. Sends no data.
+pub async fn check(config: &KafkaSinkConfig, formats: &[Format]) -> Vec<String> {
+    let producer: FutureProducer = match config.client_config() {
+        Ok(c) => match c.create() {
+            Ok(p) => p,
+            Err(e) => return vec![format!("cannot create a producer: {e}")],
+        },
+        Err(e) => return vec![e.to_string()],
+    };
+    let expected = expected_topics(config, formats);
+    let metadata = tokio::task::spawn_blocking(move || {
+        producer
+            .client()
+            .fetch_metadata(None, Timeout::After(Duration::from_secs(10)))
+            .map(|m| {
+                m.topics()
+                    .iter()
+                    .map(|t| (t.name().to_string(), t.error()))
+                    .collect::<Vec<_>>()
+            })
+    })
+    .await;
+    let topics = match metadata {
+        Ok(Ok(t)) => t,
+        Ok(Err(e)) => {
+            return vec![format!(
+                "cannot fetch metadata from {}: {e}",
+                config.brokers
+            )]
+        }
+        Err(e) => return vec![format!("metadata lookup failed: {e}")],
+    };
+    let mut problems = Vec::new();
+    for topic in expected {
+        match topics.iter().find(|(name, _)| *name == topic) {
+            None => problems.push(format!("topic `{topic}` does not exist; create it (most clusters do not auto-create topics)")),
+            Some((_, Some(err))) => {
+                let code: RDKafkaErrorCode = (*err).into();
+                problems.push(format!("topic `{topic}`: {code}"))
+            }
+            Some(_) => {}
+        }
+    }
+    problems
+}
