@@ -9,3 +9,12 @@ if [ ! -x "$HOME/.cargo/bin/tansu" ]; then
 else
   echo "tansu: present"
 fi
+
+TOOLS="${AUDITBRIDGE_TOOLS:-$HOME/.local/share/auditbridge}"
+if [ ! -x "$TOOLS/moto/bin/moto_server" ]; then
+  echo "installing moto 5.2.5 (AWS API server: SQS, S3, SNS, EventBridge, IAM) into $TOOLS/moto"
+  python3 -m venv "$TOOLS/moto"
+  "$TOOLS/moto/bin/pip" install --quiet 'moto[s3,sqs,sns,iam,events]==5.2.5' flask flask-cors
+else
+  echo "moto: present"
+fi

@@ -10,6 +10,8 @@ mkdir -p "$dir"
 
 TANSU="${TANSU:-$HOME/.cargo/bin/tansu}"
 KAFKA_PORT="${AUDITBRIDGE_TEST_KAFKA_PORT:-19092}"
+TOOLS="${AUDITBRIDGE_TOOLS:-$HOME/.local/share/auditbridge}"
+MOTO_PORT="${AUDITBRIDGE_TEST_MOTO_PORT:-15000}"
 
 wait_for() { # description, timeout seconds, command...
   local what=$1 limit=$2; shift 2
@@ -34,6 +36,20 @@ start() {
   {
     echo "AUDITBRIDGE_TEST_KAFKA=127.0.0.1:$KAFKA_PORT"
     echo "AUDITBRIDGE_TEST_KAFKA_PID=$(cat "$dir/tansu.pid")"
+  } >> "$dir/env"
+
+  [ -x "$TOOLS/moto/bin/moto_server" ] || { echo "moto is not installed: run scripts/install-test-servers.sh" >&2; exit 1; }
+  "$TOOLS/moto/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" > "$dir/moto.log" 2>&1 &
+  echo $! > "$dir/moto.pid"
+  wait_for "moto" 60 "$TOOLS/moto/bin/python" -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$MOTO_PORT/moto-api/')"
+  {
+    echo "AUDITBRIDGE_TEST_AWS_ENDPOINT=http://127.0.0.1:$MOTO_PORT"
+    echo "AUDITBRIDGE_TEST_MOTO_PYTHON=$TOOLS/moto/bin/python"
+    # moto accepts any credentials; the SDK's chain reads these.
+    echo "AWS_ACCESS_KEY_ID=testing"
+    echo "AWS_SECRET_ACCESS_KEY=testing"
+    echo "AWS_REGION=us-east-1"
+    echo "AWS_EC2_METADATA_DISABLED=true"
   } >> "$dir/env"
   echo "test servers up: $(tr '\n' ' ' < "$dir/env")"
 }

@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use crate::record::Format;
 use crate::sinks::kafka::KafkaSinkConfig;
+use crate::sources::sqs::SqsSourceConfig;
 use crate::transforms::normalize::OutputFormat;
 
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +93,8 @@ pub struct Limits {
     pub max_decompressed_bytes: u64,
     /// Largest single record.
     pub max_record_bytes: usize,
+    /// Most records one input (file, object, message) may hold.
+    pub max_records_per_input: usize,
 }
 
 impl Default for Limits {
@@ -99,6 +102,7 @@ impl Default for Limits {
         Limits {
             max_decompressed_bytes: 1 << 30,
             max_record_bytes: 4 << 20,
+            max_records_per_input: 5_000_000,
         }
     }
 }
@@ -182,6 +186,8 @@ impl Default for KeysConfig {
 pub enum SourceConfig {
     /// Files, directories (read recursively) and glob patterns.
     File { paths: Vec<String> },
+    /// CloudTrail through an SQS queue (S3, SNS and EventBridge notifications).
+    Sqs(SqsSourceConfig),
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -286,12 +292,26 @@ impl Config {
             ));
         }
         for (name, source) in &self.sources {
-            let SourceConfig::File { paths } = source;
-            if paths.is_empty() {
-                return Err(invalid(
-                    &format!("sources.{name}.paths"),
-                    "must name at least one file, directory or glob".into(),
-                ));
+            match source {
+                SourceConfig::File { paths } if paths.is_empty() => {
+                    return Err(invalid(
+                        &format!("sources.{name}.paths"),
+                        "must name at least one file, directory or glob".into(),
+                    ));
+                }
+                SourceConfig::Sqs(s) if !(1..=10).contains(&s.max_messages) => {
+                    return Err(invalid(
+                        &format!("sources.{name}.max_messages"),
+                        "must be between 1 and 10 (the SQS limit)".into(),
+                    ));
+                }
+                SourceConfig::Sqs(s) if s.visibility_timeout_secs < 2 => {
+                    return Err(invalid(
+                        &format!("sources.{name}.visibility_timeout_secs"),
+                        "must be at least 2".into(),
+                    ));
+                }
+                _ => {}
             }
         }
         let produced = self.pipeline.format;

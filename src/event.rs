@@ -25,14 +25,35 @@ impl Provider {
 /// Where a unit of input came from, precise enough for an operator to find it again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {
-    File { path: PathBuf },
-    Inline { name: String },
+    File {
+        path: PathBuf,
+    },
+    /// An object fetched because SQS message `message_id` pointed at it.
+    S3 {
+        bucket: String,
+        key: String,
+        message_id: String,
+    },
+    /// The body of an SQS message itself.
+    Sqs {
+        queue: String,
+        message_id: String,
+    },
+    Inline {
+        name: String,
+    },
 }
 
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Origin::File { path } => write!(f, "file {}", path.display()),
+            Origin::S3 {
+                bucket,
+                key,
+                message_id,
+            } => write!(f, "s3://{bucket}/{key} (sqs message {message_id})"),
+            Origin::Sqs { queue, message_id } => write!(f, "sqs message {message_id} on {queue}"),
             Origin::Inline { name } => write!(f, "{name}"),
         }
     }

@@ -18,6 +18,8 @@ pub struct Metrics {
     pub batches_nacked: AtomicU64,
     dead_letter_reasons: Mutex<BTreeMap<&'static str, u64>>,
     skip_reasons: Mutex<BTreeMap<&'static str, u64>>,
+    /// Counters of one source or sink kind (`sqs_messages_deleted`, …).
+    named: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 fn bump(map: &Mutex<BTreeMap<&'static str, u64>>, key: &'static str) {
@@ -43,6 +45,22 @@ impl Metrics {
     pub fn skipped(&self, reason: &'static str) {
         Self::add(&self.records_skipped, 1);
         bump(&self.skip_reasons, reason);
+    }
+
+    /// Move a named counter.
+    pub fn count(&self, name: &'static str, n: u64) {
+        if let Ok(mut m) = self.named.lock() {
+            *m.entry(name).or_default() += n;
+        }
+    }
+
+    /// A named counter's value.
+    pub fn named(&self, name: &str) -> u64 {
+        self.named
+            .lock()
+            .ok()
+            .and_then(|m| m.get(name).copied())
+            .unwrap_or(0)
     }
 
     pub fn dead_letter_reasons(&self) -> BTreeMap<&'static str, u64> {
@@ -73,6 +91,7 @@ impl Metrics {
             "dead_letter_reasons": self.dead_letter_reasons(),
             "batches_acked": Self::get(&self.batches_acked),
             "batches_nacked": Self::get(&self.batches_nacked),
+            "counters": self.named.lock().map(|m| m.clone()).unwrap_or_default(),
         })
     }
 }

@@ -27,6 +27,7 @@ use crate::record::{Format, Record};
 use crate::rules::RuleSet;
 use crate::sinks::{self, SinkBatch, SinkContext};
 use crate::sources::file::{self, FileProgress};
+use crate::sources::sqs::{self, SqsSourceConfig};
 use crate::transforms::enrich::Enrichment;
 use crate::transforms::Transformer;
 
@@ -60,6 +61,7 @@ pub struct Pipeline {
     keys: Arc<KeyInventory>,
     key_state: Option<PathBuf>,
     files: Vec<(String, Vec<PathBuf>)>,
+    queues: Vec<SqsSourceConfig>,
     sinks: Vec<(String, SinkConfig, Vec<Format>)>,
     transformer: Arc<Transformer>,
     dead_letters: Arc<DeadLetterSink>,
@@ -81,13 +83,18 @@ impl Pipeline {
     pub fn new(config: &Config, dead_letters: DeadLetterSink) -> Result<Self, PipelineError> {
         let metrics = Arc::new(Metrics::default());
         let mut files = Vec::new();
+        let mut queues = Vec::new();
         for (name, source) in &config.sources {
-            let SourceConfig::File { paths } = source;
-            let list = file::expand(paths).map_err(|source| PipelineError::Source {
-                name: name.clone(),
-                source,
-            })?;
-            files.push((name.clone(), list));
+            match source {
+                SourceConfig::File { paths } => {
+                    let list = file::expand(paths).map_err(|source| PipelineError::Source {
+                        name: name.clone(),
+                        source,
+                    })?;
+                    files.push((name.clone(), list));
+                }
+                SourceConfig::Sqs(q) => queues.push(q.clone()),
+            }
         }
         let sinks = config
             .sinks
@@ -116,6 +123,7 @@ impl Pipeline {
             keys,
             key_state: config.keys.state_path.clone(),
             files,
+            queues,
             sinks,
             transformer: Arc::new(transformer),
             dead_letters: Arc::new(dead_letters),
@@ -156,6 +164,15 @@ impl Pipeline {
                 shutdown_rx.clone(),
                 Arc::clone(&self.metrics),
                 Arc::clone(&progress),
+            ));
+        }
+        for queue in self.queues {
+            sources.spawn(sqs::run(
+                queue,
+                input_tx.clone(),
+                shutdown_rx.clone(),
+                Arc::clone(&self.dead_letters),
+                Arc::clone(&self.metrics),
             ));
         }
         drop(input_tx);

@@ -1,4 +1,5 @@
-//! The `file` sink: NDJSON appended to a file, synced to disk before acknowledging.
+//! The `file` sink: NDJSON appended to a file, synced to disk before acknowledging (a
+//! named pipe or device is flushed only).
 
 use std::fs::OpenOptions;
 use std::io::{self, BufWriter};
@@ -20,6 +21,14 @@ pub fn run(
         std::fs::create_dir_all(dir)?;
     }
     let file = OpenOptions::new().create(true).append(true).open(path)?;
+    // Pipes and devices cannot be synced; flushing is all there is for them.
+    let regular = file.metadata()?.is_file();
     let out = BufWriter::with_capacity(1 << 16, file);
-    ndjson::run(out, formats, input, metrics, |w| w.get_ref().sync_data())
+    ndjson::run(out, formats, input, metrics, |w| {
+        if regular {
+            w.get_ref().sync_data()
+        } else {
+            Ok(())
+        }
+    })
 }

@@ -83,7 +83,17 @@ impl Transformer {
         };
         let now = Utc::now();
         let shared_origin = Arc::new(origin.clone());
-        for frame in framing::frames(&input) {
+        let frames = framing::frames(&input);
+        if frames.len() > self.limits.max_records_per_input {
+            let reason = format!(
+                "input holds {} records, over the limit of {} (limits.max_records_per_input)",
+                frames.len(),
+                self.limits.max_records_per_input
+            );
+            self.dead(&mut dead, "too_many_records", reason, origin, None, bytes);
+            return dead;
+        }
+        for frame in frames {
             match frame {
                 Frame::Invalid {
                     bytes,
