@@ -168,6 +168,11 @@ pub struct KeysConfig {
     pub credential_report: Option<PathBuf>,
     /// Where the inventory is saved at shutdown and read at start.
     pub state_path: Option<PathBuf>,
+    /// Poll IAM (ListUsers + ListAccessKeys) this often; unset: no polling.
+    pub iam_poll_interval_secs: Option<u64>,
+    /// Region and endpoint for the IAM poll (default: from the environment).
+    pub iam_region: Option<String>,
+    pub iam_endpoint: Option<String>,
 }
 
 impl Default for KeysConfig {
@@ -177,6 +182,9 @@ impl Default for KeysConfig {
             capacity: 100_000,
             credential_report: None,
             state_path: None,
+            iam_poll_interval_secs: None,
+            iam_region: None,
+            iam_endpoint: None,
         }
     }
 }

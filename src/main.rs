@@ -98,26 +98,97 @@ enum RulesCommand {
 enum KeysCommand {
     /// List each user's active access keys with their age; flag keys over the maximum
     /// age and exit 1 when any is flagged (for CI and cron).
-    Audit {
-        /// IAM credential report CSV (`aws iam get-credential-report`, decoded).
-        #[arg(long)]
-        credential_report: PathBuf,
-        /// Keys older than this many days are flagged.
-        #[arg(long, default_value_t = 90)]
-        max_age_days: i64,
-        /// `table` or `json`.
-        #[arg(long, default_value = "table")]
-        output: AuditOutput,
-        /// Evaluate ages at this RFC 3339 time instead of now.
-        #[arg(long)]
-        at: Option<chrono::DateTime<chrono::Utc>>,
-    },
+    Audit(AuditArgs),
+}
+
+#[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["credential_report", "iam"])))]
+struct AuditArgs {
+    /// IAM credential report CSV (`aws iam get-credential-report`, decoded).
+    #[arg(long)]
+    credential_report: Option<PathBuf>,
+    /// Read users and keys from the IAM API (ListUsers + ListAccessKeys) with the
+    /// standard AWS credential chain.
+    #[arg(long)]
+    iam: bool,
+    /// AWS region for --iam.
+    #[arg(long, conflicts_with = "credential_report")]
+    region: Option<String>,
+    /// IAM endpoint override for --iam (tests, VPC endpoints).
+    #[arg(long, conflicts_with = "credential_report")]
+    endpoint: Option<String>,
+    /// Set flagged keys Inactive (needs --iam; without --yes, only say what would be done).
+    #[arg(long, conflicts_with = "credential_report")]
+    deactivate: bool,
+    /// Really deactivate.
+    #[arg(long, requires = "deactivate")]
+    yes: bool,
+    /// Keys older than this many days are flagged.
+    #[arg(long, default_value_t = 90)]
+    max_age_days: i64,
+    /// `table` or `json`.
+    #[arg(long, default_value = "table")]
+    output: AuditOutput,
+    /// Evaluate ages at this RFC 3339 time instead of now.
+    #[arg(long)]
+    at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum AuditOutput {
     Table,
     Json,
+}
+
+/// `keys audit`: list active keys with their age; exit 1 when one is over the maximum.
+fn keys_audit(args: AuditArgs) -> anyhow::Result<ExitCode> {
+    let at = args.at.unwrap_or_else(chrono::Utc::now);
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let (rows, client) = match &args.credential_report {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let users = keys::report::parse(&text)
+                .with_context(|| format!("parsing {}", path.display()))?;
+            (
+                keys::audit::from_report(&users, at, args.max_age_days),
+                None,
+            )
+        }
+        None => {
+            let client = runtime.block_on(keys::iam::client(
+                args.region.as_deref(),
+                args.endpoint.as_deref(),
+            ));
+            let listed = runtime.block_on(keys::iam::list_keys(&client))?;
+            (
+                keys::audit::from_iam(&listed, at, args.max_age_days),
+                Some(client),
+            )
+        }
+    };
+    match args.output {
+        AuditOutput::Table => print!("{}", keys::audit::render_table(&rows, args.max_age_days)),
+        AuditOutput::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+    }
+    if let (true, Some(client)) = (args.deactivate, &client) {
+        for row in rows.iter().filter(|r| r.over_max_age) {
+            if args.yes {
+                runtime.block_on(keys::iam::deactivate(client, &row.user, &row.key))?;
+                eprintln!("deactivated {} of {}", row.key, row.user);
+            } else {
+                eprintln!(
+                    "would deactivate {} of {} (dry run: add --yes to do it)",
+                    row.key, row.user
+                );
+            }
+        }
+    }
+    Ok(if rows.iter().any(|r| r.over_max_age) {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn load_rules(dir: Option<&PathBuf>) -> anyhow::Result<RuleSet> {
@@ -211,30 +282,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
         Command::Keys {
-            command:
-                KeysCommand::Audit {
-                    credential_report,
-                    max_age_days,
-                    output,
-                    at,
-                },
-        } => {
-            let text = std::fs::read_to_string(&credential_report)
-                .with_context(|| format!("reading {}", credential_report.display()))?;
-            let users = keys::report::parse(&text)
-                .with_context(|| format!("parsing {}", credential_report.display()))?;
-            let rows =
-                keys::audit::from_report(&users, at.unwrap_or_else(chrono::Utc::now), max_age_days);
-            match output {
-                AuditOutput::Table => print!("{}", keys::audit::render_table(&rows, max_age_days)),
-                AuditOutput::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
-            }
-            Ok(if rows.iter().any(|r| r.over_max_age) {
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
-            })
-        }
+            command: KeysCommand::Audit(args),
+        } => keys_audit(args),
         Command::Run { config } => {
             let config = Config::load(&config)?;
             let dead_letters = Pipeline::dead_letter_file(&config)?;

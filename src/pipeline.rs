@@ -60,6 +60,7 @@ pub enum PipelineError {
 pub struct Pipeline {
     keys: Arc<KeyInventory>,
     key_state: Option<PathBuf>,
+    iam_poll: KeysConfig,
     files: Vec<(String, Vec<PathBuf>)>,
     queues: Vec<SqsSourceConfig>,
     sinks: Vec<(String, SinkConfig, Vec<Format>)>,
@@ -122,6 +123,7 @@ impl Pipeline {
         Ok(Pipeline {
             keys,
             key_state: config.keys.state_path.clone(),
+            iam_poll: config.keys.clone(),
             files,
             queues,
             sinks,
@@ -164,6 +166,26 @@ impl Pipeline {
                 shutdown_rx.clone(),
                 Arc::clone(&self.metrics),
                 Arc::clone(&progress),
+            ));
+        }
+        if let Some(secs) = self.iam_poll.iam_poll_interval_secs {
+            let iam = crate::keys::iam::client(
+                self.iam_poll.iam_region.as_deref(),
+                self.iam_poll.iam_endpoint.as_deref(),
+            )
+            .await;
+            match crate::keys::iam::refresh(&iam, &self.keys).await {
+                Ok(n) => tracing::info!(keys = n, "key inventory loaded from IAM"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "IAM key poll failed; key ages use what the stream shows")
+                }
+            }
+            // Later polls run beside the sources and end with them.
+            tokio::spawn(crate::keys::iam::poll(
+                iam,
+                Arc::clone(&self.keys),
+                Duration::from_secs(secs.max(1)),
+                shutdown_rx.clone(),
             ));
         }
         for queue in self.queues {

@@ -5,6 +5,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
 use super::age_days;
+use super::iam::IamKey;
 use super::report::ReportUser;
 
 /// One active access key of one user.
@@ -39,6 +40,26 @@ pub fn from_report(users: &[ReportUser], at: DateTime<Utc>, max_age_days: i64) -
         }
     }
     rows
+}
+
+/// Audit the active keys IAM lists at `at`.
+pub fn from_iam(keys: &[IamKey], at: DateTime<Utc>, max_age_days: i64) -> Vec<AuditRow> {
+    keys.iter()
+        .filter(|k| k.status == "Active")
+        .map(|k| {
+            let age = k.created.map(|t| age_days(t, at));
+            AuditRow {
+                user: k.user.clone(),
+                arn: k.arn.clone(),
+                key: k.key_id.clone(),
+                created: k
+                    .created
+                    .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true)),
+                age_days: age,
+                over_max_age: age.is_some_and(|a| a > max_age_days),
+            }
+        })
+        .collect()
 }
 
 /// The rows as an aligned text table.

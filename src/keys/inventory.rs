@@ -15,6 +15,8 @@ pub enum Learned {
     Stream,
     /// An IAM credential report.
     CredentialReport,
+    /// The IAM API (ListAccessKeys).
+    Iam,
 }
 
 /// What is known about one credential.

@@ -4,6 +4,7 @@
 //! and by `auditbridge keys audit`.
 
 pub mod audit;
+pub mod iam;
 pub mod inventory;
 pub mod report;
 

@@ -46,6 +46,7 @@ impl KeyAge {
             json!(match info.learned {
                 Learned::Stream => "stream",
                 Learned::CredentialReport => "credential_report",
+                Learned::Iam => "iam",
             }),
         );
         if let Some(owner) = &info.owner {
