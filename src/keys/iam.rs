@@ -27,12 +27,9 @@ pub struct IamError {
     pub message: String,
 }
 
-fn err<E: std::error::Error>(
+fn err<E: std::error::Error + 'static>(
     operation: &'static str,
-) -> impl Fn(aws_sdk_iam::error::SdkError<E>) -> IamError
-where
-    E: 'static,
-{
+) -> impl Fn(aws_sdk_iam::error::SdkError<E>) -> IamError {
     move |e| IamError {
         operation,
         message: aws_sdk_iam::error::DisplayErrorContext(&e).to_string(),
