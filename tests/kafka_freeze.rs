@@ -27,10 +27,16 @@ async fn broker_frozen_for_twenty_seconds_loses_nothing() {
     let (text, n) = common::replayed_corpus(20_000);
     // Many inputs, so some are acknowledged before the freeze and some after.
     let lines: Vec<&str> = text.lines().collect();
+    let inputs = dir.path().join("in");
+    std::fs::create_dir(&inputs).unwrap();
+    let files = lines.chunks(1000).len() as u64;
     for (i, chunk) in lines.chunks(1000).enumerate() {
         std::fs::write(
-            dir.path().join(format!("in-{i:03}.ndjson")),
-            chunk.join("\n"),
+            inputs.join(format!("in-{i:03}.ndjson")),
+            chunk.join(
+                "
+",
+            ),
         )
         .unwrap();
     }
@@ -43,7 +49,7 @@ batch_size = 200
 max_in_flight_batches = 4
 [sources.in]
 type = "file"
-paths = ["{dir}"]
+paths = ["{dir}/in"]
 [sinks.kafka]
 type = "kafka"
 brokers = "{broker}"
@@ -66,7 +72,7 @@ linger_ms = 50
         frozen_at.elapsed() >= Duration::from_secs(20),
         "the pipeline waited for the broker"
     );
-    assert_eq!(Metrics::get(&metrics.batches_acked), 20);
+    assert_eq!(Metrics::get(&metrics.batches_acked), files);
     assert_eq!(Metrics::get(&metrics.batches_nacked), 0);
 
     let consumed = consume(&topic, n, Duration::from_secs(3), Duration::from_secs(180)).await;
