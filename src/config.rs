@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use crate::record::Format;
 use crate::sinks::kafka::KafkaSinkConfig;
+use crate::sinks::splunk_hec::SplunkHecConfig;
 use crate::sources::sqs::SqsSourceConfig;
 use crate::transforms::normalize::OutputFormat;
 
@@ -214,6 +215,8 @@ pub enum SinkConfig {
     },
     /// Apache Kafka (or a compatible broker).
     Kafka(KafkaSinkConfig),
+    /// Splunk HTTP Event Collector.
+    SplunkHec(SplunkHecConfig),
 }
 
 impl SinkConfig {
@@ -221,6 +224,7 @@ impl SinkConfig {
         match self {
             SinkConfig::Stdout { formats } | SinkConfig::File { formats, .. } => formats.as_deref(),
             SinkConfig::Kafka(k) => k.formats.as_deref(),
+            SinkConfig::SplunkHec(h) => h.formats.as_deref(),
         }
     }
 }

@@ -4,6 +4,7 @@
 pub mod file;
 pub mod kafka;
 pub mod ndjson;
+pub mod splunk_hec;
 pub mod stdout;
 
 use std::sync::Arc;
@@ -36,6 +37,11 @@ pub enum SinkError {
     Kafka {
         name: String,
         source: kafka::KafkaSinkError,
+    },
+    #[error("sink `{name}` failed; undelivered input stays unacknowledged")]
+    Hec {
+        name: String,
+        source: splunk_hec::HecError,
     },
 }
 
@@ -79,6 +85,14 @@ pub fn spawn(
                     .map_err(|source| SinkError::Kafka { name, source })
             });
         }
+        SinkConfig::SplunkHec(h) => {
+            let ctx = ctx.clone();
+            tasks.spawn(async move {
+                splunk_hec::run(name.clone(), h, formats, input, ctx)
+                    .await
+                    .map_err(|source| SinkError::Hec { name, source })
+            });
+        }
     }
 }
 
@@ -100,5 +114,6 @@ pub async fn check(config: &SinkConfig, formats: &[Format]) -> Vec<String> {
             }
         }
         SinkConfig::Kafka(k) => kafka::check(k, formats).await,
+        SinkConfig::SplunkHec(h) => splunk_hec::check(h).await,
     }
 }

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod aws;
+pub mod hec;
 pub mod kafka;
 
 use std::collections::HashMap;
@@ -253,11 +254,24 @@ pub fn replayed_corpus(records: usize) -> (String, usize) {
 
 /// Run a pipeline from config text to completion; returns its metrics.
 pub async fn run_pipeline(config: &str, dead_letters: &std::path::Path) -> Arc<Metrics> {
+    let (metrics, result) = run_pipeline_result(config, dead_letters).await;
+    result.unwrap();
+    metrics
+}
+
+/// Run a pipeline from config text to completion; returns its metrics and how it ended.
+pub async fn run_pipeline_result(
+    config: &str,
+    dead_letters: &std::path::Path,
+) -> (
+    Arc<Metrics>,
+    Result<(), auditbridge::pipeline::PipelineError>,
+) {
     let config = auditbridge::config::Config::parse(config, "test").unwrap();
     let dlq = auditbridge::dead_letter::DeadLetterSink::file(dead_letters).unwrap();
     let pipeline = auditbridge::pipeline::Pipeline::new(&config, dlq).unwrap();
     let metrics = pipeline.metrics();
     let (_stop, stop_rx) = tokio::sync::watch::channel(false);
-    pipeline.run(stop_rx).await.unwrap();
-    metrics
+    let result = pipeline.run(stop_rx).await;
+    (metrics, result)
 }

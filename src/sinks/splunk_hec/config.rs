@@ -1,0 +1,155 @@
+//! The `splunk_hec` sink's settings.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::record::Format;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SplunkHecConfig {
+    /// Base URL of the collector, e.g. `https://splunk.example.com:8088`.
+    pub endpoint: String,
+    /// The HEC token: put `${ENV_VAR}` here, or use `token_file`.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// File holding the HEC token (e.g. a mounted secret).
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// Documents to send (default: every document the pipeline builds).
+    #[serde(default)]
+    pub formats: Option<Vec<Format>>,
+    /// Index for every event (default: the token's default index).
+    #[serde(default)]
+    pub index: Option<String>,
+    /// Index per dataset (`aws.cloudtrail`, `azure.auditlogs`, `azure.signinlogs`).
+    #[serde(default)]
+    pub indexes: BTreeMap<String, String>,
+    /// Sourcetype per dataset; defaults: `aws:cloudtrail` for CloudTrail,
+    /// `azure:monitor:aad` for Entra ID.
+    #[serde(default)]
+    pub sourcetypes: BTreeMap<String, String>,
+    /// `source` of every event.
+    #[serde(default = "default_source")]
+    pub source: String,
+    /// `host` of every event (default: none, Splunk uses the token's).
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Add flat indexed fields: `auditbridge_format`, `auditbridge_dataset` and, on tagged
+    /// records, `mitre_technique`.
+    #[serde(default)]
+    pub indexed_fields: bool,
+    #[serde(default = "default_max_events")]
+    pub batch_max_events: usize,
+    /// Uncompressed bytes per request.
+    #[serde(default = "default_max_bytes")]
+    pub batch_max_bytes: usize,
+    #[serde(default = "default_batch_timeout")]
+    pub batch_timeout_ms: u64,
+    /// gzip request bodies.
+    #[serde(default = "yes")]
+    pub compression: bool,
+    /// Wait for indexer acknowledgement before acknowledging upstream.
+    #[serde(default = "yes")]
+    pub indexer_ack: bool,
+    /// When the token has acknowledgement disabled, accept HTTP 200 as delivered instead
+    /// of stopping with a configuration error.
+    #[serde(default)]
+    pub allow_without_ack: bool,
+    #[serde(default = "default_ack_poll")]
+    pub ack_poll_interval_ms: u64,
+    /// Resend a request whose acknowledgement has not come after this long.
+    #[serde(default = "default_ack_timeout")]
+    pub ack_timeout_secs: u64,
+    #[serde(default = "default_in_flight")]
+    pub max_in_flight_requests: usize,
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_secs: u64,
+    /// Upper bound of the retry backoff.
+    #[serde(default = "default_retry_max")]
+    pub retry_max_delay_secs: u64,
+    /// Events per second at most (unset: unlimited).
+    #[serde(default)]
+    pub rate_limit_events_per_sec: Option<u32>,
+    /// Uncompressed bytes per second at most (unset: unlimited).
+    #[serde(default)]
+    pub rate_limit_bytes_per_sec: Option<u32>,
+    /// PEM file of the CA that signed the collector's certificate.
+    #[serde(default)]
+    pub tls_ca_file: Option<PathBuf>,
+    /// Accept any certificate. Logged loudly at start; never in production.
+    #[serde(default)]
+    pub tls_insecure_skip_verify: bool,
+}
+
+fn default_source() -> String {
+    "auditbridge".into()
+}
+fn default_max_events() -> usize {
+    500
+}
+fn default_max_bytes() -> usize {
+    1_000_000
+}
+fn default_batch_timeout() -> u64 {
+    1000
+}
+fn yes() -> bool {
+    true
+}
+fn default_ack_poll() -> u64 {
+    10_000
+}
+fn default_ack_timeout() -> u64 {
+    300
+}
+fn default_in_flight() -> usize {
+    8
+}
+fn default_request_timeout() -> u64 {
+    30
+}
+fn default_retry_max() -> u64 {
+    60
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("splunk_hec needs exactly one of `token` (use `${{ENV_VAR}}`) or `token_file`")]
+    Missing,
+    #[error("cannot read the HEC token file {0}")]
+    File(PathBuf, #[source] std::io::Error),
+}
+
+impl SplunkHecConfig {
+    /// The token, from the environment (interpolated into `token`) or its file.
+    pub fn token(&self) -> Result<String, TokenError> {
+        match (&self.token, &self.token_file) {
+            (Some(t), None) if !t.is_empty() => Ok(t.clone()),
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .map(|t| t.trim().to_string())
+                .map_err(|e| TokenError::File(path.clone(), e)),
+            _ => Err(TokenError::Missing),
+        }
+    }
+
+    pub fn sourcetype(&self, dataset: &str) -> String {
+        if let Some(s) = self.sourcetypes.get(dataset) {
+            return s.clone();
+        }
+        if dataset.starts_with("azure.") {
+            "azure:monitor:aad".into()
+        } else {
+            "aws:cloudtrail".into()
+        }
+    }
+
+    pub fn index(&self, dataset: &str) -> Option<&str> {
+        self.indexes
+            .get(dataset)
+            .or(self.index.as_ref())
+            .map(String::as_str)
+    }
+}
