@@ -10,6 +10,15 @@ else
   echo "tansu: present"
 fi
 
+if [ ! -x "$HOME/.cargo/bin/lading" ]; then
+  echo "installing lading 0.17.4 (independent Splunk HEC receiver)"
+  command -v protoc >/dev/null || { apt-get update -qq && apt-get install -y -qq protobuf-compiler; }
+  # Not --locked: its pinned `time` crate no longer builds on current Rust.
+  cargo install lading --version 0.17.4
+else
+  echo "lading: present"
+fi
+
 TOOLS="${AUDITBRIDGE_TOOLS:-$HOME/.local/share/auditbridge}"
 if [ ! -x "$TOOLS/moto/bin/moto_server" ]; then
   echo "installing moto 5.2.5 (AWS API server: SQS, S3, SNS, EventBridge, IAM) into $TOOLS/moto"

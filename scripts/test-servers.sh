@@ -12,6 +12,9 @@ TANSU="${TANSU:-$HOME/.cargo/bin/tansu}"
 KAFKA_PORT="${AUDITBRIDGE_TEST_KAFKA_PORT:-19092}"
 TOOLS="${AUDITBRIDGE_TOOLS:-$HOME/.local/share/auditbridge}"
 MOTO_PORT="${AUDITBRIDGE_TEST_MOTO_PORT:-15000}"
+LADING="${LADING:-$HOME/.cargo/bin/lading}"
+LADING_HEC_PORT="${AUDITBRIDGE_TEST_LADING_PORT:-18088}"
+LADING_METRICS_PORT="${AUDITBRIDGE_TEST_LADING_METRICS_PORT:-19000}"
 
 wait_for() { # description, timeout seconds, command...
   local what=$1 limit=$2; shift 2
@@ -50,6 +53,23 @@ start() {
     echo "AWS_SECRET_ACCESS_KEY=testing"
     echo "AWS_REGION=us-east-1"
     echo "AWS_EC2_METADATA_DISABLED=true"
+  } >> "$dir/env"
+
+  [ -x "$LADING" ] || { echo "lading is not installed: run scripts/install-test-servers.sh" >&2; exit 1; }
+  cat > "$dir/lading.yaml" <<YAML
+generator: []
+blackhole:
+  - splunk_hec:
+      binding_addr: "127.0.0.1:$LADING_HEC_PORT"
+YAML
+  "$LADING" --config-path "$dir/lading.yaml" --no-target \
+    --prometheus-addr "127.0.0.1:$LADING_METRICS_PORT" \
+    --experiment-duration-seconds 86400 --warmup-duration-seconds 0 > "$dir/lading.log" 2>&1 &
+  echo $! > "$dir/lading.pid"
+  wait_for "lading" 60 "$TOOLS/moto/bin/python" -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$LADING_METRICS_PORT/metrics')"
+  {
+    echo "AUDITBRIDGE_TEST_LADING_HEC=http://127.0.0.1:$LADING_HEC_PORT"
+    echo "AUDITBRIDGE_TEST_LADING_METRICS=http://127.0.0.1:$LADING_METRICS_PORT/metrics"
   } >> "$dir/env"
   echo "test servers up: $(tr '\n' ' ' < "$dir/env")"
 }

@@ -72,15 +72,17 @@ pub async fn poll(
         if ids.is_empty() {
             continue;
         }
+        let query = serde_json::json!({ "acks": ids }).to_string();
+        metrics.count("hec_ack_polls", 1);
+        metrics.count("hec_ack_poll_bytes", query.len() as u64);
         let sent = how
             .client
             .post(&how.url)
             .header(reqwest::header::AUTHORIZATION, how.token.clone())
             .header("X-Splunk-Request-Channel", &how.channel)
-            .body(serde_json::json!({ "acks": ids }).to_string())
+            .body(query)
             .send()
             .await;
-        metrics.count("hec_ack_polls", 1);
         let reply = match sent {
             Ok(r) if r.status().is_success() => r.text().await.ok(),
             Ok(r) => {

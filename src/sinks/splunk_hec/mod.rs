@@ -347,6 +347,7 @@ impl Sender {
             body.to_vec()
         };
         self.metrics.count("hec_bytes_sent", payload.len() as u64);
+        self.metrics.count("hec_body_bytes", body.len() as u64);
         match request.body(payload).send().await {
             Ok(response) => {
                 let status = response.status().as_u16();
