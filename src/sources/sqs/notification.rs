@@ -7,6 +7,8 @@
 use percent_encoding::percent_decode_str;
 use serde_json::Value;
 
+use crate::transforms::decode::CLOUDTRAIL_DETAIL_TYPES;
+
 /// An S3 object a notification points at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectRef {
@@ -29,15 +31,6 @@ pub enum Notification {
     /// Not a shape auditbridge knows.
     Unknown(String),
 }
-
-/// Detail types of CloudTrail records forwarded by EventBridge.
-const CLOUDTRAIL_DETAIL_TYPES: &[&str] = &[
-    "AWS API Call via CloudTrail",
-    "AWS Console Sign In via CloudTrail",
-    "AWS Console Action via CloudTrail",
-    "AWS Service Event via CloudTrail",
-    "AWS Insight via CloudTrail",
-];
 
 /// Read a message body.
 pub fn parse(body: &str) -> Notification {

@@ -21,7 +21,7 @@ pub use fields::WrongType;
 use crate::event::Provider;
 
 /// Detail types EventBridge uses for records it forwards from CloudTrail.
-const CLOUDTRAIL_DETAIL_TYPES: &[&str] = &[
+pub const CLOUDTRAIL_DETAIL_TYPES: &[&str] = &[
     "AWS API Call via CloudTrail",
     "AWS Console Sign In via CloudTrail",
     "AWS Console Action via CloudTrail",

@@ -1,0 +1,265 @@
+//! Splunk HEC throughput against lading's `splunk_hec` blackhole, as ratios to a plain
+//! reqwest loop posting the same pre-built gzip bodies (the transport ceiling), all in the
+//! same run on the same machine.
+//!
+//!   cargo bench --bench hec            # needs ~/.cargo/bin/lading (scripts/install-test-servers.sh)
+//!
+//! The corpus is ../shared/data/corpus/cloudtrail_real_union.ndjson.gz replayed to
+//! 100,000 records, each copy with its eventID and eventTime rewritten.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use auditbridge::event::Origin;
+use auditbridge::keys::inventory::KeyInventory;
+use auditbridge::metrics::Metrics;
+use auditbridge::record::Format;
+use auditbridge::rules::RuleSet;
+use auditbridge::transforms::enrich::Enrichment;
+use auditbridge::transforms::normalize::OutputFormat;
+use auditbridge::transforms::Transformer;
+use serde_json::Value;
+
+const RECORDS: usize = 100_000;
+const BATCH: usize = 500;
+const IN_FLIGHT: usize = 8;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Lading {
+    child: Child,
+    hec: String,
+    metrics: String,
+}
+
+impl Drop for Lading {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_lading(dir: &std::path::Path) -> Lading {
+    let bin = std::env::var("LADING")
+        .unwrap_or_else(|_| format!("{}/.cargo/bin/lading", std::env::var("HOME").unwrap()));
+    let (hec, prom) = (free_port(), free_port());
+    let config = dir.join("lading.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "generator: []\nblackhole:\n  - splunk_hec:\n      binding_addr: \"127.0.0.1:{hec}\"\n"
+        ),
+    )
+    .unwrap();
+    let child = Command::new(bin)
+        .args([
+            "--config-path",
+            config.to_str().unwrap(),
+            "--no-target",
+            "--prometheus-addr",
+            &format!("127.0.0.1:{prom}"),
+        ])
+        .args([
+            "--experiment-duration-seconds",
+            "86400",
+            "--warmup-duration-seconds",
+            "0",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("lading is needed: run scripts/install-test-servers.sh");
+    let lading = Lading {
+        child,
+        hec: format!("http://127.0.0.1:{hec}"),
+        metrics: format!("http://127.0.0.1:{prom}/metrics"),
+    };
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", hec)).is_ok() {
+            return lading;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("lading did not start");
+}
+
+/// The corpus replayed to `RECORDS` lines, eventID and eventTime rewritten per copy.
+fn corpus() -> String {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/data/corpus/cloudtrail_real_union.ndjson.gz"
+    );
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap())
+        .read_to_string(&mut text)
+        .unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let base = chrono::DateTime::parse_from_rfc3339("2024-01-01T00:00:00Z").unwrap();
+    let mut out = String::new();
+    'outer: for copy in 0.. {
+        for (i, line) in lines.iter().enumerate() {
+            let n = copy * lines.len() + i;
+            if n == RECORDS {
+                break 'outer;
+            }
+            let mut v = line.clone();
+            v["eventID"] = Value::String(format!("bench-{copy}-{i}"));
+            v["eventTime"] = Value::String(
+                (base + chrono::Duration::seconds(n as i64))
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            );
+            out.push_str(&v.to_string());
+            out.push('\n');
+        }
+    }
+    out
+}
+
+async fn lading_bytes(url: &str) -> u64 {
+    let text = reqwest::get(url).await.unwrap().text().await.unwrap();
+    text.lines()
+        .filter(|l| l.starts_with("bytes_received"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// Pre-built gzip bodies of the same envelopes the sink would send.
+fn bodies(input: &str) -> (Vec<Vec<u8>>, usize) {
+    let enrichment = Enrichment::new(
+        Arc::new(RuleSet::builtin().unwrap()),
+        Arc::new(KeyInventory::new(100_000)),
+        90,
+    );
+    let t = Transformer::new(OutputFormat::Ecs, enrichment, Arc::new(Metrics::default()));
+    let out = t.process(
+        input.as_bytes(),
+        &Origin::Inline {
+            name: "bench".into(),
+        },
+    );
+    let envelopes: Vec<String> = out
+        .records
+        .iter()
+        .map(|r| {
+            let doc = &r.outputs_of(Format::Ecs).next().unwrap().body;
+            format!(
+                "{{\"time\":{},\"source\":\"auditbridge\",\"sourcetype\":\"aws:cloudtrail\",\"event\":{}}}\n",
+                r.time.timestamp_micros() as f64 / 1e6,
+                String::from_utf8_lossy(doc)
+            )
+        })
+        .collect();
+    let raw: usize = envelopes.iter().map(String::len).sum();
+    let bodies = envelopes
+        .chunks(BATCH)
+        .map(|c| {
+            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            enc.write_all(c.concat().as_bytes()).unwrap();
+            enc.finish().unwrap()
+        })
+        .collect();
+    (bodies, raw)
+}
+
+/// The ceiling: the same bodies posted with the same concurrency, no acks.
+async fn plain_loop(url: &str, bodies: Arc<Vec<Vec<u8>>>) -> Duration {
+    let client = reqwest::Client::new();
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let start = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..IN_FLIGHT {
+        let (client, bodies, next, url) = (
+            client.clone(),
+            Arc::clone(&bodies),
+            Arc::clone(&next),
+            format!("{url}/services/collector/event"),
+        );
+        tasks.spawn(async move {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(body) = bodies.get(i) else { return };
+                let r = client
+                    .post(&url)
+                    .header("Authorization", "Splunk bench")
+                    .header("Content-Encoding", "gzip")
+                    .header(
+                        "X-Splunk-Request-Channel",
+                        "11111111-2222-3333-4444-555555555555",
+                    )
+                    .body(body.clone())
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(r.status().is_success());
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    start.elapsed()
+}
+
+async fn auditbridge(dir: &std::path::Path, url: &str, ack: bool) -> (Duration, Arc<Metrics>) {
+    let config = format!(
+        "[pipeline]\nformat = \"ecs\"\n[sources.in]\ntype = \"file\"\npaths = [\"{}/in.ndjson\"]\n[sinks.hec]\ntype = \"splunk_hec\"\nendpoint = \"{url}\"\ntoken = \"bench\"\nbatch_max_events = {BATCH}\nbatch_max_bytes = 100000000\nmax_in_flight_requests = {IN_FLIGHT}\nindexer_ack = {ack}\nallow_without_ack = true\nack_poll_interval_ms = 50\n",
+        dir.display()
+    );
+    let config = auditbridge::config::Config::parse(&config, "bench").unwrap();
+    let dlq = auditbridge::dead_letter::DeadLetterSink::file(&dir.join("dlq.ndjson")).unwrap();
+    let pipeline = auditbridge::pipeline::Pipeline::new(&config, dlq).unwrap();
+    let metrics = pipeline.metrics();
+    let (_stop, rx) = tokio::sync::watch::channel(false);
+    let start = Instant::now();
+    pipeline.run(rx).await.unwrap();
+    (start.elapsed(), metrics)
+}
+
+fn rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn main() {
+    let dir = tempfile::tempdir().unwrap();
+    let lading = start_lading(dir.path());
+    let input = corpus();
+    std::fs::write(dir.path().join("in.ndjson"), &input).unwrap();
+    let (bodies, raw_bytes) = bodies(&input);
+    let bodies = Arc::new(bodies);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let mb = raw_bytes as f64 / 1e6;
+        let before = lading_bytes(&lading.metrics).await;
+        let ceiling = plain_loop(&lading.hec, Arc::clone(&bodies)).await;
+        let lading_ceiling = (lading_bytes(&lading.metrics).await - before) as f64 / 1e6 / ceiling.as_secs_f64();
+        println!("HEC bench: {RECORDS} CloudTrail records (corpus replayed, eventID and eventTime rewritten per copy), ECS, batches of {BATCH}, {IN_FLIGHT} requests in flight");
+        println!("{:<44} {:>12} {:>9} {:>16} {:>7}", "case", "events/s", "MB/s", "lading MB/s", "ratio");
+        let ceiling_rate = RECORDS as f64 / ceiling.as_secs_f64();
+        println!("{:<44} {:>12.0} {:>9.1} {:>16.1} {:>7}", "plain reqwest loop, pre-built gzip bodies", ceiling_rate, mb / ceiling.as_secs_f64(), lading_ceiling, "1.00");
+        for ack in [true, false] {
+            let before = lading_bytes(&lading.metrics).await;
+            let (took, m) = auditbridge(dir.path(), &lading.hec, ack).await;
+            assert_eq!(Metrics::get(&m.batches_acked), 1);
+            let received = (lading_bytes(&lading.metrics).await - before) as f64 / 1e6 / took.as_secs_f64();
+            let rate = RECORDS as f64 / took.as_secs_f64();
+            let label = if ack { "auditbridge file -> HEC, indexer acks on" } else { "auditbridge file -> HEC, acks off" };
+            println!("{:<44} {:>12.0} {:>9.1} {:>16.1} {:>7.2}", label, rate, mb / took.as_secs_f64(), received, rate / ceiling_rate);
+        }
+        println!("peak RSS of the bench process: {:.0} MB", rss_mb());
+    });
+}
