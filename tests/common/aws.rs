@@ -111,12 +111,11 @@ pub async fn run_until(
     Arc<Metrics>,
     Result<(), auditbridge::pipeline::PipelineError>,
 ) {
-    let config = auditbridge::config::Config::parse(config, "test").unwrap();
-    let dlq = auditbridge::dead_letter::DeadLetterSink::file(dead_letters).unwrap();
-    let pipeline = auditbridge::pipeline::Pipeline::new(&config, dlq).unwrap();
-    let metrics = pipeline.metrics();
-    let (stop, stop_rx) = tokio::sync::watch::channel(false);
-    let run = tokio::spawn(pipeline.run(stop_rx));
+    let super::Running {
+        metrics,
+        stop,
+        task: run,
+    } = super::start_pipeline(config, dead_letters);
     let start = Instant::now();
     while !done(&metrics) {
         assert!(

@@ -259,6 +259,28 @@ pub async fn run_pipeline(config: &str, dead_letters: &std::path::Path) -> Arc<M
     metrics
 }
 
+/// A pipeline started from config text: its metrics, the switch that stops it (like
+/// SIGTERM), and the task that ends with its result.
+pub struct Running {
+    pub metrics: Arc<Metrics>,
+    pub stop: tokio::sync::watch::Sender<bool>,
+    pub task: tokio::task::JoinHandle<Result<(), auditbridge::pipeline::PipelineError>>,
+}
+
+pub fn start_pipeline(config: &str, dead_letters: &std::path::Path) -> Running {
+    let config = auditbridge::config::Config::parse(config, "test").unwrap();
+    let dlq = auditbridge::dead_letter::DeadLetterSink::file(dead_letters).unwrap();
+    let pipeline = auditbridge::pipeline::Pipeline::new(&config, dlq).unwrap();
+    let metrics = pipeline.metrics();
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(pipeline.run(stop_rx));
+    Running {
+        metrics,
+        stop,
+        task,
+    }
+}
+
 /// Run a pipeline from config text to completion; returns its metrics and how it ended.
 pub async fn run_pipeline_result(
     config: &str,
@@ -267,11 +289,7 @@ pub async fn run_pipeline_result(
     Arc<Metrics>,
     Result<(), auditbridge::pipeline::PipelineError>,
 ) {
-    let config = auditbridge::config::Config::parse(config, "test").unwrap();
-    let dlq = auditbridge::dead_letter::DeadLetterSink::file(dead_letters).unwrap();
-    let pipeline = auditbridge::pipeline::Pipeline::new(&config, dlq).unwrap();
-    let metrics = pipeline.metrics();
-    let (_stop, stop_rx) = tokio::sync::watch::channel(false);
-    let result = pipeline.run(stop_rx).await;
-    (metrics, result)
+    let running = start_pipeline(config, dead_letters);
+    let result = running.task.await.unwrap();
+    (running.metrics, result)
 }
