@@ -12,7 +12,7 @@ fi
 
 if [ ! -x "$HOME/.cargo/bin/lading" ]; then
   echo "installing lading 0.17.4 (independent Splunk HEC receiver)"
-  command -v protoc >/dev/null || { apt-get update -qq && apt-get install -y -qq protobuf-compiler; }
+  command -v protoc >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq protobuf-compiler; }
   # Not --locked: its pinned `time` crate no longer builds on current Rust.
   cargo install lading --version 0.17.4
 else

@@ -9,9 +9,7 @@ use common::repo;
 use serde_json::Value;
 
 fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_auditbridge"));
-    c.current_dir(repo("."));
-    c
+    common::auditbridge()
 }
 
 fn summary(stderr: &[u8]) -> Value {

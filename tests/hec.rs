@@ -252,7 +252,7 @@ async fn validate_check_sinks_probes_health_and_token() {
     ] {
         let path = dir.path().join("c.toml");
         std::fs::write(&path, config(dir.path(), &hec, token, "")).unwrap();
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_auditbridge"))
+        let out = common::auditbridge()
             .args(["validate", "--check-sinks", "--config"])
             .arg(&path)
             .output()

@@ -202,8 +202,7 @@ async fn validate_check_sinks_reports_missing_topics() {
         .unwrap()
     };
     let validate = || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_auditbridge"))
-            .current_dir(common::repo("."))
+        common::auditbridge()
             .args(["validate", "--check-sinks", "--config"])
             .arg(&config)
             .output()

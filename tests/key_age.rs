@@ -4,7 +4,6 @@
 mod common;
 
 use std::collections::HashMap;
-use std::process::Command;
 use std::sync::Arc;
 
 use auditbridge::event::Origin;
@@ -208,8 +207,7 @@ fn entra_service_principal_credential_aged_at_sign_in() {
 
 #[test]
 fn key_age_in_the_embedded_default_output() {
-    let out = Command::new(env!("CARGO_BIN_EXE_auditbridge"))
-        .current_dir(common::repo("."))
+    let out = common::auditbridge()
         .args(["run", "--config", "config/local.toml"])
         .output()
         .unwrap();
@@ -229,8 +227,7 @@ fn key_age_in_the_embedded_default_output() {
 
 #[test]
 fn keys_audit_flags_and_exits_one() {
-    let out = Command::new(env!("CARGO_BIN_EXE_auditbridge"))
-        .current_dir(common::repo("."))
+    let out = common::auditbridge()
         .args([
             "keys",
             "audit",
@@ -248,8 +245,7 @@ fn keys_audit_flags_and_exits_one() {
     assert_eq!(rows.len(), 2);
     assert_eq!(rows[0]["user"], "bert-jan");
     assert_eq!(rows[0]["over_max_age"], true);
-    let out = Command::new(env!("CARGO_BIN_EXE_auditbridge"))
-        .current_dir(common::repo("."))
+    let out = common::auditbridge()
         .args([
             "keys",
             "audit",

@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use aws_config::BehaviorVersion;
 use common::aws::{endpoint, unique};
@@ -31,7 +31,7 @@ async fn user_with_key(iam: &aws_sdk_iam::Client) -> (String, String) {
 }
 
 fn audit(extra: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_auditbridge"))
+    common::auditbridge()
         .args([
             "keys",
             "audit",
@@ -113,7 +113,7 @@ async fn audit_flags_old_keys_and_deactivates_only_with_yes() {
 
 #[test]
 fn deactivate_needs_the_iam_source() {
-    let out = Command::new(env!("CARGO_BIN_EXE_auditbridge"))
+    let out = common::auditbridge()
         .args([
             "keys",
             "audit",
@@ -121,7 +121,6 @@ fn deactivate_needs_the_iam_source() {
             "samples/keys/credential-report.csv",
             "--deactivate",
         ])
-        .current_dir(common::repo("."))
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));

@@ -27,6 +27,13 @@ pub fn repo(path: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(path)
 }
 
+/// The auditbridge binary, run from the repository root.
+pub fn auditbridge() -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_auditbridge"));
+    c.current_dir(repo("."));
+    c
+}
+
 /// A path in the shared reference data beside the checkout.
 pub fn shared(path: &str) -> PathBuf {
     repo("../shared").join(path)
