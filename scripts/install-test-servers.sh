@@ -27,3 +27,12 @@ if [ ! -x "$TOOLS/moto/bin/moto_server" ]; then
 else
   echo "moto: present"
 fi
+
+if [ ! -x "$TOOLS/azurite/node_modules/.bin/azurite-blob" ]; then
+  echo "installing azurite 3.35.0 (Azure Storage API server, for the Event Hubs blob checkpoint store) into $TOOLS/azurite"
+  command -v npm >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm; }
+  mkdir -p "$TOOLS/azurite"
+  npm install --prefix "$TOOLS/azurite" --no-audit --no-fund --loglevel=error azurite@3.35.0
+else
+  echo "azurite: present"
+fi

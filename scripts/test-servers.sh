@@ -15,6 +15,7 @@ MOTO_PORT="${AUDITBRIDGE_TEST_MOTO_PORT:-15000}"
 LADING="${LADING:-$HOME/.cargo/bin/lading}"
 LADING_HEC_PORT="${AUDITBRIDGE_TEST_LADING_PORT:-18088}"
 LADING_METRICS_PORT="${AUDITBRIDGE_TEST_LADING_METRICS_PORT:-19000}"
+AZURITE_PORT="${AUDITBRIDGE_TEST_AZURITE_PORT:-10000}"
 
 wait_for() { # description, timeout seconds, command...
   local what=$1 limit=$2; shift 2
@@ -71,6 +72,17 @@ YAML
     echo "AUDITBRIDGE_TEST_LADING_HEC=http://127.0.0.1:$LADING_HEC_PORT"
     echo "AUDITBRIDGE_TEST_LADING_METRICS=http://127.0.0.1:$LADING_METRICS_PORT/metrics"
   } >> "$dir/env"
+
+  local azurite="$TOOLS/azurite/node_modules/.bin/azurite-blob"
+  [ -x "$azurite" ] || { echo "azurite is not installed: run scripts/install-test-servers.sh" >&2; exit 1; }
+  rm -rf "$dir/azurite" && mkdir -p "$dir/azurite"
+  # --skipApiVersionCheck: the store sends a fixed REST version that Azurite may not list yet.
+  "$azurite" --blobHost 127.0.0.1 --blobPort "$AZURITE_PORT" --location "$dir/azurite" \
+    --skipApiVersionCheck --loose --silent > "$dir/azurite.log" 2>&1 &
+  echo $! > "$dir/azurite.pid"
+  wait_for "azurite" 60 "$TOOLS/moto/bin/python" -c "import socket; socket.create_connection(('127.0.0.1', $AZURITE_PORT), 1)"
+  # Azurite's documented development account; not a secret.
+  echo "AUDITBRIDGE_TEST_AZURITE='DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;BlobEndpoint=http://127.0.0.1:$AZURITE_PORT/devstoreaccount1'" >> "$dir/env"
   echo "test servers up: $(tr '\n' ' ' < "$dir/env")"
 }
 

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use crate::record::Format;
 use crate::sinks::kafka::KafkaSinkConfig;
 use crate::sinks::splunk_hec::SplunkHecConfig;
+use crate::sources::eventhubs::EventHubsSourceConfig;
 use crate::sources::sqs::SqsSourceConfig;
 use crate::transforms::normalize::OutputFormat;
 
@@ -197,6 +198,8 @@ pub enum SourceConfig {
     File { paths: Vec<String> },
     /// CloudTrail through an SQS queue (S3, SNS and EventBridge notifications).
     Sqs(SqsSourceConfig),
+    /// Entra ID logs from an Azure Event Hub (diagnostic settings).
+    Eventhubs(Box<EventHubsSourceConfig>),
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -230,6 +233,40 @@ impl SinkConfig {
 }
 
 /// The formats a sink receives: the configured ones, or everything the pipeline builds.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error(
+        "`{field}` needs exactly one of `{field}` (put `${{ENV_VAR}}` in it) or `{field}_file`"
+    )]
+    Choice { field: &'static str },
+    #[error("cannot read `{field}_file` {path}: {source}")]
+    File {
+        field: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// A secret given either inline (interpolated from the environment) or in a file, such
+/// as a mounted Kubernetes secret. Errors name the setting, never the value.
+pub fn secret(
+    value: Option<&str>,
+    file: Option<&Path>,
+    field: &'static str,
+) -> Result<String, SecretError> {
+    match (value, file) {
+        (Some(v), None) if !v.is_empty() => Ok(v.to_string()),
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .map(|s| s.trim_end_matches(['\r', '\n']).to_string())
+            .map_err(|source| SecretError::File {
+                field,
+                path: path.to_path_buf(),
+                source,
+            }),
+        _ => Err(SecretError::Choice { field }),
+    }
+}
+
 pub fn sink_formats(sink: &SinkConfig, produced: OutputFormat) -> Vec<Format> {
     match sink.formats() {
         Some(f) => f.to_vec(),
@@ -322,6 +359,11 @@ impl Config {
                         &format!("sources.{name}.visibility_timeout_secs"),
                         "must be at least 2".into(),
                     ));
+                }
+                SourceConfig::Eventhubs(e) => {
+                    if let Err((key, message)) = e.check() {
+                        return Err(invalid(&format!("sources.{name}.{key}"), message));
+                    }
                 }
                 _ => {}
             }

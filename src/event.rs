@@ -42,6 +42,12 @@ pub enum Origin {
     Inline {
         name: String,
     },
+    EventHubs {
+        hub: String,
+        partition: String,
+        sequence_number: i64,
+        offset: String,
+    },
 }
 
 impl fmt::Display for Origin {
@@ -55,6 +61,15 @@ impl fmt::Display for Origin {
             } => write!(f, "s3://{bucket}/{key} (sqs message {message_id})"),
             Origin::Sqs { queue, message_id } => write!(f, "sqs message {message_id} on {queue}"),
             Origin::Inline { name } => write!(f, "{name}"),
+            Origin::EventHubs {
+                hub,
+                partition,
+                sequence_number,
+                offset,
+            } => write!(
+                f,
+                "event hub {hub} partition {partition} sequence number {sequence_number} (offset {offset})"
+            ),
         }
     }
 }

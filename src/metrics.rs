@@ -20,6 +20,8 @@ pub struct Metrics {
     skip_reasons: Mutex<BTreeMap<&'static str, u64>>,
     /// Counters of one source or sink kind (`sqs_messages_deleted`, …).
     named: Mutex<BTreeMap<&'static str, u64>>,
+    /// Per-label values (one partition, one sink): counters add, gauges set.
+    labeled: Mutex<BTreeMap<(&'static str, String), u64>>,
 }
 
 fn bump(map: &Mutex<BTreeMap<&'static str, u64>>, key: &'static str) {
@@ -55,6 +57,38 @@ impl Metrics {
     }
 
     /// A named counter's value.
+    pub fn count_labeled(&self, name: &'static str, label: &str, n: u64) {
+        if let Ok(mut m) = self.labeled.lock() {
+            *m.entry((name, label.to_string())).or_default() += n;
+        }
+    }
+
+    pub fn set_labeled(&self, name: &'static str, label: &str, value: u64) {
+        if let Ok(mut m) = self.labeled.lock() {
+            m.insert((name, label.to_string()), value);
+        }
+    }
+
+    pub fn labeled(&self, name: &str, label: &str) -> u64 {
+        self.labeled
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&(name, label.to_string())).copied())
+            .unwrap_or(0)
+    }
+
+    fn labeled_summary(&self) -> BTreeMap<String, BTreeMap<String, u64>> {
+        let mut out: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+        if let Ok(m) = self.labeled.lock() {
+            for ((name, label), v) in m.iter() {
+                out.entry((*name).to_string())
+                    .or_default()
+                    .insert(label.clone(), *v);
+            }
+        }
+        out
+    }
+
     pub fn named(&self, name: &str) -> u64 {
         self.named
             .lock()
@@ -92,6 +126,7 @@ impl Metrics {
             "batches_acked": Self::get(&self.batches_acked),
             "batches_nacked": Self::get(&self.batches_nacked),
             "counters": self.named.lock().map(|m| m.clone()).unwrap_or_default(),
+            "labeled": self.labeled_summary(),
         })
     }
 }

@@ -26,6 +26,7 @@ use crate::metrics::Metrics;
 use crate::record::{Format, Record};
 use crate::rules::RuleSet;
 use crate::sinks::{self, SinkBatch, SinkContext};
+use crate::sources::eventhubs;
 use crate::sources::file::{self, FileProgress};
 use crate::sources::sqs::{self, SqsSourceConfig};
 use crate::transforms::enrich::Enrichment;
@@ -37,6 +38,11 @@ pub enum PipelineError {
     Source {
         name: String,
         source: file::FileSourceError,
+    },
+    #[error("source `{name}`")]
+    EventHubs {
+        name: String,
+        source: Box<eventhubs::EventHubsSetupError>,
     },
     #[error("cannot load the detection rules")]
     Rules(#[from] crate::rules::RuleError),
@@ -63,6 +69,7 @@ pub struct Pipeline {
     iam_poll: KeysConfig,
     files: Vec<(String, Vec<PathBuf>)>,
     queues: Vec<SqsSourceConfig>,
+    hubs: Vec<eventhubs::Prepared>,
     sinks: Vec<(String, SinkConfig, Vec<Format>)>,
     transformer: Arc<Transformer>,
     dead_letters: Arc<DeadLetterSink>,
@@ -85,6 +92,7 @@ impl Pipeline {
         let metrics = Arc::new(Metrics::default());
         let mut files = Vec::new();
         let mut queues = Vec::new();
+        let mut hubs = Vec::new();
         for (name, source) in &config.sources {
             match source {
                 SourceConfig::File { paths } => {
@@ -95,6 +103,14 @@ impl Pipeline {
                     files.push((name.clone(), list));
                 }
                 SourceConfig::Sqs(q) => queues.push(q.clone()),
+                SourceConfig::Eventhubs(e) => {
+                    hubs.push(eventhubs::Prepared::new(e).map_err(|source| {
+                        PipelineError::EventHubs {
+                            name: name.clone(),
+                            source: Box::new(source),
+                        }
+                    })?)
+                }
             }
         }
         let sinks = config
@@ -126,6 +142,7 @@ impl Pipeline {
             iam_poll: config.keys.clone(),
             files,
             queues,
+            hubs,
             sinks,
             transformer: Arc::new(transformer),
             dead_letters: Arc::new(dead_letters),
@@ -194,6 +211,14 @@ impl Pipeline {
                 input_tx.clone(),
                 shutdown_rx.clone(),
                 Arc::clone(&self.dead_letters),
+                Arc::clone(&self.metrics),
+            ));
+        }
+        for hub in self.hubs {
+            sources.spawn(eventhubs::run(
+                hub,
+                input_tx.clone(),
+                shutdown_rx.clone(),
                 Arc::clone(&self.metrics),
             ));
         }

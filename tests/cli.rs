@@ -233,3 +233,39 @@ fn a_broken_rules_directory_is_refused_with_file_and_line() {
         );
     }
 }
+
+/// Every example in `config/` parses and passes the checks, with its environment
+/// variables set to placeholder values.
+#[test]
+fn every_example_config_validates() {
+    let mut checked = 0;
+    for entry in std::fs::read_dir(repo("config")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "toml")
+            || path.ends_with("founding-techniques.toml")
+        {
+            continue;
+        }
+        let out = bin()
+            .args(["validate", "--config"])
+            .arg(&path)
+            .env("SQS_QUEUE_URL", "https://sqs.us-east-1.amazonaws.com/111122223333/trail")
+            .env("KAFKA_BROKERS", "kafka:9092")
+            .env("SPLUNK_HEC_URL", "https://splunk.example.com:8088")
+            .env("SPLUNK_HEC_TOKEN", "placeholder")
+            .env(
+                "EVENTHUB_CONNECTION_STRING",
+                "Endpoint=sb://x.servicebus.windows.net/;SharedAccessKeyName=l;SharedAccessKey=k;EntityPath=h",
+            )
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        checked += 1;
+    }
+    assert!(checked >= 6, "only {checked} example configs found");
+}

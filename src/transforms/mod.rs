@@ -139,6 +139,13 @@ impl Transformer {
         origin: &Arc<Origin>,
     ) -> Record {
         Metrics::add(&self.metrics.records_decoded, 1);
+        if let Origin::EventHubs { hub, partition, .. } = origin.as_ref() {
+            self.metrics.count_labeled(
+                "eventhubs_records_decoded",
+                &format!("{hub}/{partition}"),
+                1,
+            );
+        }
         if source.time_source() == decode::time::TimeSource::Ingest {
             Metrics::add(&self.metrics.records_time_from_ingest, 1);
         }

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod aws;
+pub mod eventhubs;
 pub mod hec;
 pub mod kafka;
 

@@ -15,7 +15,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
-use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
@@ -24,6 +23,7 @@ use crate::ack::{self, AckToken, BatchStatus};
 use crate::dead_letter::{DeadLetter, DeadLetterSink};
 use crate::event::{Origin, RawInput};
 use crate::metrics::Metrics;
+use crate::sources::retry_backoff;
 use client::Clients;
 pub use config::SqsSourceConfig;
 use notification::{KeyKind, Notification, ObjectRef};
@@ -78,7 +78,7 @@ pub async fn run(
 /// Receive until shutdown, then wait for this loop's messages to settle.
 async fn receive_loop(ctx: Arc<Ctx>, mut shutdown: watch::Receiver<bool>) {
     let mut tasks: JoinSet<()> = JoinSet::new();
-    let mut backoff = retry_backoff();
+    let mut backoff = retry_backoff(Duration::from_millis(200));
     loop {
         if *shutdown.borrow() {
             break;
@@ -104,7 +104,7 @@ async fn receive_loop(ctx: Arc<Ctx>, mut shutdown: watch::Receiver<bool>) {
         };
         let messages = match received {
             Ok(r) => {
-                backoff = retry_backoff();
+                backoff = retry_backoff(Duration::from_millis(200));
                 r.messages.unwrap_or_default()
             }
             Err(e) => {
@@ -131,15 +131,6 @@ async fn receive_loop(ctx: Arc<Ctx>, mut shutdown: watch::Receiver<bool>) {
         }
     }
     while tasks.join_next().await.is_some() {}
-}
-
-fn retry_backoff() -> impl Iterator<Item = Duration> {
-    ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(200))
-        .with_max_delay(Duration::from_secs(30))
-        .with_jitter()
-        .without_max_times()
-        .build()
 }
 
 /// One message from receipt to settlement.

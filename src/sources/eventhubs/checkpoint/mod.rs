@@ -1,0 +1,4 @@
+//! Checkpoint stores behind the Event Hubs processor's `CheckpointStore` trait.
+
+pub mod blob;
+pub mod file;

@@ -1,0 +1,174 @@
+//! Opening the Event Hubs consumer client and the checkpoint store from the settings,
+//! with the secrets read once at startup.
+
+use std::sync::Arc;
+
+use azure_core::credentials::{Secret, TokenCredential};
+use azure_core_amqp::AmqpTransport;
+use azure_identity::{
+    ClientSecretCredential, ManagedIdentityCredential, ManagedIdentityCredentialOptions,
+    UserAssignedId, WorkloadIdentityCredential,
+};
+use azure_messaging_eventhubs::{CheckpointStore, ConsumerClient};
+
+use super::checkpoint::blob::{self, BlobAuth, BlobCheckpointStore};
+use super::checkpoint::file::FileCheckpointStore;
+use super::config::{CheckpointStoreConfig, EventHubsAuth, EventHubsSourceConfig, Transport};
+use crate::config::{secret, SecretError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EventHubsSetupError {
+    #[error("eventhubs: {0}")]
+    Secret(#[from] SecretError),
+    #[error("eventhubs: `namespace` and `event_hub` are required with `{0}` authentication")]
+    Names(&'static str),
+    #[error("eventhubs: cannot create the {what} credential: {source}")]
+    Credential {
+        what: &'static str,
+        source: azure_core::Error,
+    },
+    #[error("eventhubs checkpoint store: {0}")]
+    Blob(#[from] blob::BlobConfigError),
+    #[error("eventhubs checkpoint store: `account_url` needs an Entra identity in `auth`; with a connection string, give the store a storage `connection_string`")]
+    BlobIdentity,
+    #[error("eventhubs checkpoint store: give exactly one of `connection_string`, `connection_string_file` or `account_url`")]
+    BlobChoice,
+}
+
+/// Everything needed to (re)open the client, prepared once.
+pub struct Prepared {
+    pub config: EventHubsSourceConfig,
+    connection_string: Option<Secret>,
+    credential: Option<Arc<dyn TokenCredential>>,
+    pub store: Arc<dyn CheckpointStore + Send + Sync>,
+    pub blob: Option<Arc<BlobCheckpointStore>>,
+}
+
+impl Prepared {
+    pub fn new(config: &EventHubsSourceConfig) -> Result<Self, EventHubsSetupError> {
+        let (connection_string, credential) = match &config.auth {
+            EventHubsAuth::ConnectionString {
+                connection_string,
+                connection_string_file,
+            } => {
+                let cs = secret(
+                    connection_string.as_deref(),
+                    connection_string_file.as_deref(),
+                    "auth.connection_string",
+                )?;
+                (Some(Secret::new(cs)), None)
+            }
+            other => (None, Some(identity(other)?)),
+        };
+        if credential.is_some() && (config.namespace.is_none() || config.event_hub.is_none()) {
+            return Err(EventHubsSetupError::Names("Entra ID"));
+        }
+        let (store, blob): (Arc<dyn CheckpointStore + Send + Sync>, _) =
+            match &config.checkpoint_store {
+                CheckpointStoreConfig::File { dir } => {
+                    (Arc::new(FileCheckpointStore::new(dir.clone())), None)
+                }
+                CheckpointStoreConfig::Blob(b) => {
+                    let (endpoint, auth) = match (
+                        &b.connection_string,
+                        &b.connection_string_file,
+                        &b.account_url,
+                    ) {
+                        (None, None, Some(url)) => {
+                            let credential = credential
+                                .clone()
+                                .ok_or(EventHubsSetupError::BlobIdentity)?;
+                            (url.clone(), BlobAuth::Token(credential))
+                        }
+                        (cs, file, None) if cs.is_some() || file.is_some() => {
+                            let cs = secret(
+                                cs.as_deref(),
+                                file.as_deref(),
+                                "checkpoint_store.connection_string",
+                            )?;
+                            blob::from_connection_string(&cs)?
+                        }
+                        _ => return Err(EventHubsSetupError::BlobChoice),
+                    };
+                    let store = Arc::new(BlobCheckpointStore::new(
+                        endpoint,
+                        b.container.clone(),
+                        auth,
+                    ));
+                    (store.clone(), Some(store))
+                }
+            };
+        Ok(Prepared {
+            config: config.clone(),
+            connection_string,
+            credential,
+            store,
+            blob,
+        })
+    }
+
+    /// The connection's application id is what the processor writes as the owner of
+    /// its partitions, so it must be this replica's own.
+    pub async fn open(&self, owner_id: &str) -> azure_messaging_eventhubs::Result<ConsumerClient> {
+        let c = &self.config;
+        let mut builder = ConsumerClient::builder()
+            .with_consumer_group(c.consumer_group.clone())
+            .with_application_id(owner_id.to_string());
+        if let Some(endpoint) = &c.custom_endpoint {
+            builder = builder.with_custom_endpoint(endpoint.clone());
+        }
+        if c.transport == Transport::Websocket {
+            builder = builder.with_transport(AmqpTransport::WebSocket);
+        }
+        match (&self.connection_string, &self.credential) {
+            (Some(cs), _) => {
+                builder
+                    .open_with_connection_string(cs.secret(), c.event_hub.as_deref())
+                    .await
+            }
+            (None, Some(credential)) => {
+                builder
+                    .open(
+                        c.namespace.as_deref().unwrap_or_default(),
+                        c.event_hub.clone().unwrap_or_default(),
+                        Arc::clone(credential),
+                    )
+                    .await
+            }
+            (None, None) => unreachable!("Prepared::new sets one of the two"),
+        }
+    }
+}
+
+fn identity(auth: &EventHubsAuth) -> Result<Arc<dyn TokenCredential>, EventHubsSetupError> {
+    let made: Result<Arc<dyn TokenCredential>, (&'static str, azure_core::Error)> = match auth {
+        EventHubsAuth::ManagedIdentity { client_id } => {
+            ManagedIdentityCredential::new(Some(ManagedIdentityCredentialOptions {
+                user_assigned_id: client_id.clone().map(UserAssignedId::ClientId),
+                ..Default::default()
+            }))
+            .map(|c| c as Arc<dyn TokenCredential>)
+            .map_err(|e| ("managed identity", e))
+        }
+        EventHubsAuth::WorkloadIdentity => WorkloadIdentityCredential::new(None)
+            .map(|c| c as Arc<dyn TokenCredential>)
+            .map_err(|e| ("workload identity", e)),
+        EventHubsAuth::ClientSecret {
+            tenant_id,
+            client_id,
+            client_secret,
+            client_secret_file,
+        } => {
+            let s = secret(
+                client_secret.as_deref(),
+                client_secret_file.as_deref(),
+                "auth.client_secret",
+            )?;
+            ClientSecretCredential::new(tenant_id, client_id.clone(), Secret::new(s), None)
+                .map(|c| c as Arc<dyn TokenCredential>)
+                .map_err(|e| ("client secret", e))
+        }
+        EventHubsAuth::ConnectionString { .. } => unreachable!("handled by the caller"),
+    };
+    made.map_err(|(what, source)| EventHubsSetupError::Credential { what, source })
+}

@@ -1,0 +1,252 @@
+//! The `eventhubs` source: Entra ID audit and sign-in logs from an Azure Event Hub fed by
+//! diagnostic settings.
+//!
+//! Partitions are shared between replicas by the client library's `EventProcessor`
+//! (ownership claims in the checkpoint store). Each event body (`{"records":[…]}`, a bare
+//! record, or Log Analytics rows) becomes one pipeline input; a partition's checkpoint
+//! moves only past events every record of which the sinks settled. The processor stops
+//! for good on its first error, so it is supervised here and rebuilt with backoff.
+
+pub mod checkpoint;
+pub mod client;
+pub mod config;
+mod partition;
+pub mod tracker;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use azure_messaging_eventhubs::models::StartPositions;
+use azure_messaging_eventhubs::{
+    ConsumerClient, EventProcessor, ProcessorStrategy, StartLocation, StartPosition,
+};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+use crate::event::RawInput;
+use crate::metrics::Metrics;
+use crate::sources::retry_backoff;
+pub use client::{EventHubsSetupError, Prepared};
+pub use config::EventHubsSourceConfig;
+use config::{StartAt, Strategy};
+use partition::PartitionCtx;
+
+/// Run until `shutdown`; then every owned partition drains and writes its checkpoint.
+///
+/// The client's event stream is not `Send`, so the source lives on a thread of its own
+/// with a single-threaded runtime; decoding still happens on the pipeline's workers.
+pub async fn run(
+    prepared: Prepared,
+    out: mpsc::Sender<RawInput>,
+    shutdown: watch::Receiver<bool>,
+    metrics: Arc<Metrics>,
+) {
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    let spawned = std::thread::Builder::new()
+        .name("eventhubs".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start the Event Hubs source's runtime");
+                    return;
+                }
+            };
+            let local = tokio::task::LocalSet::new();
+            local.block_on(&runtime, supervise(prepared, out, shutdown, metrics));
+            let _ = done_tx.send(());
+        });
+    match spawned {
+        Ok(_) => {
+            let _ = done_rx.await;
+        }
+        Err(e) => tracing::error!(error = %e, "cannot start the Event Hubs source's thread"),
+    }
+}
+
+async fn supervise(
+    prepared: Prepared,
+    out: mpsc::Sender<RawInput>,
+    mut shutdown: watch::Receiver<bool>,
+    metrics: Arc<Metrics>,
+) {
+    let owner_id = prepared
+        .config
+        .owner_id
+        .clone()
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let mut backoff = retry_backoff(Duration::from_millis(500));
+    let mut latest: Option<HashMap<String, StartPosition>> = None;
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        match generation(
+            &prepared,
+            &owner_id,
+            &out,
+            &metrics,
+            &mut latest,
+            &mut shutdown,
+        )
+        .await
+        {
+            Ok(Finished::Shutdown) => return,
+            Ok(Finished::ProcessorEnded(reason)) => {
+                backoff = retry_backoff(Duration::from_millis(500));
+                tracing::warn!(%reason, "event processor stopped; rebuilding it");
+            }
+            Err(e) => tracing::warn!(error = %e, "event processor could not start; retrying"),
+        }
+        metrics.count("eventhubs_processor_restarts", 1);
+        let wait = backoff.next().unwrap_or(Duration::from_secs(30));
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+enum Finished {
+    Shutdown,
+    ProcessorEnded(String),
+}
+
+/// One processor's life: open, hand out partitions, and on its end stop them all.
+async fn generation(
+    prepared: &Prepared,
+    owner_id: &str,
+    out: &mpsc::Sender<RawInput>,
+    metrics: &Arc<Metrics>,
+    latest: &mut Option<HashMap<String, StartPosition>>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<Finished, String> {
+    let c = &prepared.config;
+    if let Some(blob) = &prepared.blob {
+        blob.ensure_container().await.map_err(|e| e.to_string())?;
+    }
+    let consumer = prepared.open(owner_id).await.map_err(|e| e.to_string())?;
+    let hub = consumer
+        .get_eventhub_properties()
+        .await
+        .map_err(|e| format!("reading the hub's properties: {e}"))?;
+    let start = start_positions(
+        c.start_position,
+        c.start_time(),
+        &consumer,
+        &hub.partition_ids,
+        latest,
+    )
+    .await?;
+    let processor = EventProcessor::builder()
+        .with_load_balancing_strategy(match c.strategy {
+            Strategy::Balanced => ProcessorStrategy::Balanced,
+            Strategy::Greedy => ProcessorStrategy::Greedy,
+        })
+        .with_update_interval(seconds(c.update_interval_secs))
+        .with_partition_expiration_duration(seconds(c.partition_expiration_secs))
+        .with_prefetch(c.prefetch)
+        .with_start_positions(start)
+        .build(consumer, Arc::clone(&prepared.store))
+        .await
+        .map_err(|e| e.to_string())?;
+    metrics.count("eventhubs_processor_starts", 1);
+    let ctx = Arc::new(PartitionCtx {
+        out: out.clone(),
+        metrics: Arc::clone(metrics),
+        hub: hub.name.clone(),
+        checkpoint_every: Duration::from_secs(c.checkpoint_interval_secs),
+        max_in_flight: c.max_in_flight_events,
+        retry_delay: Duration::from_secs(1),
+    });
+    let mut runner = tokio::spawn({
+        let processor = Arc::clone(&processor);
+        async move { processor.run().await }
+    });
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut partitions = JoinSet::new();
+    let finished = loop {
+        tokio::select! {
+            _ = shutdown.changed() => break Finished::Shutdown,
+            ended = &mut runner => {
+                let reason = match ended {
+                    Ok(Ok(())) => "it returned".to_string(),
+                    Ok(Err(e)) => e.to_string(),
+                    Err(e) => format!("it panicked: {e}"),
+                };
+                break Finished::ProcessorEnded(reason);
+            }
+            next = processor.next_partition_client() => match next {
+                Ok(client) => {
+                    partitions.spawn_local(partition::own(Arc::clone(&ctx), client, stop_rx.clone()));
+                }
+                Err(e) => break Finished::ProcessorEnded(e.to_string()),
+            },
+            Some(_) = partitions.join_next(), if !partitions.is_empty() => {}
+        }
+    };
+    let _ = processor.shutdown().await;
+    let _ = stop_tx.send(true);
+    while partitions.join_next().await.is_some() {}
+    runner.abort();
+    let _ = runner.await;
+    if let Ok(processor) = Arc::try_unwrap(processor) {
+        if let Err(e) = processor.close().await {
+            tracing::debug!(error = %e, "closing the event processor");
+        }
+    }
+    Ok(finished)
+}
+
+/// Where partitions without a checkpoint start. `Latest` is never handed to the client
+/// as such: after a link re-attach it would re-apply `@latest` and skip what arrived in
+/// between, so it is pinned once to each partition's last sequence number.
+async fn start_positions(
+    at: StartAt,
+    time: Option<std::time::SystemTime>,
+    consumer: &ConsumerClient,
+    partitions: &[String],
+    latest: &mut Option<HashMap<String, StartPosition>>,
+) -> Result<StartPositions, String> {
+    let position = |location| StartPosition {
+        location,
+        inclusive: false,
+    };
+    let mut start = StartPositions::default();
+    match at {
+        StartAt::Earliest => start.default = position(StartLocation::Earliest),
+        StartAt::EnqueuedTime => {
+            start.default =
+                position(time.map_or(StartLocation::Earliest, StartLocation::EnqueuedTime))
+        }
+        StartAt::Latest => {
+            if latest.is_none() {
+                let mut pinned = HashMap::new();
+                for id in partitions {
+                    let p = consumer
+                        .get_partition_properties(id)
+                        .await
+                        .map_err(|e| format!("reading partition {id}'s properties: {e}"))?;
+                    let location = if p.is_empty {
+                        StartLocation::Earliest
+                    } else {
+                        StartLocation::SequenceNumber(p.last_enqueued_sequence_number)
+                    };
+                    pinned.insert(id.clone(), position(location));
+                }
+                *latest = Some(pinned);
+            }
+            start.default = position(StartLocation::Earliest);
+            start.per_partition = latest.clone().unwrap_or_default();
+        }
+    }
+    Ok(start)
+}
+
+fn seconds(s: u64) -> azure_core::time::Duration {
+    azure_core::time::Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX))
+}

@@ -1,0 +1,431 @@
+//! The `eventhubs` source with the real `azure_messaging_eventhubs` client over real
+//! AMQP 1.0, against the shared test endpoint (`common::eventhubs`), and with the blob
+//! checkpoint store on Azurite (started by `scripts/test-servers.sh`).
+
+mod common;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use auditbridge::metrics::Metrics;
+use auditbridge::sources::eventhubs::checkpoint::blob::{
+    from_connection_string, BlobCheckpointStore,
+};
+use azure_messaging_eventhubs::CheckpointStore;
+use common::eventhubs::Hub;
+use common::hec::{Behaviour, HecReceiver};
+use serde_json::{json, Value};
+
+const HUB: &str = "entra-logs";
+const NAMESPACE: &str = "auditbridge-test.servicebus.windows.net";
+
+/// Entra diagnostic records from a public sample (samples/README.md: Panther's test data).
+fn samples() -> Vec<Value> {
+    std::fs::read_to_string(common::repo(
+        "samples/entra/panther-entra-diagnostic.ndjson",
+    ))
+    .unwrap()
+    .lines()
+    .map(|l| serde_json::from_str(l).unwrap())
+    .collect()
+}
+
+/// `events` diagnostic-settings bodies of `per_event` records each, numbered from
+/// `first`; every record gets a unique `properties.id` (its ECS `event.id`).
+fn bodies(partition: usize, first: usize, events: usize, per_event: usize) -> Vec<Vec<u8>> {
+    let samples = samples();
+    (first..first + events)
+        .map(|e| {
+            let records: Vec<Value> = (0..per_event)
+                .map(|r| {
+                    let mut rec = samples[(e * per_event + r) % samples.len()].clone();
+                    rec["properties"]["id"] = json!(format!("p{partition}-e{e}-r{r}"));
+                    rec
+                })
+                .collect();
+            serde_json::to_vec(&json!({ "records": records })).unwrap()
+        })
+        .collect()
+}
+
+fn expected(
+    partitions: usize,
+    events: std::ops::Range<usize>,
+    per_event: usize,
+) -> HashSet<String> {
+    let mut ids = HashSet::new();
+    for p in 0..partitions {
+        for e in events.clone() {
+            for r in 0..per_event {
+                ids.insert(format!("p{p}-e{e}-r{r}"));
+            }
+        }
+    }
+    ids
+}
+
+fn config(hub: &Hub, source_extra: &str, store: &str, sink: &str) -> String {
+    format!(
+        r#"[pipeline]
+format = "ecs"
+shutdown_grace_secs = 10
+[sources.entra]
+type = "eventhubs"
+custom_endpoint = "{endpoint}"
+checkpoint_interval_secs = 1
+update_interval_secs = 1
+{source_extra}
+[sources.entra.auth]
+method = "connection_string"
+connection_string = "{cs}"
+[sources.entra.checkpoint_store]
+{store}
+{sink}
+"#,
+        endpoint = hub.endpoint(),
+        cs = hub.connection_string(),
+    )
+}
+
+fn file_store(dir: &Path) -> String {
+    format!("type = \"file\"\ndir = \"{}/checkpoints\"", dir.display())
+}
+
+fn file_sink(path: &Path) -> String {
+    format!(
+        "[sinks.out]\ntype = \"file\"\npath = \"{}\"",
+        path.display()
+    )
+}
+
+/// The `event.id` of every delivered ECS document, duplicates included.
+fn delivered(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .map(|d| d["event"]["id"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+fn checkpoint(dir: &Path, partition: usize) -> Option<i64> {
+    let path: PathBuf = dir
+        .join("checkpoints")
+        .join(NAMESPACE)
+        .join(HUB)
+        .join("$Default/checkpoint")
+        .join(format!("{partition}.json"));
+    let v: Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    v["sequencenumber"].as_i64()
+}
+
+async fn wait_until(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {secs}s waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn assert_exactly(ids: &[String], want: &HashSet<String>) {
+    let got: HashSet<String> = ids.iter().cloned().collect();
+    assert_eq!(got.len(), ids.len(), "duplicates delivered");
+    let missing: Vec<_> = want.difference(&got).take(5).collect();
+    assert!(
+        missing.is_empty(),
+        "{} records missing, e.g. {missing:?}",
+        want.len() - got.len().min(want.len())
+    );
+    assert_eq!(&got, want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_partitions_of_5000_records_checkpoint_and_resume_without_loss_or_duplicate() {
+    let hub = Hub::start(HUB, 2).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.ndjson");
+    for p in 0..2 {
+        hub.append(p, bodies(p, 0, 500, 10));
+    }
+    let cfg = config(&hub, "", &file_store(dir.path()), &file_sink(&out));
+    let run = common::start_pipeline(&cfg, &dir.path().join("dlq.ndjson"));
+    wait_until("10,000 records", 180, || delivered(&out).len() >= 10_000).await;
+    wait_until("checkpoints at the last events", 30, || {
+        checkpoint(dir.path(), 0) == Some(499) && checkpoint(dir.path(), 1) == Some(499)
+    })
+    .await;
+    for p in ["0", "1"] {
+        let label = format!("{HUB}/{p}");
+        assert_eq!(
+            run.metrics.labeled("eventhubs_events_received", &label),
+            500
+        );
+        assert_eq!(
+            run.metrics.labeled("eventhubs_records_decoded", &label),
+            5_000
+        );
+        assert_eq!(
+            run.metrics
+                .labeled("eventhubs_last_sequence_number", &label),
+            499
+        );
+    }
+    run.stop.send(true).unwrap();
+    run.task.await.unwrap().unwrap();
+    assert_exactly(&delivered(&out), &expected(2, 0..500, 10));
+
+    // A restart resumes after the checkpoints: only what arrived since is delivered.
+    for p in 0..2 {
+        hub.append(p, bodies(p, 500, 50, 10));
+    }
+    let run = common::start_pipeline(&cfg, &dir.path().join("dlq.ndjson"));
+    wait_until("11,000 records", 120, || delivered(&out).len() >= 11_000).await;
+    wait_until("checkpoints after the restart", 30, || {
+        checkpoint(dir.path(), 0) == Some(549) && checkpoint(dir.path(), 1) == Some(549)
+    })
+    .await;
+    run.stop.send(true).unwrap();
+    run.task.await.unwrap().unwrap();
+    assert_exactly(&delivered(&out), &expected(2, 0..550, 10));
+    assert_eq!(Metrics::get(&run.metrics.dead_lettered), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_forced_detach_mid_stream_delivers_no_duplicate() {
+    let hub = Hub::start(HUB, 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.ndjson");
+    hub.append(0, bodies(0, 0, 200, 5));
+    let cfg = config(&hub, "", &file_store(dir.path()), &file_sink(&out));
+    let run = common::start_pipeline(&cfg, &dir.path().join("dlq.ndjson"));
+    wait_until("the first 1,000 records", 120, || {
+        delivered(&out).len() >= 1_000
+    })
+    .await;
+    assert_eq!(hub.force_detach(0), 1, "one receive link to detach");
+    hub.append(0, bodies(0, 200, 200, 5));
+    wait_until("all 2,000 records", 120, || delivered(&out).len() >= 2_000).await;
+    // Anything the client re-delivers after re-attaching must be dropped, not sent on.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    run.stop.send(true).unwrap();
+    run.task.await.unwrap().unwrap();
+    assert!(
+        hub.attaches() >= 2,
+        "the client re-attached after the detach"
+    );
+    assert_exactly(&delivered(&out), &expected(1, 0..400, 5));
+    // The client re-delivered from its original start after re-attaching; the replay
+    // defence dropped those events instead of sending them on.
+    assert_eq!(
+        run.metrics
+            .labeled("eventhubs_replays_dropped", &format!("{HUB}/0")),
+        200
+    );
+    assert_eq!(checkpoint(dir.path(), 0), Some(399));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failing_sink_holds_the_checkpoint_then_everything_is_delivered() {
+    let hec = HecReceiver::start(Behaviour {
+        busy_until: Some(Instant::now() + Duration::from_secs(8)),
+        ..Behaviour::default()
+    })
+    .await;
+    let hub = Hub::start(HUB, 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    hub.append(0, bodies(0, 0, 100, 2));
+    let sink = format!(
+        "[sinks.splunk]\ntype = \"splunk_hec\"\nendpoint = \"{}\"\ntoken = \"good-token\"\nack_poll_interval_ms = 50\nretry_max_delay_secs = 1",
+        hec.url()
+    );
+    let cfg = config(&hub, "", &file_store(dir.path()), &sink);
+    let run = common::start_pipeline(&cfg, &dir.path().join("dlq.ndjson"));
+    let label = format!("{HUB}/0");
+    wait_until("events received", 30, || {
+        run.metrics.labeled("eventhubs_events_received", &label) > 0
+    })
+    .await;
+    wait_until("the receiver to refuse", 30, || {
+        hec.state.lock().unwrap().busy_replies >= 2
+    })
+    .await;
+    assert_eq!(
+        checkpoint(dir.path(), 0),
+        None,
+        "nothing delivered, nothing checkpointed"
+    );
+    assert!(hec.events().is_empty());
+    wait_until("delivery after the receiver recovered", 60, || {
+        hec.events().len() >= 200
+    })
+    .await;
+    wait_until("the checkpoint at the last event", 30, || {
+        checkpoint(dir.path(), 0) == Some(99)
+    })
+    .await;
+    run.stop.send(true).unwrap();
+    run.task.await.unwrap().unwrap();
+    let ids: Vec<String> = hec
+        .events()
+        .iter()
+        .map(|e| e["event"]["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_exactly(&ids, &expected(1, 0..100, 2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_bodies_are_dead_lettered_and_the_checkpoint_moves_past_them() {
+    let hub = Hub::start(HUB, 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.ndjson");
+    let unknown = json!({"records": [{
+        "time": "2026-11-01T10:00:00Z", "category": "MicrosoftGraphActivityLogs",
+        "operationName": "Microsoft Graph Activity", "tenantId": "t-1",
+        "properties": {"id": "graph-1", "requestMethod": "GET"}
+    }]});
+    let mut events = vec![
+        br#"{"records": "x"}"#.to_vec(),
+        b"this is not JSON".to_vec(),
+        serde_json::to_vec(&unknown).unwrap(),
+    ];
+    events.extend(bodies(0, 0, 1, 1));
+    hub.append(0, events);
+    let cfg = config(&hub, "", &file_store(dir.path()), &file_sink(&out));
+    let run = common::start_pipeline(&cfg, &dir.path().join("dlq.ndjson"));
+    wait_until("the checkpoint past the bad events", 60, || {
+        checkpoint(dir.path(), 0) == Some(3)
+    })
+    .await;
+    run.stop.send(true).unwrap();
+    run.task.await.unwrap().unwrap();
+    let letters: Vec<Value> = std::fs::read_to_string(dir.path().join("dlq.ndjson"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(letters.len(), 2, "{letters:?}");
+    assert_eq!(
+        letters[0]["origin"],
+        format!("event hub {HUB} partition 0 sequence number 0 (offset 0)")
+    );
+    assert_eq!(letters[1]["kind"], "invalid_json");
+    assert_eq!(letters[1]["original"], "this is not JSON");
+    let ids = delivered(&out);
+    assert_eq!(ids, vec!["graph-1".to_string(), "p0-e0-r0".to_string()]);
+    // The Graph activity record, and the sample's first record (category `Policy`).
+    assert_eq!(Metrics::get(&run.metrics.records_other_category), 2);
+}
+
+fn azurite() -> String {
+    std::env::var("AUDITBRIDGE_TEST_AZURITE")
+        .expect("AUDITBRIDGE_TEST_AZURITE: run the tests through scripts/test.sh")
+}
+
+async fn owners(container: &str) -> Vec<(String, String)> {
+    let (endpoint, auth) = from_connection_string(&azurite()).unwrap();
+    let store = BlobCheckpointStore::new(endpoint, container.to_string(), auth);
+    let mut list: Vec<(String, String)> = store
+        .list_ownerships(NAMESPACE, HUB, "$Default")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| (o.partition_id, o.owner_id.unwrap_or_default()))
+        .collect();
+    list.sort();
+    list
+}
+
+async fn wait_for_owners(container: &str, what: &str, done: impl Fn(&[(String, String)]) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let o = owners(container).await;
+        if done(&o) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; owners: {o:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_replicas_split_the_partitions_and_one_takes_over_when_the_other_is_killed() {
+    let hub = Hub::start(HUB, 4).await;
+    let dir = tempfile::tempdir().unwrap();
+    let container = format!("checkpoints-{}", uuid::Uuid::new_v4().simple());
+    for p in 0..4 {
+        hub.append(p, bodies(p, 0, 100, 5));
+    }
+    let store = format!(
+        "type = \"blob\"\ncontainer = \"{container}\"\nconnection_string = \"${{AUDITBRIDGE_TEST_AZURITE}}\""
+    );
+    let mut replicas = Vec::new();
+    for name in ["a", "b"] {
+        let extra = format!("owner_id = \"replica-{name}\"\npartition_expiration_secs = 4");
+        let path = dir.path().join(format!("{name}.toml"));
+        let sink = file_sink(&dir.path().join(format!("{name}.ndjson")));
+        let dlq = format!(
+            "[dead_letter]\npath = \"{}/{name}-dlq.ndjson\"",
+            dir.path().display()
+        );
+        std::fs::write(
+            &path,
+            format!("{}\n{dlq}\n", config(&hub, &extra, &store, &sink)),
+        )
+        .unwrap();
+        let child = common::auditbridge()
+            .args(["run", "--config"])
+            .arg(&path)
+            .stderr(std::fs::File::create(dir.path().join(format!("{name}.log"))).unwrap())
+            .spawn()
+            .unwrap();
+        replicas.push(child);
+    }
+    let all = |dir: &Path| {
+        let mut ids = delivered(&dir.join("a.ndjson"));
+        ids.extend(delivered(&dir.join("b.ndjson")));
+        ids.into_iter().collect::<HashSet<String>>()
+    };
+    wait_until("the first 2,000 records", 120, || {
+        all(dir.path()).len() >= 2_000
+    })
+    .await;
+    wait_for_owners(&container, "both replicas owning partitions", |o| {
+        o.len() == 4
+            && o.iter().any(|(_, w)| w == "replica-a")
+            && o.iter().any(|(_, w)| w == "replica-b")
+    })
+    .await;
+
+    replicas[0].kill().unwrap();
+    replicas[0].wait().unwrap();
+    for p in 0..4 {
+        hub.append(p, bodies(p, 100, 100, 5));
+    }
+    wait_for_owners(&container, "replica b owning every partition", |o| {
+        o.len() == 4 && o.iter().all(|(_, w)| w == "replica-b")
+    })
+    .await;
+    wait_until("all 4,000 records", 120, || all(dir.path()).len() >= 4_000).await;
+    terminate(&mut replicas[1]);
+    assert_eq!(
+        all(dir.path()),
+        expected(4, 0..200, 5),
+        "no record lost across the takeover"
+    );
+}
+
+/// Stop a child the way a container runtime does, and wait for its drain.
+fn terminate(child: &mut std::process::Child) {
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "replica exited with {status}");
+}
