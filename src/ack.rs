@@ -24,6 +24,14 @@ pub enum BatchStatus {
 }
 
 impl BatchStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BatchStatus::Delivered => "delivered",
+            BatchStatus::Failed => "failed",
+            BatchStatus::Rejected => "rejected",
+        }
+    }
+
     fn from_u8(v: u8) -> Self {
         match v {
             0 => BatchStatus::Delivered,
@@ -36,6 +44,8 @@ impl BatchStatus {
 struct Shared {
     status: AtomicU8,
     notify: Mutex<Option<oneshot::Sender<BatchStatus>>>,
+    /// The input's trace span, from receipt to acknowledgement.
+    span: Option<Mutex<opentelemetry::global::BoxedSpan>>,
 }
 
 impl Shared {
@@ -47,6 +57,19 @@ impl Shared {
 impl Drop for Shared {
     fn drop(&mut self) {
         let status = BatchStatus::from_u8(*self.status.get_mut());
+        if let Some(span) = self.span.take() {
+            if let Ok(mut span) = span.into_inner() {
+                use opentelemetry::trace::Span;
+                span.set_attribute(opentelemetry::KeyValue::new(
+                    "auditbridge.ack.status",
+                    status.as_str(),
+                ));
+                if status != BatchStatus::Delivered {
+                    span.set_status(opentelemetry::trace::Status::error(status.as_str()));
+                }
+                span.end();
+            }
+        }
         let sender = self.notify.get_mut().ok().and_then(Option::take);
         if let Some(sender) = sender {
             // The receiver may be gone (source shut down); nothing is waiting then.
@@ -57,10 +80,29 @@ impl Drop for Shared {
 
 /// A new batch: the first token and the receiver the source awaits.
 pub fn batch() -> (AckToken, AckReceiver) {
+    new_batch(None)
+}
+
+/// A batch for one input unit of a source, traced as span `auditbridge.input` (exported
+/// when OpenTelemetry is configured, free otherwise) with the source `kind` and `origin`.
+pub fn input(kind: &'static str, origin: &dyn std::fmt::Display) -> (AckToken, AckReceiver) {
+    use opentelemetry::trace::Tracer;
+    let span = opentelemetry::global::tracer("auditbridge")
+        .span_builder("auditbridge.input")
+        .with_attributes([
+            opentelemetry::KeyValue::new("auditbridge.source", kind),
+            opentelemetry::KeyValue::new("auditbridge.origin", origin.to_string()),
+        ])
+        .start(&opentelemetry::global::tracer("auditbridge"));
+    new_batch(Some(Mutex::new(span)))
+}
+
+fn new_batch(span: Option<Mutex<opentelemetry::global::BoxedSpan>>) -> (AckToken, AckReceiver) {
     let (tx, rx) = oneshot::channel();
     let shared = Arc::new(Shared {
         status: AtomicU8::new(BatchStatus::Delivered as u8),
         notify: Mutex::new(Some(tx)),
+        span,
     });
     (
         AckToken {

@@ -8,11 +8,14 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::admin::AdminConfig;
 use crate::record::Format;
 use crate::sinks::kafka::KafkaSinkConfig;
 use crate::sinks::splunk_hec::SplunkHecConfig;
 use crate::sources::eventhubs::EventHubsSourceConfig;
 use crate::sources::sqs::SqsSourceConfig;
+use crate::telemetry::TelemetryConfig;
+use crate::transforms::dedup::DedupConfig;
 use crate::transforms::normalize::OutputFormat;
 
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +60,14 @@ pub struct Config {
     pub rules: RulesConfig,
     #[serde(default)]
     pub keys: KeysConfig,
+    #[serde(default)]
+    pub dedup: DedupConfig,
+    /// The admin HTTP endpoint (health, Prometheus metrics); off when absent.
+    #[serde(default)]
+    pub admin: Option<AdminConfig>,
+    /// Logs, and OpenTelemetry export over OTLP.
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
     pub sources: BTreeMap<String, SourceConfig>,
     pub sinks: BTreeMap<String, SinkConfig>,
 }

@@ -5,6 +5,7 @@
 //! wires them together and `ack` carries each input's acknowledgement along.
 
 pub mod ack;
+pub mod admin;
 pub mod config;
 pub mod dead_letter;
 pub mod event;
@@ -15,4 +16,5 @@ pub mod record;
 pub mod rules;
 pub mod sinks;
 pub mod sources;
+pub mod telemetry;
 pub mod transforms;

@@ -14,6 +14,8 @@ use auditbridge::dead_letter::DeadLetterSink;
 use auditbridge::keys;
 use auditbridge::pipeline::Pipeline;
 use auditbridge::rules::{coverage, testing, RuleSet};
+use auditbridge::telemetry::TelemetryConfig;
+use auditbridge::transforms::dedup::DedupConfig;
 use auditbridge::transforms::normalize::OutputFormat;
 
 /// Stream AWS CloudTrail and Microsoft Entra ID audit/sign-in logs into your SIEM as
@@ -49,6 +51,12 @@ enum Command {
         /// Also reach every sink without sending data (Kafka: metadata, topics, access).
         #[arg(long)]
         check_sinks: bool,
+    },
+    /// Ask a running instance's admin endpoint whether it is ready: exit 0 when it answers
+    /// 200, 1 otherwise (the container image's HEALTHCHECK).
+    Health {
+        #[arg(long, default_value = "http://127.0.0.1:9464/health/ready")]
+        url: String,
     },
     /// Work with the detection rules (MITRE ATT&CK tagging).
     Rules {
@@ -199,13 +207,17 @@ fn load_rules(dir: Option<&PathBuf>) -> anyhow::Result<RuleSet> {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
+    let filter = tracing_subscriber::EnvFilter::try_from_env("AUDITBRIDGE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("AUDITBRIDGE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+        .with_env_filter(filter);
+    // JSON lines for log collectors (AUDITBRIDGE_LOG_FORMAT=json), text otherwise.
+    if std::env::var("AUDITBRIDGE_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
@@ -284,6 +296,31 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Keys {
             command: KeysCommand::Audit(args),
         } => keys_audit(args),
+        Command::Health { url } => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            let answer = runtime.block_on(async {
+                reqwest::Client::builder()
+                    .timeout(std::time::Duration::from_secs(3))
+                    .build()?
+                    .get(&url)
+                    .send()
+                    .await
+            });
+            match answer {
+                Ok(r) if r.status().is_success() => Ok(ExitCode::SUCCESS),
+                Ok(r) => {
+                    eprintln!("{url}: HTTP {}", r.status());
+                    Ok(ExitCode::FAILURE)
+                }
+                Err(e) => {
+                    eprintln!("{url}: {e}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
         Command::Run { config } => {
             let config = Config::load(&config)?;
             let dead_letters = Pipeline::dead_letter_file(&config)?;
@@ -304,6 +341,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 dead_letter: DeadLetterConfig::default(),
                 rules: RulesConfig { dir: rules },
                 keys: KeysConfig::default(),
+                // A replay shows every record it reads, repeated ids included.
+                dedup: DedupConfig {
+                    enabled: false,
+                    ..DedupConfig::default()
+                },
+                admin: None,
+                telemetry: TelemetryConfig::default(),
                 sources: BTreeMap::from([("replay".to_string(), SourceConfig::File { paths })]),
                 sinks: BTreeMap::from([(
                     "stdout".to_string(),

@@ -14,6 +14,11 @@ pub struct Metrics {
     pub records_time_from_ingest: AtomicU64,
     pub records_other_category: AtomicU64,
     pub dead_lettered: AtomicU64,
+    pub records_deduplicated: AtomicU64,
+    /// Batches handed to the sinks and not yet settled.
+    pub batches_in_flight: AtomicU64,
+    /// Seconds from a record's event time to its acknowledgement by every sink.
+    pub latency: Histogram,
     pub batches_acked: AtomicU64,
     pub batches_nacked: AtomicU64,
     dead_letter_reasons: Mutex<BTreeMap<&'static str, u64>>,
@@ -122,6 +127,7 @@ impl Metrics {
             "records_time_from_ingest": Self::get(&self.records_time_from_ingest),
             "records_other_category": Self::get(&self.records_other_category),
             "dead_lettered": Self::get(&self.dead_lettered),
+            "records_deduplicated": Self::get(&self.records_deduplicated),
             "dead_letter_reasons": self.dead_letter_reasons(),
             "batches_acked": Self::get(&self.batches_acked),
             "batches_nacked": Self::get(&self.batches_nacked),
@@ -129,4 +135,238 @@ impl Metrics {
             "labeled": self.labeled_summary(),
         })
     }
+}
+
+/// Upper bounds (seconds) of the end-to-end latency buckets: CloudTrail files arrive
+/// minutes after their events, Event Hubs within seconds.
+pub const LATENCY_BUCKETS: [f64; 12] = [
+    0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 86400.0,
+];
+
+/// A fixed-bucket histogram with lock-free updates.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    buckets: [AtomicU64; LATENCY_BUCKETS.len()],
+    count: AtomicU64,
+    /// Sum in milliseconds, to stay an integer.
+    sum_millis: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, seconds: f64) {
+        let seconds = seconds.max(0.0);
+        for (bound, bucket) in LATENCY_BUCKETS.iter().zip(&self.buckets) {
+            if seconds <= *bound {
+                bucket.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_millis
+            .fetch_add((seconds * 1000.0) as u64, Ordering::Relaxed);
+    }
+
+    /// Cumulative counts per bucket bound, the total count and the sum in seconds.
+    pub fn snapshot(&self) -> (Vec<(f64, u64)>, u64, f64) {
+        let buckets = LATENCY_BUCKETS
+            .iter()
+            .zip(&self.buckets)
+            .map(|(b, c)| (*b, c.load(Ordering::Relaxed)))
+            .collect();
+        (
+            buckets,
+            self.count.load(Ordering::Relaxed),
+            self.sum_millis.load(Ordering::Relaxed) as f64 / 1000.0,
+        )
+    }
+}
+
+/// One exported metric: its name (without the `auditbridge_` prefix), labels and value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub name: String,
+    pub labels: Vec<(&'static str, String)>,
+    pub value: u64,
+    pub gauge: bool,
+}
+
+/// Counters kept under a generic name with a label: `hec_requests` is the `requests` of
+/// sink type `splunk_hec`, so every sink exports the same names.
+const SINK_COUNTERS: [(&str, &str, &str); 4] = [
+    ("hec_requests", "splunk_hec", "sink_requests"),
+    ("hec_retries", "splunk_hec", "sink_retries"),
+    ("hec_bytes_sent", "splunk_hec", "sink_bytes"),
+    ("hec_rate_limiter_waits", "splunk_hec", "rate_limiter_waits"),
+];
+
+/// The metric contract: every name exported (with `auditbridge_` and, for counters,
+/// `_total` in Prometheus; dotted in OTLP), and whether it is a gauge.
+pub const CONTRACT: [(&str, bool); 32] = [
+    ("inputs_received", false),
+    ("records_decoded", false),
+    ("records_emitted", false),
+    ("records_deduplicated", false),
+    ("records_time_from_ingest", false),
+    ("records_dead_lettered", false),
+    ("records_dead_lettered_by_reason", false),
+    ("records_skipped", false),
+    ("batches_acknowledged", false),
+    ("batches_negatively_acknowledged", false),
+    ("batches_in_flight", true),
+    ("sink_requests", false),
+    ("sink_retries", false),
+    ("sink_bytes", false),
+    ("rate_limiter_waits", false),
+    ("sqs_messages_received", false),
+    ("sqs_messages_deleted", false),
+    ("sqs_messages_returned", false),
+    ("sqs_visibility_extensions", false),
+    ("sqs_messages_in_flight", true),
+    ("eventhubs_events_received", false),
+    ("eventhubs_records_decoded", false),
+    ("eventhubs_replays_dropped", false),
+    ("eventhubs_redeliveries", false),
+    ("eventhubs_checkpoints_written", false),
+    ("eventhubs_checkpoint_failures", false),
+    ("eventhubs_processor_restarts", false),
+    ("eventhubs_last_sequence_number", true),
+    ("eventhubs_checkpoint_sequence_number", true),
+    ("eventhubs_checkpoint_lag_events", true),
+    ("eventhubs_checkpoint_lag_seconds", true),
+    ("eventhubs_in_flight_events", true),
+];
+
+/// Per-label values that are levels, not counts.
+const GAUGES: [&str; 6] = [
+    "eventhubs_last_sequence_number",
+    "eventhubs_checkpoint_sequence_number",
+    "eventhubs_checkpoint_lag_events",
+    "eventhubs_checkpoint_lag_seconds",
+    "eventhubs_in_flight_events",
+    "sqs_messages_in_flight",
+];
+
+impl Metrics {
+    /// Every metric of the contract (README, "Metrics"), as samples.
+    pub fn samples(&self) -> Vec<Sample> {
+        let counter = |name: &str, value: u64| Sample {
+            name: name.to_string(),
+            labels: Vec::new(),
+            value,
+            gauge: false,
+        };
+        let mut out = vec![
+            counter("inputs_received", Self::get(&self.inputs)),
+            counter("records_decoded", Self::get(&self.records_decoded)),
+            counter("records_emitted", Self::get(&self.records_emitted)),
+            counter(
+                "records_deduplicated",
+                Self::get(&self.records_deduplicated),
+            ),
+            counter(
+                "records_time_from_ingest",
+                Self::get(&self.records_time_from_ingest),
+            ),
+            counter("batches_acknowledged", Self::get(&self.batches_acked)),
+            counter(
+                "batches_negatively_acknowledged",
+                Self::get(&self.batches_nacked),
+            ),
+            Sample {
+                gauge: true,
+                ..counter("batches_in_flight", Self::get(&self.batches_in_flight))
+            },
+        ];
+        out.push(counter(
+            "records_dead_lettered",
+            Self::get(&self.dead_lettered),
+        ));
+        for (reason, n) in self.dead_letter_reasons() {
+            out.push(Sample {
+                labels: vec![("reason", reason.to_string())],
+                ..counter("records_dead_lettered_by_reason", n)
+            });
+        }
+        for (reason, n) in self.skip_reasons() {
+            out.push(Sample {
+                labels: vec![("reason", reason.to_string())],
+                ..counter("records_skipped", n)
+            });
+        }
+        if let Ok(named) = self.named.lock() {
+            for (name, n) in named.iter() {
+                match SINK_COUNTERS.iter().find(|(raw, _, _)| raw == name) {
+                    Some((_, sink, generic)) => out.push(Sample {
+                        labels: vec![("sink", (*sink).to_string())],
+                        ..counter(generic, *n)
+                    }),
+                    None => out.push(counter(name, *n)),
+                }
+            }
+        }
+        if let Ok(labeled) = self.labeled.lock() {
+            for ((name, label), n) in labeled.iter() {
+                let key = match *name {
+                    n if n.starts_with("eventhubs_") => "partition",
+                    n if n.starts_with("sqs_") => "queue",
+                    _ => "label",
+                };
+                out.push(Sample {
+                    name: (*name).to_string(),
+                    labels: vec![(key, label.clone())],
+                    value: *n,
+                    gauge: GAUGES.contains(name),
+                });
+            }
+        }
+        out
+    }
+
+    /// The Prometheus text exposition (format 0.0.4) of every metric.
+    pub fn prometheus(&self) -> String {
+        use std::fmt::Write;
+        let mut text = String::new();
+        let mut typed = std::collections::BTreeSet::new();
+        let mut samples = self.samples();
+        // A metric's samples must be contiguous in the exposition.
+        samples.sort_by(|a, b| a.name.cmp(&b.name));
+        for s in samples {
+            let name = if s.gauge {
+                format!("auditbridge_{}", s.name)
+            } else {
+                format!("auditbridge_{}_total", s.name)
+            };
+            if typed.insert(name.clone()) {
+                let kind = if s.gauge { "gauge" } else { "counter" };
+                let _ = writeln!(text, "# TYPE {name} {kind}");
+            }
+            let _ = writeln!(text, "{name}{} {}", labels(&s.labels), s.value);
+        }
+        let (buckets, count, sum) = self.latency.snapshot();
+        let name = "auditbridge_end_to_end_latency_seconds";
+        let _ = writeln!(text, "# TYPE {name} histogram");
+        for (bound, n) in buckets {
+            let _ = writeln!(text, "{name}_bucket{{le=\"{bound}\"}} {n}");
+        }
+        let _ = writeln!(text, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(text, "{name}_sum {sum}");
+        let _ = writeln!(text, "{name}_count {count}");
+        text
+    }
+}
+
+fn labels(labels: &[(&'static str, String)]) -> String {
+    if labels.is_empty() {
+        return String::new();
+    }
+    let inner: Vec<String> = labels
+        .iter()
+        .map(|(k, v)| {
+            let v = v
+                .replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('\n', "\\n");
+            format!("{k}=\"{v}\"")
+        })
+        .collect();
+    format!("{{{}}}", inner.join(","))
 }

@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::ack::{AckToken, BatchStatus};
+use crate::admin::{self, Health};
 use crate::config::{sink_formats, Config, KeysConfig, SinkConfig, SourceConfig};
 use crate::dead_letter::DeadLetterSink;
 use crate::event::RawInput;
@@ -29,6 +30,7 @@ use crate::sinks::{self, SinkBatch, SinkContext};
 use crate::sources::eventhubs;
 use crate::sources::file::{self, FileProgress};
 use crate::sources::sqs::{self, SqsSourceConfig};
+use crate::transforms::dedup::DedupWindow;
 use crate::transforms::enrich::Enrichment;
 use crate::transforms::Transformer;
 
@@ -44,6 +46,18 @@ pub enum PipelineError {
         name: String,
         source: Box<eventhubs::EventHubsSetupError>,
     },
+    #[error("cannot read the dedup window {path}")]
+    DedupState {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot listen on the admin address {address}")]
+    Admin {
+        address: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Telemetry(#[from] crate::telemetry::TelemetryError),
     #[error("cannot load the detection rules")]
     Rules(#[from] crate::rules::RuleError),
     #[error("cannot load the key inventory")]
@@ -66,10 +80,14 @@ pub enum PipelineError {
 pub struct Pipeline {
     keys: Arc<KeyInventory>,
     key_state: Option<PathBuf>,
+    dedup: Option<(Arc<DedupWindow>, Option<PathBuf>)>,
+    admin: Option<std::net::SocketAddr>,
+    telemetry: Option<crate::telemetry::TelemetryConfig>,
+    health: Arc<Health>,
     iam_poll: KeysConfig,
     files: Vec<(String, Vec<PathBuf>)>,
-    queues: Vec<SqsSourceConfig>,
-    hubs: Vec<eventhubs::Prepared>,
+    queues: Vec<(String, SqsSourceConfig)>,
+    hubs: Vec<(String, eventhubs::Prepared)>,
     sinks: Vec<(String, SinkConfig, Vec<Format>)>,
     transformer: Arc<Transformer>,
     dead_letters: Arc<DeadLetterSink>,
@@ -102,14 +120,14 @@ impl Pipeline {
                     })?;
                     files.push((name.clone(), list));
                 }
-                SourceConfig::Sqs(q) => queues.push(q.clone()),
+                SourceConfig::Sqs(q) => queues.push((name.clone(), q.clone())),
                 SourceConfig::Eventhubs(e) => {
-                    hubs.push(eventhubs::Prepared::new(e).map_err(|source| {
-                        PipelineError::EventHubs {
+                    let prepared =
+                        eventhubs::Prepared::new(e).map_err(|source| PipelineError::EventHubs {
                             name: name.clone(),
                             source: Box::new(source),
-                        }
-                    })?)
+                        })?;
+                    hubs.push((name.clone(), prepared));
                 }
             }
         }
@@ -136,7 +154,30 @@ impl Pipeline {
         transformer.limits = config.limits;
         transformer.digest = config.routing.digest;
         transformer.insight = config.routing.insight;
+        let dedup = match &config.dedup {
+            d if d.enabled => {
+                let window = DedupWindow::new(Duration::from_secs(d.window_secs), d.capacity);
+                if let Some(path) = &d.state_path {
+                    window
+                        .load(path)
+                        .map_err(|source| PipelineError::DedupState {
+                            path: path.clone(),
+                            source,
+                        })?;
+                }
+                Some((Arc::new(window), d.state_path.clone()))
+            }
+            _ => None,
+        };
         Ok(Pipeline {
+            dedup,
+            admin: config.admin.as_ref().map(|a| a.address),
+            telemetry: config
+                .telemetry
+                .otlp_enabled()
+                .then(|| config.telemetry.clone()),
+            health: Arc::new(Health::default()),
+
             keys,
             key_state: config.keys.state_path.clone(),
             iam_poll: config.keys.clone(),
@@ -167,6 +208,10 @@ impl Pipeline {
         Arc::clone(&self.metrics)
     }
 
+    pub fn health(&self) -> Arc<Health> {
+        Arc::clone(&self.health)
+    }
+
     /// Run until every source is exhausted and everything is acknowledged, or until
     /// `stop` turns true and the grace period has passed.
     pub async fn run(self, mut stop: watch::Receiver<bool>) -> Result<(), PipelineError> {
@@ -174,9 +219,29 @@ impl Pipeline {
         let (batch_tx, batch_rx) = mpsc::channel::<Batch>(self.in_flight);
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
 
+        let telemetry = match &self.telemetry {
+            Some(t) => Some(crate::telemetry::Telemetry::start(
+                t,
+                Arc::clone(&self.metrics),
+            )?),
+            None => None,
+        };
+        let (admin_stop, admin_stop_rx) = watch::channel(false);
+        if let Some(address) = self.admin {
+            admin::serve(
+                address,
+                Arc::clone(&self.metrics),
+                Arc::clone(&self.health),
+                admin_stop_rx,
+            )
+            .await
+            .map_err(|source| PipelineError::Admin { address, source })?;
+            tracing::info!(%address, "admin endpoint: /health/live, /health/ready, /metrics");
+        }
         let progress = Arc::new(FileProgress::default());
         let mut sources = JoinSet::new();
-        for (_, files) in self.files {
+        for (name, files) in self.files {
+            self.health.reporter(format!("source.{name}")).ok();
             sources.spawn(file::run(
                 files,
                 input_tx.clone(),
@@ -205,21 +270,23 @@ impl Pipeline {
                 shutdown_rx.clone(),
             ));
         }
-        for queue in self.queues {
+        for (name, queue) in self.queues {
             sources.spawn(sqs::run(
                 queue,
                 input_tx.clone(),
                 shutdown_rx.clone(),
                 Arc::clone(&self.dead_letters),
                 Arc::clone(&self.metrics),
+                self.health.reporter(format!("source.{name}")),
             ));
         }
-        for hub in self.hubs {
+        for (name, hub) in self.hubs {
             sources.spawn(eventhubs::run(
                 hub,
                 input_tx.clone(),
                 shutdown_rx.clone(),
                 Arc::clone(&self.metrics),
+                self.health.reporter(format!("source.{name}")),
             ));
         }
         drop(input_tx);
@@ -258,7 +325,12 @@ impl Pipeline {
             sink_txs.push(tx);
             sinks::spawn(&mut sink_tasks, name, config, formats, rx, &sink_ctx);
         }
-        let fan_out = tokio::spawn(fan_out(batch_rx, sink_txs));
+        let fan_out = tokio::spawn(fan_out(
+            batch_rx,
+            sink_txs,
+            self.dedup.as_ref().map(|(w, _)| Arc::clone(w)),
+            Arc::clone(&self.metrics),
+        ));
 
         let ticker = self.progress.then(|| {
             tokio::spawn(progress_line(
@@ -297,6 +369,16 @@ impl Pipeline {
         if let Some(t) = ticker {
             t.abort();
             eprintln!();
+        }
+        let _ = admin_stop.send(true);
+        if let Some(t) = telemetry {
+            // The exporters block while flushing; keep that off the async workers.
+            let _ = tokio::task::spawn_blocking(move || t.shutdown()).await;
+        }
+        if let Some((window, Some(path))) = &self.dedup {
+            if let Err(e) = window.save(path) {
+                tracing::error!(error = %e, path = %path.display(), "dedup window not saved; redelivered records may reach the sinks twice after the restart");
+            }
         }
         if let Some(path) = &self.key_state {
             if let Err(e) = self.keys.save(path) {
@@ -381,8 +463,18 @@ fn send(out: &mpsc::Sender<Batch>, records: Vec<Record>, ack: &AckToken) -> bool
     out.blocking_send(Batch { records, acks }).is_ok()
 }
 
-async fn fan_out(mut input: mpsc::Receiver<Batch>, sinks: Vec<mpsc::Sender<SinkBatch>>) {
+/// Hand each batch to every sink, after the dedup window (if any) took out the records
+/// already delivered within it.
+async fn fan_out(
+    mut input: mpsc::Receiver<Batch>,
+    sinks: Vec<mpsc::Sender<SinkBatch>>,
+    dedup: Option<Arc<DedupWindow>>,
+    metrics: Arc<Metrics>,
+) {
     while let Some(batch) = input.recv().await {
+        let Some(batch) = settle_together(batch, dedup.as_ref(), &metrics) else {
+            continue;
+        };
         let records: Arc<[Record]> = batch.records.into();
         for sink in &sinks {
             let acks = batch.acks.iter().map(AckToken::share).collect();
@@ -398,6 +490,58 @@ async fn fan_out(mut input: mpsc::Receiver<Batch>, sinks: Vec<mpsc::Sender<SinkB
             ack.resolve(BatchStatus::Delivered);
         }
     }
+}
+
+/// Give the batch one token of its own, so that when every sink settled it the end-to-end
+/// latency is measured, the dedup window learns the delivered ids, and the input shares
+/// get the same outcome. Records the window says were delivered before are dropped
+/// first (their input shares resolve as delivered); `None` when none is left.
+fn settle_together(
+    batch: Batch,
+    dedup: Option<&Arc<DedupWindow>>,
+    metrics: &Arc<Metrics>,
+) -> Option<Batch> {
+    let mut records = Vec::with_capacity(batch.records.len());
+    let mut inputs = Vec::with_capacity(batch.acks.len());
+    for (record, ack) in batch.records.into_iter().zip(batch.acks) {
+        if dedup.is_some_and(|w| w.delivered_before(&record.id)) {
+            Metrics::add(&metrics.records_deduplicated, 1);
+            ack.resolve(BatchStatus::Delivered);
+        } else {
+            records.push(record);
+            inputs.push(ack);
+        }
+    }
+    if records.is_empty() {
+        return None;
+    }
+    let (token, settled) = crate::ack::batch();
+    let times: Vec<_> = records.iter().map(|r| r.time).collect();
+    let ids: Option<Vec<String>> = dedup.map(|_| records.iter().map(|r| r.id.clone()).collect());
+    let window = dedup.cloned();
+    let metrics = Arc::clone(metrics);
+    Metrics::add(&metrics.batches_in_flight, 1);
+    tokio::spawn(async move {
+        let status = settled.wait().await;
+        metrics.batches_in_flight.fetch_sub(1, Ordering::Relaxed);
+        if status == BatchStatus::Delivered {
+            let now = chrono::Utc::now();
+            for t in times {
+                metrics
+                    .latency
+                    .observe((now - t).num_milliseconds() as f64 / 1000.0);
+            }
+            if let (Some(window), Some(ids)) = (window, ids) {
+                window.delivered(ids.iter().map(String::as_str));
+            }
+        }
+        for ack in inputs {
+            ack.resolve(status);
+        }
+    });
+    let acks = records.iter().map(|_| token.share()).collect();
+    token.resolve(BatchStatus::Delivered);
+    Some(Batch { records, acks })
 }
 
 async fn progress_line(metrics: Arc<Metrics>, progress: Arc<FileProgress>) {

@@ -253,6 +253,12 @@ fn every_example_config_validates() {
             .env("KAFKA_BROKERS", "kafka:9092")
             .env("SPLUNK_HEC_URL", "https://splunk.example.com:8088")
             .env("SPLUNK_HEC_TOKEN", "placeholder")
+            .env("EVENTHUB_NAMESPACE", "contoso.servicebus.windows.net")
+            .env("EVENTHUB_NAME", "insights-logs-auditlogs")
+            .env(
+                "STORAGE_CONNECTION_STRING",
+                "DefaultEndpointsProtocol=https;AccountName=a;AccountKey=a2V5;EndpointSuffix=core.windows.net",
+            )
             .env(
                 "EVENTHUB_CONNECTION_STRING",
                 "Endpoint=sb://x.servicebus.windows.net/;SharedAccessKeyName=l;SharedAccessKey=k;EntityPath=h",
@@ -267,5 +273,5 @@ fn every_example_config_validates() {
         );
         checked += 1;
     }
-    assert!(checked >= 6, "only {checked} example configs found");
+    assert!(checked >= 8, "only {checked} example configs found");
 }

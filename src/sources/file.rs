@@ -115,9 +115,10 @@ pub async fn run(
                 continue;
             }
         };
-        let (token, receiver) = ack::batch();
+        let origin = Origin::File { path: path.clone() };
+        let (token, receiver) = ack::input("file", &origin);
         let input = RawInput {
-            origin: Origin::File { path: path.clone() },
+            origin,
             bytes,
             ack: token,
         };

@@ -2,6 +2,7 @@
 //! Synchronous and CPU-bound; the pipeline runs it on blocking threads.
 
 pub mod decode;
+pub mod dedup;
 pub mod enrich;
 pub mod normalize;
 

@@ -253,8 +253,7 @@ impl Sender {
                         match (ack_id, self.config.indexer_ack) {
                             (Some(id), true) => {
                                 if self.acknowledged(id).await {
-                                    self.metrics
-                                        .count("hec_events_delivered", batch.len() as u64);
+                                    self.delivered(batch.len());
                                     settle(batch, BatchStatus::Delivered);
                                     break;
                                 }
@@ -268,8 +267,7 @@ impl Sender {
                                 break;
                             }
                             _ => {
-                                self.metrics
-                                    .count("hec_events_delivered", batch.len() as u64);
+                                self.delivered(batch.len());
                                 settle(batch, BatchStatus::Delivered);
                                 break;
                             }
@@ -280,8 +278,7 @@ impl Sender {
                         let index = index.min(batch.len().saturating_sub(1));
                         let rest = batch.split_off(index + 1);
                         let bad = batch.pop().expect("index is inside the batch");
-                        self.metrics
-                            .count("hec_events_delivered", batch.len() as u64);
+                        self.delivered(batch.len());
                         settle(batch, BatchStatus::Delivered);
                         self.dead_letter(vec![bad], &reason);
                         if !rest.is_empty() {
@@ -362,6 +359,12 @@ impl Sender {
     }
 
     /// Wait for `id`'s acknowledgement until the ack timeout; false means resend.
+    /// Count records Splunk accepted (and, with acks on, indexed).
+    fn delivered(&self, n: usize) {
+        self.metrics.count("hec_events_delivered", n as u64);
+        Metrics::add(&self.metrics.records_emitted, n as u64);
+    }
+
     async fn acknowledged(&self, id: u64) -> bool {
         let wait = self.acks.register(id);
         let timeout = Duration::from_secs(self.config.ack_timeout_secs);

@@ -24,6 +24,7 @@ use azure_messaging_eventhubs::{
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
+use crate::admin::Reporter;
 use crate::event::RawInput;
 use crate::metrics::Metrics;
 use crate::sources::retry_backoff;
@@ -41,6 +42,7 @@ pub async fn run(
     out: mpsc::Sender<RawInput>,
     shutdown: watch::Receiver<bool>,
     metrics: Arc<Metrics>,
+    health: Reporter,
 ) {
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
     let spawned = std::thread::Builder::new()
@@ -57,7 +59,10 @@ pub async fn run(
                 }
             };
             let local = tokio::task::LocalSet::new();
-            local.block_on(&runtime, supervise(prepared, out, shutdown, metrics));
+            local.block_on(
+                &runtime,
+                supervise(prepared, out, shutdown, metrics, health),
+            );
             let _ = done_tx.send(());
         });
     match spawned {
@@ -73,6 +78,7 @@ async fn supervise(
     out: mpsc::Sender<RawInput>,
     mut shutdown: watch::Receiver<bool>,
     metrics: Arc<Metrics>,
+    health: Reporter,
 ) {
     let owner_id = prepared
         .config
@@ -90,6 +96,7 @@ async fn supervise(
             &owner_id,
             &out,
             &metrics,
+            &health,
             &mut latest,
             &mut shutdown,
         )
@@ -99,8 +106,12 @@ async fn supervise(
             Ok(Finished::ProcessorEnded(reason)) => {
                 backoff = retry_backoff(Duration::from_millis(500));
                 tracing::warn!(%reason, "event processor stopped; rebuilding it");
+                health.failed(format!("event processor stopped: {reason}"));
             }
-            Err(e) => tracing::warn!(error = %e, "event processor could not start; retrying"),
+            Err(e) => {
+                tracing::warn!(error = %e, "event processor could not start; retrying");
+                health.failed(format!("event processor could not start: {e}"));
+            }
         }
         metrics.count("eventhubs_processor_restarts", 1);
         let wait = backoff.next().unwrap_or(Duration::from_secs(30));
@@ -122,6 +133,7 @@ async fn generation(
     owner_id: &str,
     out: &mpsc::Sender<RawInput>,
     metrics: &Arc<Metrics>,
+    health: &Reporter,
     latest: &mut Option<HashMap<String, StartPosition>>,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<Finished, String> {
@@ -155,6 +167,7 @@ async fn generation(
         .await
         .map_err(|e| e.to_string())?;
     metrics.count("eventhubs_processor_starts", 1);
+    health.ok();
     let ctx = Arc::new(PartitionCtx {
         out: out.clone(),
         metrics: Arc::clone(metrics),

@@ -170,14 +170,15 @@ async fn dispatch(
     event: &ReceivedEventData,
     settled: &mpsc::UnboundedSender<Settled>,
 ) {
-    let (token, receiver) = ack::batch();
+    let origin = Origin::EventHubs {
+        hub: ctx.hub.clone(),
+        partition: partition.to_string(),
+        sequence_number: seq,
+        offset: event.offset().clone().unwrap_or_default(),
+    };
+    let (token, receiver) = ack::input("eventhubs", &origin);
     let input = RawInput {
-        origin: Origin::EventHubs {
-            hub: ctx.hub.clone(),
-            partition: partition.to_string(),
-            sequence_number: seq,
-            offset: event.offset().clone().unwrap_or_default(),
-        },
+        origin,
         bytes: event.event_data().body().unwrap_or_default().to_vec(),
         ack: token,
     };

@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::ack::{self, AckToken, BatchStatus};
+use crate::admin::Reporter;
 use crate::dead_letter::{DeadLetter, DeadLetterSink};
 use crate::event::{Origin, RawInput};
 use crate::metrics::Metrics;
@@ -38,6 +39,7 @@ struct Ctx {
     fetches: Semaphore,
     in_flight: Arc<Semaphore>,
     delete: mpsc::Sender<(String, String)>,
+    health: Reporter,
 }
 
 /// Run until `shutdown`, then wait for the messages in flight to settle.
@@ -47,6 +49,7 @@ pub async fn run(
     shutdown: watch::Receiver<bool>,
     dead_letters: Arc<DeadLetterSink>,
     metrics: Arc<Metrics>,
+    health: Reporter,
 ) {
     let clients = client::build(&config).await;
     let (delete_tx, delete_rx) = mpsc::channel(1000);
@@ -65,6 +68,7 @@ pub async fn run(
         dead_letters,
         metrics,
         delete: delete_tx,
+        health,
     });
     let mut loops = JoinSet::new();
     for _ in 0..ctx.config.receivers.max(1) {
@@ -104,6 +108,7 @@ async fn receive_loop(ctx: Arc<Ctx>, mut shutdown: watch::Receiver<bool>) {
         };
         let messages = match received {
             Ok(r) => {
+                ctx.health.ok();
                 backoff = retry_backoff(Duration::from_millis(200));
                 r.messages.unwrap_or_default()
             }
@@ -111,6 +116,8 @@ async fn receive_loop(ctx: Arc<Ctx>, mut shutdown: watch::Receiver<bool>) {
                 let wait = backoff.next().unwrap_or(Duration::from_secs(30));
                 tracing::warn!(queue = %ctx.config.queue_url, error = %aws_sdk_sqs::error::DisplayErrorContext(&e), retry_in = ?wait, "receive failed");
                 ctx.metrics.count("sqs_receive_errors", 1);
+                ctx.health
+                    .failed(format!("receiving from {} failed", ctx.config.queue_url));
                 tokio::time::sleep(wait).await;
                 continue;
             }
@@ -122,11 +129,23 @@ async fn receive_loop(ctx: Arc<Ctx>, mut shutdown: watch::Receiver<bool>) {
             };
             let permit = permits.split(1).expect("one permit per message requested");
             ctx.metrics.count("sqs_messages_received", 1);
+            ctx.metrics.set_labeled(
+                "sqs_messages_in_flight",
+                &ctx.config.queue_url,
+                (ctx.config.max_in_flight_messages.max(1) - ctx.in_flight.available_permits())
+                    as u64,
+            );
             let ctx = Arc::clone(&ctx);
             let body = m.body.unwrap_or_default();
             tasks.spawn(async move {
                 handle(&ctx, id, receipt, body).await;
                 drop(permit);
+                ctx.metrics.set_labeled(
+                    "sqs_messages_in_flight",
+                    &ctx.config.queue_url,
+                    (ctx.config.max_in_flight_messages.max(1) - ctx.in_flight.available_permits())
+                        as u64,
+                );
             });
         }
     }
@@ -135,7 +154,7 @@ async fn receive_loop(ctx: Arc<Ctx>, mut shutdown: watch::Receiver<bool>) {
 
 /// One message from receipt to settlement.
 async fn handle(ctx: &Ctx, id: String, receipt: String, body: String) {
-    let (token, settled) = ack::batch();
+    let (token, settled) = ack::input("sqs", &sqs_origin(ctx, &id));
     let (lost_tx, lost_rx) = watch::channel(false);
     let (stop_tx, stop_rx) = watch::channel(false);
     let extender = tokio::spawn(keep_invisible(
