@@ -48,7 +48,9 @@ enum Command {
     Validate {
         #[arg(long, short)]
         config: PathBuf,
-        /// Also reach every sink without sending data (Kafka: metadata, topics, access).
+        /// Also reach every source and sink without consuming or sending data (SQS: queue
+        /// attributes; Event Hubs: hub properties and checkpoint store; Kafka: metadata,
+        /// topics, access; Splunk HEC: health and token).
         #[arg(long)]
         check_sinks: bool,
     },
@@ -241,6 +243,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             let mut failed = false;
+            for (name, source) in &config.sources {
+                let problems = runtime.block_on(auditbridge::sources::check(source));
+                if problems.is_empty() {
+                    println!("source `{name}`: reachable");
+                }
+                for p in problems {
+                    failed = true;
+                    println!("source `{name}`: {p}");
+                }
+            }
             for (name, sink) in &config.sinks {
                 let formats = sink_formats(sink, config.pipeline.format);
                 let problems = runtime.block_on(auditbridge::sinks::check(sink, &formats));

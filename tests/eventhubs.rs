@@ -429,3 +429,48 @@ fn terminate(child: &mut std::process::Child) {
     let status = child.wait().unwrap();
     assert!(status.success(), "replica exited with {status}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_check_sinks_reaches_the_hub_and_its_checkpoint_store() {
+    let hub = Hub::start(HUB, 2).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    let sink = file_sink(&dir.path().join("out.ndjson"));
+    std::fs::write(&path, config(&hub, "", &file_store(dir.path()), &sink)).unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        common::auditbridge()
+            .args(["validate", "--check-sinks", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("source `entra`: reachable"), "{text}");
+    assert!(text.contains("sink `out`: reachable"), "{text}");
+
+    drop(hub);
+    let dead = format!(
+        "{}\n[sources.entra.auth]\nmethod = \"connection_string\"\nconnection_string = \"x\"",
+        "[sources.entra]\ntype = \"eventhubs\"\n[sources.entra.checkpoint_store]\ntype = \"file\"\ndir = \"/tmp\"\n[sinks.out]\ntype = \"stdout\""
+    );
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, dead).unwrap();
+    let out = common::auditbridge()
+        .args(["validate", "--check-sinks", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("source `entra`: cannot connect to the event hub"),
+        "{text}"
+    );
+}

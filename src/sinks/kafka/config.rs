@@ -160,6 +160,14 @@ impl KafkaSinkConfig {
                 })?;
             c.set(k, value.trim_end_matches(['\n', '\r']));
         }
+        // Verification is librdkafka's default; turning it off is allowed, never quietly.
+        if self
+            .properties
+            .get("enable.ssl.certificate.verification")
+            .is_some_and(|v| v.eq_ignore_ascii_case("false"))
+        {
+            tracing::warn!(brokers = %self.brokers, "TLS certificate verification is OFF for this Kafka sink (enable.ssl.certificate.verification = false): anyone on the path can read and alter the data");
+        }
         Ok(c)
     }
 }

@@ -122,6 +122,37 @@ async fn supervise(
     }
 }
 
+/// Open the hub and read its properties, and list the checkpoint store; the problems found.
+pub async fn check(config: &EventHubsSourceConfig) -> Vec<String> {
+    let prepared = match Prepared::new(config) {
+        Ok(p) => p,
+        Err(e) => return vec![e.to_string()],
+    };
+    let consumer = match prepared
+        .open(&format!("auditbridge-check-{}", uuid::Uuid::new_v4()))
+        .await
+    {
+        Ok(c) => c,
+        Err(e) => return vec![format!("cannot connect to the event hub: {e}")],
+    };
+    let mut problems = Vec::new();
+    match consumer.get_eventhub_properties().await {
+        Ok(hub) => {
+            if let Err(e) = prepared
+                .store
+                .list_checkpoints("check", &hub.name, &config.consumer_group)
+                .await
+            {
+                problems.push(format!("checkpoint store: {e}"));
+            }
+        }
+        Err(e) => problems.push(format!("cannot read the event hub's properties: {e}")),
+    }
+    // A peer that never answers the close must not hold `validate` up.
+    let _ = tokio::time::timeout(Duration::from_secs(5), consumer.close()).await;
+    problems
+}
+
 enum Finished {
     Shutdown,
     ProcessorEnded(String),

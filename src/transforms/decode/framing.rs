@@ -78,7 +78,12 @@ struct Envelope<'a> {
 pub fn frames(input: &[u8]) -> Vec<Frame<'_>> {
     let mut out = Vec::new();
     let mut lines = LineCounter::default();
-    let mut start = 0usize;
+    // Windows tools often write a UTF-8 byte-order mark; JSON parsers refuse it.
+    let mut start = if input.starts_with(b"\xEF\xBB\xBF") {
+        3
+    } else {
+        0
+    };
     while start < input.len() {
         let rest = &input[start..];
         let mut stream = serde_json::Deserializer::from_slice(rest).into_iter::<&RawValue>();
