@@ -7,7 +7,10 @@
 //! The corpus is ../shared/data/corpus/cloudtrail_real_union.ndjson.gz replayed to
 //! 100,000 records, each copy with its eventID and eventTime rewritten.
 
-use std::io::{Read, Write};
+#[path = "common/mod.rs"]
+mod common;
+
+use std::io::Write;
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -21,7 +24,6 @@ use auditbridge::rules::RuleSet;
 use auditbridge::transforms::enrich::Enrichment;
 use auditbridge::transforms::normalize::OutputFormat;
 use auditbridge::transforms::Transformer;
-use serde_json::Value;
 
 const RECORDS: usize = 100_000;
 const BATCH: usize = 500;
@@ -90,41 +92,6 @@ fn start_lading(dir: &std::path::Path) -> Lading {
         std::thread::sleep(Duration::from_millis(100));
     }
     panic!("lading did not start");
-}
-
-/// The corpus replayed to `RECORDS` lines, eventID and eventTime rewritten per copy.
-fn corpus() -> String {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/data/corpus/cloudtrail_real_union.ndjson.gz"
-    );
-    let mut text = String::new();
-    flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap())
-        .read_to_string(&mut text)
-        .unwrap();
-    let lines: Vec<Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    let base = chrono::DateTime::parse_from_rfc3339("2024-01-01T00:00:00Z").unwrap();
-    let mut out = String::new();
-    'outer: for copy in 0.. {
-        for (i, line) in lines.iter().enumerate() {
-            let n = copy * lines.len() + i;
-            if n == RECORDS {
-                break 'outer;
-            }
-            let mut v = line.clone();
-            v["eventID"] = Value::String(format!("bench-{copy}-{i}"));
-            v["eventTime"] = Value::String(
-                (base + chrono::Duration::seconds(n as i64))
-                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            );
-            out.push_str(&v.to_string());
-            out.push('\n');
-        }
-    }
-    out
 }
 
 async fn lading_bytes(url: &str) -> u64 {
@@ -225,19 +192,10 @@ async fn auditbridge(dir: &std::path::Path, url: &str, ack: bool) -> (Duration, 
     (start.elapsed(), metrics)
 }
 
-fn rss_mb() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
 fn main() {
     let dir = tempfile::tempdir().unwrap();
     let lading = start_lading(dir.path());
-    let input = corpus();
+    let input = common::corpus(RECORDS);
     std::fs::write(dir.path().join("in.ndjson"), &input).unwrap();
     let (bodies, raw_bytes) = bodies(&input);
     let bodies = Arc::new(bodies);
@@ -260,6 +218,6 @@ fn main() {
             let label = if ack { "auditbridge file -> HEC, indexer acks on" } else { "auditbridge file -> HEC, acks off" };
             println!("{:<44} {:>12.0} {:>9.1} {:>16.1} {:>7.2}", label, rate, mb / took.as_secs_f64(), received, rate / ceiling_rate);
         }
-        println!("peak RSS of the bench process: {:.0} MB", rss_mb());
+        println!("peak RSS of the bench process: {:.0} MB", common::peak_rss_mb());
     });
 }
