@@ -229,9 +229,11 @@ async fn a_forced_detach_mid_stream_delivers_no_duplicate() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_failing_sink_holds_the_checkpoint_then_everything_is_delivered() {
+async fn a_failing_sink_and_a_forced_detach_hold_the_checkpoint_then_everything_is_delivered() {
+    // The receiver refuses everything (503, code 9) for 20 s; meanwhile the link is
+    // force-detached and more events arrive.
     let hec = HecReceiver::start(Behaviour {
-        busy_until: Some(Instant::now() + Duration::from_secs(8)),
+        busy_until: Some(Instant::now() + Duration::from_secs(20)),
         ..Behaviour::default()
     })
     .await;
@@ -253,20 +255,24 @@ async fn a_failing_sink_holds_the_checkpoint_then_everything_is_delivered() {
         hec.state.lock().unwrap().busy_replies >= 2
     })
     .await;
+    assert_eq!(hub.force_detach(0), 1);
+    hub.append(0, bodies(0, 100, 100, 2));
+    tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(
         checkpoint(dir.path(), 0),
         None,
         "nothing delivered, nothing checkpointed"
     );
     assert!(hec.events().is_empty());
-    wait_until("delivery after the receiver recovered", 60, || {
-        hec.events().len() >= 200
+    wait_until("delivery after the receiver recovered", 90, || {
+        hec.events().len() >= 400
     })
     .await;
     wait_until("the checkpoint at the last event", 30, || {
-        checkpoint(dir.path(), 0) == Some(99)
+        checkpoint(dir.path(), 0) == Some(199)
     })
     .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
     run.stop.send(true).unwrap();
     run.task.await.unwrap().unwrap();
     let ids: Vec<String> = hec
@@ -274,7 +280,7 @@ async fn a_failing_sink_holds_the_checkpoint_then_everything_is_delivered() {
         .iter()
         .map(|e| e["event"]["id"].as_str().unwrap().to_string())
         .collect();
-    assert_exactly(&ids, &expected(1, 0..100, 2));
+    assert_exactly(&ids, &expected(1, 0..200, 2));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -2,13 +2,14 @@
 //! CloudTrail record.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use serde_json::Value;
 
 include!("shared.rs");
 
 fuzz_target!(|data: &[u8]| {
     decode_as(data, |map| {
-        map.entry("eventName").or_insert(Value::String("CreateUser".into()));
-        map.entry("eventSource").or_insert(Value::String("iam.amazonaws.com".into()));
+        map.entry("eventName")
+            .or_insert(Value::String("CreateUser".into()));
+        map.entry("eventSource")
+            .or_insert(Value::String("iam.amazonaws.com".into()));
     });
 });

@@ -2,7 +2,6 @@
 //! Entra diagnostic record.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use serde_json::Value;
 
 include!("shared.rs");
 
@@ -11,7 +10,9 @@ fuzz_target!(|data: &[u8]| {
         map.remove("eventName");
         map.remove("eventSource");
         map.remove("detail-type");
-        map.entry("category").or_insert(Value::String("AuditLogs".into()));
-        map.entry("operationName").or_insert(Value::String("Add member to role".into()));
+        map.entry("category")
+            .or_insert(Value::String("AuditLogs".into()));
+        map.entry("operationName")
+            .or_insert(Value::String("Add member to role".into()));
     });
 });

@@ -24,5 +24,10 @@ fn transformer() -> &'static Transformer {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let _ = transformer().process(data, &Origin::Inline { name: "fuzz".into() });
+    let _ = transformer().process(
+        data,
+        &Origin::Inline {
+            name: "fuzz".into(),
+        },
+    );
 });
