@@ -155,10 +155,9 @@ pub struct Histogram {
 impl Histogram {
     pub fn observe(&self, seconds: f64) {
         let seconds = seconds.max(0.0);
-        for (bound, bucket) in LATENCY_BUCKETS.iter().zip(&self.buckets) {
-            if seconds <= *bound {
-                bucket.fetch_add(1, Ordering::Relaxed);
-            }
+        // One bucket per observation; `snapshot` makes the counts cumulative.
+        if let Some(i) = LATENCY_BUCKETS.iter().position(|bound| seconds <= *bound) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
         }
         self.count.fetch_add(1, Ordering::Relaxed);
         self.sum_millis
@@ -167,10 +166,14 @@ impl Histogram {
 
     /// Cumulative counts per bucket bound, the total count and the sum in seconds.
     pub fn snapshot(&self) -> (Vec<(f64, u64)>, u64, f64) {
+        let mut total = 0;
         let buckets = LATENCY_BUCKETS
             .iter()
             .zip(&self.buckets)
-            .map(|(b, c)| (*b, c.load(Ordering::Relaxed)))
+            .map(|(b, c)| {
+                total += c.load(Ordering::Relaxed);
+                (*b, total)
+            })
             .collect();
         (
             buckets,
@@ -369,4 +372,43 @@ fn labels(labels: &[(&'static str, String)]) -> String {
         })
         .collect();
     format!("{{{}}}", inner.join(","))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let h = Histogram::default();
+        for s in [0.2, 3.0, 7000.0, 100_000.0] {
+            h.observe(s);
+        }
+        let (buckets, count, sum) = h.snapshot();
+        let at = |bound: f64| buckets.iter().find(|(b, _)| *b == bound).unwrap().1;
+        assert_eq!(
+            (at(0.5), at(2.5), at(5.0), at(3600.0), at(86400.0)),
+            (1, 1, 2, 2, 3)
+        );
+        assert_eq!(
+            count, 4,
+            "the observation over the last bound still counts (+Inf)"
+        );
+        assert!((sum - 107_003.2).abs() < 0.01);
+    }
+
+    #[test]
+    fn prometheus_families_are_contiguous_and_labelled() {
+        let m = Metrics::default();
+        m.count("hec_requests", 3);
+        m.count("sqs_messages_received", 2);
+        m.count_labeled("eventhubs_events_received", "hub/0", 5);
+        m.set_labeled("eventhubs_checkpoint_lag_events", "hub/0", 7);
+        let text = m.prometheus();
+        assert!(text.contains("auditbridge_sink_requests_total{sink=\"splunk_hec\"} 3"));
+        assert!(text.contains("auditbridge_sqs_messages_received_total 2"));
+        assert!(text.contains("auditbridge_eventhubs_events_received_total{partition=\"hub/0\"} 5"));
+        assert!(text.contains("# TYPE auditbridge_eventhubs_checkpoint_lag_events gauge"));
+        assert!(text.contains("auditbridge_eventhubs_checkpoint_lag_events{partition=\"hub/0\"} 7"));
+    }
 }

@@ -503,8 +503,12 @@ fn settle_together(
 ) -> Option<Batch> {
     let mut records = Vec::with_capacity(batch.records.len());
     let mut inputs = Vec::with_capacity(batch.acks.len());
-    for (record, ack) in batch.records.into_iter().zip(batch.acks) {
-        if dedup.is_some_and(|w| w.delivered_before(&record.id)) {
+    let seen = match dedup {
+        Some(w) => w.delivered_among(batch.records.iter().map(|r| r.id.as_str())),
+        None => vec![false; batch.records.len()],
+    };
+    for ((record, ack), seen) in batch.records.into_iter().zip(batch.acks).zip(seen) {
+        if seen {
             Metrics::add(&metrics.records_deduplicated, 1);
             ack.resolve(BatchStatus::Delivered);
         } else {

@@ -80,15 +80,19 @@ impl DedupWindow {
         }
     }
 
-    /// Whether `id` was delivered within the window.
-    pub fn delivered_before(&self, id: &str) -> bool {
-        let Ok(inner) = self.inner.lock() else {
-            return false;
-        };
-        inner
-            .seen
-            .get(id)
-            .is_some_and(|t| now_secs().saturating_sub(*t) < self.window.as_secs())
+    /// For each id, whether it was delivered within the window (one lock for them all).
+    pub fn delivered_among<'a>(&self, ids: impl IntoIterator<Item = &'a str>) -> Vec<bool> {
+        let now = now_secs();
+        let inner = self.inner.lock().ok();
+        ids.into_iter()
+            .map(|id| {
+                inner.as_ref().is_some_and(|i| {
+                    i.seen
+                        .get(id)
+                        .is_some_and(|t| now.saturating_sub(*t) < self.window.as_secs())
+                })
+            })
+            .collect()
     }
 
     /// Remember ids whose delivery was confirmed.
@@ -172,13 +176,17 @@ impl DedupWindow {
 mod tests {
     use super::*;
 
+    fn seen(w: &DedupWindow, id: &str) -> bool {
+        w.delivered_among([id])[0]
+    }
+
     #[test]
     fn only_delivered_ids_are_duplicates() {
         let w = DedupWindow::new(Duration::from_secs(60), 10);
-        assert!(!w.delivered_before("a"));
+        assert!(!seen(&w, "a"));
         w.delivered(["a"]);
-        assert!(w.delivered_before("a"));
-        assert!(!w.delivered_before("b"));
+        assert!(seen(&w, "a"));
+        assert!(!seen(&w, "b"));
     }
 
     #[test]
@@ -186,8 +194,8 @@ mod tests {
         let w = DedupWindow::new(Duration::from_secs(60), 3);
         w.delivered(["a", "b", "c", "d"]);
         assert_eq!(w.len(), 3);
-        assert!(!w.delivered_before("a"));
-        assert!(w.delivered_before("d"));
+        assert!(!seen(&w, "a"));
+        assert!(seen(&w, "d"));
     }
 
     #[test]
@@ -197,8 +205,8 @@ mod tests {
             (now_secs() - 120, "old".to_string()),
             (now_secs(), "new".to_string()),
         ]);
-        assert!(!w.delivered_before("old"));
-        assert!(w.delivered_before("new"));
+        assert!(!seen(&w, "old"));
+        assert!(seen(&w, "new"));
     }
 
     #[test]
@@ -210,7 +218,7 @@ mod tests {
         w.save(&path).unwrap();
         let again = DedupWindow::new(Duration::from_secs(60), 10);
         assert_eq!(again.load(&path).unwrap(), 2);
-        assert!(again.delivered_before("x y"));
-        assert!(again.delivered_before("z"));
+        assert!(seen(&again, "x y"));
+        assert!(seen(&again, "z"));
     }
 }
