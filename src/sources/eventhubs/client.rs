@@ -35,18 +35,23 @@ pub enum EventHubsSetupError {
     BlobChoice,
 }
 
+/// How the client proves who it is.
+enum Auth {
+    ConnectionString(Secret),
+    Entra(Arc<dyn TokenCredential>),
+}
+
 /// Everything needed to (re)open the client, prepared once.
 pub struct Prepared {
     pub config: EventHubsSourceConfig,
-    connection_string: Option<Secret>,
-    credential: Option<Arc<dyn TokenCredential>>,
+    auth: Auth,
     pub store: Arc<dyn CheckpointStore + Send + Sync>,
     pub blob: Option<Arc<BlobCheckpointStore>>,
 }
 
 impl Prepared {
     pub fn new(config: &EventHubsSourceConfig) -> Result<Self, EventHubsSetupError> {
-        let (connection_string, credential) = match &config.auth {
+        let auth = match &config.auth {
             EventHubsAuth::ConnectionString {
                 connection_string,
                 connection_string_file,
@@ -56,9 +61,39 @@ impl Prepared {
                     connection_string_file.as_deref(),
                     "auth.connection_string",
                 )?;
-                (Some(Secret::new(cs)), None)
+                Auth::ConnectionString(Secret::new(cs))
             }
-            other => (None, Some(identity(other)?)),
+            EventHubsAuth::ManagedIdentity { client_id } => Auth::Entra(made(
+                "managed identity",
+                ManagedIdentityCredential::new(Some(ManagedIdentityCredentialOptions {
+                    user_assigned_id: client_id.clone().map(UserAssignedId::ClientId),
+                    ..Default::default()
+                })),
+            )?),
+            EventHubsAuth::WorkloadIdentity => Auth::Entra(made(
+                "workload identity",
+                WorkloadIdentityCredential::new(None),
+            )?),
+            EventHubsAuth::ClientSecret {
+                tenant_id,
+                client_id,
+                client_secret,
+                client_secret_file,
+            } => {
+                let s = secret(
+                    client_secret.as_deref(),
+                    client_secret_file.as_deref(),
+                    "auth.client_secret",
+                )?;
+                Auth::Entra(made(
+                    "client secret",
+                    ClientSecretCredential::new(tenant_id, client_id.clone(), Secret::new(s), None),
+                )?)
+            }
+        };
+        let credential = match &auth {
+            Auth::Entra(c) => Some(Arc::clone(c)),
+            Auth::ConnectionString(_) => None,
         };
         if credential.is_some() && (config.namespace.is_none() || config.event_hub.is_none()) {
             return Err(EventHubsSetupError::Names("Entra ID"));
@@ -100,8 +135,7 @@ impl Prepared {
             };
         Ok(Prepared {
             config: config.clone(),
-            connection_string,
-            credential,
+            auth,
             store,
             blob,
         })
@@ -120,13 +154,13 @@ impl Prepared {
         if c.transport == Transport::Websocket {
             builder = builder.with_transport(AmqpTransport::WebSocket);
         }
-        match (&self.connection_string, &self.credential) {
-            (Some(cs), _) => {
+        match &self.auth {
+            Auth::ConnectionString(cs) => {
                 builder
                     .open_with_connection_string(cs.secret(), c.event_hub.as_deref())
                     .await
             }
-            (None, Some(credential)) => {
+            Auth::Entra(credential) => {
                 builder
                     .open(
                         c.namespace.as_deref().unwrap_or_default(),
@@ -135,40 +169,16 @@ impl Prepared {
                     )
                     .await
             }
-            (None, None) => unreachable!("Prepared::new sets one of the two"),
         }
     }
 }
 
-fn identity(auth: &EventHubsAuth) -> Result<Arc<dyn TokenCredential>, EventHubsSetupError> {
-    let made: Result<Arc<dyn TokenCredential>, (&'static str, azure_core::Error)> = match auth {
-        EventHubsAuth::ManagedIdentity { client_id } => {
-            ManagedIdentityCredential::new(Some(ManagedIdentityCredentialOptions {
-                user_assigned_id: client_id.clone().map(UserAssignedId::ClientId),
-                ..Default::default()
-            }))
-            .map(|c| c as Arc<dyn TokenCredential>)
-            .map_err(|e| ("managed identity", e))
-        }
-        EventHubsAuth::WorkloadIdentity => WorkloadIdentityCredential::new(None)
-            .map(|c| c as Arc<dyn TokenCredential>)
-            .map_err(|e| ("workload identity", e)),
-        EventHubsAuth::ClientSecret {
-            tenant_id,
-            client_id,
-            client_secret,
-            client_secret_file,
-        } => {
-            let s = secret(
-                client_secret.as_deref(),
-                client_secret_file.as_deref(),
-                "auth.client_secret",
-            )?;
-            ClientSecretCredential::new(tenant_id, client_id.clone(), Secret::new(s), None)
-                .map(|c| c as Arc<dyn TokenCredential>)
-                .map_err(|e| ("client secret", e))
-        }
-        EventHubsAuth::ConnectionString { .. } => unreachable!("handled by the caller"),
-    };
-    made.map_err(|(what, source)| EventHubsSetupError::Credential { what, source })
+/// A credential, or the error that names which one could not be created.
+fn made<C: TokenCredential + 'static>(
+    what: &'static str,
+    credential: azure_core::Result<Arc<C>>,
+) -> Result<Arc<dyn TokenCredential>, EventHubsSetupError> {
+    credential
+        .map(|c| c as Arc<dyn TokenCredential>)
+        .map_err(|source| EventHubsSetupError::Credential { what, source })
 }
