@@ -87,13 +87,14 @@ pub fn batch() -> (AckToken, AckReceiver) {
 /// when OpenTelemetry is configured, free otherwise) with the source `kind` and `origin`.
 pub fn input(kind: &'static str, origin: &dyn std::fmt::Display) -> (AckToken, AckReceiver) {
     use opentelemetry::trace::Tracer;
-    let span = opentelemetry::global::tracer("auditbridge")
+    let tracer = opentelemetry::global::tracer("auditbridge");
+    let span = tracer
         .span_builder("auditbridge.input")
         .with_attributes([
             opentelemetry::KeyValue::new("auditbridge.source", kind),
             opentelemetry::KeyValue::new("auditbridge.origin", origin.to_string()),
         ])
-        .start(&opentelemetry::global::tracer("auditbridge"));
+        .start(&tracer);
     new_batch(Some(Mutex::new(span)))
 }
 

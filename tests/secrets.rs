@@ -25,6 +25,13 @@ fn with_secrets(cmd: &mut Command) -> &mut Command {
         .env("AUDITBRIDGE_LOG", "debug")
 }
 
+/// Run auditbridge with the secrets in its environment.
+fn run_with_secrets(args: &[&str], config: &std::path::Path) -> Output {
+    with_secrets(common::auditbridge().args(args).arg(config))
+        .output()
+        .unwrap()
+}
+
 fn assert_clean(what: &str, out: &Output) {
     let text = format!(
         "{}{}",
@@ -83,18 +90,10 @@ fn a_wrong_config_names_the_key_not_the_secret() {
     let dir = tempfile::tempdir().unwrap();
     // A secret interpolated into a key that wants a number.
     let path = config(dir.path(), "[limits]\nmax_record_bytes = \"${HEC_TOKEN}\"");
-    let out = with_secrets(
-        common::auditbridge()
-            .args(["validate", "--config"])
-            .arg(&path),
-    )
-    .output()
-    .unwrap();
+    let out = run_with_secrets(&["validate", "--config"], &path);
     assert_eq!(out.status.code(), Some(1));
     assert_clean("validate", &out);
-    let out = with_secrets(common::auditbridge().args(["run", "--config"]).arg(&path))
-        .output()
-        .unwrap();
+    let out = run_with_secrets(&["run", "--config"], &path);
     assert_eq!(out.status.code(), Some(1));
     assert_clean("run with a wrong config", &out);
 }
@@ -114,13 +113,7 @@ fn help_and_a_valid_config_print_no_secret() {
         assert!(out.status.success());
         assert_clean("--help", &out);
     }
-    let out = with_secrets(
-        common::auditbridge()
-            .args(["validate", "--config"])
-            .arg(&path),
-    )
-    .output()
-    .unwrap();
+    let out = run_with_secrets(&["validate", "--config"], &path);
     assert!(
         out.status.success(),
         "{}",
