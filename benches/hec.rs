@@ -195,7 +195,7 @@ async fn auditbridge(dir: &std::path::Path, url: &str, ack: bool) -> (Duration, 
 fn main() {
     let dir = tempfile::tempdir().unwrap();
     let lading = start_lading(dir.path());
-    let input = common::corpus(RECORDS);
+    let input = common::corpus(common::records_arg().unwrap_or(RECORDS));
     std::fs::write(dir.path().join("in.ndjson"), &input).unwrap();
     let (bodies, raw_bytes) = bodies(&input);
     let bodies = Arc::new(bodies);

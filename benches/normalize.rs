@@ -22,6 +22,7 @@ use auditbridge::transforms::normalize::OutputFormat;
 use auditbridge::transforms::Transformer;
 use serde_json::Value;
 
+/// Records replayed unless `--records N` is given (a profiler wants fewer).
 const RECORDS: usize = 100_000;
 /// Lines per input unit, as a CloudTrail file or an SQS batch would carry them.
 const CHUNK: usize = 1_000;
@@ -53,7 +54,8 @@ fn best_of<F: FnMut() -> usize>(runs: usize, mut f: F) -> (Duration, usize) {
 }
 
 fn main() {
-    let text = common::corpus(RECORDS);
+    let records = common::records_arg().unwrap_or(RECORDS);
+    let text = common::corpus(records);
     let lines: Vec<&str> = text.lines().collect();
     let chunks: Vec<String> = lines.chunks(CHUNK).map(|c| c.join("\n")).collect();
     let mb = text.len() as f64 / 1e6;

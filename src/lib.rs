@@ -18,3 +18,11 @@ pub mod sinks;
 pub mod sources;
 pub mod telemetry;
 pub mod transforms;
+
+// The transform stage allocates and frees many small strings per record; mimalloc does
+// that in a fraction of glibc's instructions (see BENCHMARKS.md). Declared here so the
+// binary, the tests and the benchmarks all run on it; fuzz builds keep the sanitizer's
+// allocator.
+#[cfg(not(fuzzing))]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -52,3 +52,10 @@ pub fn peak_rss_mb() -> f64 {
         })
         .map_or(0.0, |kb| kb / 1024.0)
 }
+
+/// `--records N` from the command line (after `cargo bench --bench X --`).
+pub fn records_arg() -> Option<usize> {
+    let args: Vec<String> = std::env::args().collect();
+    let at = args.iter().position(|a| a == "--records")?;
+    args.get(at + 1).and_then(|n| n.parse().ok())
+}

@@ -15,6 +15,6 @@ pub fn decode_as(data: &[u8], shape: impl Fn(&mut Map<String, Value>)) {
     };
     let now = chrono::Utc::now();
     if let Ok(Decoded::Record(record)) = decode::decode(&raw, 4 << 20, now) {
-        let _ = normalize::normalize(record, OutputFormat::Both, "fuzz".into(), now);
+        let _ = normalize::normalize(record, OutputFormat::Both, || "fuzz".into(), now);
     }
 }

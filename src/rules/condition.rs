@@ -110,8 +110,12 @@ impl Pattern {
     }
 
     pub fn matches(&self, s: &str) -> bool {
-        if self.fold_dashes {
-            self.matcher.is_match(fold(s.trim()))
+        if !self.fold_dashes {
+            return self.matcher.is_match(s);
+        }
+        let s = s.trim();
+        if s.contains(DASHES) {
+            self.matcher.is_match(fold(s))
         } else {
             self.matcher.is_match(s)
         }
@@ -120,8 +124,10 @@ impl Pattern {
 
 /// Entra writes activity names with en dashes and trailing spaces; rule authors type
 /// hyphens.
+const DASHES: [char; 2] = ['\u{2013}', '\u{2014}'];
+
 fn fold(s: &str) -> String {
-    s.replace(['\u{2013}', '\u{2014}'], "-")
+    s.replace(DASHES, "-")
 }
 
 /// A compiled condition.

@@ -103,10 +103,12 @@ impl Rule {
     ) -> Explanation {
         let mut steps = Vec::new();
         let mut matched = true;
-        let mut step = |label: String, ok: bool, steps: &mut Vec<(String, bool)>| {
+        // Labels are built only when asked for: matching runs for every record, and
+        // formatting them there cost more than the matching itself.
+        let mut step = |label: &dyn Fn() -> String, ok: bool, steps: &mut Vec<(String, bool)>| {
             matched &= ok;
             if full {
-                steps.push((label, ok));
+                steps.push((label(), ok));
             }
             matched || full
         };
@@ -120,7 +122,7 @@ impl Rule {
                 | (ProviderName::Azure, SourceRecord::Entra(_))
         );
         if !step(
-            format!("provider is {:?}", self.provider),
+            &|| format!("provider is {:?}", self.provider),
             provider_ok,
             &mut steps,
         ) {
@@ -136,46 +138,47 @@ impl Rule {
                 .collect::<Vec<_>>()
                 .join(" | ")
         };
-        let keys: [(&str, &[Pattern], String); 4] = match record {
+        let keys: [(&str, &[Pattern], &str); 4] = match record {
             SourceRecord::CloudTrail(r) => [
-                (
-                    "event_source",
-                    &self.event_source,
-                    r.event_source().to_string(),
-                ),
-                ("event_name", &self.event_name, r.event_name().to_string()),
-                ("category", &self.category, String::new()),
-                ("activity", &self.activity, String::new()),
+                ("event_source", &self.event_source, r.event_source()),
+                ("event_name", &self.event_name, r.event_name()),
+                ("category", &self.category, ""),
+                ("activity", &self.activity, ""),
             ],
             SourceRecord::Entra(r) => [
-                ("event_source", &self.event_source, String::new()),
-                ("event_name", &self.event_name, String::new()),
-                ("category", &self.category, r.category().to_string()),
-                ("activity", &self.activity, r.activity().to_string()),
+                ("event_source", &self.event_source, ""),
+                ("event_name", &self.event_name, ""),
+                ("category", &self.category, r.category()),
+                ("activity", &self.activity, r.activity()),
             ],
         };
         for (key, patterns, value) in keys {
             if patterns.is_empty() {
                 continue;
             }
-            let label = format!("{key} `{value}` matches {}", texts(patterns));
-            if !step(label, any_of(patterns, &value), &mut steps) {
+            let label = || format!("{key} `{value}` matches {}", texts(patterns));
+            if !step(&label, any_of(patterns, value), &mut steps) {
                 return Explanation { matched, steps };
             }
         }
         for c in &self.all {
-            let label = describe(c);
-            if !step(label, c.holds(fields, context, account), &mut steps) {
+            if !step(
+                &|| describe(c),
+                c.holds(fields, context, account),
+                &mut steps,
+            ) {
                 return Explanation { matched, steps };
             }
         }
         if !self.any.is_empty() {
             let ok = self.any.iter().any(|c| c.holds(fields, context, account));
-            let label = format!(
-                "any of: {}",
-                self.any.iter().map(describe).collect::<Vec<_>>().join("; ")
-            );
-            step(label, ok, &mut steps);
+            let label = || {
+                format!(
+                    "any of: {}",
+                    self.any.iter().map(describe).collect::<Vec<_>>().join("; ")
+                )
+            };
+            step(&label, ok, &mut steps);
         }
         Explanation { matched, steps }
     }

@@ -9,7 +9,6 @@ pub mod normalize;
 use std::sync::Arc;
 
 use chrono::Utc;
-use serde_json::Value;
 
 use crate::config::{Limits, SpecialRoute};
 use crate::dead_letter::DeadLetter;
@@ -111,8 +110,7 @@ impl Transformer {
                 Frame::Record { raw, position } => {
                     match decode::decode(raw, self.limits.max_record_bytes, now) {
                         Ok(Decoded::Record(source)) => {
-                            let fallback = fallback_id(raw.get());
-                            emit(self.finish(source, fallback, now, &shared_origin));
+                            emit(self.finish(source, raw.get(), now, &shared_origin));
                         }
                         Ok(Decoded::Special(special)) => {
                             self.special(&mut dead, special, origin, position, raw.get())
@@ -135,7 +133,7 @@ impl Transformer {
     fn finish(
         &self,
         source: SourceRecord,
-        fallback_id: String,
+        raw: &str,
         now: chrono::DateTime<Utc>,
         origin: &Arc<Origin>,
     ) -> Record {
@@ -155,7 +153,7 @@ impl Transformer {
                 Metrics::add(&self.metrics.records_other_category, 1);
             }
         }
-        let mut normalized = normalize::normalize(source, self.format, fallback_id, now);
+        let mut normalized = normalize::normalize(source, self.format, || fallback_id(raw), now);
         self.enrichment.apply(&mut normalized);
         serialize(normalized, Arc::clone(origin))
     }
@@ -220,19 +218,24 @@ fn fallback_id(raw: &str) -> String {
 
 fn serialize(n: Normalized, origin: Arc<Origin>) -> Record {
     let mut outputs = Vec::with_capacity(2 + n.findings.len());
-    let mut push = |format, map| {
-        // Serializing a `Value` built from valid JSON cannot fail.
-        let body = serde_json::to_vec(&Value::Object(map)).unwrap_or_default();
-        outputs.push(Output { format, body });
-    };
-    if let Some(ecs) = n.ecs {
-        push(Format::Ecs, ecs);
+    if let Some(ecs) = &n.ecs {
+        outputs.push(Output {
+            format: Format::Ecs,
+            body: ecs.to_vec(&n.source),
+        });
     }
-    if let Some(ocsf) = n.ocsf {
-        push(Format::Ocsf, ocsf);
+    if let Some(ocsf) = &n.ocsf {
+        outputs.push(Output {
+            format: Format::Ocsf,
+            body: ocsf.to_vec(&n.source),
+        });
     }
-    for finding in n.findings {
-        push(Format::OcsfFinding, finding);
+    for finding in &n.findings {
+        outputs.push(Output {
+            format: Format::OcsfFinding,
+            // Serializing a map of JSON values cannot fail.
+            body: serde_json::to_vec(finding).unwrap_or_default(),
+        });
     }
     let (dataset, account) = match &n.source {
         SourceRecord::CloudTrail(r) => ("aws.cloudtrail", r.account_id()),

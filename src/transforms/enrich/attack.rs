@@ -37,10 +37,11 @@ impl Enricher for AttackTagger {
             }
         }
         if let Some(ecs) = record.ecs.as_mut() {
-            write_ecs(ecs, &matched, attempt);
+            write_ecs(&mut ecs.fields, &matched, attempt);
         }
         if let Some(ocsf) = record.ocsf.as_mut() {
             let entries = ocsf
+                .fields
                 .entry("enrichments")
                 .or_insert_with(|| Value::Array(Vec::new()));
             if let Value::Array(items) = entries {
@@ -57,7 +58,8 @@ impl Enricher for AttackTagger {
                     }
                 }
             }
-            let finding = finding(ocsf, &matched, &record.id, attempt);
+            let activity = ocsf.materialize(&record.source);
+            let finding = finding(&activity, &matched, &record.id, attempt);
             record.findings.push(finding);
         }
     }

@@ -228,8 +228,10 @@ impl Enricher for KeyAge {
             SourceRecord::CloudTrail(r) => self.cloudtrail(r, &mut found),
             SourceRecord::Entra(r) => self.entra(r, &mut found),
         }
-        if let Some(ecs) = record.ecs.as_mut() {
+        let any = found.credential.is_some() || found.session.is_some() || found.created.is_some();
+        if let (Some(ecs), true) = (record.ecs.as_mut(), any) {
             let ns = ecs
+                .fields
                 .entry("auditbridge")
                 .or_insert_with(|| Value::Object(Map::new()));
             if let Some(c) = &found.credential {
@@ -241,12 +243,10 @@ impl Enricher for KeyAge {
             if let Some(c) = &found.created {
                 ns["created_credential"] = c.clone();
             }
-            if ns.as_object().is_some_and(Map::is_empty) {
-                ecs.remove("auditbridge");
-            }
         }
         if let (Some(ocsf), Some(c)) = (record.ocsf.as_mut(), &found.credential) {
             let entries = ocsf
+                .fields
                 .entry("enrichments")
                 .or_insert_with(|| Value::Array(Vec::new()));
             if let Value::Array(items) = entries {

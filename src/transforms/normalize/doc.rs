@@ -1,5 +1,8 @@
 //! A small builder for nested JSON documents addressed by dotted paths.
 
+use std::borrow::Cow;
+
+use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value};
 
 /// A JSON object under construction.
@@ -14,20 +17,21 @@ impl Doc {
     /// Set `path` (dot-separated) to `value`, creating intermediate objects.
     pub fn put(&mut self, path: &str, value: impl Into<Value>) {
         let mut map = &mut self.0;
-        let mut parts = path.split('.').peekable();
-        while let Some(part) = parts.next() {
-            if parts.peek().is_none() {
-                map.insert(part.to_string(), value.into());
-                return;
+        let mut parts = path.split('.');
+        let mut part = parts.next().unwrap_or_default();
+        for next in parts {
+            // Keys are allocated only for objects not there yet: most puts land in
+            // `event`, `user`, `source` … which already exist.
+            if !map.get(part).is_some_and(Value::is_object) {
+                map.insert(part.to_string(), Value::Object(Map::new()));
             }
-            let entry = map
-                .entry(part.to_string())
-                .or_insert_with(|| Value::Object(Map::new()));
-            if !entry.is_object() {
-                *entry = Value::Object(Map::new());
-            }
-            map = entry.as_object_mut().expect("just made an object");
+            map = map
+                .get_mut(part)
+                .and_then(Value::as_object_mut)
+                .expect("just made an object");
+            part = next;
         }
+        map.insert(part.to_string(), value.into());
     }
 
     /// Set `path` when `value` is present.
@@ -69,15 +73,19 @@ impl Doc {
 /// `camelCase`/`PascalCase` → `snake_case`, keeping acronyms together
 /// (`sourceIPAddress` → `source_ip_address`, `requestID` → `request_id`).
 pub fn snake_case(s: &str) -> String {
-    let chars: Vec<char> = s.chars().collect();
+    if !s.bytes().any(|b| b.is_ascii_uppercase()) {
+        return s.to_string();
+    }
     let mut out = String::with_capacity(s.len() + 4);
-    for (i, &c) in chars.iter().enumerate() {
+    let mut prev: Option<char> = None;
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
         if c.is_ascii_uppercase() {
-            let prev = i.checked_sub(1).map(|j| chars[j]);
-            let next = chars.get(i + 1);
             let boundary = match prev {
                 Some(p) if p.is_ascii_lowercase() || p.is_ascii_digit() => true,
-                Some(p) if p.is_ascii_uppercase() => next.is_some_and(|n| n.is_ascii_lowercase()),
+                Some(p) if p.is_ascii_uppercase() => {
+                    chars.peek().is_some_and(|n| n.is_ascii_lowercase())
+                }
                 _ => false,
             };
             if boundary && !out.ends_with('_') {
@@ -87,21 +95,68 @@ pub fn snake_case(s: &str) -> String {
         } else {
             out.push(c);
         }
+        prev = Some(c);
     }
     out
 }
 
-/// Copy an object with its keys in snake_case, `depth` levels deep.
-pub fn snake_keys(map: &Map<String, Value>, depth: usize) -> Map<String, Value> {
-    map.iter()
-        .map(|(k, v)| {
-            let v = match v {
-                Value::Object(inner) if depth > 1 => Value::Object(snake_keys(inner, depth - 1)),
-                other => other.clone(),
-            };
-            (snake_case(k), v)
-        })
-        .collect()
+/// `snake_case` without an allocation for keys that are already lower case.
+pub fn snake_key(s: &str) -> Cow<'_, str> {
+    if s.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(snake_case(s))
+    } else {
+        Cow::Borrowed(s)
+    }
+}
+
+/// A JSON value borrowed from a source record, written as it is serialized: the vendor
+/// sections of ECS and OCSF documents are views of the record, never copies of it.
+#[derive(Debug)]
+pub enum Field<'a> {
+    Value(&'a Value),
+    /// An object with its keys in snake_case, `depth` levels deep.
+    Snake(&'a Map<String, Value>, usize),
+    /// An object of named fields, sorted by key; a later field wins over an earlier one
+    /// of the same key, as it would on insertion into a map.
+    Object(Vec<(Cow<'a, str>, Field<'a>)>),
+}
+
+impl<'a> Field<'a> {
+    pub fn object(mut entries: Vec<(Cow<'a, str>, Field<'a>)>) -> Field<'a> {
+        entries.reverse();
+        // Stable: among equal keys the later field now comes first and is kept.
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        entries.dedup_by(|later, earlier| later.0 == earlier.0);
+        Field::Object(entries)
+    }
+}
+
+impl Serialize for Field<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Field::Value(v) => v.serialize(s),
+            Field::Snake(map, depth) => {
+                let entries = map
+                    .iter()
+                    .map(|(k, v)| {
+                        let v = match v {
+                            Value::Object(inner) if *depth > 1 => Field::Snake(inner, depth - 1),
+                            other => Field::Value(other),
+                        };
+                        (snake_key(k), v)
+                    })
+                    .collect();
+                Field::object(entries).serialize(s)
+            }
+            Field::Object(entries) => {
+                let mut map = s.serialize_map(Some(entries.len()))?;
+                for (k, v) in entries {
+                    map.serialize_entry(k.as_ref(), v)?;
+                }
+                map.end()
+            }
+        }
+    }
 }
 
 /// Split a user principal name or e-mail-shaped name into (local part, domain).
@@ -122,6 +177,18 @@ mod tests {
         assert_eq!(snake_case("eventVersion"), "event_version");
         assert_eq!(snake_case("MFAUsed"), "mfa_used");
         assert_eq!(snake_case("p_event_time"), "p_event_time");
+    }
+
+    #[test]
+    fn snake_views_keep_the_later_of_two_keys_that_meet() {
+        let m = json!({"eventName": "a", "event_name": "b", "userIdentity": {"sessionContext": {"mfaAuthenticated": "true"}}})
+            .as_object()
+            .cloned()
+            .unwrap();
+        assert_eq!(
+            serde_json::to_value(Field::Snake(&m, 2)).unwrap(),
+            json!({"event_name": "b", "user_identity": {"session_context": {"mfaAuthenticated": "true"}}})
+        );
     }
 
     #[test]

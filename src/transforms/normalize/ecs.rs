@@ -1,12 +1,14 @@
 //! ECS 9.x documents. Field semantics follow Elastic's AWS and Azure integrations, plus
 //! `event.category`/`event.type` and the initiating `user.*` for Entra audit records.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value};
 
-use super::doc::{snake_keys, split_email, Doc};
+use super::doc::{snake_key, split_email, Doc, Field};
+use super::document::{Document, Part};
 use super::taxonomy::Taxonomy;
 use crate::transforms::decode::fields::{obj_of, str_of};
 use crate::transforms::decode::time::TimeSource;
@@ -15,13 +17,16 @@ use crate::transforms::decode::{CloudTrailRecord, EntraRecord};
 pub const ECS_VERSION: &str = "9.4.0";
 
 /// CloudTrail fields kept as objects under `aws.cloudtrail.flattened.*`, as Elastic does,
-/// because their shape differs per API.
-const FLATTENED: &[(&str, &str)] = &[
-    ("requestParameters", "request_parameters"),
-    ("responseElements", "response_elements"),
-    ("additionalEventData", "additional_eventdata"),
-    ("serviceEventDetails", "service_event_details"),
-];
+/// because their shape differs per API: the ECS name of each.
+fn flattened(key: &str) -> Option<&'static str> {
+    Some(match key {
+        "requestParameters" => "request_parameters",
+        "responseElements" => "response_elements",
+        "additionalEventData" => "additional_eventdata",
+        "serviceEventDetails" => "service_event_details",
+        _ => return None,
+    })
+}
 
 fn ts(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
@@ -102,7 +107,7 @@ fn put_user_name(doc: &mut Doc, prefix: &str, name: &str) {
 }
 
 /// Build the ECS document for a CloudTrail record.
-pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Map<String, Value> {
+pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Document {
     let mut doc = Doc::new();
     let mut related = Related::default();
     base(&mut doc, r.time(), r.time_source(), now, tax);
@@ -174,33 +179,37 @@ pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> M
     }
     related.write(&mut doc);
 
-    let mut vendor = Map::new();
-    let mut flattened = Map::new();
+    let mut doc = Document::new(doc.into_map());
+    doc.splice("aws.cloudtrail", Part::EcsCloudTrail);
+    doc
+}
+
+/// `aws.cloudtrail`: every field of the record with its key in snake_case, the per-API
+/// objects under `flattened`.
+pub fn cloudtrail_vendor(r: &CloudTrailRecord) -> Field<'_> {
+    let mut entries = Vec::with_capacity(r.fields().len() + 1);
+    let mut nested = Vec::new();
     for (key, value) in r.fields() {
-        if let Some((_, name)) = FLATTENED.iter().find(|(k, _)| k == key) {
+        if let Some(name) = flattened(key) {
             if !value.is_null() {
-                flattened.insert((*name).to_string(), value.clone());
+                nested.push((Cow::Borrowed(name), Field::Value(value)));
             }
         } else if key == "userIdentity" {
             if let Value::Object(identity) = value {
-                vendor.insert(
-                    "user_identity".into(),
-                    Value::Object(snake_keys(identity, 4)),
-                );
+                entries.push((Cow::Borrowed("user_identity"), Field::Snake(identity, 4)));
             }
         } else {
-            vendor.insert(super::doc::snake_case(key), value.clone());
+            entries.push((snake_key(key), Field::Value(value)));
         }
     }
-    if !flattened.is_empty() {
-        vendor.insert("flattened".into(), Value::Object(flattened));
+    if !nested.is_empty() {
+        entries.push((Cow::Borrowed("flattened"), Field::object(nested)));
     }
-    doc.put("aws.cloudtrail", Value::Object(vendor));
-    doc.into_map()
+    Field::object(entries)
 }
 
 /// Build the ECS document for an Entra record.
-pub fn entra(r: &EntraRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Map<String, Value> {
+pub fn entra(r: &EntraRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Document {
     let mut doc = Doc::new();
     let mut related = Related::default();
     let sign_in = r.kind().is_sign_in();
@@ -295,18 +304,33 @@ pub fn entra(r: &EntraRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Map<String,
     }
     related.write(&mut doc);
 
-    let mut vendor = Map::new();
-    for (key, value) in r.fields() {
-        if key == "properties" {
-            if let Value::Object(p) = value {
-                vendor.insert("properties".into(), Value::Object(snake_keys(p, 1)));
-            }
+    let mut doc = Document::new(doc.into_map());
+    doc.splice(
+        if sign_in {
+            "azure.signinlogs"
         } else {
-            vendor.insert(super::doc::snake_case(key), value.clone());
-        }
-    }
-    doc.put(&format!("azure.{dataset}"), Value::Object(vendor));
-    doc.into_map()
+            "azure.auditlogs"
+        },
+        Part::EcsEntra,
+    );
+    doc
+}
+
+/// `azure.<dataset>`: every field of the record with its key in snake_case, and those of
+/// `properties` one level deep.
+pub fn entra_vendor(r: &EntraRecord) -> Field<'_> {
+    let entries = r
+        .fields()
+        .iter()
+        .filter_map(|(key, value)| match (key.as_str(), value) {
+            ("properties", Value::Object(p)) => {
+                Some((Cow::Borrowed("properties"), Field::Snake(p, 1)))
+            }
+            ("properties", _) => None,
+            _ => Some((snake_key(key), Field::Value(value))),
+        })
+        .collect();
+    Field::object(entries)
 }
 
 fn duration_ms(v: &Value) -> Option<i64> {

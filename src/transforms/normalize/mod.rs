@@ -1,6 +1,7 @@
 //! Normalization: one pass per record into ECS and/or OCSF documents.
 
 pub mod doc;
+pub mod document;
 pub mod ecs;
 pub mod ocsf;
 pub mod taxonomy;
@@ -9,6 +10,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 use crate::transforms::decode::SourceRecord;
+use document::Document;
 
 /// Which documents to build for every record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
@@ -34,8 +36,8 @@ impl OutputFormat {
 pub struct Normalized {
     pub source: SourceRecord,
     pub id: String,
-    pub ecs: Option<Map<String, Value>>,
-    pub ocsf: Option<Map<String, Value>>,
+    pub ecs: Option<Document>,
+    pub ocsf: Option<Document>,
     /// OCSF Detection Findings (class 2004) raised by enrichers for this record.
     pub findings: Vec<Map<String, Value>>,
     /// Context enrichers learn about the record (credential type, key age), which later
@@ -46,12 +48,12 @@ pub struct Normalized {
     pub now: DateTime<Utc>,
 }
 
-/// Build the requested documents for one record. `fallback_id` is used when the record
-/// carries no id of its own.
+/// Build the requested documents for one record. `fallback_id` is asked for an id only
+/// when the record carries none of its own.
 pub fn normalize(
     source: SourceRecord,
     format: OutputFormat,
-    fallback_id: String,
+    fallback_id: impl FnOnce() -> String,
     now: DateTime<Utc>,
 ) -> Normalized {
     let (ecs, ocsf) = match &source {
@@ -70,7 +72,7 @@ pub fn normalize(
             )
         }
     };
-    let id = source.id().map(str::to_string).unwrap_or(fallback_id);
+    let id = source.id().map_or_else(fallback_id, str::to_string);
     Normalized {
         source,
         id,

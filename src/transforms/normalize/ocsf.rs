@@ -1,12 +1,14 @@
 //! OCSF 1.8.0 records with the `cloud` and `datetime` profiles. CloudTrail follows AWS
 //! Security Lake's mapping; whatever has no OCSF attribute is kept under `unmapped`.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Map, Value};
 
-use super::doc::{split_email, Doc};
+use super::doc::{split_email, Doc, Field};
+use super::document::{Document, Part};
 use super::ecs::{additional_detail, first_target};
 use super::taxonomy::{OcsfClass, Taxonomy};
 use crate::transforms::decode::fields::{obj_of, str_of};
@@ -16,24 +18,27 @@ use crate::transforms::decode::{CloudTrailRecord, EntraRecord};
 pub const OCSF_VERSION: &str = "1.8.0";
 
 /// CloudTrail keys that have an OCSF home; every other key goes to `unmapped`.
-const CLOUDTRAIL_MAPPED: &[&str] = &[
-    "eventTime",
-    "eventSource",
-    "eventName",
-    "awsRegion",
-    "sourceIPAddress",
-    "userAgent",
-    "requestParameters",
-    "responseElements",
-    "requestID",
-    "eventID",
-    "resources",
-    "recipientAccountId",
-    "errorCode",
-    "errorMessage",
-    "userIdentity",
-    "apiVersion",
-];
+fn cloudtrail_mapped(key: &str) -> bool {
+    matches!(
+        key,
+        "eventTime"
+            | "eventSource"
+            | "eventName"
+            | "awsRegion"
+            | "sourceIPAddress"
+            | "userAgent"
+            | "requestParameters"
+            | "responseElements"
+            | "requestID"
+            | "eventID"
+            | "resources"
+            | "recipientAccountId"
+            | "errorCode"
+            | "errorMessage"
+            | "userIdentity"
+            | "apiVersion"
+    )
+}
 
 /// Entra `properties` keys that have an OCSF home.
 const ENTRA_MAPPED_PROPERTIES: &[&str] = &[
@@ -123,7 +128,7 @@ fn user_type_id(identity_type: Option<&str>) -> u8 {
 }
 
 /// Build the OCSF record for a CloudTrail record.
-pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Map<String, Value> {
+pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Document {
     let mut doc = Doc::new();
     let class = tax.ocsf;
     base(&mut doc, class, r.time(), r.failed());
@@ -173,14 +178,16 @@ pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> M
     if r.str("requestID").is_none() {
         homeless.push("requestParameters");
     }
+    let present = |k: &str| r.fields().get(k).is_some_and(|v| !v.is_null());
+    let mut parts = Vec::new();
     if let Some(uid) = r.str("requestID") {
         doc.put("api.request.uid", uid);
-        if let Some(p) = r.fields().get("requestParameters").filter(|v| !v.is_null()) {
-            doc.put("api.request.data", p.clone());
+        if present("requestParameters") {
+            parts.push(("api.request.data", Part::Field("requestParameters")));
         }
     }
-    if let Some(e) = r.fields().get("responseElements").filter(|v| !v.is_null()) {
-        doc.put("api.response.data", e.clone());
+    if present("responseElements") {
+        parts.push(("api.response.data", Part::Field("responseElements")));
     }
     doc.put_opt("api.response.error", r.str("errorCode"));
     doc.put_opt("api.response.message", r.str("errorMessage"));
@@ -217,17 +224,50 @@ pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> M
         _ => {}
     }
 
-    let unmapped: Map<String, Value> = r
-        .fields()
-        .iter()
-        .filter(|(k, _)| !CLOUDTRAIL_MAPPED.contains(&k.as_str()) || homeless.contains(&k.as_str()))
-        .filter(|(_, v)| !v.is_null())
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    if !unmapped.is_empty() {
-        doc.put("unmapped", Value::Object(unmapped));
+    let request_parameters = homeless.contains(&"requestParameters");
+    let resources = homeless.contains(&"resources");
+    if !unmapped_cloudtrail_fields(r, request_parameters, resources).is_empty() {
+        parts.push((
+            "unmapped",
+            Part::OcsfCloudTrailUnmapped {
+                request_parameters,
+                resources,
+            },
+        ));
     }
-    doc.into_map()
+    let mut doc = Document::new(doc.into_map());
+    for (path, part) in parts {
+        doc.splice(path, part);
+    }
+    doc
+}
+
+/// The fields of a CloudTrail record with no OCSF attribute, and those mapped fields
+/// that found no home in this record.
+fn unmapped_cloudtrail_fields(
+    r: &CloudTrailRecord,
+    request_parameters: bool,
+    resources: bool,
+) -> Vec<(Cow<'_, str>, Field<'_>)> {
+    r.fields()
+        .iter()
+        .filter(|(k, v)| {
+            !v.is_null()
+                && (!cloudtrail_mapped(k)
+                    || (request_parameters && *k == "requestParameters")
+                    || (resources && *k == "resources"))
+        })
+        .map(|(k, v)| (Cow::Borrowed(k.as_str()), Field::Value(v)))
+        .collect()
+}
+
+/// OCSF `unmapped` of a CloudTrail record.
+pub fn cloudtrail_unmapped(
+    r: &CloudTrailRecord,
+    request_parameters: bool,
+    resources: bool,
+) -> Field<'_> {
+    Field::Object(unmapped_cloudtrail_fields(r, request_parameters, resources))
 }
 
 fn actor_user(r: &CloudTrailRecord) -> Map<String, Value> {
@@ -295,7 +335,7 @@ fn cloudtrail_resources(r: &CloudTrailRecord) -> (Vec<Value>, bool) {
 }
 
 /// Build the OCSF record for an Entra record.
-pub fn entra(r: &EntraRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Map<String, Value> {
+pub fn entra(r: &EntraRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Document {
     let mut doc = Doc::new();
     let class = tax.ocsf;
     base(&mut doc, class, r.time(), r.failed());
@@ -408,31 +448,38 @@ pub fn entra(r: &EntraRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Map<String,
         }
     }
 
-    let mut unmapped = Map::new();
+    let mut doc = Document::new(doc.into_map());
+    if !unmapped_entra_fields(r).is_empty() {
+        doc.splice("unmapped", Part::OcsfEntraUnmapped);
+    }
+    doc
+}
+
+/// The fields of an Entra record with no OCSF attribute.
+fn unmapped_entra_fields(r: &EntraRecord) -> Vec<(Cow<'_, str>, Field<'_>)> {
+    let mut out = Vec::new();
     for (k, v) in r.fields() {
-        match k.as_str() {
-            "properties" => {
-                if let Value::Object(p) = v {
-                    let rest: Map<String, Value> = p
-                        .iter()
-                        .filter(|(k, _)| !ENTRA_MAPPED_PROPERTIES.contains(&k.as_str()))
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect();
-                    if !rest.is_empty() {
-                        unmapped.insert("properties".into(), Value::Object(rest));
-                    }
+        match (k.as_str(), v) {
+            ("properties", Value::Object(p)) => {
+                let rest: Vec<_> = p
+                    .iter()
+                    .filter(|(k, _)| !ENTRA_MAPPED_PROPERTIES.contains(&k.as_str()))
+                    .map(|(k, v)| (Cow::Borrowed(k.as_str()), Field::Value(v)))
+                    .collect();
+                if !rest.is_empty() {
+                    out.push((Cow::Borrowed("properties"), Field::Object(rest)));
                 }
             }
-            "time" | "tenantId" | "correlationId" => {}
-            _ => {
-                unmapped.insert(k.clone(), v.clone());
-            }
+            ("properties", _) | ("time" | "tenantId" | "correlationId", _) => {}
+            _ => out.push((Cow::Borrowed(k.as_str()), Field::Value(v))),
         }
     }
-    if !unmapped.is_empty() {
-        doc.put("unmapped", Value::Object(unmapped));
-    }
-    doc.into_map()
+    out
+}
+
+/// OCSF `unmapped` of an Entra record.
+pub fn entra_unmapped(r: &EntraRecord) -> Field<'_> {
+    Field::Object(unmapped_entra_fields(r))
 }
 
 /// The user an account or access change is about: the target user, else the initiator.
