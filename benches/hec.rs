@@ -9,10 +9,13 @@
 
 #[path = "common/mod.rs"]
 mod common;
+#[path = "common/rss.rs"]
+mod rss;
+#[path = "common/servers.rs"]
+mod servers;
 
 use std::io::Write;
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,35 +27,19 @@ use auditbridge::rules::RuleSet;
 use auditbridge::transforms::enrich::Enrichment;
 use auditbridge::transforms::normalize::OutputFormat;
 use auditbridge::transforms::Transformer;
+use servers::{free_port, Server};
 
 const RECORDS: usize = 100_000;
 const BATCH: usize = 500;
 const IN_FLIGHT: usize = 8;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 struct Lading {
-    child: Child,
+    _server: Server,
     hec: String,
     metrics: String,
 }
 
-impl Drop for Lading {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn start_lading(dir: &std::path::Path) -> Lading {
-    let bin = std::env::var("LADING")
-        .unwrap_or_else(|_| format!("{}/.cargo/bin/lading", std::env::var("HOME").unwrap()));
     let (hec, prom) = (free_port(), free_port());
     let config = dir.join("lading.yaml");
     std::fs::write(
@@ -62,7 +49,7 @@ fn start_lading(dir: &std::path::Path) -> Lading {
         ),
     )
     .unwrap();
-    let child = Command::new(bin)
+    let child = Command::new(servers::tool("LADING", "lading"))
         .args([
             "--config-path",
             config.to_str().unwrap(),
@@ -80,18 +67,13 @@ fn start_lading(dir: &std::path::Path) -> Lading {
         .stderr(Stdio::null())
         .spawn()
         .expect("lading is needed: run scripts/install-test-servers.sh");
-    let lading = Lading {
-        child,
+    let server = Server(child);
+    servers::wait_for_port(hec, "lading");
+    Lading {
+        _server: server,
         hec: format!("http://127.0.0.1:{hec}"),
         metrics: format!("http://127.0.0.1:{prom}/metrics"),
-    };
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", hec)).is_ok() {
-            return lading;
-        }
-        std::thread::sleep(Duration::from_millis(100));
     }
-    panic!("lading did not start");
 }
 
 async fn lading_bytes(url: &str) -> u64 {
@@ -218,6 +200,6 @@ fn main() {
             let label = if ack { "auditbridge file -> HEC, indexer acks on" } else { "auditbridge file -> HEC, acks off" };
             println!("{:<44} {:>12.0} {:>9.1} {:>16.1} {:>7.2}", label, rate, mb / took.as_secs_f64(), received, rate / ceiling_rate);
         }
-        println!("peak RSS of the bench process: {:.0} MB", common::peak_rss_mb());
+        println!("peak RSS of the bench process: {:.0} MB", rss::peak_rss_mb());
     });
 }

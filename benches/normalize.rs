@@ -9,6 +9,8 @@
 
 #[path = "common/mod.rs"]
 mod common;
+#[path = "common/rss.rs"]
+mod rss;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -70,7 +72,7 @@ fn main() {
     println!(
         "| serde_json round-trip (Value) | {base_rate:.0} | {:.1} | 1.00 | {:.0} |",
         mb / base.as_secs_f64(),
-        common::peak_rss_mb()
+        rss::peak_rss_mb()
     );
     let origin = Origin::Inline {
         name: "bench".into(),
@@ -92,7 +94,7 @@ fn main() {
             "| {name} | {rate:.0} | {:.1} | {:.2} | {:.0} |",
             mb / took.as_secs_f64(),
             rate / base_rate,
-            common::peak_rss_mb()
+            rss::peak_rss_mb()
         );
     }
 }

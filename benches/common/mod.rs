@@ -40,19 +40,6 @@ pub fn corpus(records: usize) -> String {
     out
 }
 
-/// Peak resident set size of this process so far, in MB (Linux `VmHWM`).
-pub fn peak_rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
 /// `--records N` from the command line (after `cargo bench --bench X --`).
 pub fn records_arg() -> Option<usize> {
     let args: Vec<String> = std::env::args().collect();
