@@ -5,8 +5,12 @@
 //! first copy is still in flight (or failed) is let through again, because dropping it
 //! would acknowledge its source unit on the strength of a delivery that may never
 //! happen. The window forgets ids after `window_secs` and holds at most `capacity` of
-//! them (oldest first out), so memory stays bounded.
+//! them (oldest first out). It keeps the first 128 bits of each id's SHA-256, not the id:
+//! a fixed 40 bytes or so per entry, allocated once at start, so memory does not grow with
+//! volume; and an id crafted to collide with another (to have a record dropped) would
+//! need a SHA-256 collision.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -14,6 +18,7 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
+use sha2::{Digest as _, Sha256};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -23,7 +28,7 @@ pub struct DedupConfig {
     /// How long a delivered id is remembered.
     #[serde(default = "hour")]
     pub window_secs: u64,
-    /// Most ids remembered (about 100 bytes each).
+    /// Most ids remembered (about 40 bytes each, reserved at start).
     #[serde(default = "capacity")]
     pub capacity: usize,
     /// Where the window is saved at shutdown and loaded at startup.
@@ -52,11 +57,31 @@ fn capacity() -> usize {
     200_000
 }
 
-#[derive(Default)]
+/// The first 128 bits of an id's SHA-256.
+type Digest = u128;
+
+fn digest(id: &str) -> Digest {
+    let hash = Sha256::digest(id.as_bytes());
+    let mut first = [0u8; 16];
+    first.copy_from_slice(&hash[..16]);
+    u128::from_be_bytes(first)
+}
+
+/// How a digest is written in the state file, told apart from a raw id (older files).
+const DIGEST_PREFIX: &str = "sha256:";
+
 struct Inner {
-    /// id → when it was delivered (seconds since the epoch).
-    seen: HashMap<String, u64>,
-    order: VecDeque<(u64, String)>,
+    /// digest → when it was delivered (seconds since the epoch).
+    seen: HashMap<Digest, u64>,
+    order: VecDeque<(u64, Digest)>,
+}
+
+impl Inner {
+    fn evict_front(&mut self) {
+        if let Some((_, id)) = self.order.pop_front() {
+            self.seen.remove(&id);
+        }
+    }
 }
 
 pub struct DedupWindow {
@@ -76,7 +101,11 @@ impl DedupWindow {
         DedupWindow {
             window,
             capacity: capacity.max(1),
-            inner: Mutex::new(Inner::default()),
+            inner: Mutex::new(Inner {
+                // One more than the capacity: an insert comes before the eviction.
+                seen: HashMap::with_capacity(capacity.max(1) + 1),
+                order: VecDeque::with_capacity(capacity.max(1) + 1),
+            }),
         }
     }
 
@@ -88,7 +117,7 @@ impl DedupWindow {
             .map(|id| {
                 inner.as_ref().is_some_and(|i| {
                     i.seen
-                        .get(id)
+                        .get(&digest(id))
                         .is_some_and(|t| now.saturating_sub(*t) < self.window.as_secs())
                 })
             })
@@ -97,30 +126,30 @@ impl DedupWindow {
 
     /// Remember ids whose delivery was confirmed.
     pub fn delivered<'a>(&self, ids: impl IntoIterator<Item = &'a str>) {
-        self.insert(ids.into_iter().map(|id| (now_secs(), id.to_string())));
+        let now = now_secs();
+        let entries: Vec<(u64, Digest)> = ids.into_iter().map(|id| (now, digest(id))).collect();
+        self.insert(entries);
     }
 
-    fn insert(&self, entries: impl IntoIterator<Item = (u64, String)>) {
-        let Ok(mut inner) = self.inner.lock() else {
+    fn insert(&self, entries: impl IntoIterator<Item = (u64, Digest)>) {
+        let Ok(mut guard) = self.inner.lock() else {
             return;
         };
+        let inner = &mut *guard;
         for (t, id) in entries {
-            if inner.seen.insert(id.clone(), t).is_none() {
+            // A re-delivered id keeps its first time and slot, so every remembered id has
+            // exactly one place in the eviction order.
+            if let Entry::Vacant(slot) = inner.seen.entry(id) {
+                slot.insert(t);
                 inner.order.push_back((t, id));
+            }
+            if inner.order.len() > self.capacity {
+                inner.evict_front();
             }
         }
         let horizon = now_secs().saturating_sub(self.window.as_secs());
-        while inner
-            .order
-            .front()
-            .is_some_and(|(t, _)| *t < horizon || inner.order.len() > self.capacity)
-        {
-            if let Some((t, id)) = inner.order.pop_front() {
-                // Re-delivered ids keep their first entry's slot; only drop a current one.
-                if inner.seen.get(&id) == Some(&t) {
-                    inner.seen.remove(&id);
-                }
-            }
+        while inner.order.front().is_some_and(|(t, _)| *t < horizon) {
+            inner.evict_front();
         }
     }
 
@@ -132,7 +161,8 @@ impl DedupWindow {
         self.len() == 0
     }
 
-    /// Load a saved window (`<epoch secs> <id>` lines); a missing file is an empty window.
+    /// Load a saved window (`<epoch secs> sha256:<32 hex digits>` lines, or `<epoch secs>
+    /// <id>` as written before digests); a missing file is an empty window.
     pub fn load(&self, path: &Path) -> std::io::Result<usize> {
         let file = match std::fs::File::open(path) {
             Ok(f) => f,
@@ -142,11 +172,18 @@ impl DedupWindow {
         let mut entries = Vec::new();
         for line in std::io::BufReader::new(file).lines() {
             let line = line?;
-            if let Some((t, id)) = line.split_once(' ') {
-                if let Ok(t) = t.parse() {
-                    entries.push((t, id.to_string()));
-                }
-            }
+            let Some((t, id)) = line.split_once(' ') else {
+                continue;
+            };
+            let Ok(t) = t.parse() else { continue };
+            let key = match id.strip_prefix(DIGEST_PREFIX) {
+                Some(hex) => match u128::from_str_radix(hex, 16) {
+                    Ok(d) => d,
+                    Err(_) => continue,
+                },
+                None => digest(id),
+            };
+            entries.push((t, key));
         }
         let n = entries.len();
         self.insert(entries);
@@ -162,9 +199,7 @@ impl DedupWindow {
         let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
         if let Ok(inner) = self.inner.lock() {
             for (t, id) in &inner.order {
-                if inner.seen.get(id) == Some(t) {
-                    writeln!(out, "{t} {id}")?;
-                }
+                writeln!(out, "{t} {DIGEST_PREFIX}{id:032x}")?;
             }
         }
         out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
@@ -199,11 +234,20 @@ mod tests {
     }
 
     #[test]
+    fn a_redelivered_id_keeps_one_slot() {
+        let w = DedupWindow::new(Duration::from_secs(60), 2);
+        w.delivered(["a", "a", "b", "a", "c"]);
+        assert_eq!(w.len(), 2, "a was evicted once b and c came");
+        assert!(!seen(&w, "a"));
+        assert!(seen(&w, "b") && seen(&w, "c"));
+    }
+
+    #[test]
     fn ids_older_than_the_window_are_forgotten() {
         let w = DedupWindow::new(Duration::from_secs(60), 10);
         w.insert([
-            (now_secs() - 120, "old".to_string()),
-            (now_secs(), "new".to_string()),
+            (now_secs() - 120, digest("old")),
+            (now_secs(), digest("new")),
         ]);
         assert!(!seen(&w, "old"));
         assert!(seen(&w, "new"));
@@ -220,5 +264,15 @@ mod tests {
         assert_eq!(again.load(&path).unwrap(), 2);
         assert!(seen(&again, "x y"));
         assert!(seen(&again, "z"));
+    }
+
+    #[test]
+    fn a_window_saved_with_raw_ids_still_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dedup.state");
+        std::fs::write(&path, format!("{} event-1\nnot-a-line\n", now_secs())).unwrap();
+        let w = DedupWindow::new(Duration::from_secs(60), 10);
+        assert_eq!(w.load(&path).unwrap(), 1);
+        assert!(seen(&w, "event-1"));
     }
 }
