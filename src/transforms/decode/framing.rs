@@ -117,10 +117,19 @@ pub fn frames(input: &[u8]) -> Vec<Frame<'_>> {
     out
 }
 
+fn mentions_records(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    memchr::memmem::find(bytes, b"\"Records\"").is_some()
+        || memchr::memmem::find(bytes, b"\"records\"").is_some()
+}
+
 fn open_value<'a>(raw: &'a RawValue, position: Position, out: &mut Vec<Frame<'a>>) {
     let text = raw.get();
     match text.as_bytes().first() {
         Some(b'[') => open_array(raw, position, out),
+        // Only an object that mentions the key can be an envelope: skipping the second
+        // parse for the rest saves a full scan of every NDJSON record.
+        Some(b'{') if !mentions_records(text) => out.push(Frame::Record { raw, position }),
         Some(b'{') => match serde_json::from_str::<Envelope<'a>>(text) {
             Ok(Envelope { upper, lower }) => match upper.or(lower) {
                 Some(records) => open_array(records, position, out),

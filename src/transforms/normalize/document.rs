@@ -2,6 +2,8 @@
 //! sections copied from the source record, which are written straight from the record at
 //! serialization instead of being cloned into the document first.
 
+use std::borrow::Cow;
+
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value};
 
@@ -52,19 +54,39 @@ impl Part {
 }
 
 /// An ECS or OCSF document under construction.
+///
+/// The normalizer's fields are kept as a flat list of dotted paths and only nested as they
+/// are serialized: building a tree of maps for them, and dropping it again, was a fifth
+/// of the transform stage's work.
 #[derive(Debug, Clone, Default)]
 pub struct Document {
-    /// What the normalizer and the enrichers wrote.
+    /// What enrichers add or append to (`enrichments`, `auditbridge`, `threat` …); merged
+    /// with the flat fields at serialization, object by object.
     pub fields: Map<String, Value>,
+    /// `(dotted path, value)` in the order written; a later write to a path wins.
+    flat: Vec<(Cow<'static, str>, Value)>,
     /// Dotted paths where a section of the source record goes.
     parts: Vec<(&'static str, Part)>,
 }
 
 impl Document {
-    pub fn new(fields: Map<String, Value>) -> Self {
-        Document {
-            fields,
-            parts: Vec::new(),
+    /// Set `path` (dot-separated) to `value`.
+    pub fn put(&mut self, path: impl Into<Cow<'static, str>>, value: impl Into<Value>) {
+        self.flat.push((path.into(), value.into()));
+    }
+
+    /// Set `path` when `value` is present.
+    pub fn put_opt<V: Into<Value>>(&mut self, path: &'static str, value: Option<V>) {
+        if let Some(v) = value {
+            self.put(path, v);
+        }
+    }
+
+    /// Set a non-empty list of strings.
+    pub fn put_list(&mut self, path: &'static str, values: &[&str]) {
+        if !values.is_empty() {
+            let list: Vec<Value> = values.iter().map(|s| Value::from(*s)).collect();
+            self.put(path, list);
         }
     }
 
@@ -93,32 +115,56 @@ impl Document {
     }
 
     fn view<'a>(&'a self, source: &'a SourceRecord) -> Level<'a> {
+        let mut flat: Vec<Flat<'a>> = self
+            .flat
+            .iter()
+            .enumerate()
+            .map(|(order, (path, value))| Flat {
+                path: path.as_ref(),
+                order,
+                value,
+            })
+            .collect();
+        // Sorted segment by segment, the fields of one object lie side by side at every
+        // level, in the order of their keys.
+        flat.sort_by(|a, b| segment_order(a.path, b.path).then(a.order.cmp(&b.order)));
         Level {
-            map: Some(&self.fields),
+            maps: vec![&self.fields],
+            flat,
             parts: self.parts.clone(),
             source,
         }
     }
 }
 
-/// One object level of a document being serialized, with the parts that fall inside it
-/// (their paths relative to this level).
-struct Level<'a> {
-    map: Option<&'a Map<String, Value>>,
-    parts: Vec<(&'static str, Part)>,
-    source: &'a SourceRecord,
+/// A flat field seen from one object level: its path below that level.
+#[derive(Debug, Clone, Copy)]
+struct Flat<'a> {
+    path: &'a str,
+    order: usize,
+    value: &'a Value,
 }
 
-impl Level<'_> {
-    fn below(&self, key: &str) -> Vec<(&'static str, Part)> {
-        self.parts
-            .iter()
-            .filter_map(|(path, part)| {
-                let rest = path.strip_prefix(key)?.strip_prefix('.')?;
-                Some((rest, *part))
-            })
-            .collect()
+/// Dotted paths compared segment by segment (`a.x` before `a-b`, as `a` is before `a-b`).
+fn segment_order(a: &str, b: &str) -> std::cmp::Ordering {
+    let key = |c: u8| if c == b'.' { 0 } else { c };
+    a.bytes().map(key).cmp(b.bytes().map(key))
+}
+
+fn split(path: &str) -> (&str, Option<&str>) {
+    match path.split_once('.') {
+        Some((head, rest)) => (head, Some(rest)),
+        None => (path, None),
     }
+}
+
+/// One object level of a document being serialized: the maps merged into it, the flat
+/// fields and the parts that fall inside it (paths relative to this level).
+struct Level<'a> {
+    maps: Vec<&'a Map<String, Value>>,
+    flat: Vec<Flat<'a>>,
+    parts: Vec<(&'static str, Part)>,
+    source: &'a SourceRecord,
 }
 
 struct PartView<'a>(Part, &'a SourceRecord);
@@ -129,44 +175,81 @@ impl Serialize for PartView<'_> {
     }
 }
 
+impl Level<'_> {
+    /// The flat fields whose first segment is `key`: the contiguous run in sorted order.
+    fn flat_under(&self, key: &str) -> &[Flat<'_>] {
+        let start = self.flat.partition_point(|f| split(f.path).0 < key);
+        let len = self.flat[start..]
+            .iter()
+            .take_while(|f| split(f.path).0 == key)
+            .count();
+        &self.flat[start..start + len]
+    }
+}
+
 impl Serialize for Level<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut out = s.serialize_map(None)?;
-        for (key, value) in self.map.into_iter().flatten() {
-            if self.parts.iter().any(|(path, _)| path == key) {
-                continue;
-            }
-            let nested = self.below(key);
-            match value {
-                Value::Object(inner) if !nested.is_empty() => out.serialize_entry(
-                    key,
-                    &Level {
-                        map: Some(inner),
-                        parts: nested,
-                        source: self.source,
-                    },
-                )?,
-                _ => out.serialize_entry(key, value)?,
-            }
+        let mut keys: Vec<&str> = Vec::with_capacity(self.flat.len() + self.parts.len());
+        for map in &self.maps {
+            keys.extend(map.keys().map(String::as_str));
         }
-        let mut opened: Vec<&str> = Vec::new();
-        for (path, part) in &self.parts {
-            let head = path.split('.').next().unwrap_or(path);
-            if head == *path {
-                out.serialize_entry(head, &PartView(*part, self.source))?;
+        keys.extend(self.flat.iter().map(|f| split(f.path).0));
+        keys.extend(self.parts.iter().map(|(p, _)| split(p).0));
+        keys.sort_unstable();
+        keys.dedup();
+        let mut out = s.serialize_map(Some(keys.len()))?;
+        for key in keys {
+            if let Some((_, part)) = self.parts.iter().rev().find(|(p, _)| *p == key) {
+                out.serialize_entry(key, &PartView(*part, self.source))?;
                 continue;
             }
-            // Written above, inside the object of that name, or as one object already.
-            let in_map = self.map.is_some_and(|m| m.contains_key(head));
-            if in_map || opened.contains(&head) {
+            let from_maps: Vec<&Value> = self.maps.iter().filter_map(|m| m.get(key)).collect();
+            // What an enricher set to a plain value is the last word.
+            if let Some(v) = from_maps.iter().rev().find(|v| !v.is_object()) {
+                out.serialize_entry(key, v)?;
                 continue;
             }
-            opened.push(head);
+            let under = self.flat_under(key);
+            let leaf = under
+                .iter()
+                .filter(|f| f.path == key)
+                .max_by_key(|f| f.order);
+            // Writes below the key before a write of the key itself were overwritten.
+            let since = leaf.map_or(0, |l| l.order + 1);
+            let nested: Vec<Flat<'_>> = under
+                .iter()
+                .filter(|f| f.order >= since)
+                .filter_map(|f| {
+                    Some(Flat {
+                        path: split(f.path).1?,
+                        ..*f
+                    })
+                })
+                .collect();
+            let parts: Vec<(&'static str, Part)> = self
+                .parts
+                .iter()
+                .filter_map(|(p, part)| match split(p) {
+                    (head, Some(rest)) if head == key => Some((rest, *part)),
+                    _ => None,
+                })
+                .collect();
+            let mut maps: Vec<&Map<String, Value>> =
+                from_maps.iter().filter_map(|v| v.as_object()).collect();
+            match leaf.map(|l| l.value) {
+                Some(Value::Object(obj)) => maps.insert(0, obj),
+                Some(v) if nested.is_empty() && parts.is_empty() && maps.is_empty() => {
+                    out.serialize_entry(key, v)?;
+                    continue;
+                }
+                _ => {}
+            }
             out.serialize_entry(
-                head,
+                key,
                 &Level {
-                    map: None,
-                    parts: self.below(head),
+                    maps,
+                    flat: nested,
+                    parts,
                     source: self.source,
                 },
             )?;
@@ -194,12 +277,10 @@ mod tests {
     #[test]
     fn parts_are_written_at_their_paths_beside_existing_fields() {
         let source = record();
-        let mut doc = Document::new(
-            json!({"api": {"operation": "CreateUser"}, "b": 1, "data": "replaced"})
-                .as_object()
-                .cloned()
-                .unwrap(),
-        );
+        let mut doc = Document::default();
+        doc.put("api.operation", "CreateUser");
+        doc.put("b", 1);
+        doc.put("data", "replaced");
         doc.splice("api.request.data", Part::Field("requestParameters"));
         doc.splice("x.y", Part::Field("eventName"));
         doc.splice("data", Part::Field("eventSource"));
@@ -212,5 +293,37 @@ mod tests {
         let text: Value = serde_json::from_slice(&doc.to_vec(&source)).unwrap();
         assert_eq!(text, expected);
         assert_eq!(Value::Object(doc.materialize(&source)), expected);
+    }
+
+    #[test]
+    fn flat_fields_nest_like_writes_into_a_map() {
+        let source = record();
+        let mut doc = Document::default();
+        doc.put("event.action", "CreateUser");
+        doc.put("user.name", "first");
+        doc.put("event.kind", "event");
+        doc.put("user.name", "second");
+        doc.put("geo", json!({"lat": 1}));
+        doc.put("geo.lon", 2);
+        doc.put("gone.inner", 1);
+        doc.put("gone", "scalar");
+        doc.put("auditbridge.time_source", "ingest");
+        doc.fields.insert(
+            "auditbridge".into(),
+            json!({"credential": {"type": "temporary"}}),
+        );
+        doc.fields.insert("tags".into(), json!(["attack.T1136"]));
+        let text: Value = serde_json::from_slice(&doc.to_vec(&source)).unwrap();
+        assert_eq!(
+            text,
+            json!({
+                "auditbridge": {"credential": {"type": "temporary"}, "time_source": "ingest"},
+                "event": {"action": "CreateUser", "kind": "event"},
+                "geo": {"lat": 1, "lon": 2},
+                "gone": "scalar",
+                "tags": ["attack.T1136"],
+                "user": {"name": "second"},
+            })
+        );
     }
 }

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value};
 
-use super::doc::{snake_key, split_email, Doc, Field};
+use super::doc::{snake_key, split_email, Field};
 use super::document::{Document, Part};
 use super::taxonomy::Taxonomy;
 use crate::transforms::decode::fields::{obj_of, str_of};
@@ -33,7 +33,7 @@ fn ts(t: DateTime<Utc>) -> String {
 }
 
 fn base(
-    doc: &mut Doc,
+    doc: &mut Document,
     time: DateTime<Utc>,
     source: TimeSource,
     now: DateTime<Utc>,
@@ -72,7 +72,7 @@ impl Related {
         }
     }
 
-    fn write(self, doc: &mut Doc) {
+    fn write(self, doc: &mut Document) {
         if !self.users.is_empty() {
             doc.put("related.user", self.users);
         }
@@ -83,7 +83,7 @@ impl Related {
 }
 
 /// `source.ip` only for real addresses; `source.address` always keeps what was written.
-fn put_source(doc: &mut Doc, related: &mut Related, addr: Option<&str>) {
+fn put_source(doc: &mut Document, related: &mut Related, addr: Option<&str>) {
     let Some(addr) = addr else { return };
     doc.put("source.address", addr);
     if let Ok(ip) = addr.parse::<IpAddr>() {
@@ -95,20 +95,20 @@ fn put_source(doc: &mut Doc, related: &mut Related, addr: Option<&str>) {
 
 /// A name that may be an e-mail address: `prefix.name` gets the local part, with
 /// `prefix.email` and `prefix.domain` when it is one.
-fn put_user_name(doc: &mut Doc, prefix: &str, name: &str) {
+fn put_user_name(doc: &mut Document, prefix: &str, name: &str) {
     match split_email(name) {
         Some((local, domain)) => {
-            doc.put(&format!("{prefix}.name"), local);
-            doc.put(&format!("{prefix}.email"), name);
-            doc.put(&format!("{prefix}.domain"), domain);
+            doc.put(format!("{prefix}.name"), local);
+            doc.put(format!("{prefix}.email"), name);
+            doc.put(format!("{prefix}.domain"), domain);
         }
-        None => doc.put(&format!("{prefix}.name"), name),
+        None => doc.put(format!("{prefix}.name"), name),
     }
 }
 
 /// Build the ECS document for a CloudTrail record.
 pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Document {
-    let mut doc = Doc::new();
+    let mut doc = Document::default();
     let mut related = Related::default();
     base(&mut doc, r.time(), r.time_source(), now, tax);
     doc.put_opt("event.id", r.id());
@@ -179,7 +179,6 @@ pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> D
     }
     related.write(&mut doc);
 
-    let mut doc = Document::new(doc.into_map());
     doc.splice("aws.cloudtrail", Part::EcsCloudTrail);
     doc
 }
@@ -210,7 +209,7 @@ pub fn cloudtrail_vendor(r: &CloudTrailRecord) -> Field<'_> {
 
 /// Build the ECS document for an Entra record.
 pub fn entra(r: &EntraRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Document {
-    let mut doc = Doc::new();
+    let mut doc = Document::default();
     let mut related = Related::default();
     let sign_in = r.kind().is_sign_in();
     let dataset = if sign_in { "signinlogs" } else { "auditlogs" };
@@ -304,7 +303,6 @@ pub fn entra(r: &EntraRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Document {
     }
     related.write(&mut doc);
 
-    let mut doc = Document::new(doc.into_map());
     doc.splice(
         if sign_in {
             "azure.signinlogs"

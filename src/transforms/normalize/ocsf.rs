@@ -69,7 +69,7 @@ pub fn dt(t: DateTime<Utc>) -> String {
 }
 
 /// The attributes every class shares.
-fn base(doc: &mut Doc, class: OcsfClass, time: DateTime<Utc>, failed: bool) {
+fn base(doc: &mut Document, class: OcsfClass, time: DateTime<Utc>, failed: bool) {
     let (category_uid, category_name) = class.category();
     doc.put("activity_id", class.activity_id());
     doc.put("activity_name", class.activity_name());
@@ -129,7 +129,7 @@ fn user_type_id(identity_type: Option<&str>) -> u8 {
 
 /// Build the OCSF record for a CloudTrail record.
 pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Document {
-    let mut doc = Doc::new();
+    let mut doc = Document::default();
     let class = tax.ocsf;
     base(&mut doc, class, r.time(), r.failed());
     doc.put("metadata.product.name", "CloudTrail");
@@ -235,7 +235,6 @@ pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> D
             },
         ));
     }
-    let mut doc = Document::new(doc.into_map());
     for (path, part) in parts {
         doc.splice(path, part);
     }
@@ -336,7 +335,7 @@ fn cloudtrail_resources(r: &CloudTrailRecord) -> (Vec<Value>, bool) {
 
 /// Build the OCSF record for an Entra record.
 pub fn entra(r: &EntraRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Document {
-    let mut doc = Doc::new();
+    let mut doc = Document::default();
     let class = tax.ocsf;
     base(&mut doc, class, r.time(), r.failed());
     doc.put("metadata.product.name", "Entra ID");
@@ -448,7 +447,6 @@ pub fn entra(r: &EntraRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Document {
         }
     }
 
-    let mut doc = Document::new(doc.into_map());
     if !unmapped_entra_fields(r).is_empty() {
         doc.splice("unmapped", Part::OcsfEntraUnmapped);
     }
