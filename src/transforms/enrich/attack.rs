@@ -11,6 +11,7 @@ use crate::rules::attack::{self, Tactic, Technique, ATTACK_VERSION};
 use crate::rules::{Rule, RuleSet};
 use crate::transforms::decode::SourceRecord;
 use crate::transforms::normalize::doc::Doc;
+use crate::transforms::normalize::document::Document;
 use crate::transforms::normalize::ocsf::{dt, epoch_ms, OCSF_VERSION};
 use crate::transforms::normalize::Normalized;
 
@@ -37,25 +38,22 @@ impl Enricher for AttackTagger {
             }
         }
         if let Some(ecs) = record.ecs.as_mut() {
-            write_ecs(&mut ecs.fields, &matched, attempt);
+            write_ecs(ecs, &matched, attempt);
         }
         if let Some(ocsf) = record.ocsf.as_mut() {
-            let entries = ocsf
-                .fields
-                .entry("enrichments")
-                .or_insert_with(|| Value::Array(Vec::new()));
-            if let Value::Array(items) = entries {
-                for rule in &matched {
-                    for t in &rule.techniques {
-                        items.push(json!({
+            for rule in &matched {
+                for t in &rule.techniques {
+                    ocsf.push(
+                        "enrichments",
+                        json!({
                             "name": "mitre_attack.technique",
                             "value": t.id,
                             "type": "MITRE ATT&CK",
                             "provider": "auditbridge",
                             "desc": format!("{}: {}", rule.id, rule.title),
                             "data": { "rule_id": rule.id, "technique": t.name, "attempt": attempt },
-                        }));
-                    }
+                        }),
+                    );
                 }
             }
             let activity = ocsf.materialize(&record.source);
@@ -109,9 +107,8 @@ fn attacks(rules: &[&Rule]) -> Attacks {
     a
 }
 
-fn write_ecs(ecs: &mut Map<String, Value>, rules: &[&Rule], attempt: bool) {
+fn write_ecs(doc: &mut Document, rules: &[&Rule], attempt: bool) {
     let a = attacks(rules);
-    let mut doc = Doc(std::mem::take(ecs));
     doc.put("threat.framework", "MITRE ATT&CK");
     doc.put(
         "threat.technique.id",
@@ -194,7 +191,6 @@ fn write_ecs(ecs: &mut Map<String, Value>, rules: &[&Rule], attempt: bool) {
         tags.push("attack.attempt".into());
     }
     doc.put("tags", tags);
-    *ecs = doc.into_map();
 }
 
 /// The Detection Finding for a tagged record, built from its OCSF activity.

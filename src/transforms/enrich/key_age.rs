@@ -228,44 +228,36 @@ impl Enricher for KeyAge {
             SourceRecord::CloudTrail(r) => self.cloudtrail(r, &mut found),
             SourceRecord::Entra(r) => self.entra(r, &mut found),
         }
-        let any = found.credential.is_some() || found.session.is_some() || found.created.is_some();
-        if let (Some(ecs), true) = (record.ecs.as_mut(), any) {
-            let ns = ecs
-                .fields
-                .entry("auditbridge")
-                .or_insert_with(|| Value::Object(Map::new()));
+        if let Some(ecs) = record.ecs.as_mut() {
             if let Some(c) = &found.credential {
-                ns["credential"] = Value::Object(c.clone());
+                ecs.put("auditbridge.credential", Value::Object(c.clone()));
             }
             if let Some(s) = &found.session {
-                ns["session"] = s.clone();
+                ecs.put("auditbridge.session", s.clone());
             }
             if let Some(c) = &found.created {
-                ns["created_credential"] = c.clone();
+                ecs.put("auditbridge.created_credential", c.clone());
             }
         }
         if let (Some(ocsf), Some(c)) = (record.ocsf.as_mut(), &found.credential) {
-            let entries = ocsf
-                .fields
-                .entry("enrichments")
-                .or_insert_with(|| Value::Array(Vec::new()));
-            if let Value::Array(items) = entries {
-                let value = match c.get("age_days") {
-                    Some(days) => format!("{} days", days),
-                    None => c
-                        .get("type")
-                        .and_then(Value::as_str)
-                        .unwrap_or("unknown")
-                        .to_string(),
-                };
-                items.push(json!({
+            let value = match c.get("age_days") {
+                Some(days) => format!("{} days", days),
+                None => c
+                    .get("type")
+                    .and_then(Value::as_str)
+                    .unwrap_or("unknown")
+                    .to_string(),
+            };
+            ocsf.push(
+                "enrichments",
+                json!({
                     "name": "credential.age",
                     "value": value,
                     "type": "credential",
                     "provider": "auditbridge",
                     "data": c,
-                }));
-            }
+                }),
+            );
         }
         if let Some(c) = found.credential {
             record.context.insert("key".into(), Value::Object(c));

@@ -55,24 +55,94 @@ impl Part {
 
 /// An ECS or OCSF document under construction.
 ///
-/// The normalizer's fields are kept as a flat list of dotted paths and only nested as they
-/// are serialized: building a tree of maps for them, and dropping it again, was a fifth
-/// of the transform stage's work.
+/// Objects are small vectors keyed by field names that are mostly `&'static str`: building
+/// `serde_json::Map` trees with a `String` per key, and dropping them again, was a fifth of
+/// the transform stage's work. Keys come out in the order first written.
 #[derive(Debug, Clone, Default)]
 pub struct Document {
-    /// What enrichers add or append to (`enrichments`, `auditbridge`, `threat` …); merged
-    /// with the flat fields at serialization, object by object.
-    pub fields: Map<String, Value>,
-    /// `(dotted path, value)` in the order written; a later write to a path wins.
-    flat: Vec<(Cow<'static, str>, Value)>,
-    /// Dotted paths where a section of the source record goes.
-    parts: Vec<(&'static str, Part)>,
+    root: Vec<(Key, Node)>,
+}
+
+type Key = Cow<'static, str>;
+
+#[derive(Debug, Clone)]
+enum Node {
+    Value(Value),
+    Object(Vec<(Key, Node)>),
+    /// Written from the source record at serialization.
+    Part(Part),
+}
+
+/// The object at dotted `parent` below `level` (`""` is `level` itself), made (or made an
+/// object) as needed; `key` turns a segment into a stored key.
+fn object_at<'a, 'p>(
+    mut level: &'a mut Vec<(Key, Node)>,
+    parent: &'p str,
+    key: &impl Fn(&'p str) -> Key,
+) -> &'a mut Vec<(Key, Node)> {
+    if parent.is_empty() {
+        return level;
+    }
+    for segment in parent.split('.') {
+        let at = match level.iter().position(|(k, _)| k == segment) {
+            Some(at) => at,
+            None => {
+                level.push((key(segment), Node::Object(Vec::new())));
+                level.len() - 1
+            }
+        };
+        let node = &mut level[at].1;
+        *node = match std::mem::replace(node, Node::Object(Vec::new())) {
+            Node::Object(children) => Node::Object(children),
+            // A whole object written earlier is opened up so fields can join it.
+            Node::Value(Value::Object(map)) => Node::Object(
+                map.into_iter()
+                    .map(|(k, v)| (Cow::Owned(k), Node::Value(v)))
+                    .collect(),
+            ),
+            Node::Value(_) | Node::Part(_) => Node::Object(Vec::new()),
+        };
+        let Node::Object(children) = node else {
+            unreachable!("made an object just above")
+        };
+        level = children;
+    }
+    level
+}
+
+/// The object holding `path`'s last segment, and that segment as a key.
+fn slot(root: &mut Vec<(Key, Node)>, path: Key) -> (&mut Vec<(Key, Node)>, Key) {
+    match path {
+        Cow::Borrowed(p) => {
+            let (parent, last) = p.rsplit_once('.').unwrap_or(("", p));
+            (
+                object_at(root, parent, &|s: &'static str| Cow::Borrowed(s)),
+                Cow::Borrowed(last),
+            )
+        }
+        Cow::Owned(p) => {
+            let (parent, last) = p.rsplit_once('.').unwrap_or(("", &p));
+            let last = Cow::Owned(last.to_string());
+            (
+                object_at(root, parent, &|s: &str| Cow::Owned(s.to_string())),
+                last,
+            )
+        }
+    }
 }
 
 impl Document {
-    /// Set `path` (dot-separated) to `value`.
-    pub fn put(&mut self, path: impl Into<Cow<'static, str>>, value: impl Into<Value>) {
-        self.flat.push((path.into(), value.into()));
+    fn set(&mut self, path: Key, node: Node) {
+        let (level, last) = slot(&mut self.root, path);
+        match level.iter_mut().find(|(k, _)| *k == last) {
+            Some((_, existing)) => *existing = node,
+            None => level.push((last, node)),
+        }
+    }
+
+    /// Set `path` (dot-separated) to `value`; a later write to a path wins.
+    pub fn put(&mut self, path: impl Into<Key>, value: impl Into<Value>) {
+        self.set(path.into(), Node::Value(value.into()));
     }
 
     /// Set `path` when `value` is present.
@@ -90,10 +160,20 @@ impl Document {
         }
     }
 
+    /// Append `item` to the array at `path` (made when missing).
+    pub fn push(&mut self, path: &'static str, item: Value) {
+        let (level, last) = slot(&mut self.root, Cow::Borrowed(path));
+        match level.iter_mut().find(|(k, _)| *k == last) {
+            Some((_, Node::Value(Value::Array(items)))) => items.push(item),
+            Some((_, other)) => *other = Node::Value(Value::Array(vec![item])),
+            None => level.push((last, Node::Value(Value::Array(vec![item])))),
+        }
+    }
+
     /// Write `part` of the source record at `path` when the document is serialized. It
     /// replaces a field of the same path.
     pub fn splice(&mut self, path: &'static str, part: Part) {
-        self.parts.push((path, part));
+        self.set(Cow::Borrowed(path), Node::Part(part));
     }
 
     /// The JSON text of the document for `source`, the record it was built from.
@@ -110,151 +190,55 @@ impl Document {
     pub fn materialize(&self, source: &SourceRecord) -> Map<String, Value> {
         match serde_json::to_value(self.view(source)) {
             Ok(Value::Object(map)) => map,
-            _ => self.fields.clone(),
+            _ => Map::new(),
         }
     }
 
-    fn view<'a>(&'a self, source: &'a SourceRecord) -> Level<'a> {
-        let mut flat: Vec<Flat<'a>> = self
-            .flat
-            .iter()
-            .enumerate()
-            .map(|(order, (path, value))| Flat {
-                path: path.as_ref(),
-                order,
-                value,
-            })
-            .collect();
-        // Sorted segment by segment, the fields of one object lie side by side at every
-        // level, in the order of their keys.
-        flat.sort_by(|a, b| segment_order(a.path, b.path).then(a.order.cmp(&b.order)));
-        Level {
-            maps: vec![&self.fields],
-            flat,
-            parts: self.parts.clone(),
+    fn view<'a>(&'a self, source: &'a SourceRecord) -> ObjectView<'a> {
+        ObjectView {
+            children: &self.root,
             source,
         }
     }
 }
 
-/// A flat field seen from one object level: its path below that level.
-#[derive(Debug, Clone, Copy)]
-struct Flat<'a> {
-    path: &'a str,
-    order: usize,
-    value: &'a Value,
-}
-
-/// Dotted paths compared segment by segment (`a.x` before `a-b`, as `a` is before `a-b`).
-fn segment_order(a: &str, b: &str) -> std::cmp::Ordering {
-    let key = |c: u8| if c == b'.' { 0 } else { c };
-    a.bytes().map(key).cmp(b.bytes().map(key))
-}
-
-fn split(path: &str) -> (&str, Option<&str>) {
-    match path.split_once('.') {
-        Some((head, rest)) => (head, Some(rest)),
-        None => (path, None),
-    }
-}
-
-/// One object level of a document being serialized: the maps merged into it, the flat
-/// fields and the parts that fall inside it (paths relative to this level).
-struct Level<'a> {
-    maps: Vec<&'a Map<String, Value>>,
-    flat: Vec<Flat<'a>>,
-    parts: Vec<(&'static str, Part)>,
+struct ObjectView<'a> {
+    children: &'a [(Key, Node)],
     source: &'a SourceRecord,
 }
 
-struct PartView<'a>(Part, &'a SourceRecord);
-
-impl Serialize for PartView<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.0.write(self.1, s)
-    }
+struct NodeView<'a> {
+    node: &'a Node,
+    source: &'a SourceRecord,
 }
 
-impl Level<'_> {
-    /// The flat fields whose first segment is `key`: the contiguous run in sorted order.
-    fn flat_under(&self, key: &str) -> &[Flat<'_>] {
-        let start = self.flat.partition_point(|f| split(f.path).0 < key);
-        let len = self.flat[start..]
-            .iter()
-            .take_while(|f| split(f.path).0 == key)
-            .count();
-        &self.flat[start..start + len]
-    }
-}
-
-impl Serialize for Level<'_> {
+impl Serialize for ObjectView<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut keys: Vec<&str> = Vec::with_capacity(self.flat.len() + self.parts.len());
-        for map in &self.maps {
-            keys.extend(map.keys().map(String::as_str));
-        }
-        keys.extend(self.flat.iter().map(|f| split(f.path).0));
-        keys.extend(self.parts.iter().map(|(p, _)| split(p).0));
-        keys.sort_unstable();
-        keys.dedup();
-        let mut out = s.serialize_map(Some(keys.len()))?;
-        for key in keys {
-            if let Some((_, part)) = self.parts.iter().rev().find(|(p, _)| *p == key) {
-                out.serialize_entry(key, &PartView(*part, self.source))?;
-                continue;
-            }
-            let from_maps: Vec<&Value> = self.maps.iter().filter_map(|m| m.get(key)).collect();
-            // What an enricher set to a plain value is the last word.
-            if let Some(v) = from_maps.iter().rev().find(|v| !v.is_object()) {
-                out.serialize_entry(key, v)?;
-                continue;
-            }
-            let under = self.flat_under(key);
-            let leaf = under
-                .iter()
-                .filter(|f| f.path == key)
-                .max_by_key(|f| f.order);
-            // Writes below the key before a write of the key itself were overwritten.
-            let since = leaf.map_or(0, |l| l.order + 1);
-            let nested: Vec<Flat<'_>> = under
-                .iter()
-                .filter(|f| f.order >= since)
-                .filter_map(|f| {
-                    Some(Flat {
-                        path: split(f.path).1?,
-                        ..*f
-                    })
-                })
-                .collect();
-            let parts: Vec<(&'static str, Part)> = self
-                .parts
-                .iter()
-                .filter_map(|(p, part)| match split(p) {
-                    (head, Some(rest)) if head == key => Some((rest, *part)),
-                    _ => None,
-                })
-                .collect();
-            let mut maps: Vec<&Map<String, Value>> =
-                from_maps.iter().filter_map(|v| v.as_object()).collect();
-            match leaf.map(|l| l.value) {
-                Some(Value::Object(obj)) => maps.insert(0, obj),
-                Some(v) if nested.is_empty() && parts.is_empty() && maps.is_empty() => {
-                    out.serialize_entry(key, v)?;
-                    continue;
-                }
-                _ => {}
-            }
+        let mut out = s.serialize_map(Some(self.children.len()))?;
+        for (key, node) in self.children {
             out.serialize_entry(
-                key,
-                &Level {
-                    maps,
-                    flat: nested,
-                    parts,
+                key.as_ref(),
+                &NodeView {
+                    node,
                     source: self.source,
                 },
             )?;
         }
         out.end()
+    }
+}
+
+impl Serialize for NodeView<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.node {
+            Node::Value(v) => v.serialize(s),
+            Node::Object(children) => ObjectView {
+                children,
+                source: self.source,
+            }
+            .serialize(s),
+            Node::Part(part) => part.write(self.source, s),
+        }
     }
 }
 
@@ -296,7 +280,7 @@ mod tests {
     }
 
     #[test]
-    fn flat_fields_nest_like_writes_into_a_map() {
+    fn fields_nest_like_writes_into_a_map() {
         let source = record();
         let mut doc = Document::default();
         doc.put("event.action", "CreateUser");
@@ -308,11 +292,9 @@ mod tests {
         doc.put("gone.inner", 1);
         doc.put("gone", "scalar");
         doc.put("auditbridge.time_source", "ingest");
-        doc.fields.insert(
-            "auditbridge".into(),
-            json!({"credential": {"type": "temporary"}}),
-        );
-        doc.fields.insert("tags".into(), json!(["attack.T1136"]));
+        doc.put("auditbridge.credential", json!({"type": "temporary"}));
+        doc.push("enrichments", json!({"name": "a"}));
+        doc.push("enrichments", json!({"name": "b"}));
         let text: Value = serde_json::from_slice(&doc.to_vec(&source)).unwrap();
         assert_eq!(
             text,
@@ -321,7 +303,7 @@ mod tests {
                 "event": {"action": "CreateUser", "kind": "event"},
                 "geo": {"lat": 1, "lon": 2},
                 "gone": "scalar",
-                "tags": ["attack.T1136"],
+                "enrichments": [{"name": "a"}, {"name": "b"}],
                 "user": {"name": "second"},
             })
         );
