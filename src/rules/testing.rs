@@ -72,7 +72,7 @@ fn check(
 ) -> Result<(), CheckError> {
     let raw: &RawValue = serde_json::from_str(event)
         .map_err(|e| (format!("the test event is not JSON: {e}"), None))?;
-    let record = match decode::decode(raw, usize::MAX, Utc::now()) {
+    let record = match decode::decode(raw.get(), usize::MAX, Utc::now()) {
         Ok(Decoded::Record(r)) => r,
         Ok(Decoded::Special(s)) => {
             return Err((

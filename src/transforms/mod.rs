@@ -16,7 +16,7 @@ use crate::event::{Origin, Position};
 use crate::metrics::Metrics;
 use crate::record::{Format, Output, Record};
 use decode::framing::{self, Frame};
-use decode::{Decoded, EntraKind, SourceRecord, Special};
+use decode::{DecodeError, Decoded, EntraKind, SourceRecord, Special};
 use enrich::Enrichment;
 use normalize::{Normalized, OutputFormat};
 
@@ -66,7 +66,7 @@ impl Transformer {
         &self,
         bytes: &[u8],
         origin: &Origin,
-        mut emit: impl FnMut(Record),
+        emit: impl FnMut(Record),
     ) -> Vec<DeadLetter> {
         Metrics::add(&self.metrics.inputs, 1);
         let mut dead = Vec::new();
@@ -81,8 +81,6 @@ impl Transformer {
                 return dead;
             }
         };
-        let now = Utc::now();
-        let shared_origin = Arc::new(origin.clone());
         let frames = framing::frames(&input);
         if frames.len() > self.limits.max_records_per_input {
             let reason = format!(
@@ -93,41 +91,75 @@ impl Transformer {
             self.dead(&mut dead, "too_many_records", reason, origin, None, bytes);
             return dead;
         }
+        let mut unit = Unit {
+            origin: Arc::new(origin.clone()),
+            now: Utc::now(),
+            dead,
+            emit,
+        };
         for frame in frames {
-            match frame {
-                Frame::Invalid {
-                    bytes,
-                    position,
-                    reason,
-                } => self.dead(
-                    &mut dead,
-                    "invalid_json",
-                    reason,
-                    origin,
-                    Some(position),
-                    bytes,
-                ),
-                Frame::Record { raw, position } => {
-                    match decode::decode(raw, self.limits.max_record_bytes, now) {
-                        Ok(Decoded::Record(source)) => {
-                            emit(self.finish(source, raw.get(), now, &shared_origin));
+            self.frame(frame, &mut unit);
+        }
+        unit.dead
+    }
+
+    fn frame(&self, frame: Frame<'_>, unit: &mut Unit<impl FnMut(Record)>) {
+        match frame {
+            Frame::Invalid {
+                bytes,
+                position,
+                reason,
+            } => self.dead(
+                &mut unit.dead,
+                "invalid_json",
+                reason,
+                &unit.origin,
+                Some(position),
+                bytes,
+            ),
+            Frame::Record { raw, position } => {
+                let decoded = decode::decode(raw.get(), self.limits.max_record_bytes, unit.now);
+                self.decoded(decoded, raw.get(), position, unit)
+            }
+            Frame::Line { text, position } => {
+                match decode::decode(text, self.limits.max_record_bytes, unit.now) {
+                    // Not one object after all (two on a line, a syntax error): the
+                    // scanner says exactly what is there.
+                    Err(DecodeError::Json(_)) => {
+                        for frame in framing::frames_scanned(text.as_bytes()) {
+                            self.frame(frame.shifted(position), unit);
                         }
-                        Ok(Decoded::Special(special)) => {
-                            self.special(&mut dead, special, origin, position, raw.get())
-                        }
-                        Err(err) => self.dead(
-                            &mut dead,
-                            err.kind(),
-                            err.to_string(),
-                            origin,
-                            Some(position),
-                            raw.get().as_bytes(),
-                        ),
                     }
+                    decoded => self.decoded(decoded, text, position, unit),
                 }
             }
         }
-        dead
+    }
+
+    fn decoded(
+        &self,
+        decoded: Result<Decoded, DecodeError>,
+        text: &str,
+        position: Position,
+        unit: &mut Unit<impl FnMut(Record)>,
+    ) {
+        match decoded {
+            Ok(Decoded::Record(source)) => {
+                let record = self.finish(source, text, unit.now, &unit.origin);
+                (unit.emit)(record)
+            }
+            Ok(Decoded::Special(special)) => {
+                self.special(&mut unit.dead, special, &unit.origin, position, text)
+            }
+            Err(err) => self.dead(
+                &mut unit.dead,
+                err.kind(),
+                err.to_string(),
+                &unit.origin,
+                Some(position),
+                text.as_bytes(),
+            ),
+        }
     }
 
     fn finish(
@@ -206,6 +238,15 @@ impl Transformer {
     }
 }
 
+/// One input unit on its way through: where it came from, and where its records and dead
+/// letters go.
+struct Unit<E> {
+    origin: Arc<Origin>,
+    now: chrono::DateTime<Utc>,
+    dead: Vec<DeadLetter>,
+    emit: E,
+}
+
 /// A stable id for records that carry none: the same input always gets the same id,
 /// so downstream deduplication still works.
 fn fallback_id(raw: &str) -> String {
@@ -251,5 +292,44 @@ fn serialize(n: Normalized, origin: Arc<Origin>) -> Record {
         techniques: n.techniques,
         origin,
         outputs,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::inventory::KeyInventory;
+    use crate::rules::RuleSet;
+
+    #[test]
+    fn a_line_that_is_not_one_object_goes_through_the_scanner() {
+        let enrichment = Enrichment::new(
+            Arc::new(RuleSet::builtin().unwrap()),
+            Arc::new(KeyInventory::new(10)),
+            90,
+        );
+        let t = Transformer::new(OutputFormat::Ecs, enrichment, Arc::new(Metrics::default()));
+        let input = concat!(
+            r#"{"eventName":"A","eventSource":"s","eventID":"1"}"#,
+            r#"{"eventName":"B","eventSource":"s","eventID":"2"}"#,
+            "\n",
+            r#"{"eventName": }"#,
+            "\n",
+            r#"{"eventName":"C","eventSource":"s","eventID":"3"}"#,
+            "\n"
+        );
+        let out = t.process(
+            input.as_bytes(),
+            &Origin::Inline {
+                name: "test".into(),
+            },
+        );
+        let ids: Vec<&str> = out.records.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["1", "2", "3"]);
+        assert_eq!(out.dead_letters.len(), 1);
+        let letter = &out.dead_letters[0];
+        assert_eq!(letter.kind, "invalid_json");
+        assert_eq!(letter.position.map(|p| p.line), Some(2));
+        assert_eq!(letter.bytes, br#"{"eventName": }"#);
     }
 }

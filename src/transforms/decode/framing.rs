@@ -57,11 +57,44 @@ pub enum Frame<'a> {
         raw: &'a RawValue,
         position: Position,
     },
+    /// An NDJSON line that looks like one object and is left for the decoder to parse in
+    /// its single pass; should it not parse, [`frames_scanned`] splits it the slow way.
+    Line { text: &'a str, position: Position },
     Invalid {
         bytes: &'a [u8],
         position: Position,
         reason: String,
     },
+}
+
+impl Frame<'_> {
+    /// A frame found by scanning one line on its own, placed where that line is.
+    pub fn shifted(self, line: Position) -> Self {
+        let shift = |p: Position| Position {
+            line: line.line + p.line - 1,
+            offset: line.offset + p.offset,
+            index: p.index,
+        };
+        match self {
+            Frame::Record { raw, position } => Frame::Record {
+                raw,
+                position: shift(position),
+            },
+            Frame::Line { text, position } => Frame::Line {
+                text,
+                position: shift(position),
+            },
+            Frame::Invalid {
+                bytes,
+                position,
+                reason,
+            } => Frame::Invalid {
+                bytes,
+                position: shift(position),
+                reason,
+            },
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -76,14 +109,52 @@ struct Envelope<'a> {
 /// a JSON array and `Records`/`records` envelopes are all accepted. After a syntax error
 /// the scan resumes at the next line, so one bad NDJSON line never hides the rest.
 pub fn frames(input: &[u8]) -> Vec<Frame<'_>> {
-    let mut out = Vec::new();
-    let mut lines = LineCounter::default();
     // Windows tools often write a UTF-8 byte-order mark; JSON parsers refuse it.
-    let mut start = if input.starts_with(b"\xEF\xBB\xBF") {
+    let start = if input.starts_with(b"\xEF\xBB\xBF") {
         3
     } else {
         0
     };
+    ndjson_lines(input, start).unwrap_or_else(|| scan(input, start))
+}
+
+/// Like [`frames`], without the NDJSON fast path: every value is scanned and checked here.
+pub fn frames_scanned(input: &[u8]) -> Vec<Frame<'_>> {
+    scan(input, 0)
+}
+
+/// Plain NDJSON of objects, one per line and no envelope among them, skips the scanning
+/// pass: that pass read every byte once more before the decoder parsed it.
+fn ndjson_lines(input: &[u8], start: usize) -> Option<Vec<Frame<'_>>> {
+    let text = std::str::from_utf8(&input[start..]).ok()?;
+    if mentions_records(text) {
+        return None;
+    }
+    let mut out = Vec::new();
+    let mut offset = start;
+    for (i, line) in text.split_inclusive('\n').enumerate() {
+        let trimmed = line.trim_matches([' ', '\n', '\r', '\t']);
+        if !trimmed.is_empty() {
+            if !(trimmed.starts_with('{') && trimmed.ends_with('}')) {
+                return None;
+            }
+            out.push(Frame::Line {
+                text: trimmed,
+                position: Position {
+                    line: i as u64 + 1,
+                    offset: (offset + leading_ws(line.as_bytes())) as u64,
+                    index: None,
+                },
+            });
+        }
+        offset += line.len();
+    }
+    Some(out)
+}
+
+fn scan(input: &[u8], mut start: usize) -> Vec<Frame<'_>> {
+    let mut out = Vec::new();
+    let mut lines = LineCounter::default();
     while start < input.len() {
         let rest = &input[start..];
         let mut stream = serde_json::Deserializer::from_slice(rest).into_iter::<&RawValue>();
@@ -222,6 +293,7 @@ mod tests {
             .into_iter()
             .map(|f| match f {
                 Frame::Record { raw, position } => format!("R{}:{}", position.line, raw.get()),
+                Frame::Line { text, position } => format!("L{}:{text}", position.line),
                 Frame::Invalid { position, .. } => format!("X{}", position.line),
             })
             .collect()
@@ -233,6 +305,22 @@ mod tests {
             summary("{\"a\":1}\n{\"b\":\n{\"c\":3}\n"),
             vec!["R1:{\"a\":1}", "X2", "R3:{\"c\":3}"]
         );
+    }
+
+    #[test]
+    fn plain_ndjson_lines_are_left_to_the_decoder() {
+        assert_eq!(
+            summary("{\"a\":1}\r\n\n  {\"b\": 2}\n"),
+            vec!["L1:{\"a\":1}", "L3:{\"b\": 2}"]
+        );
+        let input = "{\"a\":1}\n  {\"b\": 2}";
+        match &frames(input.as_bytes())[1] {
+            Frame::Line { position, .. } => assert_eq!(position.offset, 10),
+            other => panic!("{other:?}"),
+        }
+        // Pretty-printed JSON and envelopes take the scanning path.
+        assert_eq!(summary("{\n\"a\": 1\n}\n"), vec!["R1:{\n\"a\": 1\n}"]);
+        assert_eq!(summary("{\"Records\":[{\"x\":1}]}\n"), vec!["R1:{\"x\":1}"]);
     }
 
     #[test]

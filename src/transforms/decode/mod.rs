@@ -11,7 +11,6 @@ pub mod framing;
 pub mod time;
 
 use chrono::{DateTime, Utc};
-use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 pub use cloudtrail::CloudTrailRecord;
@@ -137,13 +136,13 @@ impl DecodeError {
     }
 }
 
-/// Decode one candidate record. `now` stands in for a missing event time.
+/// Decode one candidate record (the JSON text of one value). `now` stands in for a
+/// missing event time.
 pub fn decode(
-    raw: &RawValue,
+    text: &str,
     max_record_bytes: usize,
     now: DateTime<Utc>,
 ) -> Result<Decoded, DecodeError> {
-    let text = raw.get();
     if text.len() > max_record_bytes {
         return Err(DecodeError::TooLarge {
             size: text.len(),
@@ -205,8 +204,7 @@ mod tests {
     use super::*;
 
     fn run(text: &str) -> Result<Decoded, DecodeError> {
-        let raw: &RawValue = serde_json::from_str(text).unwrap();
-        decode(raw, 1 << 20, Utc::now())
+        decode(text, 1 << 20, Utc::now())
     }
 
     #[test]
