@@ -226,9 +226,10 @@ pub fn entra(r: &EntraRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Document {
     doc.put("event.dataset", format!("azure.{dataset}"));
     doc.put("event.module", "azure");
     doc.put_opt("event.provider", r.prop_str("loggedByService"));
-    if let Some(ms) = r.fields().get("durationMs").and_then(duration_ms) {
-        doc.put("event.duration", ms * 1_000_000);
-    }
+    doc.put_opt(
+        "event.duration",
+        r.fields().get("durationMs").and_then(duration_ns),
+    );
     doc.put("cloud.provider", "azure");
     doc.put_opt("cloud.account.id", r.str("tenantId"));
 
@@ -331,12 +332,15 @@ pub fn entra_vendor(r: &EntraRecord) -> Field<'_> {
     Field::object(entries)
 }
 
-fn duration_ms(v: &Value) -> Option<i64> {
-    match v {
-        Value::Number(n) => n.as_i64(),
-        Value::String(s) => s.parse().ok(),
-        _ => None,
-    }
+/// `durationMs` as ECS `event.duration` (nanoseconds); none for a negative duration or one
+/// too long to count in nanoseconds (found by fuzzing: the multiplication overflowed).
+fn duration_ns(v: &Value) -> Option<i64> {
+    let ms: i64 = match v {
+        Value::Number(n) => n.as_i64()?,
+        Value::String(s) => s.parse().ok()?,
+        _ => return None,
+    };
+    ms.checked_mul(1_000_000).filter(|ns| *ns >= 0)
 }
 
 /// The first target resource of the given type (`User`, `ServicePrincipal`, …).
@@ -358,4 +362,22 @@ pub fn additional_detail<'a>(r: &'a EntraRecord, key: &str) -> Option<&'a str> {
         .filter_map(Value::as_object)
         .find(|kv| str_of(kv, "key") == Some(key))
         .and_then(|kv| str_of(kv, "value"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn duration_in_nanoseconds_only_when_it_fits() {
+        assert_eq!(duration_ns(&json!(1500)), Some(1_500_000_000));
+        assert_eq!(duration_ns(&json!("25")), Some(25_000_000));
+        assert_eq!(
+            duration_ns(&json!("-0000000000000000000000000000080000000000000")),
+            None
+        );
+        assert_eq!(duration_ns(&json!(i64::MAX)), None);
+        assert_eq!(duration_ns(&json!("soon")), None);
+    }
 }
