@@ -41,30 +41,6 @@ impl Doc {
         }
     }
 
-    /// Set a non-empty list of strings.
-    pub fn put_list(&mut self, path: &str, values: &[&str]) {
-        if !values.is_empty() {
-            self.put(
-                path,
-                Value::Array(
-                    values
-                        .iter()
-                        .map(|s| Value::String((*s).to_string()))
-                        .collect(),
-                ),
-            );
-        }
-    }
-
-    pub fn get(&self, path: &str) -> Option<&Value> {
-        let mut parts = path.split('.');
-        let mut cur = self.0.get(parts.next()?)?;
-        for p in parts {
-            cur = cur.get(p)?;
-        }
-        Some(cur)
-    }
-
     pub fn into_map(self) -> Map<String, Value> {
         self.0
     }
