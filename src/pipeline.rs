@@ -30,7 +30,7 @@ use crate::sinks::{self, SinkBatch, SinkContext};
 use crate::sources::eventhubs;
 use crate::sources::file::{self, FileProgress};
 use crate::sources::sqs::{self, SqsSourceConfig};
-use crate::transforms::dedup::DedupWindow;
+use crate::transforms::dedup::{self, DedupWindow, Digest};
 use crate::transforms::enrich::Enrichment;
 use crate::transforms::Transformer;
 
@@ -503,17 +503,29 @@ fn settle_together(
 ) -> Option<Batch> {
     let mut records = Vec::with_capacity(batch.records.len());
     let mut inputs = Vec::with_capacity(batch.acks.len());
+    let digests: Vec<Digest> = match dedup {
+        Some(_) => batch.records.iter().map(|r| dedup::digest(&r.id)).collect(),
+        None => Vec::new(),
+    };
     let seen = match dedup {
-        Some(w) => w.delivered_among(batch.records.iter().map(|r| r.id.as_str())),
+        Some(w) => w.delivered_among(&digests),
         None => vec![false; batch.records.len()],
     };
-    for ((record, ack), seen) in batch.records.into_iter().zip(batch.acks).zip(seen) {
+    let mut kept = Vec::with_capacity(digests.len());
+    for (i, ((record, ack), seen)) in batch
+        .records
+        .into_iter()
+        .zip(batch.acks)
+        .zip(seen)
+        .enumerate()
+    {
         if seen {
             Metrics::add(&metrics.records_deduplicated, 1);
             ack.resolve(BatchStatus::Delivered);
         } else {
             records.push(record);
             inputs.push(ack);
+            kept.extend(digests.get(i));
         }
     }
     if records.is_empty() {
@@ -521,7 +533,6 @@ fn settle_together(
     }
     let (token, settled) = crate::ack::batch();
     let times: Vec<_> = records.iter().map(|r| r.time).collect();
-    let ids: Option<Vec<String>> = dedup.map(|_| records.iter().map(|r| r.id.clone()).collect());
     let window = dedup.cloned();
     let metrics = Arc::clone(metrics);
     Metrics::add(&metrics.batches_in_flight, 1);
@@ -535,8 +546,8 @@ fn settle_together(
                     .latency
                     .observe((now - t).num_milliseconds() as f64 / 1000.0);
             }
-            if let (Some(window), Some(ids)) = (window, ids) {
-                window.delivered(ids.iter().map(String::as_str));
+            if let Some(window) = window {
+                window.delivered(&kept);
             }
         }
         for ack in inputs {

@@ -57,10 +57,11 @@ fn capacity() -> usize {
     200_000
 }
 
-/// The first 128 bits of an id's SHA-256.
-type Digest = u128;
+/// The first 128 bits of an id's SHA-256: what the window remembers of an id.
+pub type Digest = u128;
 
-fn digest(id: &str) -> Digest {
+/// Computed once per record, outside the window's lock.
+pub fn digest(id: &str) -> Digest {
     let hash = Sha256::digest(id.as_bytes());
     let mut first = [0u8; 16];
     first.copy_from_slice(&hash[..16]);
@@ -109,26 +110,27 @@ impl DedupWindow {
         }
     }
 
-    /// For each id, whether it was delivered within the window (one lock for them all).
-    pub fn delivered_among<'a>(&self, ids: impl IntoIterator<Item = &'a str>) -> Vec<bool> {
+    /// For each id's digest, whether it was delivered within the window (one lock for
+    /// them all).
+    pub fn delivered_among(&self, digests: &[Digest]) -> Vec<bool> {
         let now = now_secs();
         let inner = self.inner.lock().ok();
-        ids.into_iter()
-            .map(|id| {
+        digests
+            .iter()
+            .map(|d| {
                 inner.as_ref().is_some_and(|i| {
                     i.seen
-                        .get(&digest(id))
+                        .get(d)
                         .is_some_and(|t| now.saturating_sub(*t) < self.window.as_secs())
                 })
             })
             .collect()
     }
 
-    /// Remember ids whose delivery was confirmed.
-    pub fn delivered<'a>(&self, ids: impl IntoIterator<Item = &'a str>) {
+    /// Remember the digests of ids whose delivery was confirmed.
+    pub fn delivered(&self, digests: &[Digest]) {
         let now = now_secs();
-        let entries: Vec<(u64, Digest)> = ids.into_iter().map(|id| (now, digest(id))).collect();
-        self.insert(entries);
+        self.insert(digests.iter().map(|d| (now, *d)));
     }
 
     fn insert(&self, entries: impl IntoIterator<Item = (u64, Digest)>) {
@@ -212,14 +214,19 @@ mod tests {
     use super::*;
 
     fn seen(w: &DedupWindow, id: &str) -> bool {
-        w.delivered_among([id])[0]
+        w.delivered_among(&[digest(id)])[0]
+    }
+
+    fn deliver(w: &DedupWindow, ids: &[&str]) {
+        let digests: Vec<Digest> = ids.iter().map(|id| digest(id)).collect();
+        w.delivered(&digests);
     }
 
     #[test]
     fn only_delivered_ids_are_duplicates() {
         let w = DedupWindow::new(Duration::from_secs(60), 10);
         assert!(!seen(&w, "a"));
-        w.delivered(["a"]);
+        deliver(&w, &["a"]);
         assert!(seen(&w, "a"));
         assert!(!seen(&w, "b"));
     }
@@ -227,7 +234,7 @@ mod tests {
     #[test]
     fn capacity_evicts_the_oldest() {
         let w = DedupWindow::new(Duration::from_secs(60), 3);
-        w.delivered(["a", "b", "c", "d"]);
+        deliver(&w, &["a", "b", "c", "d"]);
         assert_eq!(w.len(), 3);
         assert!(!seen(&w, "a"));
         assert!(seen(&w, "d"));
@@ -236,7 +243,7 @@ mod tests {
     #[test]
     fn a_redelivered_id_keeps_one_slot() {
         let w = DedupWindow::new(Duration::from_secs(60), 2);
-        w.delivered(["a", "a", "b", "a", "c"]);
+        deliver(&w, &["a", "a", "b", "a", "c"]);
         assert_eq!(w.len(), 2, "a was evicted once b and c came");
         assert!(!seen(&w, "a"));
         assert!(seen(&w, "b") && seen(&w, "c"));
@@ -258,7 +265,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("dedup.state");
         let w = DedupWindow::new(Duration::from_secs(60), 10);
-        w.delivered(["x y", "z"]);
+        deliver(&w, &["x y", "z"]);
         w.save(&path).unwrap();
         let again = DedupWindow::new(Duration::from_secs(60), 10);
         assert_eq!(again.load(&path).unwrap(), 2);
