@@ -15,7 +15,7 @@ mod rss;
 mod servers;
 
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -49,26 +49,24 @@ fn start_lading(dir: &std::path::Path) -> Lading {
         ),
     )
     .unwrap();
-    let child = Command::new(servers::tool("LADING", "lading"))
-        .args([
-            "--config-path",
-            config.to_str().unwrap(),
-            "--no-target",
-            "--prometheus-addr",
-            &format!("127.0.0.1:{prom}"),
-        ])
-        .args([
-            "--experiment-duration-seconds",
-            "86400",
-            "--warmup-duration-seconds",
-            "0",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("lading is needed: run scripts/install-test-servers.sh");
-    let server = Server(child);
-    servers::wait_for_port(hec, "lading");
+    let server = servers::start(
+        Command::new(servers::tool("LADING", "lading"))
+            .args([
+                "--config-path",
+                config.to_str().unwrap(),
+                "--no-target",
+                "--prometheus-addr",
+                &format!("127.0.0.1:{prom}"),
+            ])
+            .args([
+                "--experiment-duration-seconds",
+                "86400",
+                "--warmup-duration-seconds",
+                "0",
+            ]),
+        hec,
+        "lading",
+    );
     Lading {
         _server: server,
         hec: format!("http://127.0.0.1:{hec}"),
@@ -177,7 +175,8 @@ async fn auditbridge(dir: &std::path::Path, url: &str, ack: bool) -> (Duration, 
 fn main() {
     let dir = tempfile::tempdir().unwrap();
     let lading = start_lading(dir.path());
-    let input = common::corpus(common::records_arg().unwrap_or(RECORDS));
+    let records = common::records_arg().unwrap_or(RECORDS);
+    let input = common::corpus(records);
     std::fs::write(dir.path().join("in.ndjson"), &input).unwrap();
     let (bodies, raw_bytes) = bodies(&input);
     let bodies = Arc::new(bodies);
@@ -187,16 +186,16 @@ fn main() {
         let before = lading_bytes(&lading.metrics).await;
         let ceiling = plain_loop(&lading.hec, Arc::clone(&bodies)).await;
         let lading_ceiling = (lading_bytes(&lading.metrics).await - before) as f64 / 1e6 / ceiling.as_secs_f64();
-        println!("HEC bench: {RECORDS} CloudTrail records (corpus replayed, eventID and eventTime rewritten per copy), ECS, batches of {BATCH}, {IN_FLIGHT} requests in flight");
+        println!("HEC bench: {records} CloudTrail records (corpus replayed, eventID and eventTime rewritten per copy), ECS, batches of {BATCH}, {IN_FLIGHT} requests in flight");
         println!("{:<44} {:>12} {:>9} {:>16} {:>7}", "case", "events/s", "MB/s", "lading MB/s", "ratio");
-        let ceiling_rate = RECORDS as f64 / ceiling.as_secs_f64();
+        let ceiling_rate = records as f64 / ceiling.as_secs_f64();
         println!("{:<44} {:>12.0} {:>9.1} {:>16.1} {:>7}", "plain reqwest loop, pre-built gzip bodies", ceiling_rate, mb / ceiling.as_secs_f64(), lading_ceiling, "1.00");
         for ack in [true, false] {
             let before = lading_bytes(&lading.metrics).await;
             let (took, m) = auditbridge(dir.path(), &lading.hec, ack).await;
             assert_eq!(Metrics::get(&m.batches_acked), 1);
             let received = (lading_bytes(&lading.metrics).await - before) as f64 / 1e6 / took.as_secs_f64();
-            let rate = RECORDS as f64 / took.as_secs_f64();
+            let rate = records as f64 / took.as_secs_f64();
             let label = if ack { "auditbridge file -> HEC, indexer acks on" } else { "auditbridge file -> HEC, acks off" };
             println!("{:<44} {:>12.0} {:>9.1} {:>16.1} {:>7.2}", label, rate, mb / took.as_secs_f64(), received, rate / ceiling_rate);
         }

@@ -17,7 +17,7 @@ mod rss;
 #[path = "common/servers.rs"]
 mod servers;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -45,21 +45,19 @@ const RUNS: usize = 2;
 fn start_tansu() -> (Server, String) {
     let port = servers::free_port();
     let url = format!("tcp://127.0.0.1:{port}");
-    let child = Command::new(servers::tool("TANSU", "tansu"))
-        .args([
-            "broker",
-            "--listener-url",
-            &url,
-            "--advertised-listener-url",
-            &url,
-        ])
-        .args(["--storage-engine", "memory://tansu/"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("tansu is needed: run scripts/install-test-servers.sh");
-    let server = Server(child);
-    servers::wait_for_port(port, "tansu");
+    let server = servers::start(
+        Command::new(servers::tool("TANSU", "tansu"))
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "memory://tansu/"]),
+        port,
+        "tansu",
+    );
     (server, format!("127.0.0.1:{port}"))
 }
 

@@ -446,15 +446,9 @@ async fn validate_check_sinks_reaches_the_hub_and_its_checkpoint_store() {
     let path = dir.path().join("config.toml");
     let sink = file_sink(&dir.path().join("out.ndjson"));
     std::fs::write(&path, config(&hub, "", &file_store(dir.path()), &sink)).unwrap();
-    let out = tokio::task::spawn_blocking(move || {
-        common::auditbridge()
-            .args(["validate", "--check-sinks", "--config"])
-            .arg(&path)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let out = tokio::task::spawn_blocking(move || common::validate_check_sinks(&path))
+        .await
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -471,11 +465,7 @@ async fn validate_check_sinks_reaches_the_hub_and_its_checkpoint_store() {
     );
     let path = dir.path().join("bad.toml");
     std::fs::write(&path, dead).unwrap();
-    let out = common::auditbridge()
-        .args(["validate", "--check-sinks", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = common::validate_check_sinks(&path);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(

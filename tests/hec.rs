@@ -252,11 +252,7 @@ async fn validate_check_sinks_probes_health_and_token() {
     ] {
         let path = dir.path().join("c.toml");
         std::fs::write(&path, config(dir.path(), &hec, token, "")).unwrap();
-        let out = common::auditbridge()
-            .args(["validate", "--check-sinks", "--config"])
-            .arg(&path)
-            .output()
-            .unwrap();
+        let out = common::validate_check_sinks(&path);
         let text = String::from_utf8_lossy(&out.stdout);
         assert_eq!(out.status.success(), ok, "{token}: {text}");
         assert!(text.contains(said), "{token}: {text}");

@@ -201,13 +201,7 @@ async fn validate_check_sinks_reports_missing_topics() {
         )
         .unwrap()
     };
-    let validate = || {
-        common::auditbridge()
-            .args(["validate", "--check-sinks", "--config"])
-            .arg(&config)
-            .output()
-            .unwrap()
-    };
+    let validate = || common::validate_check_sinks(&config);
     write("");
     let out = validate();
     assert_eq!(

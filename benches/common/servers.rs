@@ -1,7 +1,7 @@
 //! Shared by the benchmarks that start a real server of their own on 127.0.0.1.
 
 use std::net::{TcpListener, TcpStream};
-use std::process::Child;
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 pub fn free_port() -> u16 {
@@ -22,8 +22,20 @@ impl Drop for Server {
     }
 }
 
+/// Start `command` quietly and wait until it listens on `port`.
+pub fn start(command: &mut Command, port: u16, what: &str) -> Server {
+    let child = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{what} is needed: run scripts/install-test-servers.sh ({e})"));
+    let server = Server(child);
+    wait_for_port(port, what);
+    server
+}
+
 /// Wait up to 10 s for `port` to accept connections.
-pub fn wait_for_port(port: u16, what: &str) {
+fn wait_for_port(port: u16, what: &str) {
     for _ in 0..100 {
         if TcpStream::connect(("127.0.0.1", port)).is_ok() {
             return;

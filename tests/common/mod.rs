@@ -35,6 +35,15 @@ pub fn auditbridge() -> std::process::Command {
     c
 }
 
+/// `auditbridge validate --check-sinks --config <path>`, run to completion.
+pub fn validate_check_sinks(path: &std::path::Path) -> std::process::Output {
+    auditbridge()
+        .args(["validate", "--check-sinks", "--config"])
+        .arg(path)
+        .output()
+        .unwrap()
+}
+
 /// A path in the shared reference data beside the checkout.
 pub fn shared(path: &str) -> PathBuf {
     repo("../shared").join(path)
