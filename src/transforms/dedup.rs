@@ -6,12 +6,11 @@
 //! would acknowledge its source unit on the strength of a delivery that may never
 //! happen. The window forgets ids after `window_secs` and holds at most `capacity` of
 //! them (oldest first out). It keeps the first 128 bits of each id's SHA-256, not the id:
-//! a fixed 40 bytes or so per entry, allocated once at start, so memory does not grow with
-//! volume; and an id crafted to collide with another (to have a record dropped) would
+//! about 70 bytes per id of capacity, allocated once at start, so memory does not grow
+//! with volume; and an id crafted to collide with another (to have a record dropped) would
 //! need a SHA-256 collision.
 
-use std::collections::hash_map::Entry;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -28,7 +27,7 @@ pub struct DedupConfig {
     /// How long a delivered id is remembered.
     #[serde(default = "hour")]
     pub window_secs: u64,
-    /// Most ids remembered (about 40 bytes each, reserved at start).
+    /// Most ids remembered (about 70 bytes each, reserved at start).
     #[serde(default = "capacity")]
     pub capacity: usize,
     /// Where the window is saved at shutdown and loaded at startup.
@@ -71,16 +70,32 @@ pub fn digest(id: &str) -> Digest {
 /// How a digest is written in the state file, told apart from a raw id (older files).
 const DIGEST_PREFIX: &str = "sha256:";
 
+/// One remembered id in delivery order. The digest is kept as bytes: a `u128` field
+/// would align the slot to 16 and pad it from 24 bytes to 32.
+struct Slot {
+    delivered_at: u64,
+    digest: [u8; 16],
+}
+
 struct Inner {
-    /// digest → when it was delivered (seconds since the epoch).
-    seen: HashMap<Digest, u64>,
-    order: VecDeque<(u64, Digest)>,
+    seen: HashSet<Digest>,
+    order: VecDeque<Slot>,
 }
 
 impl Inner {
     fn evict_front(&mut self) {
-        if let Some((_, id)) = self.order.pop_front() {
-            self.seen.remove(&id);
+        if let Some(slot) = self.order.pop_front() {
+            self.seen.remove(&u128::from_ne_bytes(slot.digest));
+        }
+    }
+
+    fn forget_before(&mut self, horizon: u64) {
+        while self
+            .order
+            .front()
+            .is_some_and(|slot| slot.delivered_at < horizon)
+        {
+            self.evict_front();
         }
     }
 }
@@ -99,32 +114,33 @@ fn now_secs() -> u64 {
 
 impl DedupWindow {
     pub fn new(window: Duration, capacity: usize) -> Self {
+        let capacity = capacity.max(1);
         DedupWindow {
             window,
-            capacity: capacity.max(1),
+            capacity,
             inner: Mutex::new(Inner {
-                // One more than the capacity: an insert comes before the eviction.
-                seen: HashMap::with_capacity(capacity.max(1) + 1),
-                order: VecDeque::with_capacity(capacity.max(1) + 1),
+                // Twice the ids it holds: evictions leave tombstones in the table, and a
+                // table more than half full when they run out of room doubles instead of
+                // being cleaned in place, which would grow memory mid-run. (One more than
+                // the capacity: an insert comes before its eviction.)
+                seen: HashSet::with_capacity(2 * (capacity + 1)),
+                order: VecDeque::with_capacity(capacity + 1),
             }),
         }
+    }
+
+    fn horizon(&self) -> u64 {
+        now_secs().saturating_sub(self.window.as_secs())
     }
 
     /// For each id's digest, whether it was delivered within the window (one lock for
     /// them all).
     pub fn delivered_among(&self, digests: &[Digest]) -> Vec<bool> {
-        let now = now_secs();
-        let inner = self.inner.lock().ok();
-        digests
-            .iter()
-            .map(|d| {
-                inner.as_ref().is_some_and(|i| {
-                    i.seen
-                        .get(d)
-                        .is_some_and(|t| now.saturating_sub(*t) < self.window.as_secs())
-                })
-            })
-            .collect()
+        let Ok(mut inner) = self.inner.lock() else {
+            return vec![false; digests.len()];
+        };
+        inner.forget_before(self.horizon());
+        digests.iter().map(|d| inner.seen.contains(d)).collect()
     }
 
     /// Remember the digests of ids whose delivery was confirmed.
@@ -138,21 +154,20 @@ impl DedupWindow {
             return;
         };
         let inner = &mut *guard;
-        for (t, id) in entries {
+        for (delivered_at, digest) in entries {
             // A re-delivered id keeps its first time and slot, so every remembered id has
             // exactly one place in the eviction order.
-            if let Entry::Vacant(slot) = inner.seen.entry(id) {
-                slot.insert(t);
-                inner.order.push_back((t, id));
+            if inner.seen.insert(digest) {
+                inner.order.push_back(Slot {
+                    delivered_at,
+                    digest: digest.to_ne_bytes(),
+                });
             }
             if inner.order.len() > self.capacity {
                 inner.evict_front();
             }
         }
-        let horizon = now_secs().saturating_sub(self.window.as_secs());
-        while inner.order.front().is_some_and(|(t, _)| *t < horizon) {
-            inner.evict_front();
-        }
+        inner.forget_before(self.horizon());
     }
 
     pub fn len(&self) -> usize {
@@ -200,8 +215,9 @@ impl DedupWindow {
         }
         let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
         if let Ok(inner) = self.inner.lock() {
-            for (t, id) in &inner.order {
-                writeln!(out, "{t} {DIGEST_PREFIX}{id:032x}")?;
+            for slot in &inner.order {
+                let digest = u128::from_ne_bytes(slot.digest);
+                writeln!(out, "{} {DIGEST_PREFIX}{digest:032x}", slot.delivered_at)?;
             }
         }
         out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
@@ -247,6 +263,26 @@ mod tests {
         assert_eq!(w.len(), 2, "a was evicted once b and c came");
         assert!(!seen(&w, "a"));
         assert!(seen(&w, "b") && seen(&w, "c"));
+    }
+
+    #[test]
+    fn the_table_keeps_its_reserved_size_however_many_ids_pass() {
+        let w = DedupWindow::new(Duration::from_secs(60), 1_000);
+        let reserved = {
+            let inner = w.inner.lock().unwrap();
+            (inner.seen.capacity(), inner.order.capacity())
+        };
+        for round in 0..20 {
+            let ids: Vec<Digest> = (0..1_000)
+                .map(|i| digest(&format!("{round}-{i}")))
+                .collect();
+            w.delivered(&ids);
+        }
+        let inner = w.inner.lock().unwrap();
+        assert_eq!(inner.seen.len(), 1_000);
+        // Tombstones lower the set's reported capacity; a doubled table would raise it.
+        assert!(inner.seen.capacity() <= reserved.0, "the table grew");
+        assert_eq!(inner.order.capacity(), reserved.1);
     }
 
     #[test]
