@@ -299,6 +299,7 @@ impl Pipeline {
             let transformer = Arc::clone(&self.transformer);
             let dead_letters = Arc::clone(&self.dead_letters);
             let batch_size = self.batch_size;
+            let pieces = self.workers;
             workers.spawn_blocking(move || {
                 transform_worker(
                     &input_rx,
@@ -306,6 +307,7 @@ impl Pipeline {
                     &transformer,
                     &dead_letters,
                     batch_size,
+                    pieces,
                 )
             });
         }
@@ -425,6 +427,7 @@ fn transform_worker(
     transformer: &Transformer,
     dead_letters: &DeadLetterSink,
     batch_size: usize,
+    pieces: usize,
 ) {
     loop {
         let next = match input.lock() {
@@ -432,18 +435,17 @@ fn transform_worker(
             Err(_) => None,
         };
         let Some(raw) = next else { return };
-        let mut chunk = Vec::with_capacity(batch_size);
-        let mut sink_gone = false;
-        let dead = transformer.process_each(&raw.bytes, &raw.origin, |record| {
-            chunk.push(record);
-            if chunk.len() >= batch_size && !sink_gone {
-                sink_gone = !send(out, std::mem::take(&mut chunk), &raw.ack);
-            }
-        });
-        if !chunk.is_empty() && !sink_gone {
-            sink_gone = !send(out, chunk, &raw.ack);
-        }
-        if sink_gone {
+        let mut batchers: Vec<Batcher> = (0..pieces.max(1))
+            .map(|_| Batcher::new(out, &raw.ack, batch_size))
+            .collect();
+        let emitters = batchers
+            .iter_mut()
+            .map(|b| move |record| b.push(record))
+            .collect();
+        let dead = transformer.process_pieces(&raw.bytes, &raw.origin, emitters);
+        // Every piece sends what it has left before the worker decides anything.
+        let finished: Vec<bool> = batchers.into_iter().map(Batcher::finish).collect();
+        if finished.contains(&false) {
             return;
         }
         if let Err(e) = dead_letters.write_all(&dead) {
@@ -453,6 +455,45 @@ fn transform_worker(
             continue;
         }
         raw.ack.resolve(BatchStatus::Delivered);
+    }
+}
+
+/// Gathers one piece's records into batches of `size` for the fan-out.
+struct Batcher<'a> {
+    out: &'a mpsc::Sender<Batch>,
+    ack: &'a AckToken,
+    size: usize,
+    records: Vec<Record>,
+    sink_gone: bool,
+}
+
+impl<'a> Batcher<'a> {
+    fn new(out: &'a mpsc::Sender<Batch>, ack: &'a AckToken, size: usize) -> Self {
+        Batcher {
+            out,
+            ack,
+            size,
+            records: Vec::new(),
+            sink_gone: false,
+        }
+    }
+
+    fn push(&mut self, record: Record) {
+        if self.sink_gone {
+            return;
+        }
+        self.records.push(record);
+        if self.records.len() >= self.size {
+            self.sink_gone = !send(self.out, std::mem::take(&mut self.records), self.ack);
+        }
+    }
+
+    /// Send what is left; false when the sinks are gone.
+    fn finish(mut self) -> bool {
+        if !self.records.is_empty() && !self.sink_gone {
+            self.sink_gone = !send(self.out, std::mem::take(&mut self.records), self.ack);
+        }
+        !self.sink_gone
     }
 }
 

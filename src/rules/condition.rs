@@ -83,6 +83,29 @@ pub struct Pattern {
     pub text: String,
     matcher: GlobMatcher,
     fold_dashes: bool,
+    shape: Shape,
+}
+
+/// How a case-sensitive pattern can be matched without its glob: every record is tested
+/// against dozens of patterns, and most are a name (`CreateUser`) or a prefix
+/// (`Put*`), which a comparison answers in a fraction of a glob match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    Exact,
+    Prefix,
+    Glob,
+}
+
+impl Shape {
+    fn of(text: &str, case_insensitive: bool) -> Shape {
+        let special = |t: &str| t.contains(['*', '?', '[', ']', '{', '}', '\\']);
+        match text.strip_suffix('*') {
+            _ if case_insensitive => Shape::Glob,
+            _ if !special(text) => Shape::Exact,
+            Some(prefix) if !special(prefix) => Shape::Prefix,
+            _ => Shape::Glob,
+        }
+    }
 }
 
 impl Pattern {
@@ -102,6 +125,7 @@ impl Pattern {
             text: text.to_string(),
             matcher: glob.compile_matcher(),
             fold_dashes,
+            shape: Shape::of(text, case_insensitive),
         })
     }
 
@@ -110,6 +134,11 @@ impl Pattern {
     }
 
     pub fn matches(&self, s: &str) -> bool {
+        match self.shape {
+            Shape::Exact => return s == self.text,
+            Shape::Prefix => return s.starts_with(&self.text[..self.text.len() - 1]),
+            Shape::Glob => {}
+        }
         if !self.fold_dashes {
             return self.matcher.is_match(s);
         }
@@ -345,6 +374,43 @@ mod tests {
         )
         .unwrap();
         assert!(a.matches("Update application \u{2013} Certificates and secrets management "));
+    }
+
+    #[test]
+    fn names_and_prefixes_match_as_their_globs_do() {
+        let texts = [
+            "CreateUser",
+            "CreateUserX",
+            "createuser",
+            "Create",
+            "Put",
+            "PutBucketPolicy",
+            "Put*",
+            "",
+            "a/b",
+        ];
+        for (pattern, shape) in [
+            ("CreateUser", Shape::Exact),
+            ("Put*", Shape::Prefix),
+            ("*", Shape::Prefix),
+            ("Create*User", Shape::Glob),
+            ("Put?", Shape::Glob),
+            ("Put\\*", Shape::Glob),
+            ("[CP]ut*", Shape::Glob),
+        ] {
+            let p = Pattern::new(pattern, false).unwrap();
+            assert_eq!(p.shape, shape, "{pattern}");
+            for text in texts {
+                assert_eq!(
+                    p.matches(text),
+                    p.matcher.is_match(text),
+                    "{pattern} against {text}"
+                );
+            }
+        }
+        let folded = Pattern::new("CreateUser", true).unwrap();
+        assert_eq!(folded.shape, Shape::Glob);
+        assert!(folded.matches("createuser"));
     }
 
     #[test]

@@ -66,7 +66,22 @@ impl Transformer {
         &self,
         bytes: &[u8],
         origin: &Origin,
-        emit: impl FnMut(Record),
+        emit: impl FnMut(Record) + Send,
+    ) -> Vec<DeadLetter> {
+        self.process_pieces(bytes, origin, vec![emit])
+    }
+
+    /// Like [`Transformer::process_each`], with one emitter per piece: a unit of at least
+    /// `2 × MIN_PIECE` records is cut into contiguous pieces, up to one per emitter, that
+    /// are transformed on threads of their own at once. One large file (a replay, a
+    /// month's export) would otherwise keep one core busy while the others idle. Each
+    /// piece's records reach its emitter in input order; pieces interleave. Returns the
+    /// dead letters, in input order.
+    pub fn process_pieces<E: FnMut(Record) + Send>(
+        &self,
+        bytes: &[u8],
+        origin: &Origin,
+        mut emitters: Vec<E>,
     ) -> Vec<DeadLetter> {
         Metrics::add(&self.metrics.inputs, 1);
         let mut dead = Vec::new();
@@ -81,7 +96,7 @@ impl Transformer {
                 return dead;
             }
         };
-        let frames = framing::frames(&input);
+        let mut frames = framing::frames(&input);
         if frames.len() > self.limits.max_records_per_input {
             let reason = format!(
                 "input holds {} records, over the limit of {} (limits.max_records_per_input)",
@@ -91,16 +106,49 @@ impl Transformer {
             self.dead(&mut dead, "too_many_records", reason, origin, None, bytes);
             return dead;
         }
-        let mut unit = Unit {
-            origin: Arc::new(origin.clone()),
-            now: Utc::now(),
-            dead,
-            emit,
-        };
-        for frame in frames {
-            self.frame(frame, &mut unit);
+        let pieces = emitters.len().min(frames.len() / MIN_PIECE).max(1);
+        let per_piece = frames.len().div_ceil(pieces);
+        let mut cut = Vec::with_capacity(pieces);
+        while frames.len() > per_piece {
+            cut.push(frames.split_off(frames.len() - per_piece));
         }
-        unit.dead
+        cut.push(frames);
+        cut.reverse();
+        emitters.truncate(pieces);
+        let origin = Arc::new(origin.clone());
+        let now = Utc::now();
+        let piece = |frames: Vec<Frame<'_>>, emit: E| {
+            let mut unit = Unit {
+                origin: Arc::clone(&origin),
+                now,
+                dead: Vec::new(),
+                emit,
+            };
+            for frame in frames {
+                self.frame(frame, &mut unit);
+            }
+            unit.dead
+        };
+        let piece = &piece;
+        std::thread::scope(|scope| {
+            let mut work = cut.into_iter().zip(emitters);
+            let first = work.next();
+            let others: Vec<_> = work
+                .map(|(frames, emit)| scope.spawn(move || piece(frames, emit)))
+                .collect();
+            if let Some((frames, emit)) = first {
+                dead.extend(piece(frames, emit));
+            }
+            for other in others {
+                // A panic is the worker's, as if it had transformed the piece itself.
+                dead.extend(
+                    other
+                        .join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                );
+            }
+        });
+        dead
     }
 
     fn frame(&self, frame: Frame<'_>, unit: &mut Unit<impl FnMut(Record)>) {
@@ -238,7 +286,10 @@ impl Transformer {
     }
 }
 
-/// One input unit on its way through: where it came from, and where its records and dead
+/// Records below which a unit is not cut into pieces: a thread costs more than it saves.
+pub const MIN_PIECE: usize = 1_000;
+
+/// One input unit (or a piece of one) on its way through: where it came from, and where its records and dead
 /// letters go.
 struct Unit<E> {
     origin: Arc<Origin>,
@@ -301,14 +352,52 @@ mod tests {
     use crate::keys::inventory::KeyInventory;
     use crate::rules::RuleSet;
 
-    #[test]
-    fn a_line_that_is_not_one_object_goes_through_the_scanner() {
+    fn transformer() -> Transformer {
         let enrichment = Enrichment::new(
             Arc::new(RuleSet::builtin().unwrap()),
             Arc::new(KeyInventory::new(10)),
             90,
         );
-        let t = Transformer::new(OutputFormat::Ecs, enrichment, Arc::new(Metrics::default()));
+        Transformer::new(OutputFormat::Ecs, enrichment, Arc::new(Metrics::default()))
+    }
+
+    #[test]
+    fn a_large_unit_is_cut_into_contiguous_pieces_one_per_emitter() {
+        let records = 2 * MIN_PIECE + 500;
+        let bad_line = MIN_PIECE + 700;
+        let text: String = (1..=records)
+            .map(|n| match n {
+                n if n == bad_line => "{\"eventName\": }\n".to_string(),
+                n => format!("{{\"eventName\":\"A\",\"eventSource\":\"s\",\"eventID\":\"{n}\"}}\n"),
+            })
+            .collect();
+        let (mut first, mut second, mut third) = (Vec::new(), Vec::new(), Vec::new());
+        let emitters: Vec<Box<dyn FnMut(Record) + Send>> = vec![
+            Box::new(|r: Record| first.push(r.id)),
+            Box::new(|r: Record| second.push(r.id)),
+            Box::new(|r: Record| third.push(r.id)),
+        ];
+        let origin = Origin::Inline {
+            name: "test".into(),
+        };
+        let dead = transformer().process_pieces(text.as_bytes(), &origin, emitters);
+        let ids = |range: std::ops::RangeInclusive<usize>| -> Vec<String> {
+            range
+                .filter(|n| *n != bad_line)
+                .map(|n| n.to_string())
+                .collect()
+        };
+        // Two pieces: 2,500 records make two of at least MIN_PIECE, not three.
+        assert_eq!(first, ids(1..=1250));
+        assert_eq!(second, ids(1251..=records));
+        assert!(third.is_empty());
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].position.map(|p| p.line), Some(bad_line as u64));
+    }
+
+    #[test]
+    fn a_line_that_is_not_one_object_goes_through_the_scanner() {
+        let t = transformer();
         let input = concat!(
             r#"{"eventName":"A","eventSource":"s","eventID":"1"}"#,
             r#"{"eventName":"B","eventSource":"s","eventID":"2"}"#,

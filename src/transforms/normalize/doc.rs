@@ -223,6 +223,10 @@ pub enum Field<'a> {
 
 impl<'a> Field<'a> {
     pub fn object(mut entries: Vec<(Cow<'a, str>, Field<'a>)>) -> Field<'a> {
+        // Renamed keys of a sorted map mostly stay sorted and distinct.
+        if entries.is_sorted_by(|a, b| a.0 < b.0) {
+            return Field::Object(entries);
+        }
         entries.reverse();
         // Stable: among equal keys the later field now comes first and is kept.
         entries.sort_by(|a, b| a.0.cmp(&b.0));

@@ -73,6 +73,12 @@ enum Node {
     Part(Part),
 }
 
+/// Key equality that tells most different keys apart by length and first byte, before
+/// comparing whole strings: a document's objects are searched for every field written.
+fn same(key: &str, other: &str) -> bool {
+    key.len() == other.len() && key.as_bytes().first() == other.as_bytes().first() && key == other
+}
+
 /// The object at dotted `parent` below `level` (`""` is `level` itself), made (or made an
 /// object) as needed; `key` turns a segment into a stored key.
 fn object_at<'a, 'p>(
@@ -84,7 +90,7 @@ fn object_at<'a, 'p>(
         return level;
     }
     for segment in parent.split('.') {
-        let at = match level.iter().position(|(k, _)| k == segment) {
+        let at = match level.iter().position(|(k, _)| same(k, segment)) {
             Some(at) => at,
             None => {
                 level.push((key(segment), Node::Object(Vec::new())));
@@ -134,7 +140,7 @@ fn slot(root: &mut Vec<(Key, Node)>, path: Key) -> (&mut Vec<(Key, Node)>, Key) 
 impl Document {
     fn set(&mut self, path: Key, node: Node) {
         let (level, last) = slot(&mut self.root, path);
-        match level.iter_mut().find(|(k, _)| *k == last) {
+        match level.iter_mut().find(|(k, _)| same(k, &last)) {
             Some((_, existing)) => *existing = node,
             None => level.push((last, node)),
         }
@@ -163,7 +169,7 @@ impl Document {
     /// Append `item` to the array at `path` (made when missing).
     pub fn push(&mut self, path: &'static str, item: Value) {
         let (level, last) = slot(&mut self.root, Cow::Borrowed(path));
-        match level.iter_mut().find(|(k, _)| *k == last) {
+        match level.iter_mut().find(|(k, _)| same(k, &last)) {
             Some((_, Node::Value(Value::Array(items)))) => items.push(item),
             Some((_, other)) => *other = Node::Value(Value::Array(vec![item])),
             None => level.push((last, Node::Value(Value::Array(vec![item])))),

@@ -202,7 +202,9 @@ pub fn cloudtrail_vendor(r: &CloudTrailRecord) -> Field<'_> {
         }
     }
     if !nested.is_empty() {
-        entries.push((Cow::Borrowed("flattened"), Field::object(nested)));
+        // At its sorted place, so the (usually sorted) entries need no sort.
+        let at = entries.partition_point(|(k, _)| k.as_ref() < "flattened");
+        entries.insert(at, (Cow::Borrowed("flattened"), Field::object(nested)));
     }
     Field::object(entries)
 }
