@@ -88,19 +88,42 @@ pub struct Explanation {
     pub steps: Vec<(String, bool)>,
 }
 
-impl Rule {
-    /// Does the rule match? `context` holds enrichment context (`context.…` fields).
-    pub fn matches(&self, record: &SourceRecord, context: &Map<String, Value>) -> bool {
-        self.explain(record, context, false).matched
-    }
+/// What every rule reads first, looked up once per record instead of once per rule.
+struct Subject<'a> {
+    record: &'a SourceRecord,
+    /// `event_source`, `event_name`, `category`, `activity` ("" where the provider has none).
+    values: [&'a str; 4],
+}
 
+impl<'a> Subject<'a> {
+    fn of(record: &'a SourceRecord) -> Self {
+        let values = match record {
+            SourceRecord::CloudTrail(r) => [r.event_source(), r.event_name(), "", ""],
+            SourceRecord::Entra(r) => ["", "", r.category(), r.activity()],
+        };
+        Subject { record, values }
+    }
+}
+
+impl Rule {
     /// Evaluate step by step; with `full`, every step is recorded even after a miss.
+    /// `context` holds enrichment context (`context.…` fields).
     pub fn explain(
         &self,
         record: &SourceRecord,
         context: &Map<String, Value>,
         full: bool,
     ) -> Explanation {
+        self.explain_subject(&Subject::of(record), context, full)
+    }
+
+    fn explain_subject(
+        &self,
+        subject: &Subject<'_>,
+        context: &Map<String, Value>,
+        full: bool,
+    ) -> Explanation {
+        let record = subject.record;
         let mut steps = Vec::new();
         let mut matched = true;
         // Labels are built only when asked for: matching runs for every record, and
@@ -111,10 +134,6 @@ impl Rule {
                 steps.push((label(), ok));
             }
             matched || full
-        };
-        let (fields, account) = match record {
-            SourceRecord::CloudTrail(r) => (r.fields(), r.account_id()),
-            SourceRecord::Entra(r) => (r.fields(), r.str("tenantId")),
         };
         let provider_ok = matches!(
             (self.provider, record),
@@ -138,21 +157,13 @@ impl Rule {
                 .collect::<Vec<_>>()
                 .join(" | ")
         };
-        let keys: [(&str, &[Pattern], &str); 4] = match record {
-            SourceRecord::CloudTrail(r) => [
-                ("event_source", &self.event_source, r.event_source()),
-                ("event_name", &self.event_name, r.event_name()),
-                ("category", &self.category, ""),
-                ("activity", &self.activity, ""),
-            ],
-            SourceRecord::Entra(r) => [
-                ("event_source", &self.event_source, ""),
-                ("event_name", &self.event_name, ""),
-                ("category", &self.category, r.category()),
-                ("activity", &self.activity, r.activity()),
-            ],
-        };
-        for (key, patterns, value) in keys {
+        let keys: [(&str, &[Pattern]); 4] = [
+            ("event_source", &self.event_source),
+            ("event_name", &self.event_name),
+            ("category", &self.category),
+            ("activity", &self.activity),
+        ];
+        for ((key, patterns), value) in keys.into_iter().zip(subject.values) {
             if patterns.is_empty() {
                 continue;
             }
@@ -161,6 +172,11 @@ impl Rule {
                 return Explanation { matched, steps };
             }
         }
+        // Only rules whose names matched get this far.
+        let (fields, account) = match record {
+            SourceRecord::CloudTrail(r) => (r.fields(), r.account_id()),
+            SourceRecord::Entra(r) => (r.fields(), r.str("tenantId")),
+        };
         for c in &self.all {
             if !step(
                 &|| describe(c),
@@ -302,6 +318,7 @@ impl RuleSet {
 
     /// The rules that match a record, in load order.
     pub fn evaluate(&self, record: &SourceRecord, context: &Map<String, Value>) -> Vec<&Rule> {
+        let subject = Subject::of(record);
         let (indexed, scan) = match record {
             SourceRecord::CloudTrail(r) => (self.by_event_name.get(r.event_name()), &self.aws_scan),
             SourceRecord::Entra(r) => (
@@ -314,7 +331,11 @@ impl RuleSet {
             .flatten()
             .chain(scan.iter())
             .copied()
-            .filter(|&i| self.rules[i].matches(record, context))
+            .filter(|&i| {
+                self.rules[i]
+                    .explain_subject(&subject, context, false)
+                    .matched
+            })
             .collect();
         hits.sort_unstable();
         hits.dedup();
