@@ -49,34 +49,23 @@ impl Transformer {
         }
     }
 
-    /// Turn one input unit into records and dead letters. Never panics on bad input.
+    /// Turn one input unit into records and dead letters, on this thread. Never panics on
+    /// bad input.
     pub fn process(&self, bytes: &[u8], origin: &Origin) -> Processed {
         let mut records = Vec::new();
-        let dead_letters = self.process_each(bytes, origin, |r| records.push(r));
+        let dead_letters = self.process_pieces(bytes, origin, vec![|r| records.push(r)]);
         Processed {
             records,
             dead_letters,
         }
     }
 
-    /// Like [`Transformer::process`], but hands each record to `emit` as soon as it is
-    /// built, so a large file never has all its records in memory at once. Returns the
-    /// dead letters.
-    pub fn process_each(
-        &self,
-        bytes: &[u8],
-        origin: &Origin,
-        emit: impl FnMut(Record) + Send,
-    ) -> Vec<DeadLetter> {
-        self.process_pieces(bytes, origin, vec![emit])
-    }
-
-    /// Like [`Transformer::process_each`], with one emitter per piece: a unit of at least
-    /// `2 × MIN_PIECE` records is cut into contiguous pieces, up to one per emitter, that
-    /// are transformed on threads of their own at once. One large file (a replay, a
-    /// month's export) would otherwise keep one core busy while the others idle. Each
-    /// piece's records reach its emitter in input order; pieces interleave. Returns the
-    /// dead letters, in input order.
+    /// Hands each record to an emitter as soon as it is built, so a large file never has
+    /// all its records in memory at once, and uses one thread per emitter: a unit of at
+    /// least `2 × MIN_PIECE` records is cut into contiguous pieces, up to one per emitter,
+    /// transformed at once. One large file (a replay, a month's export) would otherwise
+    /// keep one core busy while the others idle. Each piece's records reach its emitter in
+    /// input order; pieces interleave. Returns the dead letters, in input order.
     pub fn process_pieces<E: FnMut(Record) + Send>(
         &self,
         bytes: &[u8],
