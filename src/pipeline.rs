@@ -484,7 +484,9 @@ impl<'a> Batcher<'a> {
         }
         self.records.push(record);
         if self.records.len() >= self.size {
-            self.sink_gone = !send(self.out, std::mem::take(&mut self.records), self.ack);
+            // A full batch says more are coming: the next starts at its final size.
+            let full = std::mem::replace(&mut self.records, Vec::with_capacity(self.size));
+            self.sink_gone = !send(self.out, full, self.ack);
         }
     }
 

@@ -226,7 +226,10 @@ pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> D
 
     let request_parameters = homeless.contains(&"requestParameters");
     let resources = homeless.contains(&"resources");
-    if !unmapped_cloudtrail_fields(r, request_parameters, resources).is_empty() {
+    if r.fields()
+        .iter()
+        .any(|(k, v)| unmapped_cloudtrail(k, v, request_parameters, resources))
+    {
         parts.push((
             "unmapped",
             Part::OcsfCloudTrailUnmapped {
@@ -250,14 +253,22 @@ fn unmapped_cloudtrail_fields(
 ) -> Vec<(Cow<'_, str>, Field<'_>)> {
     r.fields()
         .iter()
-        .filter(|(k, v)| {
-            !v.is_null()
-                && (!cloudtrail_mapped(k)
-                    || (request_parameters && *k == "requestParameters")
-                    || (resources && *k == "resources"))
-        })
+        .filter(|(k, v)| unmapped_cloudtrail(k, v, request_parameters, resources))
         .map(|(k, v)| (Cow::Borrowed(k.as_str()), Field::Value(v)))
         .collect()
+}
+
+/// Does this field of a CloudTrail record belong in `unmapped`?
+fn unmapped_cloudtrail(
+    key: &str,
+    value: &Value,
+    request_parameters: bool,
+    resources: bool,
+) -> bool {
+    !value.is_null()
+        && (!cloudtrail_mapped(key)
+            || (request_parameters && key == "requestParameters")
+            || (resources && key == "resources"))
 }
 
 /// OCSF `unmapped` of a CloudTrail record.
