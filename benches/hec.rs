@@ -1,11 +1,15 @@
-//! Splunk HEC throughput against lading's `splunk_hec` blackhole, as ratios to a plain
-//! reqwest loop posting the same pre-built gzip bodies (the transport ceiling), all in the
-//! same run on the same machine.
+//! Splunk HEC throughput, all in the same run on the same machine:
+//! - against lading's `splunk_hec` blackhole, as ratios to a plain reqwest loop posting
+//!   the same pre-built gzip bodies (the transport ceiling);
+//! - at the sink's **default settings** against the tests' strict receiver, whose acks
+//!   become true at once or only after 2 s (a Splunk under load): the slow-ack run as a
+//!   ratio to the at-once run.
 //!
 //!   cargo bench --bench hec            # needs ~/.cargo/bin/lading (scripts/install-test-servers.sh)
 //!
 //! The corpus is ../shared/data/corpus/cloudtrail_real_union.ndjson.gz replayed to
-//! 100,000 records, each copy with its eventID and eventTime rewritten.
+//! 100,000 records (the ack-delay runs use three times as many, so the 2 s tail weighs
+//! little), each copy with its eventID and eventTime rewritten.
 
 #[path = "common/mod.rs"]
 mod common;
@@ -13,6 +17,10 @@ mod common;
 mod rss;
 #[path = "common/servers.rs"]
 mod servers;
+// The tests' receiver, whose other helpers this bench does not use.
+#[allow(dead_code)]
+#[path = "../tests/common/hec.rs"]
+mod strict_hec;
 
 use std::io::Write;
 use std::process::Command;
@@ -172,6 +180,33 @@ async fn auditbridge(dir: &std::path::Path, url: &str, ack: bool) -> (Duration, 
     (start.elapsed(), metrics)
 }
 
+/// file -> HEC with nothing but the endpoint and token set, against the strict receiver
+/// whose acks become true after `ack_delay`.
+async fn default_settings(dir: &std::path::Path, ack_delay: Duration) -> (Duration, u64) {
+    let receiver = strict_hec::HecReceiver::start(strict_hec::Behaviour {
+        ack_delay,
+        count_only: true,
+        ..strict_hec::Behaviour::default()
+    })
+    .await;
+    let config = format!(
+        "[pipeline]\nformat = \"ecs\"\n[sources.in]\ntype = \"file\"\npaths = [\"{}/delayed.ndjson\"]\n[sinks.hec]\ntype = \"splunk_hec\"\nendpoint = \"{}\"\ntoken = \"good-token\"\n",
+        dir.display(),
+        receiver.url()
+    );
+    let config = auditbridge::config::Config::parse(&config, "bench").unwrap();
+    let dlq = auditbridge::dead_letter::DeadLetterSink::file(&dir.join("dlq.ndjson")).unwrap();
+    let pipeline = auditbridge::pipeline::Pipeline::new(&config, dlq).unwrap();
+    let metrics = pipeline.metrics();
+    let (_stop, rx) = tokio::sync::watch::channel(false);
+    let start = Instant::now();
+    pipeline.run(rx).await.unwrap();
+    let took = start.elapsed();
+    assert_eq!(Metrics::get(&metrics.batches_acked), 1);
+    let counted = receiver.state.lock().unwrap().counted;
+    (took, counted)
+}
+
 fn main() {
     let dir = tempfile::tempdir().unwrap();
     let lading = start_lading(dir.path());
@@ -199,6 +234,19 @@ fn main() {
             let label = if ack { "auditbridge file -> HEC, indexer acks on" } else { "auditbridge file -> HEC, acks off" };
             println!("{:<44} {:>12.0} {:>9.1} {:>16.1} {:>7.2}", label, rate, mb / took.as_secs_f64(), received, rate / ceiling_rate);
         }
+        let delayed_records = records * 3;
+        std::fs::write(dir.path().join("delayed.ndjson"), common::corpus(delayed_records)).unwrap();
+        println!();
+        println!("default sink settings, strict receiver, {delayed_records} records");
+        println!("{:<44} {:>12} {:>7}", "case", "events/s", "ratio");
+        let (at_once, n) = default_settings(dir.path(), Duration::ZERO).await;
+        assert_eq!(n as usize, delayed_records);
+        let base = delayed_records as f64 / at_once.as_secs_f64();
+        println!("{:<44} {:>12.0} {:>7}", "acks true at once", base, "1.00");
+        let (slow, n) = default_settings(dir.path(), Duration::from_secs(2)).await;
+        assert_eq!(n as usize, delayed_records);
+        let rate = delayed_records as f64 / slow.as_secs_f64();
+        println!("{:<44} {:>12.0} {:>7.2}", "acks true after 2 s", rate, rate / base);
         println!("peak RSS of the bench process: {:.0} MB", rss::peak_rss_mb());
     });
 }

@@ -11,6 +11,8 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
 
+use crate::metrics::Metrics;
+
 /// Outcome of a batch, ordered from best to worst so statuses combine with `max`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 #[repr(u8)]
@@ -46,6 +48,8 @@ struct Shared {
     notify: Mutex<Option<oneshot::Sender<BatchStatus>>>,
     /// The input's trace span, from receipt to acknowledgement.
     span: Option<Mutex<opentelemetry::global::BoxedSpan>>,
+    /// Counts the source's inputs not yet settled (`inputs_in_flight`).
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Shared {
@@ -57,6 +61,9 @@ impl Shared {
 impl Drop for Shared {
     fn drop(&mut self) {
         let status = BatchStatus::from_u8(*self.status.get_mut());
+        if let Some(m) = &self.metrics {
+            m.inputs_in_flight.fetch_sub(1, Ordering::Relaxed);
+        }
         if let Some(span) = self.span.take() {
             if let Ok(mut span) = span.into_inner() {
                 use opentelemetry::trace::Span;
@@ -80,12 +87,17 @@ impl Drop for Shared {
 
 /// A new batch: the first token and the receiver the source awaits.
 pub fn batch() -> (AckToken, AckReceiver) {
-    new_batch(None)
+    new_batch(None, None)
 }
 
 /// A batch for one input unit of a source, traced as span `auditbridge.input` (exported
-/// when OpenTelemetry is configured, free otherwise) with the source `kind` and `origin`.
-pub fn input(kind: &'static str, origin: &dyn std::fmt::Display) -> (AckToken, AckReceiver) {
+/// when OpenTelemetry is configured, free otherwise) with the source `kind` and `origin`,
+/// and counted in `inputs_in_flight` until it settles.
+pub fn input(
+    kind: &'static str,
+    origin: &dyn std::fmt::Display,
+    metrics: &Arc<Metrics>,
+) -> (AckToken, AckReceiver) {
     use opentelemetry::trace::Tracer;
     let tracer = opentelemetry::global::tracer("auditbridge");
     let span = tracer
@@ -95,15 +107,20 @@ pub fn input(kind: &'static str, origin: &dyn std::fmt::Display) -> (AckToken, A
             opentelemetry::KeyValue::new("auditbridge.origin", origin.to_string()),
         ])
         .start(&tracer);
-    new_batch(Some(Mutex::new(span)))
+    metrics.inputs_in_flight.fetch_add(1, Ordering::Relaxed);
+    new_batch(Some(Mutex::new(span)), Some(Arc::clone(metrics)))
 }
 
-fn new_batch(span: Option<Mutex<opentelemetry::global::BoxedSpan>>) -> (AckToken, AckReceiver) {
+fn new_batch(
+    span: Option<Mutex<opentelemetry::global::BoxedSpan>>,
+    metrics: Option<Arc<Metrics>>,
+) -> (AckToken, AckReceiver) {
     let (tx, rx) = oneshot::channel();
     let shared = Arc::new(Shared {
         status: AtomicU8::new(BatchStatus::Delivered as u8),
         notify: Mutex::new(Some(tx)),
         span,
+        metrics,
     });
     (
         AckToken {

@@ -21,10 +21,20 @@ pub struct AdminConfig {
     pub address: SocketAddr,
 }
 
+/// What one component last said about itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum State {
+    Ok,
+    /// Working, but slowed by something transient (retries, a busy collector): still ready.
+    Degraded(String),
+    /// Not doing its job (starting, faulted, disconnected): not ready.
+    Down(String),
+}
+
 /// What each component last said about itself: `source.<name>`, `sink.<name>`.
 #[derive(Debug, Default)]
 pub struct Health {
-    components: Mutex<BTreeMap<String, Result<(), String>>>,
+    components: Mutex<BTreeMap<String, State>>,
 }
 
 /// One component's handle on its health.
@@ -36,42 +46,50 @@ pub struct Reporter {
 
 impl Reporter {
     pub fn ok(&self) {
-        self.health.set(&self.component, Ok(()));
+        self.health.set(&self.component, State::Ok);
+    }
+
+    pub fn degraded(&self, why: impl std::fmt::Display) {
+        self.health
+            .set(&self.component, State::Degraded(why.to_string()));
     }
 
     pub fn failed(&self, why: impl std::fmt::Display) {
-        self.health.set(&self.component, Err(why.to_string()));
+        self.health
+            .set(&self.component, State::Down(why.to_string()));
     }
 }
 
 impl Health {
     /// A reporter for `component`, which starts out not ready (`starting`).
     pub fn reporter(self: &Arc<Self>, component: String) -> Reporter {
-        self.set(&component, Err("starting".into()));
+        self.set(&component, State::Down("starting".into()));
         Reporter {
             health: Arc::clone(self),
             component,
         }
     }
 
-    pub fn set(&self, component: &str, state: Result<(), String>) {
+    pub fn set(&self, component: &str, state: State) {
         if let Ok(mut c) = self.components.lock() {
             c.insert(component.to_string(), state);
         }
     }
 
-    /// Ready when at least one component reported and none reports a problem.
+    /// Ready when at least one component reported and none is down. The detail names
+    /// every component with `ok`, `degraded: <why>` or its reason for being down.
     pub fn ready(&self) -> (bool, serde_json::Value) {
         let Ok(c) = self.components.lock() else {
             return (false, serde_json::json!({}));
         };
-        let ready = !c.is_empty() && c.values().all(Result::is_ok);
+        let ready = !c.is_empty() && c.values().all(|s| !matches!(s, State::Down(_)));
         let detail = c
             .iter()
             .map(|(k, v)| {
                 let state = match v {
-                    Ok(()) => "ok".to_string(),
-                    Err(e) => e.clone(),
+                    State::Ok => "ok".to_string(),
+                    State::Degraded(why) => format!("degraded: {why}"),
+                    State::Down(why) => why.clone(),
                 };
                 (k.clone(), serde_json::Value::String(state))
             })

@@ -9,14 +9,19 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::admin::AdminConfig;
+pub use crate::dead_letter::DeadLetterConfig;
+use crate::dedup::DedupConfig;
+pub use crate::keys::KeysConfig;
+pub use crate::pipeline::PipelineConfig;
 use crate::record::Format;
+pub use crate::rules::RulesConfig;
 use crate::sinks::kafka::KafkaSinkConfig;
 use crate::sinks::splunk_hec::SplunkHecConfig;
 use crate::sources::eventhubs::EventHubsSourceConfig;
 use crate::sources::sqs::SqsSourceConfig;
 use crate::telemetry::TelemetryConfig;
-use crate::transforms::dedup::DedupConfig;
 use crate::transforms::normalize::OutputFormat;
+pub use crate::transforms::settings::{Limits, Routing, SpecialRoute};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -73,136 +78,6 @@ pub struct Config {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct PipelineConfig {
-    /// Which documents to build: `ecs`, `ocsf` or `both`.
-    pub format: OutputFormat,
-    /// Transform worker threads.
-    pub workers: usize,
-    /// Batches that may be between the transform stage and the sinks at once.
-    pub max_in_flight_batches: usize,
-    /// Records per batch handed to the sinks.
-    pub batch_size: usize,
-    /// Seconds to drain in-flight work after SIGTERM/SIGINT before exiting.
-    pub shutdown_grace_secs: u64,
-}
-
-impl Default for PipelineConfig {
-    fn default() -> Self {
-        PipelineConfig {
-            format: OutputFormat::Both,
-            workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
-            max_in_flight_batches: 64,
-            batch_size: 1000,
-            shutdown_grace_secs: 30,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Limits {
-    /// Largest input after decompression (gzip bombs stop here).
-    pub max_decompressed_bytes: u64,
-    /// Largest single record.
-    pub max_record_bytes: usize,
-    /// Most records one input (file, object, message) may hold.
-    pub max_records_per_input: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_decompressed_bytes: 1 << 30,
-            max_record_bytes: 4 << 20,
-            max_records_per_input: 5_000_000,
-        }
-    }
-}
-
-/// What to do with inputs that are recognised but are not activity records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SpecialRoute {
-    /// Count and drop.
-    Skip,
-    /// Write to the dead-letter destination with the reason.
-    DeadLetter,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Routing {
-    /// CloudTrail digest files.
-    pub digest: SpecialRoute,
-    /// CloudTrail Insight events.
-    pub insight: SpecialRoute,
-}
-
-impl Default for Routing {
-    fn default() -> Self {
-        Routing {
-            digest: SpecialRoute::Skip,
-            insight: SpecialRoute::Skip,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DeadLetterConfig {
-    /// NDJSON file dead letters are appended to.
-    pub path: PathBuf,
-}
-
-impl Default for DeadLetterConfig {
-    fn default() -> Self {
-        DeadLetterConfig {
-            path: PathBuf::from("dead-letters.ndjson"),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RulesConfig {
-    /// Directory of rule files (`*.toml`) used instead of the built-in rules.
-    pub dir: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct KeysConfig {
-    /// Keys older than this many days are `over_max_age`.
-    pub max_age_days: i64,
-    /// Credentials the inventory remembers at most (oldest forgotten first).
-    pub capacity: usize,
-    /// IAM credential report (CSV) read at start.
-    pub credential_report: Option<PathBuf>,
-    /// Where the inventory is saved at shutdown and read at start.
-    pub state_path: Option<PathBuf>,
-    /// Poll IAM (ListUsers + ListAccessKeys) this often; unset: no polling.
-    pub iam_poll_interval_secs: Option<u64>,
-    /// Region and endpoint for the IAM poll (default: from the environment).
-    pub iam_region: Option<String>,
-    pub iam_endpoint: Option<String>,
-}
-
-impl Default for KeysConfig {
-    fn default() -> Self {
-        KeysConfig {
-            max_age_days: 90,
-            capacity: 100_000,
-            credential_report: None,
-            state_path: None,
-            iam_poll_interval_secs: None,
-            iam_region: None,
-            iam_endpoint: None,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum SourceConfig {
     /// Files, directories (read recursively) and glob patterns.
@@ -244,40 +119,6 @@ impl SinkConfig {
 }
 
 /// The formats a sink receives: the configured ones, or everything the pipeline builds.
-#[derive(Debug, thiserror::Error)]
-pub enum SecretError {
-    #[error(
-        "`{field}` needs exactly one of `{field}` (put `${{ENV_VAR}}` in it) or `{field}_file`"
-    )]
-    Choice { field: &'static str },
-    #[error("cannot read `{field}_file` {path}: {source}")]
-    File {
-        field: &'static str,
-        path: PathBuf,
-        source: std::io::Error,
-    },
-}
-
-/// A secret given either inline (interpolated from the environment) or in a file, such
-/// as a mounted Kubernetes secret. Errors name the setting, never the value.
-pub fn secret(
-    value: Option<&str>,
-    file: Option<&Path>,
-    field: &'static str,
-) -> Result<String, SecretError> {
-    match (value, file) {
-        (Some(v), None) if !v.is_empty() => Ok(v.to_string()),
-        (None, Some(path)) => std::fs::read_to_string(path)
-            .map(|s| s.trim_end_matches(['\r', '\n']).to_string())
-            .map_err(|source| SecretError::File {
-                field,
-                path: path.to_path_buf(),
-                source,
-            }),
-        _ => Err(SecretError::Choice { field }),
-    }
-}
-
 pub fn sink_formats(sink: &SinkConfig, produced: OutputFormat) -> Vec<Format> {
     match sink.formats() {
         Some(f) => f.to_vec(),

@@ -3,14 +3,17 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::path::Path;
+
+use tokio::sync::{mpsc, oneshot};
 
 use base64::Engine;
 use chrono::{SecondsFormat, Utc};
 use serde_json::json;
 
 use crate::event::{Origin, Position};
+use serde::Deserialize;
+use std::path::PathBuf;
 
 /// One piece of input that could not be delivered as a record.
 #[derive(Debug, Clone)]
@@ -51,14 +54,29 @@ impl DeadLetter {
     }
 }
 
-/// Where dead letters go.
-pub enum DeadLetterSink {
-    File {
-        path: PathBuf,
-        out: Mutex<BufWriter<File>>,
-    },
+/// Where dead letters go: one writer thread, fed through a bounded channel. It writes
+/// what is queued together and syncs once for all of it, and only then tells each writer
+/// its letters are durable; fsync never runs on an async worker, and many small dead
+/// letters cost one sync instead of one each.
+pub struct DeadLetterSink {
+    requests: mpsc::Sender<Request>,
+    describe: String,
+}
+
+struct Request {
+    letters: Vec<DeadLetter>,
+    done: oneshot::Sender<io::Result<()>>,
+}
+
+enum Target {
+    File(BufWriter<File>),
     Stderr,
 }
+
+/// Requests waiting for the writer at most; more make their senders wait.
+const QUEUE: usize = 1024;
+/// Requests written under one sync at most.
+const GROUP: usize = 256;
 
 impl DeadLetterSink {
     pub fn file(path: &Path) -> io::Result<Self> {
@@ -66,45 +84,115 @@ impl DeadLetterSink {
             std::fs::create_dir_all(dir)?;
         }
         let file = OpenOptions::new().create(true).append(true).open(path)?;
-        Ok(DeadLetterSink::File {
-            path: path.to_path_buf(),
-            out: Mutex::new(BufWriter::new(file)),
-        })
+        Self::start(
+            Target::File(BufWriter::new(file)),
+            path.display().to_string(),
+        )
     }
 
-    /// Write and flush a group of dead letters. Only after this returns `Ok` may the input
-    /// they came from be acknowledged.
-    pub fn write_all(&self, letters: &[DeadLetter]) -> io::Result<()> {
+    /// Dead letters as NDJSON on standard error (`replay`).
+    pub fn stderr() -> Self {
+        Self::start(Target::Stderr, "stderr".into()).expect("a thread for the dead-letter writer")
+    }
+
+    fn start(target: Target, describe: String) -> io::Result<Self> {
+        let (requests, rx) = mpsc::channel(QUEUE);
+        std::thread::Builder::new()
+            .name("dead-letters".into())
+            .spawn(move || writer(target, rx))?;
+        Ok(DeadLetterSink { requests, describe })
+    }
+
+    /// Write `letters` and wait until they are durable. Only after this returns `Ok` may
+    /// the input they came from be acknowledged.
+    pub async fn write(&self, letters: Vec<DeadLetter>) -> io::Result<()> {
         if letters.is_empty() {
             return Ok(());
         }
-        match self {
-            DeadLetterSink::File { out, .. } => {
-                let mut out = out
-                    .lock()
-                    .map_err(|_| io::Error::other("dead-letter writer poisoned"))?;
-                for l in letters {
-                    serde_json::to_writer(&mut *out, &l.to_json())?;
-                    out.write_all(b"\n")?;
-                }
-                out.flush()?;
-                out.get_ref().sync_data()
-            }
-            DeadLetterSink::Stderr => {
-                let mut err = io::stderr().lock();
-                for l in letters {
-                    serde_json::to_writer(&mut err, &l.to_json())?;
-                    err.write_all(b"\n")?;
-                }
-                err.flush()
-            }
+        let (done, written) = oneshot::channel();
+        self.requests
+            .send(Request { letters, done })
+            .await
+            .map_err(|_| gone())?;
+        written.await.map_err(|_| gone())?
+    }
+
+    /// [`DeadLetterSink::write`] for blocking threads (the transform workers).
+    pub fn write_blocking(&self, letters: Vec<DeadLetter>) -> io::Result<()> {
+        if letters.is_empty() {
+            return Ok(());
         }
+        let (done, written) = oneshot::channel();
+        self.requests
+            .blocking_send(Request { letters, done })
+            .map_err(|_| gone())?;
+        written.blocking_recv().map_err(|_| gone())?
     }
 
     pub fn describe(&self) -> String {
-        match self {
-            DeadLetterSink::File { path, .. } => path.display().to_string(),
-            DeadLetterSink::Stderr => "stderr".into(),
+        self.describe.clone()
+    }
+}
+
+fn gone() -> io::Error {
+    io::Error::other("the dead-letter writer stopped")
+}
+
+fn writer(mut target: Target, mut rx: mpsc::Receiver<Request>) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut group = vec![first];
+        while group.len() < GROUP {
+            match rx.try_recv() {
+                Ok(more) => group.push(more),
+                Err(_) => break,
+            }
+        }
+        let result = write_group(&mut target, &group);
+        for request in group {
+            let answer = match &result {
+                Ok(()) => Ok(()),
+                Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
+            };
+            // A writer that stopped waiting has nothing left to learn.
+            let _ = request.done.send(answer);
+        }
+    }
+}
+
+fn write_group(target: &mut Target, group: &[Request]) -> io::Result<()> {
+    let letters = group.iter().flat_map(|r| &r.letters);
+    match target {
+        Target::File(out) => {
+            for l in letters {
+                serde_json::to_writer(&mut *out, &l.to_json())?;
+                out.write_all(b"\n")?;
+            }
+            out.flush()?;
+            out.get_ref().sync_data()
+        }
+        Target::Stderr => {
+            let mut err = io::stderr().lock();
+            for l in letters {
+                serde_json::to_writer(&mut err, &l.to_json())?;
+                err.write_all(b"\n")?;
+            }
+            err.flush()
+        }
+    }
+}
+
+/// The `[dead_letter]` settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeadLetterConfig {
+    /// NDJSON file dead letters are appended to.
+    pub path: PathBuf,
+}
+
+impl Default for DeadLetterConfig {
+    fn default() -> Self {
+        DeadLetterConfig {
+            path: PathBuf::from("dead-letters.ndjson"),
         }
     }
 }
@@ -123,5 +211,41 @@ mod tests {
             bytes: vec![0xff, 0xfe],
         };
         assert_eq!(l.to_json()["original_base64"], "//4=");
+    }
+
+    #[test]
+    fn letters_from_many_threads_are_all_written_before_each_write_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dlq.ndjson");
+        let sink = std::sync::Arc::new(DeadLetterSink::file(&path).unwrap());
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let sink = std::sync::Arc::clone(&sink);
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    for i in 0..50 {
+                        let letter = DeadLetter {
+                            kind: "invalid_json",
+                            reason: format!("thread {t} letter {i}"),
+                            origin: Origin::Inline { name: "t".into() },
+                            position: None,
+                            bytes: b"x".to_vec(),
+                        };
+                        sink.write_blocking(vec![letter]).unwrap();
+                        let text = std::fs::read_to_string(&path).unwrap();
+                        assert!(text.contains(&format!("\"thread {t} letter {i}\"")));
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 400);
+        for line in text.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert_eq!(v["kind"], "invalid_json");
+        }
     }
 }

@@ -8,14 +8,17 @@ pub mod ack;
 pub mod admin;
 pub mod config;
 pub mod dead_letter;
+pub mod dedup;
 pub mod event;
 pub mod keys;
 pub mod metrics;
 pub mod pipeline;
 pub mod record;
 pub mod rules;
+pub mod secrets;
 pub mod sinks;
 pub mod sources;
+pub mod supervisor;
 pub mod telemetry;
 pub mod transforms;
 

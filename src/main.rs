@@ -11,11 +11,11 @@ use auditbridge::config::{
     RulesConfig, SinkConfig, SourceConfig,
 };
 use auditbridge::dead_letter::DeadLetterSink;
+use auditbridge::dedup::DedupConfig;
 use auditbridge::keys;
 use auditbridge::pipeline::Pipeline;
 use auditbridge::rules::{coverage, testing, RuleSet};
 use auditbridge::telemetry::TelemetryConfig;
-use auditbridge::transforms::dedup::DedupConfig;
 use auditbridge::transforms::normalize::OutputFormat;
 
 /// Stream AWS CloudTrail and Microsoft Entra ID audit/sign-in logs into your SIEM as
@@ -38,7 +38,10 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the pipeline a config file describes until its sources are exhausted or
-    /// SIGTERM/SIGINT arrives (then drain within pipeline.shutdown_grace_secs and exit 0).
+    /// SIGTERM/SIGINT arrives (then drain within pipeline.shutdown_grace_secs). Exit 0 when
+    /// everything read was delivered or dead-lettered, 1 on bad config, 3 when a sink
+    /// stayed faulted past pipeline.sink_fault_timeout_secs, 4 when input was left
+    /// undelivered.
     Run {
         /// TOML config file; `${ENV_VAR}` in strings is replaced from the environment.
         #[arg(long, short)]
@@ -211,8 +214,10 @@ fn load_rules(dir: Option<&PathBuf>) -> anyhow::Result<RuleSet> {
 fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_env("AUDITBRIDGE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colour only for a person at a terminal: a collector reading `run 2> file` gets plain text.
     let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(filter);
     // JSON lines for log collectors (AUDITBRIDGE_LOG_FORMAT=json), text otherwise.
     if std::env::var("AUDITBRIDGE_LOG_FORMAT").is_ok_and(|f| f == "json") {
@@ -366,7 +371,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     SinkConfig::Stdout { formats: None },
                 )]),
             };
-            execute(&config, DeadLetterSink::Stderr)
+            execute(&config, DeadLetterSink::stderr())
         }
     }
 }
@@ -388,9 +393,15 @@ fn execute(config: &Config, dead_letters: DeadLetterSink) -> anyhow::Result<Exit
     });
     // A read blocked past the grace period must not keep the process alive.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
-    result?;
     eprintln!("{}", metrics.summary());
-    Ok(ExitCode::SUCCESS)
+    match result {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) => {
+            let code = e.exit_code();
+            eprintln!("error: {:#}", anyhow::Error::from(e));
+            Ok(ExitCode::from(code))
+        }
+    }
 }
 
 async fn wait_for_signal() {

@@ -17,6 +17,8 @@ pub struct Metrics {
     pub records_deduplicated: AtomicU64,
     /// Batches handed to the sinks and not yet settled.
     pub batches_in_flight: AtomicU64,
+    /// Input units (files, SQS messages, Event Hubs events) taken in and not yet settled.
+    pub inputs_in_flight: AtomicU64,
     /// Seconds from a record's event time to its acknowledgement by every sink.
     pub latency: Histogram,
     pub batches_acked: AtomicU64,
@@ -192,18 +194,9 @@ pub struct Sample {
     pub gauge: bool,
 }
 
-/// Counters kept under a generic name with a label: `hec_requests` is the `requests` of
-/// sink type `splunk_hec`, so every sink exports the same names.
-const SINK_COUNTERS: [(&str, &str, &str); 4] = [
-    ("hec_requests", "splunk_hec", "sink_requests"),
-    ("hec_retries", "splunk_hec", "sink_retries"),
-    ("hec_bytes_sent", "splunk_hec", "sink_bytes"),
-    ("hec_rate_limiter_waits", "splunk_hec", "rate_limiter_waits"),
-];
-
 /// The metric contract: every name exported (with `auditbridge_` and, for counters,
 /// `_total` in Prometheus; dotted in OTLP), and whether it is a gauge.
-pub const CONTRACT: [(&str, bool); 32] = [
+pub const CONTRACT: [(&str, bool); 36] = [
     ("inputs_received", false),
     ("records_decoded", false),
     ("records_emitted", false),
@@ -215,10 +208,14 @@ pub const CONTRACT: [(&str, bool); 32] = [
     ("batches_acknowledged", false),
     ("batches_negatively_acknowledged", false),
     ("batches_in_flight", true),
-    ("sink_requests", false),
+    ("inputs_in_flight", true),
+    ("transform_panics", false),
+    ("sink_records_delivered", false),
+    ("sink_records_rejected", false),
     ("sink_retries", false),
+    ("sink_faults", false),
+    ("sink_requests", false),
     ("sink_bytes", false),
-    ("rate_limiter_waits", false),
     ("sqs_messages_received", false),
     ("sqs_messages_deleted", false),
     ("sqs_messages_returned", false),
@@ -278,6 +275,10 @@ impl Metrics {
                 gauge: true,
                 ..counter("batches_in_flight", Self::get(&self.batches_in_flight))
             },
+            Sample {
+                gauge: true,
+                ..counter("inputs_in_flight", Self::get(&self.inputs_in_flight))
+            },
         ];
         out.push(counter(
             "records_dead_lettered",
@@ -297,13 +298,7 @@ impl Metrics {
         }
         if let Ok(named) = self.named.lock() {
             for (name, n) in named.iter() {
-                match SINK_COUNTERS.iter().find(|(raw, _, _)| raw == name) {
-                    Some((_, sink, generic)) => out.push(Sample {
-                        labels: vec![("sink", (*sink).to_string())],
-                        ..counter(generic, *n)
-                    }),
-                    None => out.push(counter(name, *n)),
-                }
+                out.push(counter(name, *n));
             }
         }
         if let Ok(labeled) = self.labeled.lock() {
@@ -311,6 +306,7 @@ impl Metrics {
                 let key = match *name {
                     n if n.starts_with("eventhubs_") => "partition",
                     n if n.starts_with("sqs_") => "queue",
+                    n if n.starts_with("sink_") => "sink",
                     _ => "label",
                 };
                 out.push(Sample {
@@ -400,12 +396,12 @@ mod tests {
     #[test]
     fn prometheus_families_are_contiguous_and_labelled() {
         let m = Metrics::default();
-        m.count("hec_requests", 3);
+        m.count_labeled("sink_requests", "splunk", 3);
         m.count("sqs_messages_received", 2);
         m.count_labeled("eventhubs_events_received", "hub/0", 5);
         m.set_labeled("eventhubs_checkpoint_lag_events", "hub/0", 7);
         let text = m.prometheus();
-        assert!(text.contains("auditbridge_sink_requests_total{sink=\"splunk_hec\"} 3"));
+        assert!(text.contains("auditbridge_sink_requests_total{sink=\"splunk\"} 3"));
         assert!(text.contains("auditbridge_sqs_messages_received_total 2"));
         assert!(text.contains("auditbridge_eventhubs_events_received_total{partition=\"hub/0\"} 5"));
         assert!(text.contains("# TYPE auditbridge_eventhubs_checkpoint_lag_events gauge"));

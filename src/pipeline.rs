@@ -19,20 +19,23 @@ use tokio::task::JoinSet;
 use crate::ack::{AckToken, BatchStatus};
 use crate::admin::{self, Health};
 use crate::config::{sink_formats, Config, KeysConfig, SinkConfig, SourceConfig};
-use crate::dead_letter::DeadLetterSink;
-use crate::event::RawInput;
+use crate::dead_letter::{DeadLetter, DeadLetterSink};
+use crate::dedup::{self, DedupWindow, Digest};
+use crate::event::{Origin, RawInput};
 use crate::keys::inventory::KeyInventory;
 use crate::keys::report;
 use crate::metrics::Metrics;
 use crate::record::{Format, Record};
 use crate::rules::RuleSet;
-use crate::sinks::{self, SinkBatch, SinkContext};
+use crate::sinks::{self, SinkBatch, SinkEnv};
 use crate::sources::eventhubs;
 use crate::sources::file::{self, FileProgress};
 use crate::sources::sqs::{self, SqsSourceConfig};
-use crate::transforms::dedup::{self, DedupWindow, Digest};
+use crate::supervisor::Supervisor;
 use crate::transforms::enrich::Enrichment;
+use crate::transforms::normalize::OutputFormat;
 use crate::transforms::Transformer;
+use serde::Deserialize;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -74,6 +77,25 @@ pub enum PipelineError {
     },
     #[error(transparent)]
     Sink(#[from] sinks::SinkError),
+    #[error("sink `{sink}` stayed faulted for {secs} s (pipeline.sink_fault_timeout_secs): {reason}; what it held was left unacknowledged for its source to redeliver")]
+    SinkFault {
+        sink: String,
+        reason: String,
+        secs: u64,
+    },
+    #[error("{0}; the source redelivers what it can, and a file source must be run again")]
+    Undelivered(String),
+}
+
+impl PipelineError {
+    /// The process exit code for this error (README, "Exit codes").
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            PipelineError::SinkFault { .. } => 3,
+            PipelineError::Undelivered(_) => 4,
+            _ => 1,
+        }
+    }
 }
 
 /// A fully configured pipeline, ready to run.
@@ -84,6 +106,8 @@ pub struct Pipeline {
     admin: Option<std::net::SocketAddr>,
     telemetry: Option<crate::telemetry::TelemetryConfig>,
     health: Arc<Health>,
+    supervisor: Arc<Supervisor>,
+    fault_timeout: Duration,
     iam_poll: KeysConfig,
     files: Vec<(String, Vec<PathBuf>)>,
     queues: Vec<(String, SqsSourceConfig)>,
@@ -169,6 +193,7 @@ impl Pipeline {
             }
             _ => None,
         };
+        let health = Arc::new(Health::default());
         Ok(Pipeline {
             dedup,
             admin: config.admin.as_ref().map(|a| a.address),
@@ -176,7 +201,9 @@ impl Pipeline {
                 .telemetry
                 .otlp_enabled()
                 .then(|| config.telemetry.clone()),
-            health: Arc::new(Health::default()),
+            supervisor: Supervisor::new(Arc::clone(&health)),
+            fault_timeout: Duration::from_secs(config.pipeline.sink_fault_timeout_secs),
+            health,
 
             keys,
             key_state: config.keys.state_path.clone(),
@@ -238,6 +265,28 @@ impl Pipeline {
             .map_err(|source| PipelineError::Admin { address, source })?;
             tracing::info!(%address, "admin endpoint: /health/live, /health/ready, /metrics");
         }
+        // Sinks are built before any source starts, so bad sink settings stop the run
+        // before anything is read.
+        let mut built = Vec::new();
+        for (name, config, formats) in self.sinks {
+            built.push((sinks::build(&name, &config)?, name, formats));
+        }
+        let per_sink = (self.in_flight / built.len().max(1)).max(1);
+        let env = SinkEnv {
+            dead_letters: Arc::clone(&self.dead_letters),
+            metrics: Arc::clone(&self.metrics),
+            max_in_flight: per_sink,
+            grace: self.grace,
+            supervisor: Arc::clone(&self.supervisor),
+        };
+        let mut sink_txs = Vec::new();
+        let mut sink_tasks = JoinSet::new();
+        for (sink, name, formats) in built {
+            let (tx, rx) = mpsc::channel::<SinkBatch>(per_sink);
+            sink_txs.push(tx);
+            sinks::spawn(&mut sink_tasks, &name, sink, formats, rx, &env);
+        }
+
         let progress = Arc::new(FileProgress::default());
         let mut sources = JoinSet::new();
         for (name, files) in self.files {
@@ -246,6 +295,7 @@ impl Pipeline {
                 files,
                 input_tx.clone(),
                 shutdown_rx.clone(),
+                self.supervisor.intake(),
                 Arc::clone(&self.metrics),
                 Arc::clone(&progress),
             ));
@@ -275,6 +325,7 @@ impl Pipeline {
                 queue,
                 input_tx.clone(),
                 shutdown_rx.clone(),
+                self.supervisor.intake(),
                 Arc::clone(&self.dead_letters),
                 Arc::clone(&self.metrics),
                 self.health.reporter(format!("source.{name}")),
@@ -285,6 +336,7 @@ impl Pipeline {
                 hub,
                 input_tx.clone(),
                 shutdown_rx.clone(),
+                self.supervisor.intake(),
                 Arc::clone(&self.metrics),
                 self.health.reporter(format!("source.{name}")),
             ));
@@ -298,14 +350,16 @@ impl Pipeline {
             let batch_tx = batch_tx.clone();
             let transformer = Arc::clone(&self.transformer);
             let dead_letters = Arc::clone(&self.dead_letters);
+            let metrics = Arc::clone(&self.metrics);
             let batch_size = self.batch_size;
             let pieces = self.workers;
             workers.spawn_blocking(move || {
                 transform_worker(
                     &input_rx,
                     &batch_tx,
-                    &transformer,
+                    |bytes, origin, emitters| transformer.process_pieces(bytes, origin, emitters),
                     &dead_letters,
+                    &metrics,
                     batch_size,
                     pieces,
                 )
@@ -313,20 +367,6 @@ impl Pipeline {
         }
         drop(batch_tx);
 
-        let per_sink = (self.in_flight / self.sinks.len().max(1)).max(1);
-        let sink_ctx = SinkContext {
-            dead_letters: Arc::clone(&self.dead_letters),
-            metrics: Arc::clone(&self.metrics),
-            max_in_flight: per_sink,
-            grace: self.grace,
-        };
-        let mut sink_txs = Vec::new();
-        let mut sink_tasks = JoinSet::new();
-        for (name, config, formats) in self.sinks {
-            let (tx, rx) = mpsc::channel::<SinkBatch>(per_sink);
-            sink_txs.push(tx);
-            sinks::spawn(&mut sink_tasks, name, config, formats, rx, &sink_ctx);
-        }
         let fan_out = tokio::spawn(fan_out(
             batch_rx,
             sink_txs,
@@ -345,29 +385,38 @@ impl Pipeline {
             while sources.join_next().await.is_some() {}
             while workers.join_next().await.is_some() {}
             let _ = fan_out.await;
-            let mut first_error = None;
-            while let Some(done) = sink_tasks.join_next().await {
-                if let Ok(Err(e)) = done {
-                    first_error.get_or_insert(PipelineError::Sink(e));
-                }
-            }
-            first_error
+            while sink_tasks.join_next().await.is_some() {}
         };
         tokio::pin!(drain);
+        let supervisor = Arc::clone(&self.supervisor);
         let result = tokio::select! {
-            r = &mut drain => r,
+            () = &mut drain => None,
             _ = stopped(&mut stop) => {
                 tracing::info!(grace_secs = self.grace.as_secs(), "stopping intake; draining in-flight work");
                 let _ = shutdown_tx.send(true);
-                match tokio::time::timeout(self.grace, &mut drain).await {
-                    Ok(r) => r,
-                    Err(_) => {
-                        tracing::warn!("grace period over; unacknowledged input will be redelivered by its source");
-                        None
-                    }
-                }
+                drain_within_grace(self.grace, &supervisor, &self.metrics, &mut drain).await
+            }
+            out = supervisor.outlasted(self.fault_timeout) => {
+                tracing::error!(sink = %out.sink, reason = %out.reason, secs = self.fault_timeout.as_secs(),
+                    "sink fault outlasted pipeline.sink_fault_timeout_secs; giving up: what it holds is left unacknowledged");
+                let _ = shutdown_tx.send(true);
+                supervisor.give_up();
+                drain_within_grace(self.grace, &supervisor, &self.metrics, &mut drain).await;
+                Some(PipelineError::SinkFault {
+                    sink: out.sink,
+                    reason: out.reason,
+                    secs: self.fault_timeout.as_secs(),
+                })
             }
         };
+        let failed_files = progress.failed.load(Ordering::Relaxed);
+        let result = result.or_else(|| {
+            (failed_files > 0).then(|| {
+                PipelineError::Undelivered(format!(
+                    "{failed_files} input files were not fully delivered"
+                ))
+            })
+        });
         if let Some(t) = ticker {
             t.abort();
             eprintln!();
@@ -392,6 +441,37 @@ impl Pipeline {
             None => Ok(()),
         }
     }
+}
+
+/// Let `drain` finish within `grace`; past it, the supervisor gives up so sinks release
+/// what they hold, and whatever is still in flight is reported.
+async fn drain_within_grace(
+    grace: Duration,
+    supervisor: &Supervisor,
+    metrics: &Metrics,
+    drain: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+) -> Option<PipelineError> {
+    if tokio::time::timeout(grace, drain.as_mut()).await.is_ok() {
+        return None;
+    }
+    supervisor.give_up();
+    let in_flight = Metrics::get(&metrics.inputs_in_flight);
+    if in_flight == 0 {
+        // Everything taken in was settled; only a source's goodbye (closing links,
+        // a last checkpoint) was still under way.
+        tracing::warn!(
+            "grace period over while sources were still closing; nothing was left undelivered"
+        );
+        return None;
+    }
+    tracing::warn!(
+        in_flight,
+        "grace period over; unacknowledged input will be redelivered by its source"
+    );
+    Some(PipelineError::Undelivered(format!(
+        "the grace period (pipeline.shutdown_grace_secs = {}) ended with {in_flight} inputs not yet settled",
+        grace.as_secs()
+    )))
 }
 
 fn load_keys(config: &KeysConfig) -> Result<KeyInventory, PipelineError> {
@@ -421,11 +501,16 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     }
 }
 
+type Emitter<'a> = Box<dyn FnMut(Record) + Send + 'a>;
+
+/// Take inputs until the channel closes. A panic while transforming one input is caught:
+/// that input is dead-lettered as `transform_panic` and the worker goes on.
 fn transform_worker(
     input: &Mutex<mpsc::Receiver<RawInput>>,
     out: &mpsc::Sender<Batch>,
-    transformer: &Transformer,
+    transform: impl for<'e> Fn(&[u8], &Origin, Vec<Emitter<'e>>) -> Vec<DeadLetter>,
     dead_letters: &DeadLetterSink,
+    metrics: &Metrics,
     batch_size: usize,
     pieces: usize,
 ) {
@@ -438,17 +523,39 @@ fn transform_worker(
         let mut batchers: Vec<Batcher> = (0..pieces.max(1))
             .map(|_| Batcher::new(out, &raw.ack, batch_size))
             .collect();
-        let emitters = batchers
+        let emitters: Vec<Emitter<'_>> = batchers
             .iter_mut()
-            .map(|b| move |record| b.push(record))
+            .map(|b| Box::new(move |record| b.push(record)) as Emitter<'_>)
             .collect();
-        let dead = transformer.process_pieces(&raw.bytes, &raw.origin, emitters);
+        // Records sent before a panic keep their own acknowledgement shares; what the
+        // panic cut short is kept whole in the dead letter, with its origin.
+        let run = std::panic::AssertUnwindSafe(|| transform(&raw.bytes, &raw.origin, emitters));
+        let dead = match std::panic::catch_unwind(run) {
+            Ok(dead) => dead,
+            Err(panic) => {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "no message".into());
+                tracing::error!(origin = %raw.origin, %message, "the transform panicked on this input; it is dead-lettered and the worker goes on");
+                metrics.count("transform_panics", 1);
+                metrics.dead_letter("transform_panic");
+                vec![DeadLetter {
+                    kind: "transform_panic",
+                    reason: format!("the transform panicked: {message}"),
+                    origin: raw.origin.clone(),
+                    position: None,
+                    bytes: raw.bytes.clone(),
+                }]
+            }
+        };
         // Every piece sends what it has left before the worker decides anything.
         let finished: Vec<bool> = batchers.into_iter().map(Batcher::finish).collect();
         if finished.contains(&false) {
             return;
         }
-        if let Err(e) = dead_letters.write_all(&dead) {
+        if let Err(e) = dead_letters.write_blocking(dead) {
             tracing::error!(origin = %raw.origin, error = %e, destination = %dead_letters.describe(),
                 "cannot write dead letters; the input stays unacknowledged");
             raw.ack.resolve(BatchStatus::Failed);
@@ -616,5 +723,128 @@ async fn progress_line(metrics: Arc<Metrics>, progress: Arc<FileProgress>) {
             rate,
             Metrics::get(&metrics.dead_lettered),
         );
+    }
+}
+
+/// The `[pipeline]` settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    /// Which documents to build: `ecs`, `ocsf` or `both`.
+    pub format: OutputFormat,
+    /// Transform worker threads.
+    pub workers: usize,
+    /// Batches that may be between the transform stage and the sinks at once.
+    pub max_in_flight_batches: usize,
+    /// Records per batch handed to the sinks.
+    pub batch_size: usize,
+    /// Seconds to drain in-flight work after SIGTERM/SIGINT before exiting.
+    pub shutdown_grace_secs: u64,
+    /// Seconds a sink may stay faulted (refused credentials, missing topic, unwritable
+    /// path) before `run` gives up, drains what it can and exits non-zero.
+    pub sink_fault_timeout_secs: u64,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            format: OutputFormat::Both,
+            workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            max_in_flight_batches: 64,
+            batch_size: 1000,
+            shutdown_grace_secs: 30,
+            sink_fault_timeout_secs: 60,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ack;
+    use crate::event::Provider;
+
+    fn record(origin: &Origin) -> Record {
+        Record {
+            id: "r-1".into(),
+            provider: Provider::Aws,
+            dataset: "aws.cloudtrail",
+            account: None,
+            time: chrono::Utc::now(),
+            techniques: Vec::new(),
+            origin: Arc::new(origin.clone()),
+            outputs: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_panicking_input_is_dead_lettered_and_the_next_input_still_delivered() {
+        let dir = tempfile::tempdir().unwrap();
+        let letters_path = dir.path().join("dlq.ndjson");
+        let dead_letters = DeadLetterSink::file(&letters_path).unwrap();
+        let metrics = Metrics::default();
+        let (input_tx, input_rx) = mpsc::channel(4);
+        let (batch_tx, mut batch_rx) = mpsc::channel(4);
+        let mut receivers = Vec::new();
+        for name in ["boom", "fine"] {
+            let (token, receiver) = ack::batch();
+            receivers.push(receiver);
+            input_tx
+                .try_send(RawInput {
+                    origin: Origin::Inline { name: name.into() },
+                    bytes: name.as_bytes().to_vec(),
+                    ack: token,
+                })
+                .unwrap();
+        }
+        drop(input_tx);
+        transform_worker(
+            &Mutex::new(input_rx),
+            &batch_tx,
+            |bytes, origin, mut emitters| {
+                assert_ne!(bytes, b"boom", "a bug in the transform");
+                emitters[0](record(origin));
+                Vec::new()
+            },
+            &dead_letters,
+            &metrics,
+            10,
+            1,
+        );
+        drop(batch_tx);
+
+        let batch = batch_rx
+            .try_recv()
+            .expect("the input after the panic was delivered");
+        assert_eq!(batch.records.len(), 1);
+        assert_eq!(batch.records[0].origin.to_string(), "fine");
+        for a in batch.acks {
+            a.resolve(BatchStatus::Delivered);
+        }
+        assert!(batch_rx.try_recv().is_err());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        for receiver in receivers {
+            assert_eq!(runtime.block_on(receiver.wait()), BatchStatus::Delivered);
+        }
+        let text = std::fs::read_to_string(&letters_path).unwrap();
+        let letters: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(letters.len(), 1);
+        assert_eq!(letters[0]["kind"], "transform_panic");
+        assert_eq!(letters[0]["origin"], "boom");
+        assert_eq!(letters[0]["original"], "boom");
+        assert!(
+            letters[0]["reason"]
+                .as_str()
+                .unwrap()
+                .contains("a bug in the transform"),
+            "{}",
+            letters[0]
+        );
+        assert_eq!(metrics.dead_letter_reasons()["transform_panic"], 1);
     }
 }

@@ -363,6 +363,37 @@ async fn wait_for_owners(container: &str, what: &str, done: impl Fn(&[(String, S
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_owners_checkpoint_never_moves_the_shared_one_backwards() {
+    let (endpoint, auth) = from_connection_string(&azurite()).unwrap();
+    let container = format!("checkpoints-{}", uuid::Uuid::new_v4().simple());
+    let store = BlobCheckpointStore::new(endpoint, container, auth);
+    store.ensure_container().await.unwrap();
+    let at = |seq: i64| azure_messaging_eventhubs::models::Checkpoint {
+        fully_qualified_namespace: NAMESPACE.into(),
+        event_hub_name: HUB.into(),
+        consumer_group: "$Default".into(),
+        partition_id: "0".into(),
+        offset: Some((seq * 100).to_string()),
+        sequence_number: Some(seq),
+    };
+    let stored = || async {
+        let listed = store
+            .list_checkpoints(NAMESPACE, HUB, "$Default")
+            .await
+            .unwrap();
+        assert_eq!(listed.len(), 1);
+        (listed[0].sequence_number, listed[0].offset.clone())
+    };
+    store.update_checkpoint(at(10)).await.unwrap();
+    assert_eq!(stored().await, (Some(10), Some("1000".into())));
+    // The replica that lost the partition writes its last, older position.
+    store.update_checkpoint(at(5)).await.unwrap();
+    assert_eq!(stored().await, (Some(10), Some("1000".into())));
+    store.update_checkpoint(at(20)).await.unwrap();
+    assert_eq!(stored().await, (Some(20), Some("2000".into())));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_replicas_split_the_partitions_and_one_takes_over_when_the_other_is_killed() {
     let hub = Hub::start(HUB, 4).await;

@@ -61,11 +61,11 @@ ack_poll_interval_ms = 100
     assert_eq!(Metrics::get(&m.records_decoded) as usize, n);
     assert_eq!(
         m.named("hec_acks"),
-        m.named("hec_requests"),
+        m.labeled("sink_requests", "lading"),
         "one ack per request"
     );
-    assert_eq!(m.named("hec_retries"), 0);
-    let sent_requests = m.named("hec_requests") + m.named("hec_ack_polls");
+    assert_eq!(m.labeled("sink_retries", "lading"), 0);
+    let sent_requests = m.labeled("sink_requests", "lading") + m.named("hec_ack_polls");
     let sent_bytes = m.named("hec_body_bytes") + m.named("hec_ack_poll_bytes");
     assert_eq!(requests_after - requests_before, sent_requests);
     assert_eq!(
@@ -74,7 +74,7 @@ ack_poll_interval_ms = 100
         "lading's decompressed byte count"
     );
     assert!(
-        m.named("hec_bytes_sent") < m.named("hec_body_bytes") / 3,
+        m.labeled("sink_bytes", "lading") < m.named("hec_body_bytes") / 3,
         "bodies were gzipped"
     );
 }

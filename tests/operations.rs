@@ -13,14 +13,6 @@ use common::hec::{Behaviour, HecReceiver};
 use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 async fn get(url: &str) -> (u16, String) {
     let r = reqwest::get(url).await.unwrap();
     (r.status().as_u16(), r.text().await.unwrap())
@@ -54,7 +46,7 @@ async fn metrics_and_health_during_a_replay_follow_the_contract() {
     let dir = tempfile::tempdir().unwrap();
     let (text, records) = common::replayed_corpus(2_000);
     std::fs::write(dir.path().join("in.ndjson"), text).unwrap();
-    let port = free_port();
+    let port = common::free_port();
     let config = format!(
         r#"[pipeline]
 format = "ecs"
@@ -82,7 +74,7 @@ ack_poll_interval_ms = 100
     assert_eq!((status, live.as_str()), (200, "ok\n"));
     let (status, ready) = get(&format!("{base}/health/ready")).await;
     assert_eq!(status, 200, "{ready}");
-    assert_eq!(ready.trim(), r#"{"source.replay":"ok"}"#);
+    assert_eq!(ready.trim(), r#"{"sink.splunk":"ok","source.replay":"ok"}"#);
     let (status, text) = get(&format!("{base}/metrics")).await;
     assert_eq!(status, 200);
     assert_eq!(
@@ -101,15 +93,8 @@ ack_poll_interval_ms = 100
         sample(&text, "auditbridge_batches_in_flight").unwrap() >= 1.0,
         "{text}"
     );
-    assert!(
-        sample(
-            &text,
-            r#"auditbridge_sink_requests_total{sink="splunk_hec"}"#
-        )
-        .unwrap()
-            >= 1.0
-    );
-    assert!(sample(&text, r#"auditbridge_sink_bytes_total{sink="splunk_hec"}"#).unwrap() > 0.0);
+    assert!(sample(&text, r#"auditbridge_sink_requests_total{sink="splunk"}"#).unwrap() >= 1.0);
+    assert!(sample(&text, r#"auditbridge_sink_bytes_total{sink="splunk"}"#).unwrap() > 0.0);
     assert!(text.contains("# TYPE auditbridge_end_to_end_latency_seconds histogram"));
     run.task.await.unwrap().unwrap();
     assert_eq!(Metrics::get(&run.metrics.records_emitted), records as u64);
@@ -141,7 +126,7 @@ ack_poll_interval_ms = 100
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_reports_a_source_that_cannot_connect() {
-    let port = free_port();
+    let port = common::free_port();
     let dir = tempfile::tempdir().unwrap();
     let config = format!(
         r#"[admin]
@@ -159,22 +144,10 @@ path = "{dir}/out.ndjson"
         dir = dir.path().display()
     );
     let run = common::start_pipeline(&config, &dir.path().join("dlq.ndjson"));
-    let url = format!("http://127.0.0.1:{port}/health/ready");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let body = loop {
-        if let Ok(r) = reqwest::get(&url).await {
-            let status = r.status().as_u16();
-            let body = r.text().await.unwrap();
-            if status == 503 && body.contains("receiving from") {
-                break body;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "readiness never reported the failing queue"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let body = common::readiness_until(port, 60, |status, body| {
+        status == 503 && body.contains("receiving from")
+    })
+    .await;
     assert!(body.contains("source.trail"), "{body}");
     let (status, _) = get(&format!("http://127.0.0.1:{port}/health/live")).await;
     assert_eq!(status, 200);

@@ -300,31 +300,6 @@ async fn moved_to_dlq(sqs: &aws_sdk_sqs::Client, queue: &str, dlq: &str) -> u64 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rejecting_sink_leaves_the_message_to_the_redrive_policy() {
-    let (sqs, _) = clients().await;
-    let (queue, _, dlq) = queue_with_dlq(&sqs, 2).await;
-    let dir = tempfile::tempdir().unwrap();
-    let record = r#"{"detail-type":"AWS API Call via CloudTrail","source":"aws.iam","detail":{"eventTime":"2024-01-01T00:00:00Z","eventSource":"iam.amazonaws.com","eventName":"CreateUser","eventID":"rejected-1"}}"#;
-    sqs.send_message()
-        .queue_url(&queue)
-        .message_body(record)
-        .send()
-        .await
-        .unwrap();
-    // Writing to /dev/full fails: the sink never accepts the record.
-    let (m, result) = run_until(
-        &config(&queue, dir.path(), "", "/dev/full"),
-        &dir.path().join("dlq.ndjson"),
-        Duration::from_secs(60),
-        |m| m.named("sqs_messages_returned") >= 2,
-    )
-    .await;
-    assert!(result.is_err(), "the sink reports its failure");
-    assert_eq!(m.named("sqs_messages_deleted"), 0);
-    assert_eq!(moved_to_dlq(&sqs, &queue, &dlq).await, 1);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_object_is_retried_then_reaches_the_dead_letter_queue() {
     let (sqs, s3) = clients().await;
     let (queue, _, dlq) = queue_with_dlq(&sqs, 2).await;

@@ -9,6 +9,8 @@ pub mod inventory;
 pub mod report;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
+use serde::Deserialize;
+use std::path::PathBuf;
 
 /// The kind of an AWS access key id, from its prefix.
 pub fn key_type(access_key_id: &str) -> Option<&'static str> {
@@ -32,6 +34,39 @@ pub fn parse_create_date(s: &str) -> Option<DateTime<Utc>> {
 /// Whole days from `from` to `to` (0 when `to` is earlier).
 pub fn age_days(from: DateTime<Utc>, to: DateTime<Utc>) -> i64 {
     (to - from).num_days().max(0)
+}
+
+/// The `[keys]` settings: key age and where the inventory comes from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeysConfig {
+    /// Keys older than this many days are `over_max_age`.
+    pub max_age_days: i64,
+    /// Credentials the inventory remembers at most (oldest forgotten first).
+    pub capacity: usize,
+    /// IAM credential report (CSV) read at start.
+    pub credential_report: Option<PathBuf>,
+    /// Where the inventory is saved at shutdown and read at start.
+    pub state_path: Option<PathBuf>,
+    /// Poll IAM (ListUsers + ListAccessKeys) this often; unset: no polling.
+    pub iam_poll_interval_secs: Option<u64>,
+    /// Region and endpoint for the IAM poll (default: from the environment).
+    pub iam_region: Option<String>,
+    pub iam_endpoint: Option<String>,
+}
+
+impl Default for KeysConfig {
+    fn default() -> Self {
+        KeysConfig {
+            max_age_days: 90,
+            capacity: 100_000,
+            credential_report: None,
+            state_path: None,
+            iam_poll_interval_secs: None,
+            iam_region: None,
+            iam_endpoint: None,
+        }
+    }
 }
 
 #[cfg(test)]

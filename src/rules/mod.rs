@@ -18,6 +18,7 @@ use crate::transforms::decode::SourceRecord;
 use attack::{Tactic, Technique};
 use condition::{Condition, FieldPath, Pattern};
 use model::{ConditionSpec, ProviderName, RuleFile, RuleSpec, Severity};
+use serde::Deserialize;
 
 /// The rule files built into the binary, so the default pipeline tags without any setup.
 pub const BUILTIN: &[(&str, &str)] = &[
@@ -570,6 +571,14 @@ fn condition(
         value,
         glob,
     })
+}
+
+/// The `[rules]` settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RulesConfig {
+    /// Directory of rule files (`*.toml`) used instead of the built-in rules.
+    pub dir: Option<PathBuf>,
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 pub mod file;
 pub mod kafka;
 pub mod ndjson;
+pub mod retry;
 pub mod splunk_hec;
 pub mod stdout;
 
@@ -18,6 +19,7 @@ use crate::config::SinkConfig;
 use crate::dead_letter::DeadLetterSink;
 use crate::metrics::Metrics;
 use crate::record::{Format, Record};
+use crate::supervisor::{SinkHealth, Supervisor};
 
 /// Records handed to one sink, each with its own acknowledgement share
 /// (`acks[i]` belongs to `records[i]`).
@@ -26,19 +28,15 @@ pub struct SinkBatch {
     pub acks: Vec<AckToken>,
 }
 
+/// A sink that could not be built from its settings.
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
-    #[error("sink `{name}` failed; undelivered input stays unacknowledged")]
-    Io {
-        name: String,
-        source: std::io::Error,
-    },
-    #[error("sink `{name}` failed; undelivered input stays unacknowledged")]
+    #[error("sink `{name}`: cannot build it")]
     Kafka {
         name: String,
         source: kafka::KafkaSinkError,
     },
-    #[error("sink `{name}` failed; undelivered input stays unacknowledged")]
+    #[error("sink `{name}`: cannot build it")]
     Hec {
         name: String,
         source: splunk_hec::HecError,
@@ -52,46 +50,78 @@ pub struct SinkContext {
     pub metrics: Arc<Metrics>,
     pub max_in_flight: usize,
     pub grace: Duration,
+    /// This sink's line to the supervisor: faults, retries, giving up.
+    pub health: SinkHealth,
 }
 
-/// Start a sink on `tasks`, reading batches from `input`.
+/// What the pipeline gives every sink it starts.
+pub struct SinkEnv {
+    pub dead_letters: Arc<DeadLetterSink>,
+    pub metrics: Arc<Metrics>,
+    pub max_in_flight: usize,
+    pub grace: Duration,
+    pub supervisor: Arc<Supervisor>,
+}
+
+/// A sink built from its settings, ready to start.
+pub enum Built {
+    Stdout,
+    File(std::path::PathBuf),
+    Kafka(kafka::Built),
+    SplunkHec(splunk_hec::Built),
+}
+
+/// Build sink `name`: what its settings get wrong shows here, before any source starts.
+pub fn build(name: &str, config: &SinkConfig) -> Result<Built, SinkError> {
+    Ok(match config {
+        SinkConfig::Stdout { .. } => Built::Stdout,
+        SinkConfig::File { path, .. } => Built::File(path.clone()),
+        SinkConfig::Kafka(k) => {
+            Built::Kafka(kafka::build(k.clone()).map_err(|source| SinkError::Kafka {
+                name: name.to_string(),
+                source,
+            })?)
+        }
+        SinkConfig::SplunkHec(h) => Built::SplunkHec(splunk_hec::build(h.clone()).map_err(
+            |source| SinkError::Hec {
+                name: name.to_string(),
+                source,
+            },
+        )?),
+    })
+}
+
+/// Start sink `name` on `tasks`, reading batches from `input`; the task ends once its
+/// input is closed and everything it took is settled.
 pub fn spawn(
-    tasks: &mut JoinSet<Result<(), SinkError>>,
-    name: String,
-    config: SinkConfig,
+    tasks: &mut JoinSet<()>,
+    name: &str,
+    built: Built,
     formats: Vec<Format>,
     input: mpsc::Receiver<SinkBatch>,
-    ctx: &SinkContext,
+    env: &SinkEnv,
 ) {
-    let metrics = Arc::clone(&ctx.metrics);
-    match config {
-        SinkConfig::Stdout { .. } => {
+    let ctx = SinkContext {
+        dead_letters: Arc::clone(&env.dead_letters),
+        metrics: Arc::clone(&env.metrics),
+        max_in_flight: env.max_in_flight,
+        grace: env.grace,
+        health: env.supervisor.sink(name),
+    };
+    match built {
+        Built::Stdout => {
+            tasks.spawn_blocking(move || stdout::run(&formats, input, &ctx.metrics, &ctx.health));
+        }
+        Built::File(path) => {
             tasks.spawn_blocking(move || {
-                stdout::run(&formats, input, &metrics)
-                    .map_err(|source| SinkError::Io { name, source })
+                file::run(&path, &formats, input, &ctx.metrics, &ctx.health)
             });
         }
-        SinkConfig::File { path, .. } => {
-            tasks.spawn_blocking(move || {
-                file::run(&path, &formats, input, &metrics)
-                    .map_err(|source| SinkError::Io { name, source })
-            });
+        Built::Kafka(k) => {
+            tasks.spawn(kafka::run(k, formats, input, ctx));
         }
-        SinkConfig::Kafka(k) => {
-            let ctx = ctx.clone();
-            tasks.spawn(async move {
-                kafka::run(name.clone(), k, formats, input, ctx)
-                    .await
-                    .map_err(|source| SinkError::Kafka { name, source })
-            });
-        }
-        SinkConfig::SplunkHec(h) => {
-            let ctx = ctx.clone();
-            tasks.spawn(async move {
-                splunk_hec::run(name.clone(), h, formats, input, ctx)
-                    .await
-                    .map_err(|source| SinkError::Hec { name, source })
-            });
+        Built::SplunkHec(h) => {
+            tasks.spawn(splunk_hec::run(h, formats, input, ctx));
         }
     }
 }

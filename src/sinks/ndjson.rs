@@ -1,59 +1,80 @@
 //! Newline-delimited JSON writing shared by the stdout and file sinks.
 
-use std::io::{self, Write};
+use std::io;
 
 use tokio::sync::mpsc;
 
+use super::retry::{Retrier, Trouble};
 use super::SinkBatch;
 use crate::ack::BatchStatus;
 use crate::metrics::Metrics;
 use crate::record::Format;
+use crate::supervisor::SinkHealth;
 
-/// Write every batch, one document per line, and acknowledge it once written and flushed.
-/// `sync` is called after each flush (fsync for files). Runs on a blocking thread.
-pub fn run<W: Write>(
-    mut out: W,
+/// Where the lines go: `write` puts one whole batch down durably, or leaves nothing
+/// of it behind where it can (a file is cut back to where the batch began).
+pub trait Target {
+    fn write(&mut self, batch: &[u8]) -> io::Result<()>;
+    fn describe(&self) -> String;
+}
+
+/// Write every batch, one document per line, and acknowledge it once written. A write
+/// that fails is a fault: the batch is held and written again with backoff until it
+/// goes through or the supervisor gives up. Runs on a blocking thread.
+pub fn run(
+    mut target: impl Target,
     formats: &[Format],
     mut input: mpsc::Receiver<SinkBatch>,
     metrics: &Metrics,
-    sync: impl Fn(&mut W) -> io::Result<()>,
-) -> io::Result<()> {
+    health: &SinkHealth,
+    max_delay: std::time::Duration,
+) {
+    let mut buf = Vec::with_capacity(1 << 16);
     while let Some(batch) = input.blocking_recv() {
-        let written = write_batch(&mut out, formats, &batch).and_then(|n| {
-            out.flush()?;
-            sync(&mut out)?;
-            Ok(n)
-        });
-        match written {
-            Ok(n) => {
-                Metrics::add(&metrics.records_emitted, n);
-                for ack in batch.acks {
-                    ack.resolve(BatchStatus::Delivered);
+        buf.clear();
+        let records = encode(&mut buf, formats, &batch);
+        let mut retrier = Retrier::new(health, metrics, max_delay);
+        let written = loop {
+            if retrier.given_up() {
+                break false;
+            }
+            match target.write(&buf) {
+                Ok(()) => {
+                    retrier.succeeded();
+                    break true;
+                }
+                Err(e) => {
+                    let reason = format!("cannot write to {}: {e}", target.describe());
+                    if !retrier.after_blocking(Trouble::Fault(reason)) {
+                        break false;
+                    }
                 }
             }
-            Err(e) => {
-                for ack in batch.acks {
-                    ack.resolve(BatchStatus::Failed);
-                }
-                return Err(e);
-            }
+        };
+        let status = if written {
+            Metrics::add(&metrics.records_emitted, records);
+            metrics.count_labeled("sink_records_delivered", health.name(), records);
+            BatchStatus::Delivered
+        } else {
+            BatchStatus::Failed
+        };
+        for ack in batch.acks {
+            ack.resolve(status);
         }
     }
-    Ok(())
 }
 
-fn write_batch<W: Write>(out: &mut W, formats: &[Format], batch: &SinkBatch) -> io::Result<u64> {
-    let mut n = 0;
+/// The batch's lines; returns how many records they hold.
+fn encode(out: &mut Vec<u8>, formats: &[Format], batch: &SinkBatch) -> u64 {
     for record in batch.records.iter() {
         for output in record
             .outputs
             .iter()
             .filter(|o| formats.contains(&o.format))
         {
-            out.write_all(&output.body)?;
-            out.write_all(b"\n")?;
+            out.extend_from_slice(&output.body);
+            out.push(b'\n');
         }
-        n += 1;
     }
-    Ok(n)
+    batch.records.len() as u64
 }

@@ -11,6 +11,7 @@ use tokio::task::JoinSet;
 use crate::ack::{self, BatchStatus};
 use crate::event::{Origin, RawInput};
 use crate::metrics::Metrics;
+use crate::supervisor::Intake;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FileSourceError {
@@ -25,10 +26,12 @@ pub enum FileSourceError {
     },
 }
 
-/// Files read so far, for the progress line.
+/// Files read so far (for the progress line), and files not fully delivered (nothing
+/// redelivers a file: the run must end non-zero).
 #[derive(Debug, Default)]
 pub struct FileProgress {
     pub files: AtomicU64,
+    pub failed: AtomicU64,
 }
 
 /// Expand the configured paths into a sorted, de-duplicated list of files.
@@ -95,15 +98,21 @@ fn is_log_file(path: &Path) -> bool {
 }
 
 /// Read every file once, sending each as one input and waiting for its acknowledgement.
+/// A sink fault pauses the reading between files.
 pub async fn run(
     files: Vec<PathBuf>,
     out: mpsc::Sender<RawInput>,
     mut shutdown: watch::Receiver<bool>,
+    mut intake: Intake,
     metrics: Arc<Metrics>,
     progress: Arc<FileProgress>,
 ) {
     let mut pending = JoinSet::new();
     for path in files {
+        tokio::select! {
+            () = intake.open() => {}
+            _ = shutdown.changed() => break,
+        }
         if *shutdown.borrow() {
             break;
         }
@@ -112,11 +121,12 @@ pub async fn run(
             Err(e) => {
                 tracing::error!(path = %path.display(), error = %e, "cannot read input file; skipped");
                 Metrics::add(&metrics.batches_nacked, 1);
+                progress.failed.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
         };
         let origin = Origin::File { path: path.clone() };
-        let (token, receiver) = ack::input("file", &origin);
+        let (token, receiver) = ack::input("file", &origin, &metrics);
         let input = RawInput {
             origin,
             bytes,
@@ -128,11 +138,13 @@ pub async fn run(
         }
         progress.files.fetch_add(1, Ordering::Relaxed);
         let metrics = Arc::clone(&metrics);
+        let progress = Arc::clone(&progress);
         pending.spawn(async move {
             match receiver.wait().await {
                 BatchStatus::Delivered => Metrics::add(&metrics.batches_acked, 1),
                 status => {
                     Metrics::add(&metrics.batches_nacked, 1);
+                    progress.failed.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(path = %path.display(), ?status, "file was not fully delivered");
                 }
             }

@@ -2,15 +2,14 @@
 //! Synchronous and CPU-bound; the pipeline runs it on blocking threads.
 
 pub mod decode;
-pub mod dedup;
 pub mod enrich;
 pub mod normalize;
+pub mod settings;
 
 use std::sync::Arc;
 
 use chrono::Utc;
 
-use crate::config::{Limits, SpecialRoute};
 use crate::dead_letter::DeadLetter;
 use crate::event::{Origin, Position};
 use crate::metrics::Metrics;
@@ -19,6 +18,7 @@ use decode::framing::{self, Frame};
 use decode::{DecodeError, Decoded, EntraKind, SourceRecord, Special};
 use enrich::Enrichment;
 use normalize::{Normalized, OutputFormat};
+use settings::{Limits, SpecialRoute};
 
 /// What came out of one input unit.
 #[derive(Debug, Default)]

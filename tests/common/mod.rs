@@ -44,6 +44,37 @@ pub fn validate_check_sinks(path: &std::path::Path) -> std::process::Output {
         .unwrap()
 }
 
+/// A TCP port free on 127.0.0.1 right now (for an admin endpoint).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Poll `/health/ready` on `port` until its status and body satisfy `want` (or panic
+/// after `secs`); returns the body.
+pub async fn readiness_until(port: u16, secs: u64, want: impl Fn(u16, &str) -> bool) -> String {
+    let url = format!("http://127.0.0.1:{port}/health/ready");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    let mut last = String::new();
+    loop {
+        if let Ok(r) = reqwest::get(&url).await {
+            let status = r.status().as_u16();
+            last = format!("HTTP {status}: {}", r.text().await.unwrap_or_default());
+            if want(status, &last) {
+                return last;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "readiness never reached the expected state; last: {last}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 /// A path in the shared reference data beside the checkout.
 pub fn shared(path: &str) -> PathBuf {
     repo("../shared").join(path)

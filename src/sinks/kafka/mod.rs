@@ -2,15 +2,23 @@
 //! upstream acknowledgement.
 //!
 //! A record is accepted when every one of its documents has a successful delivery
-//! report. A permanent rejection (message too large, topic unknown or not authorized)
-//! dead-letters that document with the reason; a retriable failure (broker gone longer
-//! than `message.timeout.ms`) fails the record so its source redelivers it. When the
-//! producer queue is full the sink waits, which backs the whole pipeline up.
+//! report. What a failed report means decides what happens to the document:
+//! - the message itself is refused (too large, invalid): it is dead-lettered with the
+//!   reason and the rest goes on;
+//! - the topic is missing or not writable with these credentials: a sink fault. The
+//!   batch is held and sent again with backoff while the supervisor pauses intake;
+//! - anything else (broker away longer than `message.timeout.ms`): transient, the batch
+//!   is held and sent again with backoff.
+//!
+//! Each topic is looked up in the cluster's metadata before its first message: a broker
+//! that lets messages to a missing topic time out (rather than refusing them) is still
+//! reported as a fault at once.
 
 pub mod config;
 pub mod routing;
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -19,9 +27,10 @@ use rdkafka::util::Timeout;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 
+use super::retry::{Retrier, Trouble};
 use super::{SinkBatch, SinkContext};
 use crate::ack::BatchStatus;
-use crate::dead_letter::{DeadLetter, DeadLetterSink};
+use crate::dead_letter::DeadLetter;
 use crate::metrics::Metrics;
 use crate::record::{Format, Record};
 pub use config::KafkaSinkConfig;
@@ -37,121 +46,346 @@ pub enum KafkaSinkError {
 /// How a document's delivery ended.
 enum Outcome {
     Delivered,
-    /// Rejected for good: dead-letter with this reason.
+    /// The message is refused for good: dead-letter it with this reason.
     Rejected(String),
-    /// Not delivered this time: the record must come again.
-    Retry(String),
+    /// Not delivered this time; send it again.
+    Again(Trouble),
 }
 
-/// Errors that redelivery cannot fix.
-fn permanent(code: RDKafkaErrorCode) -> bool {
+/// Errors about the message itself, which no retry fixes.
+fn refused(code: RDKafkaErrorCode) -> bool {
     matches!(
         code,
         RDKafkaErrorCode::MessageSizeTooLarge
             | RDKafkaErrorCode::InvalidMessageSize
             | RDKafkaErrorCode::InvalidMessage
             | RDKafkaErrorCode::InvalidRecord
-            | RDKafkaErrorCode::UnknownTopic
-            | RDKafkaErrorCode::UnknownTopicOrPartition
-            | RDKafkaErrorCode::InvalidTopic
-            | RDKafkaErrorCode::TopicAuthorizationFailed
             | RDKafkaErrorCode::PolicyViolation
     )
 }
 
+/// Errors about the sink's configuration: topics and credentials.
+fn fault(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::UnknownTopic
+            | RDKafkaErrorCode::UnknownTopicOrPartition
+            | RDKafkaErrorCode::InvalidTopic
+            | RDKafkaErrorCode::TopicAuthorizationFailed
+            | RDKafkaErrorCode::ClusterAuthorizationFailed
+            | RDKafkaErrorCode::SaslAuthenticationFailed
+            | RDKafkaErrorCode::Authentication
+    )
+}
+
 fn outcome_of(err: &KafkaError, topic: &str) -> Outcome {
-    let reason = format!("kafka rejected the message for topic `{topic}`: {err}");
     match err.rdkafka_error_code() {
-        Some(code) if permanent(code) => Outcome::Rejected(reason),
-        _ => Outcome::Retry(reason),
+        Some(code) if refused(code) => Outcome::Rejected(format!(
+            "kafka rejected the message for topic `{topic}`: {err}"
+        )),
+        Some(code) if fault(code) => Outcome::Again(Trouble::Fault(format!(
+            "kafka refused topic `{topic}`: {err}; check that it exists and that the credentials may write it"
+        ))),
+        _ => Outcome::Again(Trouble::Retry(format!(
+            "delivery to topic `{topic}` failed: {err}"
+        ))),
     }
 }
 
-/// Everything one batch's delivery task needs.
-struct Pending {
-    record: usize,
-    format: Format,
-    topic: String,
-    delivery: Result<DeliveryFuture, Outcome>,
+/// What a batch's delivery task shares with the others.
+struct Shared {
+    producer: FutureProducer,
+    config: KafkaSinkConfig,
+    formats: Vec<Format>,
+    ctx: SinkContext,
+    /// Topics seen in the cluster's metadata.
+    known_topics: Mutex<HashSet<String>>,
+}
+
+/// A sink built from its settings, ready to run.
+pub struct Built {
+    producer: FutureProducer,
+    config: KafkaSinkConfig,
+}
+
+/// Create the producer: bad settings and unreadable secret files show here, before any
+/// source starts.
+pub fn build(config: KafkaSinkConfig) -> Result<Built, KafkaSinkError> {
+    let producer = config
+        .client_config()?
+        .create()
+        .map_err(KafkaSinkError::Create)?;
+    Ok(Built { producer, config })
 }
 
 /// Run the sink until its input closes, then flush within `grace`.
 pub async fn run(
-    name: String,
-    config: KafkaSinkConfig,
+    built: Built,
     formats: Vec<Format>,
     mut input: mpsc::Receiver<SinkBatch>,
     ctx: SinkContext,
-) -> Result<(), KafkaSinkError> {
-    let SinkContext {
-        dead_letters,
-        metrics,
-        max_in_flight,
-        grace,
-    } = ctx;
-    let producer: FutureProducer = config
-        .client_config()?
-        .create()
-        .map_err(KafkaSinkError::Create)?;
-    let in_flight = Arc::new(Semaphore::new(max_in_flight.max(1)));
+) {
+    let Built { producer, config } = built;
+    let in_flight = Arc::new(Semaphore::new(ctx.max_in_flight.max(1)));
+    let grace = ctx.grace;
+    let shared = Arc::new(Shared {
+        producer,
+        config,
+        formats,
+        ctx,
+        known_topics: Mutex::new(HashSet::new()),
+    });
     let mut deliveries = JoinSet::new();
     while let Some(batch) = input.recv().await {
         let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else {
             break;
         };
-        let mut pending = Vec::new();
-        for (i, record) in batch.records.iter().enumerate() {
-            for output in record
-                .outputs
-                .iter()
-                .filter(|o| formats.contains(&o.format))
-            {
-                let topic = routing::topic(&config, record, output.format);
-                let delivery = enqueue(
-                    &producer,
-                    &config,
-                    record,
-                    output.format,
-                    &output.body,
-                    &topic,
-                )
-                .await;
-                pending.push(Pending {
-                    record: i,
-                    format: output.format,
-                    topic,
-                    delivery,
-                });
-            }
-        }
-        let dead_letters = Arc::clone(&dead_letters);
-        let metrics = Arc::clone(&metrics);
-        let sink = name.clone();
+        let shared = Arc::clone(&shared);
         deliveries.spawn(async move {
-            settle(batch, pending, &dead_letters, &metrics, &sink).await;
+            deliver(&shared, batch).await;
             drop(permit);
         });
         while deliveries.try_join_next().is_some() {}
     }
-    let flush = producer.clone();
+    let flush = shared.producer.clone();
     let flushed = tokio::task::spawn_blocking(move || flush.flush(Timeout::After(grace))).await;
     if !matches!(flushed, Ok(Ok(()))) {
-        tracing::warn!(sink = %name, "not every message was delivered within the grace period; their input stays unacknowledged");
+        tracing::warn!(sink = %shared.ctx.health.name(), "not every message was delivered within the grace period; their input stays unacknowledged");
     }
     while deliveries.join_next().await.is_some() {}
+}
+
+/// Deliver every document of a batch: sent again (with backoff) until each is delivered
+/// or refused, or the supervisor gives up.
+async fn deliver(shared: &Shared, batch: SinkBatch) {
+    let health = &shared.ctx.health;
+    let metrics = &shared.ctx.metrics;
+    let mut todo: Vec<(usize, Format)> = Vec::new();
+    for (i, record) in batch.records.iter().enumerate() {
+        for output in record
+            .outputs
+            .iter()
+            .filter(|o| shared.formats.contains(&o.format))
+        {
+            todo.push((i, output.format));
+        }
+    }
+    let mut letters = Vec::new();
+    let mut retrier = Retrier::new(health, metrics, Duration::from_secs(30));
+    let delivered = loop {
+        if retrier.given_up() {
+            break false;
+        }
+        let mut trouble = None;
+        if let Err(t) = check_topics(shared, &batch.records, &todo).await {
+            trouble = Some(t);
+        } else {
+            let mut pending = Vec::with_capacity(todo.len());
+            for &(i, format) in &todo {
+                let record = &batch.records[i];
+                let topic = routing::topic(&shared.config, record, format);
+                let body = record
+                    .outputs_of(format)
+                    .next()
+                    .map(|o| o.body.as_slice())
+                    .unwrap_or_default();
+                let sent = enqueue(shared, record, format, body, &topic).await;
+                pending.push(((i, format), topic, sent));
+            }
+            let mut again = Vec::new();
+            for (doc, topic, sent) in pending {
+                let outcome = match sent {
+                    Ok(future) => match future.await {
+                        Ok(Ok(_)) => Outcome::Delivered,
+                        Ok(Err((err, _))) => outcome_of(&err, &topic),
+                        Err(_) => Outcome::Again(Trouble::Retry(
+                            "the Kafka producer went away before reporting delivery".into(),
+                        )),
+                    },
+                    Err(o) => o,
+                };
+                match outcome {
+                    Outcome::Delivered => {}
+                    Outcome::Rejected(reason) => letters.push((doc, reason)),
+                    Outcome::Again(t) => {
+                        if let Trouble::Retry(_) = t {
+                            // A timeout may hide a topic the broker does not have.
+                            forget_topic(shared, &topic);
+                        }
+                        // A fault outranks a transient problem in what is reported.
+                        if !matches!(trouble, Some(Trouble::Fault(_))) {
+                            trouble = Some(t);
+                        }
+                        again.push(doc);
+                    }
+                }
+            }
+            todo = again;
+        }
+        match trouble {
+            None => {
+                retrier.succeeded();
+                break true;
+            }
+            Some(t) => {
+                if let Trouble::Retry(reason) = &t {
+                    tracing::warn!(sink = %health.name(), documents = todo.len(), %reason, "delivery failed; sending again");
+                }
+                if !retrier.after(t).await {
+                    break false;
+                }
+            }
+        }
+    };
+    let mut status = vec![BatchStatus::Delivered; batch.records.len()];
+    if !delivered {
+        for &(i, _) in &todo {
+            status[i] = BatchStatus::Failed;
+        }
+    }
+    if !dead_letter(shared, &batch.records, letters).await {
+        status.fill(BatchStatus::Failed);
+    }
+    let ok = status
+        .iter()
+        .filter(|s| **s == BatchStatus::Delivered)
+        .count() as u64;
+    Metrics::add(&metrics.records_emitted, ok);
+    metrics.count_labeled("sink_records_delivered", health.name(), ok);
+    for (ack, s) in batch.acks.into_iter().zip(status) {
+        ack.resolve(s);
+    }
+}
+
+/// Write refused documents to the dead letters; false when that failed.
+async fn dead_letter(
+    shared: &Shared,
+    records: &[Record],
+    letters: Vec<((usize, Format), String)>,
+) -> bool {
+    if letters.is_empty() {
+        return true;
+    }
+    let sink = shared.ctx.health.name();
+    let letters: Vec<DeadLetter> = letters
+        .into_iter()
+        .map(|((i, format), reason)| {
+            let record = &records[i];
+            DeadLetter {
+                kind: "kafka_rejected",
+                reason: format!("sink `{sink}`: {reason}"),
+                origin: (*record.origin).clone(),
+                position: None,
+                bytes: record
+                    .outputs_of(format)
+                    .next()
+                    .map(|o| o.body.clone())
+                    .unwrap_or_default(),
+            }
+        })
+        .collect();
+    for l in &letters {
+        shared.ctx.metrics.dead_letter(l.kind);
+    }
+    shared
+        .ctx
+        .metrics
+        .count_labeled("sink_records_rejected", sink, letters.len() as u64);
+    match shared.ctx.dead_letters.write(letters).await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::error!(sink, error = %e, "cannot write dead letters; the records stay unacknowledged");
+            false
+        }
+    }
+}
+
+fn forget_topic(shared: &Shared, topic: &str) {
+    if let Ok(mut known) = shared.known_topics.lock() {
+        known.remove(topic);
+    }
+}
+
+/// Look up in the cluster's metadata every topic of `todo` not seen there yet.
+async fn check_topics(
+    shared: &Shared,
+    records: &[Record],
+    todo: &[(usize, Format)],
+) -> Result<(), Trouble> {
+    let mut unknown: Vec<String> = {
+        let known = shared
+            .known_topics
+            .lock()
+            .map_err(|_| Trouble::Retry("the topic cache is poisoned".into()))?;
+        todo.iter()
+            .map(|&(i, f)| routing::topic(&shared.config, &records[i], f))
+            .filter(|t| !known.contains(t))
+            .collect()
+    };
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    unknown.sort();
+    unknown.dedup();
+    let producer = shared.producer.clone();
+    let looked_up = tokio::task::spawn_blocking(move || {
+        producer
+            .client()
+            .fetch_metadata(None, Timeout::After(Duration::from_secs(10)))
+            .map(|m| {
+                m.topics()
+                    .iter()
+                    .map(|t| (t.name().to_string(), t.error()))
+                    .collect::<Vec<_>>()
+            })
+    })
+    .await;
+    let topics = match looked_up {
+        Ok(Ok(t)) => t,
+        Ok(Err(e)) => {
+            return Err(Trouble::Retry(format!(
+                "cannot fetch metadata from {}: {e}",
+                shared.config.brokers
+            )))
+        }
+        Err(e) => return Err(Trouble::Retry(format!("metadata lookup failed: {e}"))),
+    };
+    for topic in unknown {
+        match topics.iter().find(|(name, _)| *name == topic) {
+            None => {
+                return Err(Trouble::Fault(format!(
+                    "topic `{topic}` does not exist on {}; create it (most clusters do not auto-create topics)",
+                    shared.config.brokers
+                )))
+            }
+            Some((_, Some(err))) => {
+                let code: RDKafkaErrorCode = (*err).into();
+                let reason = format!("topic `{topic}`: {code}");
+                return Err(if fault(code) {
+                    Trouble::Fault(reason)
+                } else {
+                    Trouble::Retry(reason)
+                });
+            }
+            Some(_) => {
+                if let Ok(mut known) = shared.known_topics.lock() {
+                    known.insert(topic);
+                }
+            }
+        }
+    }
     Ok(())
 }
 
 /// Hand one document to librdkafka, waiting while its queue is full.
 async fn enqueue(
-    producer: &FutureProducer,
-    config: &KafkaSinkConfig,
+    shared: &Shared,
     record: &Record,
     format: Format,
     body: &[u8],
     topic: &str,
 ) -> Result<DeliveryFuture, Outcome> {
-    let key = routing::key(config, record);
+    let key = routing::key(&shared.config, record);
     loop {
         let mut message = FutureRecord::<str, [u8]>::to(topic)
             .payload(body)
@@ -159,79 +393,13 @@ async fn enqueue(
         if let Some(k) = key {
             message = message.key(k);
         }
-        match producer.send_result(message) {
+        match shared.producer.send_result(message) {
             Ok(delivery) => return Ok(delivery),
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             Err((err, _)) => return Err(outcome_of(&err, topic)),
         }
-    }
-}
-
-/// Wait for every delivery report of a batch, dead-letter permanent rejections, and
-/// resolve each record's acknowledgement.
-async fn settle(
-    batch: SinkBatch,
-    pending: Vec<Pending>,
-    dead_letters: &DeadLetterSink,
-    metrics: &Metrics,
-    sink: &str,
-) {
-    let mut status = vec![BatchStatus::Delivered; batch.records.len()];
-    let mut letters = Vec::new();
-    for p in pending {
-        let outcome = match p.delivery {
-            Ok(future) => match future.await {
-                Ok(Ok(_)) => Outcome::Delivered,
-                Ok(Err((err, _))) => outcome_of(&err, &p.topic),
-                Err(_) => {
-                    Outcome::Retry("the Kafka producer went away before reporting delivery".into())
-                }
-            },
-            Err(o) => o,
-        };
-        match outcome {
-            Outcome::Delivered => {}
-            Outcome::Rejected(reason) => {
-                let record = &batch.records[p.record];
-                let body = record
-                    .outputs_of(p.format)
-                    .next()
-                    .map(|o| o.body.clone())
-                    .unwrap_or_default();
-                letters.push(DeadLetter {
-                    kind: "kafka_rejected",
-                    reason: format!("sink `{sink}`: {reason}"),
-                    origin: (*record.origin).clone(),
-                    position: None,
-                    bytes: body,
-                });
-            }
-            Outcome::Retry(reason) => {
-                tracing::warn!(sink, record = %batch.records[p.record].id, %reason, "delivery failed; the record will be redelivered");
-                status[p.record] = status[p.record].max(BatchStatus::Failed);
-            }
-        }
-    }
-    if !letters.is_empty() {
-        for l in &letters {
-            metrics.dead_letter(l.kind);
-        }
-        if let Err(e) = dead_letters.write_all(&letters) {
-            tracing::error!(sink, error = %e, "cannot write dead letters; the records stay unacknowledged");
-            for s in status.iter_mut() {
-                *s = (*s).max(BatchStatus::Failed);
-            }
-        }
-    }
-    let delivered = status
-        .iter()
-        .filter(|s| **s == BatchStatus::Delivered)
-        .count();
-    Metrics::add(&metrics.records_emitted, delivered as u64);
-    for (ack, s) in batch.acks.into_iter().zip(status) {
-        ack.resolve(s);
     }
 }
 

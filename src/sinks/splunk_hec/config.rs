@@ -58,8 +58,15 @@ pub struct SplunkHecConfig {
     /// of stopping with a configuration error.
     #[serde(default)]
     pub allow_without_ack: bool,
+    /// How often the ids waiting for indexer acknowledgement are queried (one request
+    /// for all of them). Each waiting request's body is kept for a resend, so this,
+    /// with Splunk's own indexing delay, sets how much `max_pending_ack_bytes` holds.
     #[serde(default = "default_ack_poll")]
     pub ack_poll_interval_ms: u64,
+    /// Request bodies (compressed, as sent) the collector took and has not yet
+    /// acknowledged, kept for a resend. When they reach this, new requests wait.
+    #[serde(default = "default_pending_ack_bytes")]
+    pub max_pending_ack_bytes: u64,
     /// Resend a request whose acknowledgement has not come after this long.
     #[serde(default = "default_ack_timeout")]
     pub ack_timeout_secs: u64,
@@ -100,7 +107,10 @@ fn yes() -> bool {
     true
 }
 fn default_ack_poll() -> u64 {
-    10_000
+    1_000
+}
+fn default_pending_ack_bytes() -> u64 {
+    64 << 20
 }
 fn default_ack_timeout() -> u64 {
     300
@@ -133,6 +143,13 @@ impl SplunkHecConfig {
                 .map_err(|e| TokenError::File(path.clone(), e)),
             _ => Err(TokenError::Missing),
         }
+    }
+
+    /// `max_pending_ack_bytes` as a semaphore's permit count (at least 1).
+    pub fn max_pending_ack_bytes_u32(&self) -> u32 {
+        u32::try_from(self.max_pending_ack_bytes)
+            .unwrap_or(u32::MAX)
+            .max(1)
     }
 
     pub fn sourcetype(&self, dataset: &str) -> String {

@@ -26,8 +26,8 @@ pub enum Reply {
     TooLarge,
     /// Worth retrying later (busy, unavailable, network); `busy` lowers the send rate.
     Retry { reason: String, busy: bool },
-    /// A configuration problem (token, channel, endpoint): stop sending.
-    Fatal(String),
+    /// A configuration problem (token, channel, endpoint): a sink fault.
+    Fault(String),
     /// The whole request is unusable and retrying will not help.
     Rejected(String),
 }
@@ -47,11 +47,11 @@ pub fn classify(status: u16, body: &str) -> Reply {
     };
     match (status, b.code) {
         (200, Some(0) | None) => Reply::Accepted { ack_id: b.ack_id },
-        (_, Some(1 | 2 | 3 | 4 | 16 | 21 | 22)) | (401 | 403, _) => Reply::Fatal(format!(
+        (_, Some(1 | 2 | 3 | 4 | 16 | 21 | 22)) | (401 | 403, _) => Reply::Fault(format!(
             "the collector refused the token ({}); check the token and that it is enabled",
             what("unauthorized")
         )),
-        (_, Some(10 | 11)) => Reply::Fatal(format!(
+        (_, Some(10 | 11)) => Reply::Fault(format!(
             "the collector refused the request channel ({})",
             what("channel")
         )),
@@ -72,7 +72,7 @@ pub fn classify(status: u16, body: &str) -> Reply {
             reason: what("server error"),
             busy: false,
         },
-        _ => Reply::Fatal(format!(
+        _ => Reply::Fault(format!(
             "unexpected reply ({}); check the endpoint URL",
             what("unexpected")
         )),
@@ -107,7 +107,7 @@ mod tests {
         );
         assert!(matches!(
             classify(403, r#"{"text":"Invalid token","code":4}"#),
-            Reply::Fatal(_)
+            Reply::Fault(_)
         ));
         assert!(matches!(
             classify(503, r#"{"text":"Server is busy","code":9}"#),
@@ -124,7 +124,7 @@ mod tests {
         ));
         assert!(matches!(
             classify(404, r#"{"text":"not found","code":404}"#),
-            Reply::Fatal(_)
+            Reply::Fault(_)
         ));
     }
 }

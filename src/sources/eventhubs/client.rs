@@ -14,7 +14,7 @@ use azure_messaging_eventhubs::{CheckpointStore, ConsumerClient};
 use super::checkpoint::blob::{self, BlobAuth, BlobCheckpointStore};
 use super::checkpoint::file::FileCheckpointStore;
 use super::config::{CheckpointStoreConfig, EventHubsAuth, EventHubsSourceConfig, Transport};
-use crate::config::{secret, SecretError};
+use crate::secrets::{secret, SecretError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EventHubsSetupError {

@@ -28,6 +28,7 @@ use crate::admin::Reporter;
 use crate::event::RawInput;
 use crate::metrics::Metrics;
 use crate::sources::retry_backoff;
+use crate::supervisor::Intake;
 pub use client::{EventHubsSetupError, Prepared};
 pub use config::EventHubsSourceConfig;
 use config::{StartAt, Strategy};
@@ -41,6 +42,7 @@ pub async fn run(
     prepared: Prepared,
     out: mpsc::Sender<RawInput>,
     shutdown: watch::Receiver<bool>,
+    intake: Intake,
     metrics: Arc<Metrics>,
     health: Reporter,
 ) {
@@ -61,7 +63,16 @@ pub async fn run(
             let local = tokio::task::LocalSet::new();
             local.block_on(
                 &runtime,
-                supervise(prepared, out, shutdown, metrics, health),
+                supervise(
+                    prepared,
+                    Wiring {
+                        out,
+                        intake,
+                        metrics,
+                        health,
+                    },
+                    shutdown,
+                ),
             );
             let _ = done_tx.send(());
         });
@@ -73,13 +84,18 @@ pub async fn run(
     }
 }
 
-async fn supervise(
-    prepared: Prepared,
+/// What connects the source to the pipeline.
+struct Wiring {
     out: mpsc::Sender<RawInput>,
-    mut shutdown: watch::Receiver<bool>,
+    intake: Intake,
     metrics: Arc<Metrics>,
     health: Reporter,
-) {
+}
+
+async fn supervise(prepared: Prepared, wiring: Wiring, mut shutdown: watch::Receiver<bool>) {
+    let Wiring {
+        metrics, health, ..
+    } = &wiring;
     let owner_id = prepared
         .config
         .owner_id
@@ -91,17 +107,7 @@ async fn supervise(
         if *shutdown.borrow() {
             return;
         }
-        match generation(
-            &prepared,
-            &owner_id,
-            &out,
-            &metrics,
-            &health,
-            &mut latest,
-            &mut shutdown,
-        )
-        .await
-        {
+        match generation(&prepared, &owner_id, &wiring, &mut latest, &mut shutdown).await {
             Ok(Finished::Shutdown) => return,
             Ok(Finished::ProcessorEnded(reason)) => {
                 backoff = retry_backoff(Duration::from_millis(500));
@@ -162,12 +168,16 @@ enum Finished {
 async fn generation(
     prepared: &Prepared,
     owner_id: &str,
-    out: &mpsc::Sender<RawInput>,
-    metrics: &Arc<Metrics>,
-    health: &Reporter,
+    wiring: &Wiring,
     latest: &mut Option<HashMap<String, StartPosition>>,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<Finished, String> {
+    let Wiring {
+        out,
+        intake,
+        metrics,
+        health,
+    } = wiring;
     let c = &prepared.config;
     if let Some(blob) = &prepared.blob {
         blob.ensure_container().await.map_err(|e| e.to_string())?;
@@ -201,6 +211,7 @@ async fn generation(
     health.ok();
     let ctx = Arc::new(PartitionCtx {
         out: out.clone(),
+        intake: intake.clone(),
         metrics: Arc::clone(metrics),
         hub: hub.name.clone(),
         checkpoint_every: Duration::from_secs(c.checkpoint_interval_secs),

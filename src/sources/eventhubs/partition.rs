@@ -1,12 +1,14 @@
 //! One owned partition: events go to the pipeline, settlements come back (out of order),
 //! and the checkpoint follows the highest event below which everything was settled.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use azure_messaging_eventhubs::error::ErrorKind;
 use azure_messaging_eventhubs::models::ReceivedEventData;
 use azure_messaging_eventhubs::processor::PartitionClient;
+use backon::{BackoffBuilder, ExponentialBuilder};
 use futures::StreamExt;
 use tokio::sync::{mpsc, watch};
 
@@ -14,15 +16,34 @@ use super::tracker::{Admit, Tracker};
 use crate::ack::{self, BatchStatus};
 use crate::event::{Origin, RawInput};
 use crate::metrics::Metrics;
+use crate::supervisor::Intake;
 
 /// Shared by every partition of one source.
 pub struct PartitionCtx {
     pub out: mpsc::Sender<RawInput>,
+    /// Paused while a sink is faulted: no new event is read, those inside are held.
+    pub intake: Intake,
     pub metrics: Arc<Metrics>,
     pub hub: String,
     pub checkpoint_every: Duration,
     pub max_in_flight: usize,
+    /// First wait before an event whose delivery failed is sent again; it doubles with
+    /// each failure of the same event, up to [`MAX_RETRY_DELAY`].
     pub retry_delay: Duration,
+}
+
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
+
+/// The wait before the `attempt`-th resend of one event (1-based), with jitter.
+fn resend_delay(first: Duration, attempt: u32) -> Duration {
+    ExponentialBuilder::default()
+        .with_min_delay(first)
+        .with_max_delay(MAX_RETRY_DELAY)
+        .with_jitter()
+        .without_max_times()
+        .build()
+        .nth(attempt.saturating_sub(1) as usize)
+        .unwrap_or(MAX_RETRY_DELAY)
 }
 
 /// Why a partition stopped being read.
@@ -77,6 +98,8 @@ async fn read(
     let (settled_tx, mut settled_rx) = mpsc::unbounded_channel::<Settled>();
     let mut tracker: Tracker<ReceivedEventData> = Tracker::starting_after(None);
     let mut outstanding = 0usize;
+    let mut failures: HashMap<i64, u32> = HashMap::new();
+    let mut intake = ctx.intake.clone();
     let started = Instant::now();
     let mut tick = tokio::time::interval(ctx.checkpoint_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -92,11 +115,18 @@ async fn read(
                 Settled::Done(seq, status) => {
                     outstanding -= 1;
                     match status {
-                        BatchStatus::Delivered | BatchStatus::Rejected => tracker.settle(seq),
+                        BatchStatus::Delivered | BatchStatus::Rejected => {
+                            Metrics::add(&ctx.metrics.batches_acked, 1);
+                            failures.remove(&seq);
+                            tracker.settle(seq)
+                        }
                         BatchStatus::Failed => {
+                            Metrics::add(&ctx.metrics.batches_nacked, 1);
                             ctx.metrics.count_labeled("eventhubs_redeliveries", label, 1);
                             let tx = settled_tx.clone();
-                            let delay = ctx.retry_delay;
+                            let attempt = failures.entry(seq).or_default();
+                            *attempt += 1;
+                            let delay = resend_delay(ctx.retry_delay, *attempt);
                             tokio::spawn(async move {
                                 tokio::time::sleep(delay).await;
                                 let _ = tx.send(Settled::Resend(seq));
@@ -115,7 +145,8 @@ async fn read(
                 checkpoint(client, &mut tracker, ctx, label).await;
                 report(ctx, &tracker, label, started);
             }
-            next = stream.next(), if tracker.in_flight() < ctx.max_in_flight => match next {
+            () = intake.open(), if !intake.is_open() => {}
+            next = stream.next(), if tracker.in_flight() < ctx.max_in_flight && intake.is_open() => match next {
                 Some(Ok(event)) => {
                     let Some(seq) = event.sequence_number() else {
                         ctx.metrics.count_labeled("eventhubs_events_without_sequence_number", label, 1);
@@ -176,7 +207,7 @@ async fn dispatch(
         sequence_number: seq,
         offset: event.offset().clone().unwrap_or_default(),
     };
-    let (token, receiver) = ack::input("eventhubs", &origin);
+    let (token, receiver) = ack::input("eventhubs", &origin, &ctx.metrics);
     let input = RawInput {
         origin,
         bytes: event.event_data().body().unwrap_or_default().to_vec(),

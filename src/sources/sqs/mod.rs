@@ -25,6 +25,7 @@ use crate::dead_letter::{DeadLetter, DeadLetterSink};
 use crate::event::{Origin, RawInput};
 use crate::metrics::Metrics;
 use crate::sources::retry_backoff;
+use crate::supervisor::Intake;
 use client::Clients;
 pub use config::SqsSourceConfig;
 use notification::{KeyKind, Notification, ObjectRef};
@@ -47,6 +48,7 @@ pub async fn run(
     config: SqsSourceConfig,
     out: mpsc::Sender<RawInput>,
     shutdown: watch::Receiver<bool>,
+    intake: Intake,
     dead_letters: Arc<DeadLetterSink>,
     metrics: Arc<Metrics>,
     health: Reporter,
@@ -72,18 +74,32 @@ pub async fn run(
     });
     let mut loops = JoinSet::new();
     for _ in 0..ctx.config.receivers.max(1) {
-        loops.spawn(receive_loop(Arc::clone(&ctx), shutdown.clone()));
+        loops.spawn(receive_loop(
+            Arc::clone(&ctx),
+            shutdown.clone(),
+            intake.clone(),
+        ));
     }
     while loops.join_next().await.is_some() {}
     drop(ctx);
     let _ = deleter.await;
 }
 
-/// Receive until shutdown, then wait for this loop's messages to settle.
-async fn receive_loop(ctx: Arc<Ctx>, mut shutdown: watch::Receiver<bool>) {
+/// Receive until shutdown, then wait for this loop's messages to settle. While a sink
+/// is faulted nothing is received: the messages stay in the queue, and those already
+/// taken stay invisible, held by the sink, instead of coming back towards the queue's
+/// dead-letter queue.
+async fn receive_loop(ctx: Arc<Ctx>, mut shutdown: watch::Receiver<bool>, mut intake: Intake) {
     let mut tasks: JoinSet<()> = JoinSet::new();
     let mut backoff = retry_backoff(Duration::from_millis(200));
     loop {
+        if !intake.is_open() {
+            ctx.metrics.count("sqs_intake_pauses", 1);
+        }
+        tokio::select! {
+            () = intake.open() => {}
+            _ = shutdown.changed() => break,
+        }
         if *shutdown.borrow() {
             break;
         }
@@ -154,7 +170,7 @@ async fn receive_loop(ctx: Arc<Ctx>, mut shutdown: watch::Receiver<bool>) {
 
 /// One message from receipt to settlement.
 async fn handle(ctx: &Ctx, id: String, receipt: String, body: String) {
-    let (token, settled) = ack::input("sqs", &sqs_origin(ctx, &id));
+    let (token, settled) = ack::input("sqs", &sqs_origin(ctx, &id), &ctx.metrics);
     let (lost_tx, lost_rx) = watch::channel(false);
     let (stop_tx, stop_rx) = watch::channel(false);
     let extender = tokio::spawn(keep_invisible(
@@ -178,9 +194,11 @@ async fn handle(ctx: &Ctx, id: String, receipt: String, body: String) {
     let _ = extender.await;
     match status {
         Some(BatchStatus::Delivered) => {
+            Metrics::add(&ctx.metrics.batches_acked, 1);
             let _ = ctx.delete.send((id, receipt)).await;
         }
         Some(status) => {
+            Metrics::add(&ctx.metrics.batches_nacked, 1);
             ctx.metrics.count("sqs_messages_returned", 1);
             tracing::warn!(message = %id, ?status, "message not fully delivered; it will reappear");
             let _ = ctx
@@ -194,6 +212,7 @@ async fn handle(ctx: &Ctx, id: String, receipt: String, body: String) {
                 .await;
         }
         None => {
+            Metrics::add(&ctx.metrics.batches_nacked, 1);
             ctx.metrics.count("sqs_messages_lost", 1);
             tracing::warn!(message = %id, "receipt handle lost; the message will come back and its work is not deleted");
         }
@@ -252,7 +271,7 @@ async fn dispatch(ctx: &Ctx, id: &str, body: &str, token: AckToken) {
                 bytes: body.as_bytes().to_vec(),
             };
             ctx.metrics.dead_letter(letter.kind);
-            let written = ctx.dead_letters.write_all(&[letter]).is_ok();
+            let written = ctx.dead_letters.write(vec![letter]).await.is_ok();
             let status = if written && ctx.config.delete_unknown {
                 BatchStatus::Delivered
             } else {
@@ -310,7 +329,7 @@ async fn fetch_and_send(ctx: &Ctx, id: &str, object: ObjectRef, share: AckToken)
             bytes: Vec::new(),
         };
         ctx.metrics.dead_letter(letter.kind);
-        let status = match ctx.dead_letters.write_all(&[letter]) {
+        let status = match ctx.dead_letters.write(vec![letter]).await {
             Ok(()) => BatchStatus::Delivered,
             Err(_) => BatchStatus::Failed,
         };

@@ -104,8 +104,15 @@ struct Listed {
 
 impl BlobCheckpointStore {
     pub fn new(endpoint: String, container: String, auth: BlobAuth) -> Self {
+        // A storage account that stops answering must not hold a partition's checkpoint
+        // (or the ownership round) forever.
+        let http = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .timeout(std::time::Duration::from_secs(30))
+            .build()
+            .unwrap_or_default();
         BlobCheckpointStore {
-            http: reqwest::Client::new(),
+            http,
             endpoint: endpoint.trim_end_matches('/').to_string(),
             container,
             auth,
@@ -454,23 +461,59 @@ impl CheckpointStore for BlobCheckpointStore {
             &checkpoint.consumer_group,
             &checkpoint.partition_id,
         )?;
-        let mut headers = vec![("x-ms-blob-type", "BlockBlob".to_string())];
-        if let Some(offset) = &checkpoint.offset {
-            headers.push(("x-ms-meta-offset", offset.clone()));
+        // Read, compare, write only if nobody wrote in between: a stale owner's last
+        // checkpoint, written after another replica took the partition over and moved
+        // on, must not move the shared checkpoint backwards.
+        for _ in 0..3 {
+            let current = self.send(Method::HEAD, &name, &[], &[]).await?;
+            let header = |key: &str| {
+                current
+                    .headers()
+                    .get(key)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string)
+            };
+            let condition = match current.status() {
+                s if s.is_success() => {
+                    let stored =
+                        header("x-ms-meta-sequencenumber").and_then(|v| v.parse::<i64>().ok());
+                    if let (Some(stored), Some(new)) = (stored, checkpoint.sequence_number) {
+                        if stored >= new {
+                            return Ok(());
+                        }
+                    }
+                    ("If-Match", header("etag").unwrap_or_default())
+                }
+                StatusCode::NOT_FOUND => ("If-None-Match", "*".to_string()),
+                s => {
+                    return Err(storage_error(format!(
+                        "reading checkpoint blob `{name}` failed: HTTP {s}"
+                    )))
+                }
+            };
+            let mut headers = vec![("x-ms-blob-type", "BlockBlob".to_string()), condition];
+            if let Some(offset) = &checkpoint.offset {
+                headers.push(("x-ms-meta-offset", offset.clone()));
+            }
+            if let Some(seq) = checkpoint.sequence_number {
+                headers.push(("x-ms-meta-sequencenumber", seq.to_string()));
+            }
+            let response = self.send(Method::PUT, &name, &[], &headers).await?;
+            match response.status() {
+                s if s.is_success() => return Ok(()),
+                // Written by someone else since it was read: read it again.
+                StatusCode::PRECONDITION_FAILED | StatusCode::CONFLICT => continue,
+                s => {
+                    return Err(storage_error(format!(
+                        "writing checkpoint blob `{name}` failed: HTTP {s}: {}",
+                        response.text().await.unwrap_or_default()
+                    )))
+                }
+            }
         }
-        if let Some(seq) = checkpoint.sequence_number {
-            headers.push(("x-ms-meta-sequencenumber", seq.to_string()));
-        }
-        let response = self.send(Method::PUT, &name, &[], &headers).await?;
-        if response.status().is_success() {
-            Ok(())
-        } else {
-            Err(storage_error(format!(
-                "writing checkpoint blob `{name}` failed: HTTP {}: {}",
-                response.status(),
-                response.text().await.unwrap_or_default()
-            )))
-        }
+        Err(storage_error(format!(
+            "checkpoint blob `{name}` kept changing while it was written; retried at the next interval"
+        )))
     }
 }
 

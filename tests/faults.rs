@@ -1,0 +1,230 @@
+//! Sink faults under the supervisor, against the real servers: a refused token, a missing
+//! topic and an unwritable path pause intake, make readiness name the sink, hold the
+//! work inside instead of failing it, and end the run with exit code 3 once they outlast
+//! `pipeline.sink_fault_timeout_secs`; a fault that is mended in time costs nothing.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use auditbridge::metrics::Metrics;
+use auditbridge::pipeline::PipelineError;
+use common::aws::{clients, endpoint, queue_counts, queue_with_dlq};
+use common::hec::{Behaviour, HecReceiver, Token};
+use common::kafka::{broker, unique_topic};
+
+/// `n` distinct CloudTrail records as NDJSON in `dir/in.ndjson`.
+fn input(dir: &Path, n: usize) {
+    let (text, _) = common::replayed_corpus(n);
+    let lines: Vec<&str> = text.lines().take(n).collect();
+    std::fs::write(dir.join("in.ndjson"), lines.join("\n")).unwrap();
+}
+
+fn file_source(dir: &Path) -> String {
+    format!(
+        "[sources.in]\ntype = \"file\"\npaths = [\"{}/in.ndjson\"]\n",
+        dir.display()
+    )
+}
+
+fn hec_sink(hec: &HecReceiver, token: &str) -> String {
+    format!(
+        "[sinks.splunk]\ntype = \"splunk_hec\"\nendpoint = \"{}\"\ntoken = \"{token}\"\nretry_max_delay_secs = 1\n",
+        hec.url()
+    )
+}
+
+fn pipeline(port: u16, fault_secs: u64) -> String {
+    format!(
+        "[pipeline]\nformat = \"ecs\"\nshutdown_grace_secs = 5\nsink_fault_timeout_secs = {fault_secs}\n[admin]\naddress = \"127.0.0.1:{port}\"\n"
+    )
+}
+
+fn dead_letters(dir: &Path) -> usize {
+    std::fs::read_to_string(dir.join("dlq.ndjson"))
+        .unwrap_or_default()
+        .lines()
+        .count()
+}
+
+fn expect_fault(result: Result<(), PipelineError>, sink: &str, reason: &str) {
+    let err = result.expect_err("a lasting fault ends the run with an error");
+    assert_eq!(err.exit_code(), 3, "{err}");
+    match &err {
+        PipelineError::SinkFault {
+            sink: s, reason: r, ..
+        } => {
+            assert_eq!(s, sink);
+            assert!(r.contains(reason), "{r}");
+        }
+        other => panic!("expected a sink fault, got {other}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_hec_token_pauses_intake_names_the_sink_and_ends_the_run() {
+    let hec = HecReceiver::start(Behaviour::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    input(dir.path(), 300);
+    let port = common::free_port();
+    let config = format!(
+        "{}{}{}",
+        pipeline(port, 4),
+        file_source(dir.path()),
+        hec_sink(&hec, "wrong-token")
+    );
+    let started = Instant::now();
+    let run = common::start_pipeline(&config, &dir.path().join("dlq.ndjson"));
+    let body = common::readiness_until(port, 10, |status, body| {
+        status == 503 && body.contains("sink.splunk")
+    })
+    .await;
+    assert!(
+        body.contains("fault: the collector refused the token"),
+        "{body}"
+    );
+    let result = run.task.await.unwrap();
+    assert!(started.elapsed() >= Duration::from_secs(4));
+    expect_fault(result, "splunk", "the collector refused the token");
+    let m = run.metrics;
+    assert_eq!(Metrics::get(&m.batches_acked), 0);
+    assert_eq!(Metrics::get(&m.batches_nacked), 1);
+    assert!(m.labeled("sink_faults", "splunk") >= 2, "{}", m.summary());
+    assert!(hec.state.lock().unwrap().events.is_empty());
+    assert_eq!(dead_letters(dir.path()), 0, "a sink fault is not bad input");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_enabled_during_the_fault_resumes_and_delivers_everything_once() {
+    let mut behaviour = Behaviour::default();
+    behaviour
+        .tokens
+        .insert("rotating-token".into(), Token::Disabled);
+    let hec = HecReceiver::start(behaviour).await;
+    let dir = tempfile::tempdir().unwrap();
+    input(dir.path(), 300);
+    let port = common::free_port();
+    let config = format!(
+        "{}{}{}ack_poll_interval_ms = 50\n",
+        pipeline(port, 60),
+        file_source(dir.path()),
+        hec_sink(&hec, "rotating-token")
+    );
+    let run = common::start_pipeline(&config, &dir.path().join("dlq.ndjson"));
+    common::readiness_until(port, 10, |status, body| {
+        status == 503 && body.contains("token")
+    })
+    .await;
+    hec.behaviour
+        .lock()
+        .unwrap()
+        .tokens
+        .insert("rotating-token".into(), Token::Ack);
+    run.task.await.unwrap().unwrap();
+    let m = run.metrics;
+    assert_eq!(Metrics::get(&m.batches_acked), 1);
+    assert!(m.labeled("sink_faults", "splunk") >= 1);
+    let events = hec.events();
+    assert_eq!(
+        events.len(),
+        300,
+        "every record once: refused requests index nothing"
+    );
+    assert_eq!(m.labeled("sink_records_delivered", "splunk"), 300);
+    assert_eq!(dead_letters(dir.path()), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_kafka_topic_is_a_fault_not_dead_letters() {
+    let dir = tempfile::tempdir().unwrap();
+    input(dir.path(), 100);
+    let topic = unique_topic("ab-missing");
+    let port = common::free_port();
+    let config = format!(
+        "{}{}[sinks.kafka]\ntype = \"kafka\"\nbrokers = \"{}\"\ntopics = {{ ecs = \"{topic}\" }}\n",
+        pipeline(port, 3),
+        file_source(dir.path()),
+        broker()
+    );
+    let run = common::start_pipeline(&config, &dir.path().join("dlq.ndjson"));
+    let body = common::readiness_until(port, 20, |status, body| {
+        status == 503 && body.contains("sink.kafka")
+    })
+    .await;
+    assert!(
+        body.contains(&format!("topic `{topic}` does not exist")),
+        "{body}"
+    );
+    expect_fault(run.task.await.unwrap(), "kafka", "does not exist");
+    assert_eq!(Metrics::get(&run.metrics.batches_nacked), 1);
+    assert_eq!(dead_letters(dir.path()), 0, "a sink fault is not bad input");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unwritable_file_sink_is_a_fault_and_nothing_half_written_stays() {
+    let dir = tempfile::tempdir().unwrap();
+    input(dir.path(), 50);
+    let port = common::free_port();
+    let config = format!(
+        "{}{}[sinks.out]\ntype = \"file\"\npath = \"/dev/full\"\n",
+        pipeline(port, 3),
+        file_source(dir.path()),
+    );
+    let run = common::start_pipeline(&config, &dir.path().join("dlq.ndjson"));
+    let body = common::readiness_until(port, 10, |status, body| {
+        status == 503 && body.contains("sink.out")
+    })
+    .await;
+    assert!(body.contains("cannot write to /dev/full"), "{body}");
+    expect_fault(run.task.await.unwrap(), "out", "No space left on device");
+    assert_eq!(dead_letters(dir.path()), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqs_messages_held_by_a_faulted_sink_never_reach_the_dead_letter_queue() {
+    let (sqs, _) = clients().await;
+    // With a redrive policy of 2 receives, one more receive would move the message.
+    let (queue, _, dlq) = queue_with_dlq(&sqs, 2).await;
+    let record = r#"{"detail-type":"AWS API Call via CloudTrail","source":"aws.iam","detail":{"eventTime":"2024-01-01T00:00:00Z","eventSource":"iam.amazonaws.com","eventName":"CreateUser","eventID":"held-1"}}"#;
+    for _ in 0..3 {
+        sqs.send_message()
+            .queue_url(&queue)
+            .message_body(record)
+            .send()
+            .await
+            .unwrap();
+    }
+    let hec = HecReceiver::start(Behaviour::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let config = format!(
+        "{}[sources.q]\ntype = \"sqs\"\nqueue_url = \"{queue}\"\nendpoint = \"{}\"\nregion = \"us-east-1\"\nwait_time_secs = 1\nvisibility_timeout_secs = 4\nretry_delay_secs = 1\n{}",
+        pipeline(port, 12),
+        endpoint(),
+        hec_sink(&hec, "wrong-token")
+    );
+    let run = common::start_pipeline(&config, &dir.path().join("dlq.ndjson"));
+    common::readiness_until(port, 20, |status, body| {
+        status == 503 && body.contains("sink.splunk")
+    })
+    .await;
+    expect_fault(run.task.await.unwrap(), "splunk", "refused the token");
+    let m = run.metrics;
+    assert_eq!(
+        m.named("sqs_messages_received"),
+        3,
+        "each message received once: intake paused for the whole fault"
+    );
+    assert!(
+        m.named("sqs_visibility_extensions") >= 3,
+        "the held messages were kept invisible: {}",
+        m.summary()
+    );
+    assert_eq!(m.named("sqs_messages_deleted"), 0);
+    assert_eq!(dead_letters(dir.path()), 0);
+    let (visible, hidden) = queue_counts(&sqs, &queue).await;
+    assert_eq!(visible + hidden, 3, "the messages wait in their queue");
+    let (visible, hidden) = queue_counts(&sqs, &dlq).await;
+    assert_eq!(visible + hidden, 0, "nothing went to the dead-letter queue");
+}
