@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The whole test suite: starts the test servers, runs every test, stops the servers.
-# Needs the servers installed (scripts/install-test-servers.sh; .ci/run does it).
+# The whole test suite: installs the test servers that are missing (each install is
+# skipped when present), starts them, runs every test, stops them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+scripts/install-test-servers.sh
 scripts/test-servers.sh start
 trap 'scripts/test-servers.sh stop' EXIT
 set -a

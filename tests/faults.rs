@@ -228,3 +228,61 @@ async fn sqs_messages_held_by_a_faulted_sink_never_reach_the_dead_letter_queue()
     let (visible, hidden) = queue_counts(&sqs, &dlq).await;
     assert_eq!(visible + hidden, 0, "nothing went to the dead-letter queue");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn event_hubs_events_held_by_a_faulted_sink_are_not_resent_to_the_healthy_sink() {
+    let samples: Vec<serde_json::Value> = std::fs::read_to_string(common::repo(
+        "samples/entra/panther-entra-diagnostic.ndjson",
+    ))
+    .unwrap()
+    .lines()
+    .map(|l| serde_json::from_str(l).unwrap())
+    .collect();
+    let hub = common::eventhubs::Hub::start("held", 1).await;
+    hub.append(
+        0,
+        (0..3).map(|e| {
+            let mut rec = samples[e % samples.len()].clone();
+            rec["properties"]["id"] = serde_json::json!(format!("held-{e}"));
+            serde_json::to_vec(&serde_json::json!({ "records": [rec] })).unwrap()
+        }),
+    );
+    let hec = HecReceiver::start(Behaviour::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let config = format!(
+        "{}[sources.entra]\ntype = \"eventhubs\"\ncustom_endpoint = \"{}\"\ncheckpoint_interval_secs = 1\nupdate_interval_secs = 1\n[sources.entra.auth]\nmethod = \"connection_string\"\nconnection_string = \"{}\"\n[sources.entra.checkpoint_store]\ntype = \"file\"\ndir = \"{}/checkpoints\"\n[sinks.out]\ntype = \"file\"\npath = \"{}/out.ndjson\"\n{}",
+        pipeline(port, 6),
+        hub.endpoint(),
+        hub.connection_string(),
+        dir.path().display(),
+        dir.path().display(),
+        hec_sink(&hec, "wrong-token")
+    );
+    let run = common::start_pipeline(&config, &dir.path().join("dlq.ndjson"));
+    common::readiness_until(port, 30, |status, body| {
+        status == 503 && body.contains("sink.splunk")
+    })
+    .await;
+    // Well into the fault, before the run gives up.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        run.metrics.labeled("eventhubs_redeliveries", "held/0"),
+        0,
+        "held by the sink, not failed and resent: {}",
+        run.metrics.summary()
+    );
+    let out = std::fs::read_to_string(dir.path().join("out.ndjson")).unwrap();
+    assert_eq!(
+        out.lines().count(),
+        3,
+        "the healthy sink got each record once"
+    );
+    expect_fault(run.task.await.unwrap(), "splunk", "refused the token");
+    let m = run.metrics;
+    assert_eq!(
+        m.labeled("eventhubs_checkpoints_written", "held/0"),
+        0,
+        "nothing checkpointed that the faulted sink did not take"
+    );
+}

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use auditbridge::metrics::{Metrics, CONTRACT};
 use common::hec::{Behaviour, HecReceiver};
+use common::sample;
 use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
 
@@ -24,14 +25,6 @@ async fn wait_until(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-/// The value of one Prometheus sample line, e.g. `auditbridge_records_decoded_total`.
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.split(' ').next() == Some(series))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

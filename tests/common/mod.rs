@@ -75,6 +75,14 @@ pub async fn readiness_until(port: u16, secs: u64, want: impl Fn(u16, &str) -> b
     }
 }
 
+/// The value of one Prometheus sample line, e.g. `auditbridge_records_decoded_total`.
+pub fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.split(' ').next() == Some(series))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
 /// A path in the shared reference data beside the checkout.
 pub fn shared(path: &str) -> PathBuf {
     repo("../shared").join(path)
