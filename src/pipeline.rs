@@ -18,7 +18,7 @@ use tokio::task::JoinSet;
 
 use crate::ack::{AckToken, BatchStatus};
 use crate::admin::{self, Health};
-use crate::config::{sink_formats, Config, KeysConfig, SinkConfig, SourceConfig};
+use crate::config::{sink_formats, Config, KeysConfig, SinkConfig};
 use crate::dead_letter::{DeadLetter, DeadLetterSink};
 use crate::dedup::{self, DedupWindow, Digest};
 use crate::event::{Origin, RawInput};
@@ -28,9 +28,8 @@ use crate::metrics::Metrics;
 use crate::record::{Format, Record};
 use crate::rules::RuleSet;
 use crate::sinks::{self, SinkBatch, SinkEnv};
-use crate::sources::eventhubs;
-use crate::sources::file::{self, FileProgress};
-use crate::sources::sqs::{self, SqsSourceConfig};
+use crate::sources::file::FileProgress;
+use crate::sources::{self, SourceEnv};
 use crate::supervisor::Supervisor;
 use crate::transforms::enrich::Enrichment;
 use crate::transforms::normalize::OutputFormat;
@@ -39,16 +38,8 @@ use serde::Deserialize;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
-    #[error("source `{name}`")]
-    Source {
-        name: String,
-        source: file::FileSourceError,
-    },
-    #[error("source `{name}`")]
-    EventHubs {
-        name: String,
-        source: Box<eventhubs::EventHubsSetupError>,
-    },
+    #[error(transparent)]
+    Source(#[from] sources::SourceError),
     #[error("cannot read the dedup window {path}")]
     DedupState {
         path: PathBuf,
@@ -109,9 +100,7 @@ pub struct Pipeline {
     supervisor: Arc<Supervisor>,
     fault_timeout: Duration,
     iam_poll: KeysConfig,
-    files: Vec<(String, Vec<PathBuf>)>,
-    queues: Vec<(String, SqsSourceConfig)>,
-    hubs: Vec<(String, eventhubs::Prepared)>,
+    sources: Vec<(String, sources::Built)>,
     sinks: Vec<(String, SinkConfig, Vec<Format>)>,
     transformer: Arc<Transformer>,
     dead_letters: Arc<DeadLetterSink>,
@@ -132,28 +121,9 @@ struct Batch {
 impl Pipeline {
     pub fn new(config: &Config, dead_letters: DeadLetterSink) -> Result<Self, PipelineError> {
         let metrics = Arc::new(Metrics::default());
-        let mut files = Vec::new();
-        let mut queues = Vec::new();
-        let mut hubs = Vec::new();
+        let mut built_sources = Vec::new();
         for (name, source) in &config.sources {
-            match source {
-                SourceConfig::File { paths } => {
-                    let list = file::expand(paths).map_err(|source| PipelineError::Source {
-                        name: name.clone(),
-                        source,
-                    })?;
-                    files.push((name.clone(), list));
-                }
-                SourceConfig::Sqs(q) => queues.push((name.clone(), q.clone())),
-                SourceConfig::Eventhubs(e) => {
-                    let prepared =
-                        eventhubs::Prepared::new(e).map_err(|source| PipelineError::EventHubs {
-                            name: name.clone(),
-                            source: Box::new(source),
-                        })?;
-                    hubs.push((name.clone(), prepared));
-                }
-            }
+            built_sources.push((name.clone(), sources::build(name, source)?));
         }
         let sinks = config
             .sinks
@@ -208,9 +178,7 @@ impl Pipeline {
             keys,
             key_state: config.keys.state_path.clone(),
             iam_poll: config.keys.clone(),
-            files,
-            queues,
-            hubs,
+            sources: built_sources,
             sinks,
             transformer: Arc::new(transformer),
             dead_letters: Arc::new(dead_letters),
@@ -287,20 +255,8 @@ impl Pipeline {
             sinks::spawn(&mut sink_tasks, &name, sink, formats, rx, &env);
         }
 
-        let progress = Arc::new(FileProgress::default());
-        let mut sources = JoinSet::new();
-        for (name, files) in self.files {
-            self.health.reporter(format!("source.{name}")).ok();
-            sources.spawn(file::run(
-                files,
-                input_tx.clone(),
-                shutdown_rx.clone(),
-                self.supervisor.intake(),
-                Arc::clone(&self.metrics),
-                Arc::clone(&progress),
-            ));
-        }
         if let Some(secs) = self.iam_poll.iam_poll_interval_secs {
+            // Before any source starts, so the first records already see the inventory.
             let iam = crate::keys::iam::client(
                 self.iam_poll.iam_region.as_deref(),
                 self.iam_poll.iam_endpoint.as_deref(),
@@ -320,28 +276,22 @@ impl Pipeline {
                 shutdown_rx.clone(),
             ));
         }
-        for (name, queue) in self.queues {
-            sources.spawn(sqs::run(
-                queue,
-                input_tx.clone(),
-                shutdown_rx.clone(),
-                self.supervisor.intake(),
-                Arc::clone(&self.dead_letters),
-                Arc::clone(&self.metrics),
-                self.health.reporter(format!("source.{name}")),
-            ));
+        let progress = Arc::new(FileProgress::default());
+        let source_env = SourceEnv {
+            out: input_tx,
+            shutdown: shutdown_rx.clone(),
+            supervisor: Arc::clone(&self.supervisor),
+            health: Arc::clone(&self.health),
+            dead_letters: Arc::clone(&self.dead_letters),
+            metrics: Arc::clone(&self.metrics),
+            progress: Arc::clone(&progress),
+        };
+        let mut sources = JoinSet::new();
+        for (name, built) in self.sources {
+            sources::spawn(&mut sources, &name, built, &source_env);
         }
-        for (name, hub) in self.hubs {
-            sources.spawn(eventhubs::run(
-                hub,
-                input_tx.clone(),
-                shutdown_rx.clone(),
-                self.supervisor.intake(),
-                Arc::clone(&self.metrics),
-                self.health.reporter(format!("source.{name}")),
-            ));
-        }
-        drop(input_tx);
+        // Intake ends when every source has dropped its sender.
+        drop(source_env);
 
         let input_rx = Arc::new(Mutex::new(input_rx));
         let mut workers = JoinSet::new();
