@@ -181,13 +181,44 @@ async fn an_unwritable_file_sink_is_a_fault_and_nothing_half_written_stays() {
     assert_eq!(dead_letters(dir.path()), 0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqs_messages_held_by_a_faulted_sink_never_reach_the_dead_letter_queue() {
+/// A sink that faults (a refused HEC token, a missing Kafka topic, an unwritable file):
+/// its TOML, its name, words of its fault reason, and the receiver to keep alive.
+async fn faulty_sink(kind: &str) -> (String, &'static str, &'static str, Option<HecReceiver>) {
+    match kind {
+        "hec" => {
+            let hec = HecReceiver::start(Behaviour::default()).await;
+            let sink = hec_sink(&hec, "wrong-token");
+            (sink, "splunk", "refused the token", Some(hec))
+        }
+        "kafka" => (
+            format!(
+                "[sinks.kafka]\ntype = \"kafka\"\nbrokers = \"{}\"\ntopics = {{ ecs = \"{}\" }}\n",
+                broker(),
+                unique_topic("ab-missing")
+            ),
+            "kafka",
+            "does not exist",
+            None,
+        ),
+        _ => (
+            "[sinks.out]\ntype = \"file\"\npath = \"/dev/full\"\n".to_string(),
+            "out",
+            "No space left on device",
+            None,
+        ),
+    }
+}
+
+/// SQS → a faulted sink: each message is received once, kept invisible for the whole
+/// fault, never deleted, never moved to the queue's dead-letter queue.
+async fn sqs_messages_are_held(kind: &str) {
     let (sqs, _) = clients().await;
-    // With a redrive policy of 2 receives, one more receive would move the message.
+    // With a redrive policy of 2 receives, one more receive would move a message.
     let (queue, _, dlq) = queue_with_dlq(&sqs, 2).await;
-    let record = r#"{"detail-type":"AWS API Call via CloudTrail","source":"aws.iam","detail":{"eventTime":"2024-01-01T00:00:00Z","eventSource":"iam.amazonaws.com","eventName":"CreateUser","eventID":"held-1"}}"#;
-    for _ in 0..3 {
+    for i in 0..3 {
+        let record = format!(
+            r#"{{"detail-type":"AWS API Call via CloudTrail","source":"aws.iam","detail":{{"eventTime":"2024-01-01T00:00:00Z","eventSource":"iam.amazonaws.com","eventName":"CreateUser","eventID":"held-{i}"}}}}"#
+        );
         sqs.send_message()
             .queue_url(&queue)
             .message_body(record)
@@ -195,21 +226,20 @@ async fn sqs_messages_held_by_a_faulted_sink_never_reach_the_dead_letter_queue()
             .await
             .unwrap();
     }
-    let hec = HecReceiver::start(Behaviour::default()).await;
+    let (sink, name, reason, _hec) = faulty_sink(kind).await;
     let dir = tempfile::tempdir().unwrap();
     let port = common::free_port();
     let config = format!(
-        "{}[sources.q]\ntype = \"sqs\"\nqueue_url = \"{queue}\"\nendpoint = \"{}\"\nregion = \"us-east-1\"\nwait_time_secs = 1\nvisibility_timeout_secs = 4\nretry_delay_secs = 1\n{}",
+        "{}[sources.q]\ntype = \"sqs\"\nqueue_url = \"{queue}\"\nendpoint = \"{}\"\nregion = \"us-east-1\"\nwait_time_secs = 1\nvisibility_timeout_secs = 4\nretry_delay_secs = 1\n{sink}",
         pipeline(port, 12),
         endpoint(),
-        hec_sink(&hec, "wrong-token")
     );
     let run = common::start_pipeline(&config, &dir.path().join("dlq.ndjson"));
     common::readiness_until(port, 20, |status, body| {
-        status == 503 && body.contains("sink.splunk")
+        status == 503 && body.contains(&format!("sink.{name}"))
     })
     .await;
-    expect_fault(run.task.await.unwrap(), "splunk", "refused the token");
+    expect_fault(run.task.await.unwrap(), name, reason);
     let m = run.metrics;
     assert_eq!(
         m.named("sqs_messages_received"),
@@ -229,8 +259,25 @@ async fn sqs_messages_held_by_a_faulted_sink_never_reach_the_dead_letter_queue()
     assert_eq!(visible + hidden, 0, "nothing went to the dead-letter queue");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn event_hubs_events_held_by_a_faulted_sink_are_not_resent_to_the_healthy_sink() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqs_messages_held_by_a_refused_hec_token_never_reach_the_dead_letter_queue() {
+    sqs_messages_are_held("hec").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqs_messages_held_by_a_missing_kafka_topic_never_reach_the_dead_letter_queue() {
+    sqs_messages_are_held("kafka").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqs_messages_held_by_an_unwritable_file_never_reach_the_dead_letter_queue() {
+    sqs_messages_are_held("file").await;
+}
+
+/// Event Hubs → a healthy file sink and a faulted one: the events are held by the
+/// faulted sink, not failed and resent (into the healthy sink too), and nothing is
+/// checkpointed that the faulted sink did not take.
+async fn event_hubs_events_are_held(kind: &str) {
     let samples: Vec<serde_json::Value> = std::fs::read_to_string(common::repo(
         "samples/entra/panther-entra-diagnostic.ndjson",
     ))
@@ -247,21 +294,20 @@ async fn event_hubs_events_held_by_a_faulted_sink_are_not_resent_to_the_healthy_
             serde_json::to_vec(&serde_json::json!({ "records": [rec] })).unwrap()
         }),
     );
-    let hec = HecReceiver::start(Behaviour::default()).await;
+    let (sink, name, reason, _hec) = faulty_sink(kind).await;
     let dir = tempfile::tempdir().unwrap();
     let port = common::free_port();
     let config = format!(
-        "{}[sources.entra]\ntype = \"eventhubs\"\ncustom_endpoint = \"{}\"\ncheckpoint_interval_secs = 1\nupdate_interval_secs = 1\n[sources.entra.auth]\nmethod = \"connection_string\"\nconnection_string = \"{}\"\n[sources.entra.checkpoint_store]\ntype = \"file\"\ndir = \"{}/checkpoints\"\n[sinks.out]\ntype = \"file\"\npath = \"{}/out.ndjson\"\n{}",
+        "{}[sources.entra]\ntype = \"eventhubs\"\ncustom_endpoint = \"{}\"\ncheckpoint_interval_secs = 1\nupdate_interval_secs = 1\n[sources.entra.auth]\nmethod = \"connection_string\"\nconnection_string = \"{}\"\n[sources.entra.checkpoint_store]\ntype = \"file\"\ndir = \"{}/checkpoints\"\n[sinks.healthy]\ntype = \"file\"\npath = \"{}/out.ndjson\"\n{sink}",
         pipeline(port, 6),
         hub.endpoint(),
         hub.connection_string(),
         dir.path().display(),
         dir.path().display(),
-        hec_sink(&hec, "wrong-token")
     );
     let run = common::start_pipeline(&config, &dir.path().join("dlq.ndjson"));
     common::readiness_until(port, 30, |status, body| {
-        status == 503 && body.contains("sink.splunk")
+        status == 503 && body.contains(&format!("sink.{name}"))
     })
     .await;
     // Well into the fault, before the run gives up.
@@ -272,17 +318,158 @@ async fn event_hubs_events_held_by_a_faulted_sink_are_not_resent_to_the_healthy_
         "held by the sink, not failed and resent: {}",
         run.metrics.summary()
     );
-    let out = std::fs::read_to_string(dir.path().join("out.ndjson")).unwrap();
-    assert_eq!(
-        out.lines().count(),
-        3,
-        "the healthy sink got each record once"
+    // What was read before intake paused reached the healthy sink once; the rest waits
+    // in the hub.
+    let out = std::fs::read_to_string(dir.path().join("out.ndjson")).unwrap_or_default();
+    let mut ids: Vec<&str> = out.lines().collect();
+    let read = ids.len();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), read, "no record twice in the healthy sink");
+    assert!(
+        (1..=3).contains(&read),
+        "{read} records in the healthy sink"
     );
-    expect_fault(run.task.await.unwrap(), "splunk", "refused the token");
-    let m = run.metrics;
     assert_eq!(
-        m.labeled("eventhubs_checkpoints_written", "held/0"),
+        run.metrics.labeled("eventhubs_events_received", "held/0") as usize,
+        read,
+        "nothing read past the pause but what the healthy sink got"
+    );
+    expect_fault(run.task.await.unwrap(), name, reason);
+    assert_eq!(
+        run.metrics
+            .labeled("eventhubs_checkpoints_written", "held/0"),
         0,
         "nothing checkpointed that the faulted sink did not take"
     );
+    assert_eq!(dead_letters(dir.path()), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn event_hubs_events_held_by_a_refused_hec_token_are_not_resent() {
+    event_hubs_events_are_held("hec").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn event_hubs_events_held_by_a_missing_kafka_topic_are_not_resent() {
+    event_hubs_events_are_held("kafka").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn event_hubs_events_held_by_an_unwritable_file_are_not_resent() {
+    event_hubs_events_are_held("file").await;
+}
+
+/// SQS → HEC through a 6 s storm of busy replies: transient, so readiness stays (degraded),
+/// nothing is dead-lettered or moved to the queue's dead-letter queue, and each record
+/// reaches the collector once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqs_through_a_busy_collector_is_degraded_not_faulted_and_delivers_once() {
+    let (sqs, _) = clients().await;
+    let (queue, _, dlq) = queue_with_dlq(&sqs, 2).await;
+    for i in 0..3 {
+        let record = format!(
+            r#"{{"detail-type":"AWS API Call via CloudTrail","source":"aws.iam","detail":{{"eventTime":"2024-01-01T00:00:00Z","eventSource":"iam.amazonaws.com","eventName":"CreateUser","eventID":"busy-{i}"}}}}"#
+        );
+        sqs.send_message()
+            .queue_url(&queue)
+            .message_body(record)
+            .send()
+            .await
+            .unwrap();
+    }
+    let hec = HecReceiver::start(Behaviour {
+        busy_until: Some(Instant::now() + Duration::from_secs(6)),
+        ..Behaviour::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let config = format!(
+        "{}[sources.q]\ntype = \"sqs\"\nqueue_url = \"{queue}\"\nendpoint = \"{}\"\nregion = \"us-east-1\"\nwait_time_secs = 1\nvisibility_timeout_secs = 4\nretry_delay_secs = 1\n{}ack_poll_interval_ms = 50\n",
+        pipeline(port, 2),
+        endpoint(),
+        hec_sink(&hec, "good-token")
+    );
+    let run = common::start_pipeline(&config, &dir.path().join("dlq.ndjson"));
+    let body = common::readiness_until(port, 20, |status, body| {
+        status == 200 && body.contains("degraded: HTTP 503")
+    })
+    .await;
+    assert!(body.contains("sink.splunk"), "{body}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while run.metrics.named("sqs_messages_deleted") < 3 {
+        assert!(Instant::now() < deadline, "{}", run.metrics.summary());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    run.stop.send(true).unwrap();
+    run.task
+        .await
+        .unwrap()
+        .expect("a transient outage longer than the fault timeout is not a fault");
+    let m = run.metrics;
+    assert_eq!(m.named("sqs_messages_received"), 3);
+    assert_eq!(m.labeled("sink_faults", "splunk"), 0);
+    assert!(m.labeled("sink_retries", "splunk") > 0);
+    assert!(hec.state.lock().unwrap().busy_replies > 0);
+    assert_eq!(hec.events().len(), 3, "each record once");
+    assert_eq!(dead_letters(dir.path()), 0);
+    let (visible, hidden) = queue_counts(&sqs, &dlq).await;
+    assert_eq!(visible + hidden, 0);
+}
+
+/// SQS → HEC where the collector refuses one event for good: that record is
+/// dead-lettered, the others are delivered, and every message is deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqs_with_one_event_the_collector_refuses_dead_letters_it_and_deletes_every_message() {
+    let (sqs, _) = clients().await;
+    let (queue, _, dlq) = queue_with_dlq(&sqs, 2).await;
+    for i in 0..3 {
+        let record = format!(
+            r#"{{"detail-type":"AWS API Call via CloudTrail","source":"aws.iam","detail":{{"eventTime":"2024-01-01T00:00:00Z","eventSource":"iam.amazonaws.com","eventName":"CreateUser","eventID":"refused-{i}"}}}}"#
+        );
+        sqs.send_message()
+            .queue_url(&queue)
+            .message_body(record)
+            .send()
+            .await
+            .unwrap();
+    }
+    let hec = HecReceiver::start(Behaviour {
+        poison: Some("refused-1".into()),
+        ..Behaviour::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let config = format!(
+        "{}[sources.q]\ntype = \"sqs\"\nqueue_url = \"{queue}\"\nendpoint = \"{}\"\nregion = \"us-east-1\"\nwait_time_secs = 1\n{}ack_poll_interval_ms = 50\n",
+        pipeline(port, 60),
+        endpoint(),
+        hec_sink(&hec, "good-token")
+    );
+    let run = common::start_pipeline(&config, &dir.path().join("dlq.ndjson"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while run.metrics.named("sqs_messages_deleted") < 3 {
+        assert!(Instant::now() < deadline, "{}", run.metrics.summary());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    run.stop.send(true).unwrap();
+    run.task.await.unwrap().unwrap();
+    let m = run.metrics;
+    assert_eq!(m.labeled("sink_records_rejected", "splunk"), 1);
+    assert_eq!(m.labeled("sink_records_delivered", "splunk"), 2);
+    assert_eq!(dead_letters(dir.path()), 1);
+    let letter = std::fs::read_to_string(dir.path().join("dlq.ndjson")).unwrap();
+    assert!(letter.contains("\"kind\":\"hec_rejected\""), "{letter}");
+    assert!(letter.contains("refused-1"), "{letter}");
+    let ids: Vec<String> = hec
+        .events()
+        .iter()
+        .map(|e| e["event"]["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 2);
+    assert!(!ids.contains(&"refused-1".to_string()));
+    let (visible, hidden) = queue_counts(&sqs, &dlq).await;
+    assert_eq!(visible + hidden, 0);
 }
