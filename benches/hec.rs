@@ -170,7 +170,12 @@ async fn auditbridge(dir: &std::path::Path, url: &str, ack: bool) -> (Duration, 
         "[pipeline]\nformat = \"ecs\"\n[sources.in]\ntype = \"file\"\npaths = [\"{}/in.ndjson\"]\n[sinks.hec]\ntype = \"splunk_hec\"\nendpoint = \"{url}\"\ntoken = \"bench\"\nbatch_max_events = {BATCH}\nbatch_max_bytes = 100000000\nmax_in_flight_requests = {IN_FLIGHT}\nindexer_ack = {ack}\nallow_without_ack = true\nack_poll_interval_ms = 50\n",
         dir.display()
     );
-    let config = auditbridge::config::Config::parse(&config, "bench").unwrap();
+    run(dir, &config).await
+}
+
+/// Run the pipeline `config` describes to its end: how long it took, and its metrics.
+async fn run(dir: &std::path::Path, config: &str) -> (Duration, Arc<Metrics>) {
+    let config = auditbridge::config::Config::parse(config, "bench").unwrap();
     let dlq = auditbridge::dead_letter::DeadLetterSink::file(&dir.join("dlq.ndjson")).unwrap();
     let pipeline = auditbridge::pipeline::Pipeline::new(&config, dlq).unwrap();
     let metrics = pipeline.metrics();
@@ -194,14 +199,7 @@ async fn default_settings(dir: &std::path::Path, ack_delay: Duration) -> (Durati
         dir.display(),
         receiver.url()
     );
-    let config = auditbridge::config::Config::parse(&config, "bench").unwrap();
-    let dlq = auditbridge::dead_letter::DeadLetterSink::file(&dir.join("dlq.ndjson")).unwrap();
-    let pipeline = auditbridge::pipeline::Pipeline::new(&config, dlq).unwrap();
-    let metrics = pipeline.metrics();
-    let (_stop, rx) = tokio::sync::watch::channel(false);
-    let start = Instant::now();
-    pipeline.run(rx).await.unwrap();
-    let took = start.elapsed();
+    let (took, metrics) = run(dir, &config).await;
     assert_eq!(Metrics::get(&metrics.batches_acked), 1);
     let counted = receiver.state.lock().unwrap().counted;
     (took, counted)

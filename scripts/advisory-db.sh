@@ -12,7 +12,7 @@ db=target/advisory-dbs/advisory-db-3157b0e258782691
 if [ ! -d "$db/.git" ]; then
   [ -f "$bundle" ] || { echo "no advisory database at $db and no bundle at $bundle" >&2; exit 1; }
   rm -rf "$db"
-  git clone -q "$bundle" "$db"
+  git -c init.defaultBranch=main clone -q "$bundle" "$db"
 fi
 commit_time=$(git -C "$db" log -1 --format=%ct)
 # cargo-deny judges an unfetched database's age by FETCH_HEAD's modification time: give

@@ -57,7 +57,7 @@ impl Supervisor {
 
     /// What a source waits on before taking in more work.
     pub fn intake(&self) -> Intake {
-        Intake(Some(self.intake.subscribe()))
+        Intake(self.intake.subscribe())
     }
 
     /// The handle sink `name` reports through; the sink starts out healthy.
@@ -82,6 +82,7 @@ impl Supervisor {
     }
 
     /// The faults now standing, by sink.
+    #[cfg(test)]
     pub fn faults(&self) -> Vec<(String, String)> {
         self.faults
             .lock()
@@ -230,24 +231,17 @@ impl SinkHealth {
 
 /// A source's view of whether it may take in more work.
 #[derive(Clone)]
-pub struct Intake(Option<watch::Receiver<bool>>);
+pub struct Intake(watch::Receiver<bool>);
 
 impl Intake {
-    /// An intake nothing pauses, for sources run without a supervisor.
-    pub fn always_open() -> Intake {
-        Intake(None)
-    }
-
     /// Wait while a sink fault has intake paused.
     pub async fn open(&mut self) {
-        if let Some(rx) = &mut self.0 {
-            // A supervisor that is gone pauses nothing.
-            let _ = rx.wait_for(|open| *open).await;
-        }
+        // A supervisor that is gone pauses nothing.
+        let _ = self.0.wait_for(|open| *open).await;
     }
 
     pub fn is_open(&self) -> bool {
-        self.0.as_ref().is_none_or(|rx| *rx.borrow())
+        *self.0.borrow()
     }
 }
 

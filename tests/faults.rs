@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use auditbridge::metrics::Metrics;
 use auditbridge::pipeline::PipelineError;
-use common::aws::{clients, endpoint, queue_counts, queue_with_dlq};
+use common::aws::{clients, endpoint, ids, queue_counts, queue_with_dlq, send_api_calls};
 use common::hec::{Behaviour, HecReceiver, Token};
 use common::kafka::{broker, unique_topic};
 
@@ -162,7 +162,7 @@ async fn a_missing_kafka_topic_is_a_fault_not_dead_letters() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unwritable_file_sink_is_a_fault_and_nothing_half_written_stays() {
+async fn an_unwritable_file_sink_is_a_fault_not_dead_letters() {
     let dir = tempfile::tempdir().unwrap();
     input(dir.path(), 50);
     let port = common::free_port();
@@ -215,17 +215,7 @@ async fn sqs_messages_are_held(kind: &str) {
     let (sqs, _) = clients().await;
     // With a redrive policy of 2 receives, one more receive would move a message.
     let (queue, _, dlq) = queue_with_dlq(&sqs, 2).await;
-    for i in 0..3 {
-        let record = format!(
-            r#"{{"detail-type":"AWS API Call via CloudTrail","source":"aws.iam","detail":{{"eventTime":"2024-01-01T00:00:00Z","eventSource":"iam.amazonaws.com","eventName":"CreateUser","eventID":"held-{i}"}}}}"#
-        );
-        sqs.send_message()
-            .queue_url(&queue)
-            .message_body(record)
-            .send()
-            .await
-            .unwrap();
-    }
+    send_api_calls(&sqs, &queue, &ids("held", 3)).await;
     let (sink, name, reason, _hec) = faulty_sink(kind).await;
     let dir = tempfile::tempdir().unwrap();
     let port = common::free_port();
@@ -367,17 +357,7 @@ async fn event_hubs_events_held_by_an_unwritable_file_are_not_resent() {
 async fn sqs_through_a_busy_collector_is_degraded_not_faulted_and_delivers_once() {
     let (sqs, _) = clients().await;
     let (queue, _, dlq) = queue_with_dlq(&sqs, 2).await;
-    for i in 0..3 {
-        let record = format!(
-            r#"{{"detail-type":"AWS API Call via CloudTrail","source":"aws.iam","detail":{{"eventTime":"2024-01-01T00:00:00Z","eventSource":"iam.amazonaws.com","eventName":"CreateUser","eventID":"busy-{i}"}}}}"#
-        );
-        sqs.send_message()
-            .queue_url(&queue)
-            .message_body(record)
-            .send()
-            .await
-            .unwrap();
-    }
+    send_api_calls(&sqs, &queue, &ids("busy", 3)).await;
     let hec = HecReceiver::start(Behaviour {
         busy_until: Some(Instant::now() + Duration::from_secs(6)),
         ..Behaviour::default()
@@ -424,17 +404,7 @@ async fn sqs_through_a_busy_collector_is_degraded_not_faulted_and_delivers_once(
 async fn sqs_with_one_event_the_collector_refuses_dead_letters_it_and_deletes_every_message() {
     let (sqs, _) = clients().await;
     let (queue, _, dlq) = queue_with_dlq(&sqs, 2).await;
-    for i in 0..3 {
-        let record = format!(
-            r#"{{"detail-type":"AWS API Call via CloudTrail","source":"aws.iam","detail":{{"eventTime":"2024-01-01T00:00:00Z","eventSource":"iam.amazonaws.com","eventName":"CreateUser","eventID":"refused-{i}"}}}}"#
-        );
-        sqs.send_message()
-            .queue_url(&queue)
-            .message_body(record)
-            .send()
-            .await
-            .unwrap();
-    }
+    send_api_calls(&sqs, &queue, &ids("refused", 3)).await;
     let hec = HecReceiver::start(Behaviour {
         poison: Some("refused-1".into()),
         ..Behaviour::default()

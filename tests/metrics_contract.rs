@@ -5,10 +5,10 @@
 mod common;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use auditbridge::metrics::Metrics;
-use common::aws::{clients, endpoint, queue_with_dlq};
+use common::aws::{clients, endpoint, ids, queue_with_dlq, send_api_calls};
 use common::eventhubs::Hub;
 use common::hec::{Behaviour, HecReceiver};
 use common::kafka::{broker, consume, create_topics, unique_topic};
@@ -104,17 +104,7 @@ fn check(text: &str, inputs: u64, records: u64) {
 /// Scrape `/metrics` until `done` holds for its text (or panic after 60 s).
 async fn scrape_until(port: u16, done: impl Fn(&str) -> bool) -> String {
     let url = format!("http://127.0.0.1:{port}/metrics");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(r) = reqwest::get(&url).await {
-            let text = r.text().await.unwrap();
-            if done(&text) {
-                return text;
-            }
-            assert!(Instant::now() < deadline, "never reached:\n{text}");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    common::get_until(&url, 60, |_, text| done(text)).await
 }
 
 fn settled(inputs: u64) -> impl Fn(&str) -> bool {
@@ -149,24 +139,7 @@ async fn file_source_to_kafka_hec_and_file() {
 async fn sqs_source_to_kafka_hec_and_file() {
     let (sqs, _) = clients().await;
     let (queue, _, _) = queue_with_dlq(&sqs, 3).await;
-    for i in 0..3 {
-        let record = json!({
-            "detail-type": "AWS API Call via CloudTrail",
-            "source": "aws.iam",
-            "detail": {
-                "eventTime": "2024-01-01T00:00:00Z",
-                "eventSource": "iam.amazonaws.com",
-                "eventName": "CreateUser",
-                "eventID": format!("contract-{i}"),
-            }
-        });
-        sqs.send_message()
-            .queue_url(&queue)
-            .message_body(record.to_string())
-            .send()
-            .await
-            .unwrap();
-    }
+    send_api_calls(&sqs, &queue, &ids("contract", 3)).await;
     let dir = tempfile::tempdir().unwrap();
     let sinks = Sinks::start(dir.path()).await;
     let port = common::free_port();

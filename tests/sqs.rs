@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use auditbridge::metrics::Metrics;
 use aws_sdk_s3::primitives::ByteStream;
-use common::aws::{clients, endpoint, gzip, queue_counts, queue_with_dlq, run_until, unique, wire};
+use common::aws::{
+    clients, endpoint, gzip, queue_counts, queue_with_dlq, run_until, send_api_calls, unique, wire,
+};
 use serde_json::Value;
 
 const INVICTUS_FILE: &str = "data/cloudtrail/invictus/CloudTrail/218007301253_CloudTrail_us-east-1_20230710T1230Z_9SJSsrxJ0ChF5VFb.json";
@@ -252,13 +254,7 @@ async fn a_sink_slower_than_the_visibility_timeout_gets_extensions_not_duplicate
         .status()
         .unwrap()
         .success());
-    let record = r#"{"detail-type":"AWS API Call via CloudTrail","source":"aws.iam","detail":{"eventTime":"2024-01-01T00:00:00Z","eventSource":"iam.amazonaws.com","eventName":"CreateUser","eventID":"slow-1"}}"#;
-    sqs.send_message()
-        .queue_url(&queue)
-        .message_body(record)
-        .send()
-        .await
-        .unwrap();
+    send_api_calls(&sqs, &queue, &["slow-1".to_string()]).await;
     // The reader opens the pipe only after 10 s: until then the sink cannot write, so the
     // acknowledgement is held more than twice the 4 s visibility timeout.
     let reader_path = fifo.clone();

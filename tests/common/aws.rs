@@ -92,6 +92,34 @@ pub async fn queue_counts(sqs: &aws_sdk_sqs::Client, url: &str) -> (u64, u64) {
     )
 }
 
+/// Send one SQS message per id, each a CloudTrail `CreateUser` record as EventBridge
+/// delivers it (decoded from the body, no object to fetch), with that `eventID`.
+pub async fn send_api_calls(sqs: &aws_sdk_sqs::Client, queue: &str, ids: &[String]) {
+    for id in ids {
+        let body = serde_json::json!({
+            "detail-type": "AWS API Call via CloudTrail",
+            "source": "aws.iam",
+            "detail": {
+                "eventTime": "2024-01-01T00:00:00Z",
+                "eventSource": "iam.amazonaws.com",
+                "eventName": "CreateUser",
+                "eventID": id,
+            }
+        });
+        sqs.send_message()
+            .queue_url(queue)
+            .message_body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
+/// `prefix-0`, `prefix-1`, … : `n` distinct event ids.
+pub fn ids(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}-{i}")).collect()
+}
+
 pub fn gzip(bytes: &[u8]) -> Vec<u8> {
     use std::io::Write;
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());

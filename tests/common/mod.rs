@@ -53,26 +53,31 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// Poll `/health/ready` on `port` until its status and body satisfy `want` (or panic
-/// after `secs`); returns the body.
-pub async fn readiness_until(port: u16, secs: u64, want: impl Fn(u16, &str) -> bool) -> String {
-    let url = format!("http://127.0.0.1:{port}/health/ready");
+/// GET `url` until its status and body satisfy `want` (or panic after `secs`); returns
+/// the body.
+pub async fn get_until(url: &str, secs: u64, want: impl Fn(u16, &str) -> bool) -> String {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
     let mut last = String::new();
     loop {
-        if let Ok(r) = reqwest::get(&url).await {
+        if let Ok(r) = reqwest::get(url).await {
             let status = r.status().as_u16();
-            last = format!("HTTP {status}: {}", r.text().await.unwrap_or_default());
-            if want(status, &last) {
-                return last;
+            let body = r.text().await.unwrap_or_default();
+            if want(status, &body) {
+                return body;
             }
+            last = format!("HTTP {status}: {body}");
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "readiness never reached the expected state; last: {last}"
+            "{url} never reached the expected state; last: {last}"
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+}
+
+/// Poll `/health/ready` on `port` until its status and body satisfy `want`.
+pub async fn readiness_until(port: u16, secs: u64, want: impl Fn(u16, &str) -> bool) -> String {
+    get_until(&format!("http://127.0.0.1:{port}/health/ready"), secs, want).await
 }
 
 /// The value of one Prometheus sample line, e.g. `auditbridge_records_decoded_total`.

@@ -92,6 +92,9 @@ fn outcome_of(err: &KafkaError, topic: &str) -> Outcome {
     }
 }
 
+/// A document of a batch: its record's index, its format and its topic.
+type Doc = (usize, Format, String);
+
 /// What a batch's delivery task shares with the others.
 struct Shared {
     producer: FutureProducer,
@@ -160,14 +163,16 @@ pub async fn run(
 async fn deliver(shared: &Shared, batch: SinkBatch) {
     let health = &shared.ctx.health;
     let metrics = &shared.ctx.metrics;
-    let mut todo: Vec<(usize, Format)> = Vec::new();
+    // Each document with its topic, routed once however often it is sent.
+    let mut todo: Vec<Doc> = Vec::new();
     for (i, record) in batch.records.iter().enumerate() {
         for output in record
             .outputs
             .iter()
             .filter(|o| shared.formats.contains(&o.format))
         {
-            todo.push((i, output.format));
+            let topic = routing::topic(&shared.config, record, output.format);
+            todo.push((i, output.format, topic));
         }
     }
     let mut letters = Vec::new();
@@ -177,27 +182,28 @@ async fn deliver(shared: &Shared, batch: SinkBatch) {
             break false;
         }
         let mut trouble = None;
-        if let Err(t) = check_topics(shared, &batch.records, &todo).await {
+        if let Err(t) = check_topics(shared, &todo).await {
             trouble = Some(t);
         } else {
             let mut pending = Vec::with_capacity(todo.len());
-            for &(i, format) in &todo {
-                let record = &batch.records[i];
-                let topic = routing::topic(&shared.config, record, format);
+            for doc in std::mem::take(&mut todo) {
+                let (i, format, topic) = &doc;
+                let record = &batch.records[*i];
                 let body = record
-                    .outputs_of(format)
+                    .outputs_of(*format)
                     .next()
                     .map(|o| o.body.as_slice())
                     .unwrap_or_default();
-                let sent = enqueue(shared, record, format, body, &topic).await;
-                pending.push(((i, format), topic, sent));
+                let sent = enqueue(shared, record, *format, body, topic).await;
+                pending.push((doc, sent));
             }
             let mut again = Vec::new();
-            for (doc, topic, sent) in pending {
+            for (doc, sent) in pending {
+                let topic = &doc.2;
                 let outcome = match sent {
                     Ok(future) => match future.await {
                         Ok(Ok(_)) => Outcome::Delivered,
-                        Ok(Err((err, _))) => outcome_of(&err, &topic),
+                        Ok(Err((err, _))) => outcome_of(&err, topic),
                         Err(_) => Outcome::Again(Trouble::Retry(
                             "the Kafka producer went away before reporting delivery".into(),
                         )),
@@ -210,7 +216,7 @@ async fn deliver(shared: &Shared, batch: SinkBatch) {
                     Outcome::Again(t) => {
                         if let Trouble::Retry(_) = t {
                             // A timeout may hide a topic the broker does not have.
-                            forget_topic(shared, &topic);
+                            forget_topic(shared, topic);
                         }
                         // A fault outranks a transient problem in what is reported.
                         if !matches!(trouble, Some(Trouble::Fault(_))) {
@@ -239,7 +245,7 @@ async fn deliver(shared: &Shared, batch: SinkBatch) {
     };
     let mut status = vec![BatchStatus::Delivered; batch.records.len()];
     if !delivered {
-        for &(i, _) in &todo {
+        for &(i, _, _) in &todo {
             status[i] = BatchStatus::Failed;
         }
     }
@@ -258,18 +264,14 @@ async fn deliver(shared: &Shared, batch: SinkBatch) {
 }
 
 /// Write refused documents to the dead letters; false when that failed.
-async fn dead_letter(
-    shared: &Shared,
-    records: &[Record],
-    letters: Vec<((usize, Format), String)>,
-) -> bool {
+async fn dead_letter(shared: &Shared, records: &[Record], letters: Vec<(Doc, String)>) -> bool {
     if letters.is_empty() {
         return true;
     }
     let sink = shared.ctx.health.name();
     let letters: Vec<DeadLetter> = letters
         .into_iter()
-        .map(|((i, format), reason)| {
+        .map(|((i, format, _), reason)| {
             let record = &records[i];
             DeadLetter {
                 kind: "kafka_rejected",
@@ -306,28 +308,11 @@ fn forget_topic(shared: &Shared, topic: &str) {
     }
 }
 
-/// Look up in the cluster's metadata every topic of `todo` not seen there yet.
-async fn check_topics(
-    shared: &Shared,
-    records: &[Record],
-    todo: &[(usize, Format)],
-) -> Result<(), Trouble> {
-    let mut unknown: Vec<String> = {
-        let known = shared
-            .known_topics
-            .lock()
-            .map_err(|_| Trouble::Retry("the topic cache is poisoned".into()))?;
-        todo.iter()
-            .map(|&(i, f)| routing::topic(&shared.config, &records[i], f))
-            .filter(|t| !known.contains(t))
-            .collect()
-    };
-    if unknown.is_empty() {
-        return Ok(());
-    }
-    unknown.sort();
-    unknown.dedup();
-    let producer = shared.producer.clone();
+/// Every topic in the cluster's metadata, with its error if it has one.
+type TopicList = Vec<(String, Option<rdkafka::types::RDKafkaRespErr>)>;
+
+async fn fetch_topics(producer: &FutureProducer, brokers: &str) -> Result<TopicList, String> {
+    let producer = producer.clone();
     let looked_up = tokio::task::spawn_blocking(move || {
         producer
             .client()
@@ -340,16 +325,33 @@ async fn check_topics(
             })
     })
     .await;
-    let topics = match looked_up {
-        Ok(Ok(t)) => t,
-        Ok(Err(e)) => {
-            return Err(Trouble::Retry(format!(
-                "cannot fetch metadata from {}: {e}",
-                shared.config.brokers
-            )))
-        }
-        Err(e) => return Err(Trouble::Retry(format!("metadata lookup failed: {e}"))),
+    match looked_up {
+        Ok(Ok(t)) => Ok(t),
+        Ok(Err(e)) => Err(format!("cannot fetch metadata from {brokers}: {e}")),
+        Err(e) => Err(format!("metadata lookup failed: {e}")),
+    }
+}
+
+/// Look up in the cluster's metadata every topic of `todo` not seen there yet.
+async fn check_topics(shared: &Shared, todo: &[Doc]) -> Result<(), Trouble> {
+    let mut unknown: Vec<&str> = {
+        let known = shared
+            .known_topics
+            .lock()
+            .map_err(|_| Trouble::Retry("the topic cache is poisoned".into()))?;
+        todo.iter()
+            .map(|(_, _, t)| t.as_str())
+            .filter(|t| !known.contains(*t))
+            .collect()
     };
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    unknown.sort_unstable();
+    unknown.dedup();
+    let topics = fetch_topics(&shared.producer, &shared.config.brokers)
+        .await
+        .map_err(Trouble::Retry)?;
     for topic in unknown {
         match topics.iter().find(|(name, _)| *name == topic) {
             None => {
@@ -369,7 +371,7 @@ async fn check_topics(
             }
             Some(_) => {
                 if let Ok(mut known) = shared.known_topics.lock() {
-                    known.insert(topic);
+                    known.insert(topic.to_string());
                 }
             }
         }
@@ -444,27 +446,9 @@ pub async fn check(config: &KafkaSinkConfig, formats: &[Format]) -> Vec<String> 
         Err(e) => return vec![e.to_string()],
     };
     let expected = expected_topics(config, formats);
-    let metadata = tokio::task::spawn_blocking(move || {
-        producer
-            .client()
-            .fetch_metadata(None, Timeout::After(Duration::from_secs(10)))
-            .map(|m| {
-                m.topics()
-                    .iter()
-                    .map(|t| (t.name().to_string(), t.error()))
-                    .collect::<Vec<_>>()
-            })
-    })
-    .await;
-    let topics = match metadata {
-        Ok(Ok(t)) => t,
-        Ok(Err(e)) => {
-            return vec![format!(
-                "cannot fetch metadata from {}: {e}",
-                config.brokers
-            )]
-        }
-        Err(e) => return vec![format!("metadata lookup failed: {e}")],
+    let topics = match fetch_topics(&producer, &config.brokers).await {
+        Ok(t) => t,
+        Err(e) => return vec![e],
     };
     let mut problems = Vec::new();
     for topic in expected {
