@@ -196,7 +196,7 @@ pub struct Sample {
 
 /// The metric contract: every name exported (with `auditbridge_` and, for counters,
 /// `_total` in Prometheus; dotted in OTLP), and whether it is a gauge.
-pub const CONTRACT: [(&str, bool); 36] = [
+pub const CONTRACT: [(&str, bool); 37] = [
     ("inputs_received", false),
     ("records_decoded", false),
     ("records_emitted", false),
@@ -216,6 +216,7 @@ pub const CONTRACT: [(&str, bool); 36] = [
     ("sink_faults", false),
     ("sink_requests", false),
     ("sink_bytes", false),
+    ("sink_splits", false),
     ("sqs_messages_received", false),
     ("sqs_messages_deleted", false),
     ("sqs_messages_returned", false),

@@ -73,7 +73,7 @@ async fn ten_thousand_events_exactly_once_with_acks() {
         (first["time"].as_f64().unwrap() * 1000.0).round() as i64,
         ts.timestamp_millis()
     );
-    assert_eq!(m.named("hec_events_delivered"), 10_000);
+    assert_eq!(m.labeled("sink_records_delivered", "splunk"), 10_000);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -189,7 +189,7 @@ async fn a_413_splits_the_batch_until_it_fits() {
     assert_eq!(Metrics::get(&m.batches_acked), 1);
     let s = hec.state.lock().unwrap();
     assert!(s.too_large_replies > 0);
-    assert!(m.named("hec_splits") > 0);
+    assert!(m.labeled("sink_splits", "splunk") > 0);
     assert_eq!(s.events.len(), 500);
     assert_eq!(ids(&s.events).len(), 500);
 }

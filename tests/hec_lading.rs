@@ -74,7 +74,7 @@ ack_poll_interval_ms = 100
         "lading's decompressed byte count"
     );
     assert!(
-        m.labeled("sink_bytes", "lading") < m.named("hec_body_bytes") / 3,
+        m.named("hec_wire_bytes") < m.named("hec_body_bytes") / 3,
         "bodies were gzipped"
     );
 }

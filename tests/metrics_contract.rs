@@ -91,7 +91,14 @@ fn check(text: &str, inputs: u64, records: u64) {
             "sink {sink}"
         );
     }
-    assert!(value("auditbridge_sink_requests_total{sink=\"splunk\"}") >= 1);
+    for sink in ["kafka", "splunk", "out"] {
+        assert!(
+            value(&format!(
+                "auditbridge_sink_requests_total{{sink=\"{sink}\"}}"
+            )) >= 1
+        );
+        assert!(value(&format!("auditbridge_sink_bytes_total{{sink=\"{sink}\"}}")) > 0);
+    }
     assert_eq!(value("auditbridge_inputs_in_flight"), 0);
     assert_eq!(value("auditbridge_batches_in_flight"), 0);
     assert_eq!(

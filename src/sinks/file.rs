@@ -4,15 +4,8 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use tokio::sync::mpsc;
-
-use super::ndjson::{self, Target};
-use super::SinkBatch;
-use crate::metrics::Metrics;
-use crate::record::Format;
-use crate::supervisor::SinkHealth;
+use super::ndjson::Target;
 
 struct Appender {
     path: PathBuf,
@@ -41,18 +34,25 @@ impl Appender {
 }
 
 impl Target for Appender {
-    fn write(&mut self, batch: &[u8]) -> io::Result<()> {
+    fn write(&mut self, lines: &[Vec<u8>]) -> io::Result<()> {
         self.open()?;
         let len = self.len;
         let file = self.file.as_mut().expect("opened above");
+        let mut out = io::BufWriter::with_capacity(1 << 16, &mut *file);
+        let written = lines
+            .iter()
+            .try_for_each(|l| out.write_all(l))
+            .and_then(|()| out.flush());
+        drop(out);
         // Pipes and devices can be neither synced nor cut back; regular files can.
-        let written = file.write_all(batch).and_then(|()| match len {
+        let written = written.and_then(|()| match len {
             Some(_) => file.sync_data(),
             None => Ok(()),
         });
         match written {
             Ok(()) => {
-                self.len = len.map(|l| l + batch.len() as u64);
+                let n: usize = lines.iter().map(Vec::len).sum();
+                self.len = len.map(|l| l + n as u64);
                 Ok(())
             }
             Err(e) => {
@@ -70,24 +70,11 @@ impl Target for Appender {
     }
 }
 
-pub fn run(
-    path: &Path,
-    formats: &[Format],
-    input: mpsc::Receiver<SinkBatch>,
-    metrics: &Metrics,
-    health: &SinkHealth,
-) {
-    let target = Appender {
+/// Appends to `path`, creating it and its folder on the first write.
+pub fn appender(path: &Path) -> impl Target {
+    Appender {
         path: path.to_path_buf(),
         file: None,
         len: None,
-    };
-    ndjson::run(
-        target,
-        formats,
-        input,
-        metrics,
-        health,
-        Duration::from_secs(5),
-    );
+    }
 }

@@ -1,6 +1,7 @@
 //! Sinks: where records leave the pipeline. A sink resolves each record's acknowledgement
 //! only once the destination has accepted it.
 
+pub mod driver;
 pub mod file;
 pub mod kafka;
 pub mod ndjson;
@@ -8,8 +9,11 @@ pub mod retry;
 pub mod splunk_hec;
 pub mod stdout;
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
+
+use futures::future::BoxFuture;
 
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -63,31 +67,54 @@ pub struct SinkEnv {
     pub supervisor: Arc<Supervisor>,
 }
 
+/// What starts a built sink: its formats, its input and its context in, its task out.
+type Start = Box<
+    dyn FnOnce(Vec<Format>, mpsc::Receiver<SinkBatch>, SinkContext) -> BoxFuture<'static, ()>
+        + Send,
+>;
+
 /// A sink built from its settings, ready to start.
-pub enum Built {
-    Stdout,
-    File(std::path::PathBuf),
-    Kafka(kafka::Built),
-    SplunkHec(splunk_hec::Built),
+pub struct Built {
+    start: Start,
+}
+
+impl Built {
+    /// A sink that starts by running `start`.
+    pub fn new<F, Fut>(start: F) -> Self
+    where
+        F: FnOnce(Vec<Format>, mpsc::Receiver<SinkBatch>, SinkContext) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        Built {
+            start: Box::new(move |formats, input, ctx| Box::pin(start(formats, input, ctx))),
+        }
+    }
+
+    /// A sink that is `service` on the shared driver.
+    pub fn driven<S: driver::Service>(service: S, settings: driver::Settings) -> Self {
+        Built::new(move |formats, input, ctx| driver::run(service, formats, settings, input, ctx))
+    }
 }
 
 /// Build sink `name`: what its settings get wrong shows here, before any source starts.
 pub fn build(name: &str, config: &SinkConfig) -> Result<Built, SinkError> {
     Ok(match config {
-        SinkConfig::Stdout { .. } => Built::Stdout,
-        SinkConfig::File { path, .. } => Built::File(path.clone()),
-        SinkConfig::Kafka(k) => {
-            Built::Kafka(kafka::build(k.clone()).map_err(|source| SinkError::Kafka {
-                name: name.to_string(),
-                source,
-            })?)
+        SinkConfig::Stdout { .. } => {
+            Built::driven(ndjson::Lines::new(stdout::Stdout), ndjson::settings())
         }
-        SinkConfig::SplunkHec(h) => Built::SplunkHec(splunk_hec::build(h.clone()).map_err(
-            |source| SinkError::Hec {
+        SinkConfig::File { path, .. } => {
+            Built::driven(ndjson::Lines::new(file::appender(path)), ndjson::settings())
+        }
+        SinkConfig::Kafka(k) => kafka::build(k.clone()).map_err(|source| SinkError::Kafka {
+            name: name.to_string(),
+            source,
+        })?,
+        SinkConfig::SplunkHec(h) => {
+            splunk_hec::build(h.clone()).map_err(|source| SinkError::Hec {
                 name: name.to_string(),
                 source,
-            },
-        )?),
+            })?
+        }
     })
 }
 
@@ -108,22 +135,7 @@ pub fn spawn(
         grace: env.grace,
         health: env.supervisor.sink(name),
     };
-    match built {
-        Built::Stdout => {
-            tasks.spawn_blocking(move || stdout::run(&formats, input, &ctx.metrics, &ctx.health));
-        }
-        Built::File(path) => {
-            tasks.spawn_blocking(move || {
-                file::run(&path, &formats, input, &ctx.metrics, &ctx.health)
-            });
-        }
-        Built::Kafka(k) => {
-            tasks.spawn(kafka::run(k, formats, input, ctx));
-        }
-        Built::SplunkHec(h) => {
-            tasks.spawn(splunk_hec::run(h, formats, input, ctx));
-        }
-    }
+    tasks.spawn((built.start)(formats, input, ctx));
 }
 
 /// Reach a sink without sending data; returns the problems found.

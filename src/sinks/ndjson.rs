@@ -1,80 +1,76 @@
-//! Newline-delimited JSON writing shared by the stdout and file sinks.
+//! Newline-delimited JSON, the service of the stdout and file sinks: one document per
+//! line, a request is one write of many lines.
 
 use std::io;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use tokio::sync::mpsc;
+use super::driver::{Called, Outcome, Service, Settings};
+use super::retry::Trouble;
+use crate::record::{Output, Record};
 
-use super::retry::{Retrier, Trouble};
-use super::SinkBatch;
-use crate::ack::BatchStatus;
-use crate::metrics::Metrics;
-use crate::record::Format;
-use crate::supervisor::SinkHealth;
-
-/// Where the lines go: `write` puts one whole batch down durably, or leaves nothing
-/// of it behind where it can (a file is cut back to where the batch began).
-pub trait Target {
-    fn write(&mut self, batch: &[u8]) -> io::Result<()>;
+/// Where the lines go: `write` puts every line down durably, or leaves nothing of them
+/// behind where it can (a file is cut back to where the write began).
+pub trait Target: Send + 'static {
+    fn write(&mut self, lines: &[Vec<u8>]) -> io::Result<()>;
     fn describe(&self) -> String;
 }
 
-/// Write every batch, one document per line, and acknowledge it once written. A write
-/// that fails is a fault: the batch is held and written again with backoff until it
-/// goes through or the supervisor gives up. Runs on a blocking thread.
-pub fn run(
-    mut target: impl Target,
-    formats: &[Format],
-    mut input: mpsc::Receiver<SinkBatch>,
-    metrics: &Metrics,
-    health: &SinkHealth,
-    max_delay: std::time::Duration,
-) {
-    let mut buf = Vec::with_capacity(1 << 16);
-    while let Some(batch) = input.blocking_recv() {
-        buf.clear();
-        let records = encode(&mut buf, formats, &batch);
-        let mut retrier = Retrier::new(health, metrics, max_delay);
-        let written = loop {
-            if retrier.given_up() {
-                break false;
-            }
-            match target.write(&buf) {
-                Ok(()) => {
-                    retrier.succeeded();
-                    break true;
-                }
-                Err(e) => {
-                    let reason = format!("cannot write to {}: {e}", target.describe());
-                    if !retrier.after_blocking(Trouble::Fault(reason)) {
-                        break false;
-                    }
-                }
-            }
-        };
-        let status = if written {
-            Metrics::add(&metrics.records_emitted, records);
-            metrics.count_labeled("sink_records_delivered", health.name(), records);
-            BatchStatus::Delivered
-        } else {
-            BatchStatus::Failed
-        };
-        for ack in batch.acks {
-            ack.resolve(status);
+/// Lines are written by one request at a time, so they land in the order they came.
+pub fn settings() -> Settings {
+    Settings {
+        max_events: 10_000,
+        max_bytes: 4 << 20,
+        linger: Duration::ZERO,
+        max_in_flight: 1,
+        max_retry_delay: Duration::from_secs(5),
+    }
+}
+
+pub struct Lines<T> {
+    target: Arc<Mutex<T>>,
+}
+
+impl<T: Target> Lines<T> {
+    pub fn new(target: T) -> Self {
+        Lines {
+            target: Arc::new(Mutex::new(target)),
         }
     }
 }
 
-/// The batch's lines; returns how many records they hold.
-fn encode(out: &mut Vec<u8>, formats: &[Format], batch: &SinkBatch) -> u64 {
-    for record in batch.records.iter() {
-        for output in record
-            .outputs
-            .iter()
-            .filter(|o| formats.contains(&o.format))
-        {
-            out.extend_from_slice(&output.body);
-            out.push(b'\n');
-        }
+impl<T: Target> Service for Lines<T> {
+    type Doc = Vec<u8>;
+    const REJECTED: &'static str = "sink_rejected";
+
+    fn encode(&self, _record: &Record, output: &Output) -> Vec<u8> {
+        let mut line = Vec::with_capacity(output.body.len() + 1);
+        line.extend_from_slice(&output.body);
+        line.push(b'\n');
+        line
     }
-    batch.records.len() as u64
+
+    async fn call(self: Arc<Self>, docs: Vec<Vec<u8>>) -> Called<Vec<u8>> {
+        let target = Arc::clone(&self.target);
+        // Writes and syncs block: they run off the async workers.
+        let written = tokio::task::spawn_blocking(move || {
+            let mut target = match target.lock() {
+                Ok(t) => t,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            let result = target
+                .write(&docs)
+                .map_err(|e| format!("cannot write to {}: {e}", target.describe()));
+            (docs, result)
+        })
+        .await;
+        Called::Done(match written {
+            Ok((_, Ok(()))) => Outcome::Delivered,
+            Ok((docs, Err(reason))) => Outcome::Again(docs, Trouble::Fault(reason)),
+            Err(e) => {
+                tracing::error!(error = %e, "a write to an NDJSON sink panicked; its records stay unacknowledged");
+                Outcome::Released
+            }
+        })
+    }
 }

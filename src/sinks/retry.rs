@@ -92,8 +92,8 @@ impl<'a> Retrier<'a> {
 
     /// The work went through. Only work that had trouble clears it: a request that went
     /// through on another topic says nothing about the one that failed.
-    pub fn succeeded(self) {
-        if self.troubled {
+    pub fn succeeded(&mut self) {
+        if std::mem::take(&mut self.troubled) {
             self.health.ok();
         }
     }

@@ -80,6 +80,9 @@ pub struct KafkaSinkConfig {
     /// left unacknowledged for redelivery.
     #[serde(default = "default_message_timeout")]
     pub message_timeout_ms: u64,
+    /// Upper bound of the backoff between sends of what was not delivered.
+    #[serde(default = "default_retry_max")]
+    pub retry_max_delay_secs: u64,
     /// Any other librdkafka property (`security.protocol`, `sasl.mechanisms`, …).
     /// Put secrets in via `${ENV_VAR}` or `secret_files`, never literally.
     #[serde(default)]
@@ -110,6 +113,9 @@ fn default_queue() -> u64 {
 }
 fn default_message_timeout() -> u64 {
     300_000
+}
+fn default_retry_max() -> u64 {
+    30
 }
 
 /// Properties the sink sets itself; overriding them would break delivery guarantees.

@@ -22,17 +22,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
-use tokio::sync::{mpsc, Semaphore};
-use tokio::task::JoinSet;
 
-use super::retry::{Retrier, Trouble};
-use super::{SinkBatch, SinkContext};
-use crate::ack::BatchStatus;
-use crate::dead_letter::DeadLetter;
-use crate::metrics::Metrics;
-use crate::record::{Format, Record};
+use super::driver::{self, Called, Doc, Fate, Outcome, Settings};
+use super::retry::Trouble;
+use super::Built;
+use crate::record::{Format, Output, Record};
 pub use config::KafkaSinkConfig;
 
 #[derive(Debug, thiserror::Error)]
@@ -41,15 +38,6 @@ pub enum KafkaSinkError {
     Config(#[from] config::KafkaConfigError),
     #[error("cannot create the Kafka producer")]
     Create(#[source] KafkaError),
-}
-
-/// How a document's delivery ended.
-enum Outcome {
-    Delivered,
-    /// The message is refused for good: dead-letter it with this reason.
-    Rejected(String),
-    /// Not delivered this time; send it again.
-    Again(Trouble),
 }
 
 /// Errors about the message itself, which no retry fixes.
@@ -78,233 +66,196 @@ fn fault(code: RDKafkaErrorCode) -> bool {
     )
 }
 
-fn outcome_of(err: &KafkaError, topic: &str) -> Outcome {
+fn fate_of(err: &KafkaError, topic: &str) -> Fate {
     match err.rdkafka_error_code() {
-        Some(code) if refused(code) => Outcome::Rejected(format!(
-            "kafka rejected the message for topic `{topic}`: {err}"
-        )),
-        Some(code) if fault(code) => Outcome::Again(Trouble::Fault(format!(
+        Some(code) if refused(code) => {
+            Fate::Rejected(format!("kafka rejected the message for topic `{topic}`: {err}"))
+        }
+        Some(code) if fault(code) => Fate::Again(Trouble::Fault(format!(
             "kafka refused topic `{topic}`: {err}; check that it exists and that the credentials may write it"
         ))),
-        _ => Outcome::Again(Trouble::Retry(format!(
+        _ => Fate::Again(Trouble::Retry(format!(
             "delivery to topic `{topic}` failed: {err}"
         ))),
     }
 }
 
-/// A document of a batch: its record's index, its format and its topic.
-type Doc = (usize, Format, String);
-
-/// What a batch's delivery task shares with the others.
-struct Shared {
-    producer: FutureProducer,
-    config: KafkaSinkConfig,
-    formats: Vec<Format>,
-    ctx: SinkContext,
-    /// Topics seen in the cluster's metadata.
-    known_topics: Mutex<HashSet<String>>,
+/// One message, routed once however often it is sent.
+pub struct Message {
+    topic: String,
+    key: Option<String>,
+    headers: OwnedHeaders,
+    payload: Vec<u8>,
 }
 
-/// A sink built from its settings, ready to run.
-pub struct Built {
+impl Doc for Message {
+    fn bytes(&self) -> &[u8] {
+        &self.payload
+    }
+}
+
+struct Service {
     producer: FutureProducer,
     config: KafkaSinkConfig,
+    /// Topics seen in the cluster's metadata.
+    known_topics: Mutex<HashSet<String>>,
 }
 
 /// Create the producer: bad settings and unreadable secret files show here, before any
 /// source starts.
 pub fn build(config: KafkaSinkConfig) -> Result<Built, KafkaSinkError> {
-    let producer = config
+    let producer: FutureProducer = config
         .client_config()?
         .create()
         .map_err(KafkaSinkError::Create)?;
-    Ok(Built { producer, config })
-}
-
-/// Run the sink until its input closes, then flush within `grace`.
-pub async fn run(
-    built: Built,
-    formats: Vec<Format>,
-    mut input: mpsc::Receiver<SinkBatch>,
-    ctx: SinkContext,
-) {
-    let Built { producer, config } = built;
-    let in_flight = Arc::new(Semaphore::new(ctx.max_in_flight.max(1)));
-    let grace = ctx.grace;
-    let shared = Arc::new(Shared {
-        producer,
-        config,
-        formats,
-        ctx,
-        known_topics: Mutex::new(HashSet::new()),
-    });
-    let mut deliveries = JoinSet::new();
-    while let Some(batch) = input.recv().await {
-        let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else {
-            break;
+    Ok(Built::new(move |formats, input, ctx| async move {
+        let grace = ctx.grace;
+        let name = ctx.health.name().to_string();
+        // Messages are handed to librdkafka, which batches them itself: a request is
+        // what one batch from the pipeline holds, sent without waiting for more.
+        let settings = Settings {
+            max_events: 10_000,
+            max_bytes: 16 << 20,
+            linger: Duration::ZERO,
+            max_in_flight: ctx.max_in_flight,
+            max_retry_delay: Duration::from_secs(config.retry_max_delay_secs.max(1)),
         };
-        let shared = Arc::clone(&shared);
-        deliveries.spawn(async move {
-            deliver(&shared, batch).await;
-            drop(permit);
-        });
-        while deliveries.try_join_next().is_some() {}
-    }
-    let flush = shared.producer.clone();
-    let flushed = tokio::task::spawn_blocking(move || flush.flush(Timeout::After(grace))).await;
-    if !matches!(flushed, Ok(Ok(()))) {
-        tracing::warn!(sink = %shared.ctx.health.name(), "not every message was delivered within the grace period; their input stays unacknowledged");
-    }
-    while deliveries.join_next().await.is_some() {}
+        let service = Service {
+            producer: producer.clone(),
+            config,
+            known_topics: Mutex::new(HashSet::new()),
+        };
+        driver::run(service, formats, settings, input, ctx).await;
+        let flushed =
+            tokio::task::spawn_blocking(move || producer.flush(Timeout::After(grace))).await;
+        if !matches!(flushed, Ok(Ok(()))) {
+            tracing::warn!(sink = %name, "not every message was delivered within the grace period; their input stays unacknowledged");
+        }
+    }))
 }
 
-/// Deliver every document of a batch: sent again (with backoff) until each is delivered
-/// or refused, or the supervisor gives up.
-async fn deliver(shared: &Shared, batch: SinkBatch) {
-    let health = &shared.ctx.health;
-    let metrics = &shared.ctx.metrics;
-    // Each document with its topic, routed once however often it is sent.
-    let mut todo: Vec<Doc> = Vec::new();
-    for (i, record) in batch.records.iter().enumerate() {
-        for output in record
-            .outputs
-            .iter()
-            .filter(|o| shared.formats.contains(&o.format))
-        {
-            let topic = routing::topic(&shared.config, record, output.format);
-            todo.push((i, output.format, topic));
+impl driver::Service for Service {
+    type Doc = Message;
+    const REJECTED: &'static str = "kafka_rejected";
+
+    fn encode(&self, record: &Record, output: &Output) -> Message {
+        Message {
+            topic: routing::topic(&self.config, record, output.format),
+            key: routing::key(&self.config, record).map(str::to_string),
+            headers: routing::headers(record, output.format),
+            payload: output.body.clone(),
         }
     }
-    let mut letters = Vec::new();
-    let mut retrier = Retrier::new(health, metrics, Duration::from_secs(30));
-    let delivered = loop {
-        if retrier.given_up() {
-            break false;
+
+    async fn call(self: Arc<Self>, docs: Vec<Message>) -> Called<Message> {
+        if let Err(trouble) = self.check_topics(&docs).await {
+            return Called::Done(Outcome::Again(docs, trouble));
         }
-        let mut trouble = None;
-        if let Err(t) = check_topics(shared, &todo).await {
-            trouble = Some(t);
-        } else {
-            let mut pending = Vec::with_capacity(todo.len());
-            for doc in std::mem::take(&mut todo) {
-                let (i, format, topic) = &doc;
-                let record = &batch.records[*i];
-                let body = record
-                    .outputs_of(*format)
-                    .next()
-                    .map(|o| o.body.as_slice())
-                    .unwrap_or_default();
-                let sent = enqueue(shared, record, *format, body, topic).await;
-                pending.push((doc, sent));
-            }
-            let mut again = Vec::new();
-            for (doc, sent) in pending {
-                let topic = &doc.2;
-                let outcome = match sent {
+        let mut sent = Vec::with_capacity(docs.len());
+        for doc in &docs {
+            sent.push(self.enqueue(doc).await);
+        }
+        Called::Confirming(Box::pin(async move {
+            let mut fates = Vec::with_capacity(docs.len());
+            let mut all = true;
+            for (doc, sent) in docs.into_iter().zip(sent) {
+                let fate = match sent {
                     Ok(future) => match future.await {
-                        Ok(Ok(_)) => Outcome::Delivered,
-                        Ok(Err((err, _))) => outcome_of(&err, topic),
-                        Err(_) => Outcome::Again(Trouble::Retry(
+                        Ok(Ok(_)) => Fate::Delivered,
+                        Ok(Err((err, _))) => fate_of(&err, &doc.topic),
+                        Err(_) => Fate::Again(Trouble::Retry(
                             "the Kafka producer went away before reporting delivery".into(),
                         )),
                     },
-                    Err(o) => o,
+                    Err(fate) => fate,
                 };
-                match outcome {
-                    Outcome::Delivered => {}
-                    Outcome::Rejected(reason) => letters.push((doc, reason)),
-                    Outcome::Again(t) => {
-                        if let Trouble::Retry(_) = t {
-                            // A timeout may hide a topic the broker does not have.
-                            forget_topic(shared, topic);
-                        }
-                        // A fault outranks a transient problem in what is reported.
-                        if !matches!(trouble, Some(Trouble::Fault(_))) {
-                            trouble = Some(t);
-                        }
-                        again.push(doc);
+                if let Fate::Again(Trouble::Retry(_)) = fate {
+                    // A timeout may hide a topic the broker does not have.
+                    self.forget_topic(&doc.topic);
+                }
+                all &= matches!(fate, Fate::Delivered);
+                fates.push((doc, fate));
+            }
+            if all {
+                Outcome::Delivered
+            } else {
+                Outcome::Each(fates)
+            }
+        }))
+    }
+}
+
+impl Service {
+    fn forget_topic(&self, topic: &str) {
+        if let Ok(mut known) = self.known_topics.lock() {
+            known.remove(topic);
+        }
+    }
+
+    /// Look up in the cluster's metadata every topic of `docs` not seen there yet.
+    async fn check_topics(&self, docs: &[Message]) -> Result<(), Trouble> {
+        let mut unknown: Vec<&str> = {
+            let known = self
+                .known_topics
+                .lock()
+                .map_err(|_| Trouble::Retry("the topic cache is poisoned".into()))?;
+            docs.iter()
+                .map(|d| d.topic.as_str())
+                .filter(|t| !known.contains(*t))
+                .collect()
+        };
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        unknown.sort_unstable();
+        unknown.dedup();
+        let topics = fetch_topics(&self.producer, &self.config.brokers)
+            .await
+            .map_err(Trouble::Retry)?;
+        for topic in unknown {
+            match topics.iter().find(|(name, _)| *name == topic) {
+                None => {
+                    return Err(Trouble::Fault(format!(
+                        "topic `{topic}` does not exist on {}; create it (most clusters do not auto-create topics)",
+                        self.config.brokers
+                    )))
+                }
+                Some((_, Some(err))) => {
+                    let code: RDKafkaErrorCode = (*err).into();
+                    let reason = format!("topic `{topic}`: {code}");
+                    return Err(if fault(code) {
+                        Trouble::Fault(reason)
+                    } else {
+                        Trouble::Retry(reason)
+                    });
+                }
+                Some(_) => {
+                    if let Ok(mut known) = self.known_topics.lock() {
+                        known.insert(topic.to_string());
                     }
                 }
             }
-            todo = again;
         }
-        match trouble {
-            None => {
-                retrier.succeeded();
-                break true;
-            }
-            Some(t) => {
-                if let Trouble::Retry(reason) = &t {
-                    tracing::warn!(sink = %health.name(), documents = todo.len(), %reason, "delivery failed; sending again");
-                }
-                if !retrier.after(t).await {
-                    break false;
-                }
-            }
-        }
-    };
-    let mut status = vec![BatchStatus::Delivered; batch.records.len()];
-    if !delivered {
-        for &(i, _, _) in &todo {
-            status[i] = BatchStatus::Failed;
-        }
+        Ok(())
     }
-    if !dead_letter(shared, &batch.records, letters).await {
-        status.fill(BatchStatus::Failed);
-    }
-    let ok = status
-        .iter()
-        .filter(|s| **s == BatchStatus::Delivered)
-        .count() as u64;
-    Metrics::add(&metrics.records_emitted, ok);
-    metrics.count_labeled("sink_records_delivered", health.name(), ok);
-    for (ack, s) in batch.acks.into_iter().zip(status) {
-        ack.resolve(s);
-    }
-}
 
-/// Write refused documents to the dead letters; false when that failed.
-async fn dead_letter(shared: &Shared, records: &[Record], letters: Vec<(Doc, String)>) -> bool {
-    if letters.is_empty() {
-        return true;
-    }
-    let sink = shared.ctx.health.name();
-    let letters: Vec<DeadLetter> = letters
-        .into_iter()
-        .map(|((i, format, _), reason)| {
-            let record = &records[i];
-            DeadLetter {
-                kind: "kafka_rejected",
-                reason: format!("sink `{sink}`: {reason}"),
-                origin: (*record.origin).clone(),
-                position: None,
-                bytes: record
-                    .outputs_of(format)
-                    .next()
-                    .map(|o| o.body.clone())
-                    .unwrap_or_default(),
+    /// Hand one message to librdkafka, waiting while its queue is full.
+    async fn enqueue(&self, doc: &Message) -> Result<DeliveryFuture, Fate> {
+        loop {
+            let mut message = FutureRecord::<str, [u8]>::to(&doc.topic)
+                .payload(&doc.payload)
+                .headers(doc.headers.clone());
+            if let Some(k) = &doc.key {
+                message = message.key(k.as_str());
             }
-        })
-        .collect();
-    for l in &letters {
-        shared.ctx.metrics.dead_letter(l.kind);
-    }
-    shared
-        .ctx
-        .metrics
-        .count_labeled("sink_records_rejected", sink, letters.len() as u64);
-    match shared.ctx.dead_letters.write(letters).await {
-        Ok(()) => true,
-        Err(e) => {
-            tracing::error!(sink, error = %e, "cannot write dead letters; the records stay unacknowledged");
-            false
+            match self.producer.send_result(message) {
+                Ok(delivery) => return Ok(delivery),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err((err, _)) => return Err(fate_of(&err, &doc.topic)),
+            }
         }
-    }
-}
-
-fn forget_topic(shared: &Shared, topic: &str) {
-    if let Ok(mut known) = shared.known_topics.lock() {
-        known.remove(topic);
     }
 }
 
@@ -329,79 +280,6 @@ async fn fetch_topics(producer: &FutureProducer, brokers: &str) -> Result<TopicL
         Ok(Ok(t)) => Ok(t),
         Ok(Err(e)) => Err(format!("cannot fetch metadata from {brokers}: {e}")),
         Err(e) => Err(format!("metadata lookup failed: {e}")),
-    }
-}
-
-/// Look up in the cluster's metadata every topic of `todo` not seen there yet.
-async fn check_topics(shared: &Shared, todo: &[Doc]) -> Result<(), Trouble> {
-    let mut unknown: Vec<&str> = {
-        let known = shared
-            .known_topics
-            .lock()
-            .map_err(|_| Trouble::Retry("the topic cache is poisoned".into()))?;
-        todo.iter()
-            .map(|(_, _, t)| t.as_str())
-            .filter(|t| !known.contains(*t))
-            .collect()
-    };
-    if unknown.is_empty() {
-        return Ok(());
-    }
-    unknown.sort_unstable();
-    unknown.dedup();
-    let topics = fetch_topics(&shared.producer, &shared.config.brokers)
-        .await
-        .map_err(Trouble::Retry)?;
-    for topic in unknown {
-        match topics.iter().find(|(name, _)| *name == topic) {
-            None => {
-                return Err(Trouble::Fault(format!(
-                    "topic `{topic}` does not exist on {}; create it (most clusters do not auto-create topics)",
-                    shared.config.brokers
-                )))
-            }
-            Some((_, Some(err))) => {
-                let code: RDKafkaErrorCode = (*err).into();
-                let reason = format!("topic `{topic}`: {code}");
-                return Err(if fault(code) {
-                    Trouble::Fault(reason)
-                } else {
-                    Trouble::Retry(reason)
-                });
-            }
-            Some(_) => {
-                if let Ok(mut known) = shared.known_topics.lock() {
-                    known.insert(topic.to_string());
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Hand one document to librdkafka, waiting while its queue is full.
-async fn enqueue(
-    shared: &Shared,
-    record: &Record,
-    format: Format,
-    body: &[u8],
-    topic: &str,
-) -> Result<DeliveryFuture, Outcome> {
-    let key = routing::key(&shared.config, record);
-    loop {
-        let mut message = FutureRecord::<str, [u8]>::to(topic)
-            .payload(body)
-            .headers(routing::headers(record, format));
-        if let Some(k) = key {
-            message = message.key(k);
-        }
-        match shared.producer.send_result(message) {
-            Ok(delivery) => return Ok(delivery),
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            Err((err, _)) => return Err(outcome_of(&err, topic)),
-        }
     }
 }
 

@@ -22,14 +22,14 @@ use std::time::Duration;
 use reqwest::header::HeaderValue;
 use tokio::sync::{mpsc, watch, Semaphore};
 
-use super::{SinkBatch, SinkContext};
-use crate::ack::BatchStatus;
+use super::driver::{self, Settings};
+use super::{Built, SinkBatch, SinkContext};
 use crate::record::Format;
 use acks::{AckPoll, AckTracker};
 pub use config::SplunkHecConfig;
 use pacing::Pacer;
 use reply::Reply;
-use service::{Item, Service};
+use service::Service;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HecError {
@@ -70,35 +70,25 @@ fn url(config: &SplunkHecConfig, path: &str) -> String {
     format!("{}{path}", config.endpoint.trim_end_matches('/'))
 }
 
-/// A sink built from its settings, ready to run.
-pub struct Built {
-    client: reqwest::Client,
-    token: HeaderValue,
-    config: SplunkHecConfig,
-}
-
 /// Read the token and the CA, and build the HTTP client: what is wrong with them shows
 /// here, before any source starts.
 pub fn build(config: SplunkHecConfig) -> Result<Built, HecError> {
-    Ok(Built {
-        client: client(&config)?,
-        token: token_header(&config)?,
-        config,
-    })
+    let client = client(&config)?;
+    let token = token_header(&config)?;
+    Ok(Built::new(move |formats, input, ctx| {
+        run(client, token, config, formats, input, ctx)
+    }))
 }
 
 /// Run the sink until its input closes and every request has settled.
-pub async fn run(
-    built: Built,
+async fn run(
+    client: reqwest::Client,
+    token: HeaderValue,
+    config: SplunkHecConfig,
     formats: Vec<Format>,
-    mut input: mpsc::Receiver<SinkBatch>,
+    input: mpsc::Receiver<SinkBatch>,
     ctx: SinkContext,
 ) {
-    let Built {
-        client,
-        token,
-        config,
-    } = built;
     let channel = uuid::Uuid::new_v4().to_string().to_uppercase();
     let acks = Arc::new(AckTracker::default());
     let (stop_polling, polling) = watch::channel(false);
@@ -114,8 +104,14 @@ pub async fn run(
         Arc::clone(&ctx.metrics),
         polling,
     ));
-    let service = Arc::new(Service {
-        name: ctx.health.name().to_string(),
+    let settings = Settings {
+        max_events: config.batch_max_events,
+        max_bytes: config.batch_max_bytes,
+        linger: Duration::from_millis(config.batch_timeout_ms),
+        max_in_flight: config.max_in_flight_requests,
+        max_retry_delay: Duration::from_secs(config.retry_max_delay_secs.max(1)),
+    };
+    let service = Service {
         pacer: Pacer::new(
             config.rate_limit_events_per_sec,
             config.rate_limit_bytes_per_sec,
@@ -129,79 +125,12 @@ pub async fn run(
         channel,
         acks,
         metrics: Arc::clone(&ctx.metrics),
-        dead_letters: Arc::clone(&ctx.dead_letters),
         health: ctx.health.clone(),
-        requests: Arc::new(Semaphore::new(config.max_in_flight_requests.max(1))),
-        resends: Arc::new(Semaphore::new(config.max_in_flight_requests.max(1))),
         ack_budget: Arc::new(Semaphore::new(config.max_pending_ack_bytes_u32() as usize)),
         acks_disabled: AtomicBool::new(false),
         config,
-    });
-    let (alive, mut all_done) = mpsc::channel::<()>(1);
-    let mut pending: Vec<Item> = Vec::new();
-    let mut pending_bytes = 0usize;
-    let linger = Duration::from_millis(service.config.batch_timeout_ms);
-    let max_events = service.config.batch_max_events.max(1);
-    let max_bytes = service.config.batch_max_bytes;
-    let mut deadline = tokio::time::Instant::now() + linger;
-    // A request task starts only once a request slot is free, so batches wait in the
-    // pipeline's bounded channels, not in memory here, in front of a slow collector.
-    let dispatch = |items: Vec<Item>| {
-        let service = Arc::clone(&service);
-        let alive = alive.clone();
-        async move {
-            if let Ok(slot) = Arc::clone(&service.requests).acquire_owned().await {
-                tokio::spawn(service.deliver(items, slot, alive));
-            }
-        }
     };
-    loop {
-        let batch = tokio::select! {
-            b = input.recv() => b,
-            _ = tokio::time::sleep_until(deadline), if !pending.is_empty() => {
-                dispatch(std::mem::take(&mut pending)).await;
-                pending_bytes = 0;
-                continue;
-            }
-        };
-        let Some(batch) = batch else { break };
-        for (record, ack) in batch.records.iter().zip(batch.acks) {
-            let mut first = true;
-            for output in record
-                .outputs
-                .iter()
-                .filter(|o| formats.contains(&o.format))
-            {
-                let envelope =
-                    envelope::encode(&service.config, record, output.format, &output.body);
-                if pending.is_empty() {
-                    deadline = tokio::time::Instant::now() + linger;
-                }
-                if !pending.is_empty() && pending_bytes + envelope.len() > max_bytes {
-                    dispatch(std::mem::take(&mut pending)).await;
-                    pending_bytes = 0;
-                    deadline = tokio::time::Instant::now() + linger;
-                }
-                pending_bytes += envelope.len();
-                pending.push(Item {
-                    envelope,
-                    ack: ack.share(),
-                    origin: Arc::clone(&record.origin),
-                    first: std::mem::take(&mut first),
-                });
-                if pending.len() >= max_events {
-                    dispatch(std::mem::take(&mut pending)).await;
-                    pending_bytes = 0;
-                }
-            }
-            ack.resolve(BatchStatus::Delivered);
-        }
-    }
-    if !pending.is_empty() {
-        dispatch(pending).await;
-    }
-    drop(alive);
-    let _ = all_done.recv().await;
+    driver::run(service, formats, settings, input, ctx).await;
     let _ = stop_polling.send(true);
     let _ = poller.await;
 }

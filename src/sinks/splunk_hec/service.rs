@@ -1,13 +1,12 @@
-//! One HEC request from send to settlement: post, classify the reply, retry, split,
-//! dead-letter, and wait for the indexer acknowledgement.
+//! One HEC request: post the envelopes, classify the reply, and wait for the indexer
+//! acknowledgement.
 //!
-//! A request slot (`max_in_flight_requests`) is held only while a request is being
-//! posted. Once the collector has taken a request, its acknowledgement is awaited apart,
-//! with the body kept compressed for a resend, under a byte budget of its own
+//! The driver's request slot (`max_in_flight_requests`) is held only while a request is
+//! being posted. Once the collector has taken a request, its acknowledgement is awaited
+//! apart, with the body kept compressed, under a byte budget of its own
 //! (`max_pending_ack_bytes`): a Splunk whose acks take seconds slows nothing until that
-//! budget is spent.
+//! budget is spent. An ack that does not come in time sends the request again.
 
-use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -15,51 +14,23 @@ use std::time::Duration;
 
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
-use futures::future::BoxFuture;
 use reqwest::header::HeaderValue;
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::acks::AckTracker;
 use super::config::SplunkHecConfig;
+use super::envelope;
 use super::pacing::Pacer;
 use super::reply::{self, Reply};
-use crate::ack::{AckToken, BatchStatus};
-use crate::dead_letter::{DeadLetter, DeadLetterSink};
-use crate::event::Origin;
 use crate::metrics::Metrics;
-use crate::sinks::retry::{self, Attempt};
+use crate::record::{Output, Record};
+use crate::sinks::driver::{self, Called, Fate, Outcome};
+use crate::sinks::retry::Trouble;
 use crate::supervisor::SinkHealth;
 
 const NO_ACK: &str = "the HEC token has indexer acknowledgement disabled; enable useACK on the token or set allow_without_ack = true";
 
-/// One document on its way: its envelope and its share of the record's acknowledgement.
-pub struct Item {
-    pub envelope: Vec<u8>,
-    pub ack: AckToken,
-    pub origin: Arc<Origin>,
-    /// The record's first document in this sink: counts the record as delivered once.
-    pub first: bool,
-}
-
-/// What an item keeps while its request waits for acknowledgement.
-struct Meta {
-    ack: AckToken,
-    origin: Arc<Origin>,
-    first: bool,
-}
-
-/// A request the collector took, kept as it was sent until its acknowledgement.
-struct Held {
-    payload: Vec<u8>,
-    raw_len: usize,
-    items: Vec<Meta>,
-}
-
-/// Dropped by every task of the sink when it ends; the sink's loop waits for the last.
-pub type Alive = mpsc::Sender<()>;
-
 pub struct Service {
-    pub name: String,
     pub config: SplunkHecConfig,
     pub client: reqwest::Client,
     pub event_url: String,
@@ -68,11 +39,7 @@ pub struct Service {
     pub acks: Arc<AckTracker>,
     pub pacer: Pacer,
     pub metrics: Arc<Metrics>,
-    pub dead_letters: Arc<DeadLetterSink>,
     pub health: SinkHealth,
-    pub requests: Arc<Semaphore>,
-    /// Slots for resending requests whose acknowledgement did not come.
-    pub resends: Arc<Semaphore>,
     pub ack_budget: Arc<Semaphore>,
     pub ack_url: String,
     /// Set when the collector took a request without an ack id although acks are
@@ -80,201 +47,119 @@ pub struct Service {
     pub acks_disabled: AtomicBool,
 }
 
-impl Service {
-    /// Deliver `items` through request slot `slot`: every one ends delivered,
-    /// dead-lettered, or failed when the supervisor gives up.
-    pub fn deliver(
-        self: Arc<Self>,
-        items: Vec<Item>,
-        slot: OwnedSemaphorePermit,
-        alive: Alive,
-    ) -> BoxFuture<'static, ()> {
-        Box::pin(async move {
-            let mut work = VecDeque::from([items]);
-            while let Some(batch) = work.pop_front() {
-                let body = lines(&batch);
-                let payload = self.compress(&body);
-                let Some((reply, budget)) = self.send(&payload, batch.len(), body.len()).await
-                else {
-                    settle(batch, BatchStatus::Failed);
-                    continue;
-                };
-                match reply {
-                    Reply::Accepted { ack_id: Some(id) } if self.config.indexer_ack => {
-                        let held = Held {
-                            payload,
-                            raw_len: body.len(),
-                            items: batch
-                                .into_iter()
-                                .map(|i| Meta {
-                                    ack: i.ack,
-                                    origin: i.origin,
-                                    first: i.first,
-                                })
-                                .collect(),
-                        };
-                        tokio::spawn(Arc::clone(&self).await_ack(id, held, budget, alive.clone()));
-                    }
-                    Reply::Accepted { .. } => {
-                        self.delivered(batch.iter().filter(|i| i.first).count());
-                        settle(batch, BatchStatus::Delivered);
-                    }
-                    Reply::Partial { index, reason } => {
-                        let mut batch = batch;
-                        let index = index.min(batch.len().saturating_sub(1));
-                        let rest = batch.split_off(index + 1);
-                        let bad = batch.pop().expect("index is inside the batch");
-                        self.delivered(batch.iter().filter(|i| i.first).count());
-                        settle(batch, BatchStatus::Delivered);
-                        self.dead_letter(vec![bad], &reason).await;
-                        if !rest.is_empty() {
-                            work.push_front(rest);
-                        }
-                    }
-                    Reply::TooLarge => {
-                        let mut batch = batch;
-                        if batch.len() == 1 {
-                            self.dead_letter(batch, "the event alone is over the collector's max_content_length (HTTP 413)").await;
-                        } else {
-                            let second = batch.split_off(batch.len() / 2);
-                            self.metrics.count("hec_splits", 1);
-                            work.push_front(second);
-                            work.push_front(batch);
-                        }
-                    }
-                    Reply::Rejected(reason) => self.dead_letter(batch, &reason).await,
-                    Reply::Retry { .. } | Reply::Fault(_) => {
-                        unreachable!("send retries until another answer")
-                    }
-                }
-            }
-            drop(slot);
-            drop(alive);
-        })
+/// A request the collector took, kept as it was sent until its acknowledgement.
+struct Held {
+    id: u64,
+    payload: Vec<u8>,
+    raw_len: usize,
+    /// Its share of `max_pending_ack_bytes`, given back once the ack is settled.
+    budget: OwnedSemaphorePermit,
+}
+
+impl driver::Service for Service {
+    type Doc = Vec<u8>;
+    const REJECTED: &'static str = "hec_rejected";
+
+    fn encode(&self, record: &Record, output: &Output) -> Vec<u8> {
+        envelope::encode(&self.config, record, output.format, &output.body)
     }
 
-    /// Wait for `id`; resend the same body when it does not come in time.
-    async fn await_ack(
-        self: Arc<Self>,
-        mut id: u64,
-        held: Held,
-        budget: Option<OwnedSemaphorePermit>,
-        alive: Alive,
-    ) {
-        loop {
-            match self.acknowledged(id).await {
-                Some(true) => {
-                    self.delivered(held.items.iter().filter(|i| i.first).count());
-                    settle_meta(held.items, BatchStatus::Delivered);
-                    return;
-                }
-                Some(false) => {}
-                None => {
-                    settle_meta(held.items, BatchStatus::Failed);
-                    return;
-                }
+    async fn call(self: Arc<Self>, docs: Vec<Vec<u8>>) -> Called<Vec<u8>> {
+        if self.acks_disabled.load(Ordering::Acquire) {
+            if !self.token_has_acks().await {
+                return Called::Done(Outcome::Again(docs, Trouble::Fault(NO_ACK.into())));
             }
-            self.metrics.count("hec_ack_timeouts", 1);
-            tracing::warn!(sink = %self.name, ack_id = id, "no indexer acknowledgement in time; resending (duplicates possible)");
-            // Resends have slots of their own: a fresh request waiting for the budget
-            // this one holds must not keep it from going out again.
-            let Ok(slot) = Arc::clone(&self.resends).acquire_owned().await else {
-                settle_meta(held.items, BatchStatus::Failed);
-                return;
-            };
-            let sent = self
-                .post(&held.payload, held.items.len(), held.raw_len)
-                .await;
-            match sent {
-                None => {
-                    settle_meta(held.items, BatchStatus::Failed);
-                    return;
-                }
-                Some(Reply::Accepted { ack_id: Some(new) }) => id = new,
-                Some(Reply::Accepted { ack_id: None }) => {
-                    self.delivered(held.items.iter().filter(|i| i.first).count());
-                    settle_meta(held.items, BatchStatus::Delivered);
-                    return;
-                }
-                Some(_) => {
-                    // The collector took this body once and now refuses part of it:
-                    // go through the splitting and dead-lettering again, document by document.
-                    drop(budget);
-                    let items = self.unpack(held);
-                    Arc::clone(&self).deliver(items, slot, alive).await;
-                    return;
-                }
-            }
+            self.acks_disabled.store(false, Ordering::Release);
         }
-    }
-
-    /// Post until the collector answers something other than retry or fault. Takes the
-    /// acknowledgement budget for the body first, so what waits for acks stays bounded.
-    async fn send(
-        &self,
-        payload: &[u8],
-        events: usize,
-        raw_len: usize,
-    ) -> Option<(Reply, Option<OwnedSemaphorePermit>)> {
+        let body = lines(&docs);
+        let payload = self.compress(&body);
         let budget = if self.config.indexer_ack {
             let n = u32::try_from(payload.len())
                 .unwrap_or(u32::MAX)
                 .clamp(1, self.config.max_pending_ack_bytes_u32());
-            Some(
-                Arc::clone(&self.ack_budget)
-                    .acquire_many_owned(n)
-                    .await
-                    .ok()?,
-            )
+            match Arc::clone(&self.ack_budget).acquire_many_owned(n).await {
+                Ok(permit) => Some(permit),
+                Err(_) => return Called::Done(Outcome::Released),
+            }
         } else {
             None
         };
-        let reply = self.post(payload, events, raw_len).await?;
-        Some((reply, budget))
-    }
-
-    /// Post until answered with something other than retry or fault; `None` when the
-    /// supervisor gave up first. The caller holds a request slot.
-    async fn post(&self, payload: &[u8], events: usize, raw_len: usize) -> Option<Reply> {
-        let max_delay = Duration::from_secs(self.config.retry_max_delay_secs.max(1));
-        retry::until_done(&self.health, &self.metrics, max_delay, || {
-            self.try_post(payload, events, raw_len)
-        })
-        .await
-    }
-
-    async fn try_post(&self, payload: &[u8], events: usize, raw_len: usize) -> Attempt<Reply> {
-        if self.acks_disabled.load(Ordering::Acquire) {
-            if !self.token_has_acks().await {
-                return Attempt::Fault(NO_ACK.into());
-            }
-            self.acks_disabled.store(false, Ordering::Release);
-        }
-        self.pacer.wait(events, raw_len, &self.metrics).await;
-        let reply = self.post_once(payload).await;
-        self.metrics.count_labeled("sink_requests", &self.name, 1);
-        match reply {
+        self.pacer.wait(docs.len(), body.len(), &self.metrics).await;
+        let reply = self.post(&payload).await;
+        Called::Done(match reply {
             Reply::Retry { reason, busy } => {
                 if busy {
                     self.pacer.busy(&self.metrics);
                 }
-                Attempt::Retry(reason)
+                Outcome::Again(docs, Trouble::Retry(reason))
             }
-            Reply::Fault(reason) => Attempt::Fault(reason),
+            Reply::Fault(reason) => Outcome::Again(docs, Trouble::Fault(reason)),
             Reply::Accepted { ack_id: None }
                 if self.config.indexer_ack && !self.config.allow_without_ack =>
             {
                 // Taken but not confirmable: held, and sent again once the token
                 // confirms (a duplicate then, never a loss).
                 self.acks_disabled.store(true, Ordering::Release);
-                Attempt::Fault(NO_ACK.into())
+                Outcome::Again(docs, Trouble::Fault(NO_ACK.into()))
             }
-            other => {
-                if matches!(other, Reply::Accepted { .. }) {
-                    self.pacer.success(&self.metrics);
+            Reply::Accepted { ack_id } => {
+                self.pacer.success(&self.metrics);
+                match (ack_id, budget) {
+                    (Some(id), Some(budget)) if self.config.indexer_ack => {
+                        let held = Held {
+                            id,
+                            payload,
+                            raw_len: body.len(),
+                            budget,
+                        };
+                        drop(docs);
+                        return Called::Confirming(Box::pin(self.confirm(held)));
+                    }
+                    _ => Outcome::Delivered,
                 }
-                Attempt::Done(other)
             }
+            Reply::Partial { index, reason } => {
+                let index = index.min(docs.len().saturating_sub(1));
+                let fates = docs.into_iter().enumerate().map(|(i, doc)| {
+                    let fate = match i.cmp(&index) {
+                        std::cmp::Ordering::Less => Fate::Delivered,
+                        std::cmp::Ordering::Equal => Fate::Rejected(reason.clone()),
+                        std::cmp::Ordering::Greater => Fate::Resend,
+                    };
+                    (doc, fate)
+                });
+                Outcome::Each(fates.collect())
+            }
+            Reply::TooLarge => Outcome::TooLarge(
+                docs,
+                "the event alone is over the collector's max_content_length (HTTP 413)".into(),
+            ),
+            Reply::Rejected(reason) => Outcome::Each(
+                docs.into_iter()
+                    .map(|d| (d, Fate::Rejected(reason.clone())))
+                    .collect(),
+            ),
+        })
+    }
+}
+
+impl Service {
+    /// Wait for the request's ack id. When it does not come in time, the request goes
+    /// back to the driver to be sent again (a duplicate, never a loss).
+    async fn confirm(self: Arc<Self>, held: Held) -> Outcome<Vec<u8>> {
+        match self.acknowledged(held.id).await {
+            Some(true) => Outcome::Delivered,
+            Some(false) => {
+                self.metrics.count("hec_ack_timeouts", 1);
+                let reason = format!(
+                    "no indexer acknowledgement for ack id {} within {} s; sending again (duplicates possible)",
+                    held.id, self.config.ack_timeout_secs
+                );
+                let docs = self.unpack(&held);
+                drop(held.budget);
+                Outcome::Again(docs, Trouble::Retry(reason))
+            }
+            None => Outcome::Released,
         }
     }
 
@@ -291,7 +176,7 @@ impl Service {
         matches!(probe, Ok(r) if r.status().is_success())
     }
 
-    async fn post_once(&self, payload: &[u8]) -> Reply {
+    async fn post(&self, payload: &[u8]) -> Reply {
         let mut request = self
             .client
             .post(&self.event_url)
@@ -300,8 +185,7 @@ impl Service {
         if self.config.compression {
             request = request.header(reqwest::header::CONTENT_ENCODING, "gzip");
         }
-        self.metrics
-            .count_labeled("sink_bytes", &self.name, payload.len() as u64);
+        self.metrics.count("hec_wire_bytes", payload.len() as u64);
         match request.body(payload.to_vec()).send().await {
             Ok(response) => {
                 let status = response.status().as_u16();
@@ -329,24 +213,19 @@ impl Service {
         enc.finish().unwrap_or_default()
     }
 
-    /// The documents of a held request, back from its body.
-    fn unpack(&self, held: Held) -> Vec<Item> {
+    /// The envelopes of a held request, back from its body.
+    fn unpack(&self, held: &Held) -> Vec<Vec<u8>> {
+        let mut unzipped = Vec::new();
         let body = if self.config.compression {
-            let mut out = Vec::with_capacity(held.raw_len);
-            let _ = GzDecoder::new(&held.payload[..]).read_to_end(&mut out);
-            out
+            unzipped.reserve(held.raw_len);
+            let _ = GzDecoder::new(&held.payload[..]).read_to_end(&mut unzipped);
+            &unzipped
         } else {
-            held.payload
+            &held.payload
         };
         body.split(|b| *b == b'\n')
             .filter(|l| !l.is_empty())
-            .zip(held.items)
-            .map(|(line, m)| Item {
-                envelope: line.to_vec(),
-                ack: m.ack,
-                origin: m.origin,
-                first: m.first,
-            })
+            .map(<[u8]>::to_vec)
             .collect()
     }
 
@@ -364,60 +243,14 @@ impl Service {
         }
         outcome
     }
-
-    /// Count records Splunk accepted (and, with acks on, indexed).
-    fn delivered(&self, records: usize) {
-        self.metrics.count("hec_events_delivered", records as u64);
-        self.metrics
-            .count_labeled("sink_records_delivered", &self.name, records as u64);
-        Metrics::add(&self.metrics.records_emitted, records as u64);
-    }
-
-    async fn dead_letter(&self, items: Vec<Item>, reason: &str) {
-        let letters: Vec<DeadLetter> = items
-            .iter()
-            .map(|i| DeadLetter {
-                kind: "hec_rejected",
-                reason: format!("sink `{}`: {reason}", self.name),
-                origin: (*i.origin).clone(),
-                position: None,
-                bytes: i.envelope.clone(),
-            })
-            .collect();
-        for l in &letters {
-            self.metrics.dead_letter(l.kind);
-        }
-        self.metrics
-            .count_labeled("sink_records_rejected", &self.name, letters.len() as u64);
-        let status = match self.dead_letters.write(letters).await {
-            Ok(()) => BatchStatus::Delivered,
-            Err(e) => {
-                tracing::error!(sink = %self.name, error = %e, "cannot write dead letters; the records stay unacknowledged");
-                BatchStatus::Failed
-            }
-        };
-        settle(items, status);
-    }
 }
 
-fn lines(batch: &[Item]) -> Vec<u8> {
-    let len = batch.iter().map(|i| i.envelope.len() + 1).sum();
+fn lines(docs: &[Vec<u8>]) -> Vec<u8> {
+    let len = docs.iter().map(|d| d.len() + 1).sum();
     let mut body = Vec::with_capacity(len);
-    for i in batch {
-        body.extend_from_slice(&i.envelope);
+    for d in docs {
+        body.extend_from_slice(d);
         body.push(b'\n');
     }
     body
-}
-
-fn settle(items: Vec<Item>, status: BatchStatus) {
-    for i in items {
-        i.ack.resolve(status);
-    }
-}
-
-fn settle_meta(items: Vec<Meta>, status: BatchStatus) {
-    for i in items {
-        i.ack.resolve(status);
-    }
 }
