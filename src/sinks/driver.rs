@@ -382,3 +382,289 @@ fn settle(metas: Vec<Meta>, status: BatchStatus) {
         m.ack.resolve(status);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use tokio::sync::Notify;
+
+    use super::*;
+    use crate::ack::AckReceiver;
+    use crate::admin::Health;
+    use crate::dead_letter::DeadLetterSink;
+    use crate::event::{Origin, Provider};
+    use crate::supervisor::Supervisor;
+
+    /// Documents are their record ids; `script` answers each request from its documents.
+    struct Fake {
+        calls: Arc<Mutex<Vec<Vec<String>>>>,
+        script: fn(&[Vec<u8>]) -> Outcome<Vec<u8>>,
+        /// When set, every request is confirmed only once this is notified.
+        confirm_after: Option<Arc<Notify>>,
+    }
+
+    impl Service for Fake {
+        type Doc = Vec<u8>;
+        const REJECTED: &'static str = "fake_rejected";
+
+        fn encode(&self, record: &Record, _output: &Output) -> Vec<u8> {
+            record.id.as_bytes().to_vec()
+        }
+
+        async fn call(self: Arc<Self>, docs: Vec<Vec<u8>>) -> Called<Vec<u8>> {
+            let ids = docs
+                .iter()
+                .map(|d| String::from_utf8_lossy(d).into_owned())
+                .collect();
+            self.calls.lock().unwrap().push(ids);
+            let outcome = (self.script)(&docs);
+            // The script only says what happened; the documents are the ones given.
+            let outcome = match outcome {
+                Outcome::Again(_, t) => Outcome::Again(docs, t),
+                Outcome::TooLarge(_, r) => Outcome::TooLarge(docs, r),
+                Outcome::Each(fates) => Outcome::Each(
+                    docs.into_iter()
+                        .zip(fates)
+                        .map(|(d, (_, fate))| (d, fate))
+                        .collect(),
+                ),
+                other => other,
+            };
+            match &self.confirm_after {
+                Some(n) => {
+                    let n = Arc::clone(n);
+                    Called::Confirming(Box::pin(async move {
+                        n.notified().await;
+                        outcome
+                    }))
+                }
+                None => Called::Done(outcome),
+            }
+        }
+    }
+
+    fn record(id: &str) -> Record {
+        Record {
+            id: id.into(),
+            provider: Provider::Aws,
+            dataset: "aws.cloudtrail",
+            account: None,
+            time: chrono::Utc::now(),
+            techniques: Vec::new(),
+            origin: Arc::new(Origin::Inline { name: id.into() }),
+            outputs: vec![Output {
+                format: Format::Ecs,
+                body: id.as_bytes().to_vec(),
+            }],
+        }
+    }
+
+    struct Run {
+        calls: Arc<Mutex<Vec<Vec<String>>>>,
+        receivers: Vec<AckReceiver>,
+        metrics: Arc<Metrics>,
+        letters: tempfile::NamedTempFile,
+        task: tokio::task::JoinHandle<()>,
+        input: Option<mpsc::Sender<SinkBatch>>,
+    }
+
+    impl Run {
+        fn calls(&self) -> Vec<Vec<String>> {
+            self.calls.lock().unwrap().clone()
+        }
+
+        async fn finish(mut self) -> (Vec<BatchStatus>, Self) {
+            drop(self.input.take());
+            (&mut self.task).await.unwrap();
+            let mut statuses = Vec::new();
+            for r in std::mem::take(&mut self.receivers) {
+                statuses.push(r.wait().await);
+            }
+            (statuses, self)
+        }
+
+        fn dead_letters(&self) -> Vec<serde_json::Value> {
+            std::fs::read_to_string(self.letters.path())
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect()
+        }
+    }
+
+    /// Drive `ids` (one batch per inner list) through a driver over `fake`.
+    async fn start(fake: Fake, settings: Settings, batches: &[&[&str]]) -> Run {
+        let calls = Arc::clone(&fake.calls);
+        let metrics = Arc::new(Metrics::default());
+        let letters = tempfile::NamedTempFile::new().unwrap();
+        let supervisor = Supervisor::new(Arc::new(Health::default()));
+        let ctx = SinkContext {
+            dead_letters: Arc::new(DeadLetterSink::file(letters.path()).unwrap()),
+            metrics: Arc::clone(&metrics),
+            max_in_flight: 1,
+            grace: Duration::from_secs(1),
+            health: supervisor.sink("fake"),
+        };
+        let (tx, rx) = mpsc::channel(16);
+        let task = tokio::spawn(run(fake, vec![Format::Ecs], settings, rx, ctx));
+        let mut receivers = Vec::new();
+        for ids in batches {
+            let records: Vec<Record> = ids.iter().map(|id| record(id)).collect();
+            let acks = records
+                .iter()
+                .map(|_| {
+                    let (token, rx) = crate::ack::batch();
+                    receivers.push(rx);
+                    token
+                })
+                .collect();
+            tx.send(SinkBatch {
+                records: records.into(),
+                acks,
+            })
+            .await
+            .unwrap();
+        }
+        Run {
+            calls,
+            receivers,
+            metrics,
+            letters,
+            task,
+            input: Some(tx),
+        }
+    }
+
+    fn settings(max_events: usize, max_bytes: usize, linger_ms: u64) -> Settings {
+        Settings {
+            max_events,
+            max_bytes,
+            linger: Duration::from_millis(linger_ms),
+            max_in_flight: 1,
+            max_retry_delay: Duration::from_millis(200),
+        }
+    }
+
+    fn fake(script: fn(&[Vec<u8>]) -> Outcome<Vec<u8>>) -> Fake {
+        Fake {
+            calls: Arc::default(),
+            script,
+            confirm_after: None,
+        }
+    }
+
+    fn delivered(statuses: &[BatchStatus]) -> bool {
+        statuses.iter().all(|s| *s == BatchStatus::Delivered)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_are_cut_by_count_and_by_bytes() {
+        let ids: Vec<String> = (0..7).map(|i| format!("r{i}")).collect();
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let run = start(fake(|_| Outcome::Delivered), settings(3, 1000, 0), &[&ids]).await;
+        let (statuses, run) = run.finish().await;
+        assert!(delivered(&statuses));
+        let sizes: Vec<usize> = run.calls().iter().map(Vec::len).collect();
+        assert_eq!(sizes, [3, 3, 1]);
+        assert_eq!(run.metrics.labeled("sink_records_delivered", "fake"), 7);
+        assert_eq!(run.metrics.labeled("sink_requests", "fake"), 3);
+        assert_eq!(run.metrics.labeled("sink_bytes", "fake"), 14);
+
+        // Two-byte documents under a five-byte limit: two per request.
+        let run = start(fake(|_| Outcome::Delivered), settings(100, 5, 0), &[&ids]).await;
+        let (_, run) = run.finish().await;
+        let sizes: Vec<usize> = run.calls().iter().map(Vec::len).collect();
+        assert_eq!(sizes, [2, 2, 2, 1]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_that_is_not_full_waits_for_the_linger_then_goes() {
+        let run = start(
+            fake(|_| Outcome::Delivered),
+            settings(100, 1000, 500),
+            &[&["a"]],
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert!(run.calls().is_empty(), "still lingering");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(run.calls(), [["a"]]);
+        let (statuses, _) = run.finish().await;
+        assert!(delivered(&statuses));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn too_large_splits_down_to_one_document_then_dead_letters_it() {
+        let run = start(
+            fake(|docs| {
+                if docs.len() > 1 || docs[0] == b"big" {
+                    Outcome::TooLarge(Vec::new(), "over the limit".into())
+                } else {
+                    Outcome::Delivered
+                }
+            }),
+            settings(100, 1000, 0),
+            &[&["a", "big", "c", "d"]],
+        )
+        .await;
+        let (statuses, run) = run.finish().await;
+        assert_eq!(
+            statuses,
+            [BatchStatus::Delivered; 4],
+            "a dead-lettered record is settled"
+        );
+        let letters = run.dead_letters();
+        assert_eq!(letters.len(), 1);
+        assert_eq!(letters[0]["reason"], "sink `fake`: over the limit");
+        assert_eq!(run.metrics.labeled("sink_records_rejected", "fake"), 1);
+        assert_eq!(run.metrics.labeled("sink_records_delivered", "fake"), 3);
+        assert_eq!(run.metrics.labeled("sink_splits", "fake"), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_document_meets_its_own_fate_once() {
+        // First try: a delivered, b refused, c not looked at, d transient. Then the rest
+        // goes through: c at once, d after a backoff.
+        let run = start(
+            fake(|docs| {
+                if docs.len() < 4 {
+                    return Outcome::Delivered;
+                }
+                Outcome::Each(vec![
+                    (Vec::new(), Fate::Delivered),
+                    (Vec::new(), Fate::Rejected("bad".into())),
+                    (Vec::new(), Fate::Resend),
+                    (Vec::new(), Fate::Again(Trouble::Retry("busy".into()))),
+                ])
+            }),
+            settings(100, 1000, 0),
+            &[&["a", "b", "c", "d"]],
+        )
+        .await;
+        let (statuses, run) = run.finish().await;
+        assert!(delivered(&statuses));
+        assert_eq!(
+            run.calls(),
+            [vec!["a", "b", "c", "d"], vec!["c"], vec!["d"]]
+        );
+        assert_eq!(run.metrics.labeled("sink_records_delivered", "fake"), 3);
+        assert_eq!(run.metrics.labeled("sink_records_rejected", "fake"), 1);
+        assert_eq!(run.metrics.labeled("sink_retries", "fake"), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slot_is_free_again_while_delivery_is_being_confirmed() {
+        let notify = Arc::new(Notify::new());
+        let mut f = fake(|_| Outcome::Delivered);
+        f.confirm_after = Some(Arc::clone(&notify));
+        // One request slot, one document per request: the second request is made while
+        // the first still waits for its confirmation.
+        let run = start(f, settings(1, 1000, 0), &[&["a", "b", "c"]]).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(run.calls().len(), 3);
+        notify.notify_waiters();
+        let (statuses, _) = run.finish().await;
+        assert!(delivered(&statuses));
+    }
+}
