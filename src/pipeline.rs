@@ -100,7 +100,7 @@ pub struct Pipeline {
     supervisor: Arc<Supervisor>,
     fault_timeout: Duration,
     iam_poll: KeysConfig,
-    sources: Vec<(String, sources::Built)>,
+    sources: Vec<(String, Box<dyn sources::Source>)>,
     sinks: Vec<(String, SinkConfig, Vec<Format>)>,
     transformer: Arc<Transformer>,
     dead_letters: Arc<DeadLetterSink>,

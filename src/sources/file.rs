@@ -5,13 +5,13 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, watch};
+use futures::future::BoxFuture;
 use tokio::task::JoinSet;
 
 use crate::ack::{self, BatchStatus};
 use crate::event::{Origin, RawInput};
 use crate::metrics::Metrics;
-use crate::supervisor::Intake;
+use crate::sources::{Source, SourceContext};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FileSourceError {
@@ -97,16 +97,33 @@ fn is_log_file(path: &Path) -> bool {
     .any(|ext| name.ends_with(ext))
 }
 
+/// The files of a `file` source, found when it was built.
+pub struct Files(Vec<PathBuf>);
+
+impl Files {
+    pub fn new(files: Vec<PathBuf>) -> Self {
+        Files(files)
+    }
+}
+
+impl Source for Files {
+    fn run(self: Box<Self>, ctx: SourceContext) -> BoxFuture<'static, ()> {
+        ctx.health.ok();
+        Box::pin(run(self.0, ctx))
+    }
+}
+
 /// Read every file once, sending each as one input and waiting for its acknowledgement.
 /// A sink fault pauses the reading between files.
-pub async fn run(
-    files: Vec<PathBuf>,
-    out: mpsc::Sender<RawInput>,
-    mut shutdown: watch::Receiver<bool>,
-    mut intake: Intake,
-    metrics: Arc<Metrics>,
-    progress: Arc<FileProgress>,
-) {
+async fn run(files: Vec<PathBuf>, ctx: SourceContext) {
+    let SourceContext {
+        out,
+        mut shutdown,
+        mut intake,
+        metrics,
+        progress,
+        ..
+    } = ctx;
     let mut pending = JoinSet::new();
     for path in files {
         tokio::select! {

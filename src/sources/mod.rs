@@ -4,20 +4,20 @@ pub mod eventhubs;
 pub mod file;
 pub mod sqs;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
+use futures::future::BoxFuture;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
-use crate::admin::Health;
+use crate::admin::{Health, Reporter};
 use crate::config::SourceConfig;
 use crate::dead_letter::DeadLetterSink;
 use crate::event::RawInput;
 use crate::metrics::Metrics;
-use crate::supervisor::Supervisor;
+use crate::supervisor::{Intake, Supervisor};
 use file::FileProgress;
 
 /// A source that could not be built from its settings.
@@ -35,31 +35,46 @@ pub enum SourceError {
     },
 }
 
-/// A source built from its settings, ready to start.
-pub enum Built {
-    File(Vec<PathBuf>),
-    Sqs(Box<sqs::SqsSourceConfig>),
-    EventHubs(Box<eventhubs::Prepared>),
+/// What a running source is given.
+pub struct SourceContext {
+    /// Where its inputs go, each with the acknowledgement that settles it upstream.
+    pub out: mpsc::Sender<RawInput>,
+    pub shutdown: watch::Receiver<bool>,
+    /// Closed while a sink is faulted: a source takes nothing new in until it opens.
+    pub intake: Intake,
+    pub dead_letters: Arc<DeadLetterSink>,
+    pub metrics: Arc<Metrics>,
+    pub health: Reporter,
+    pub progress: Arc<FileProgress>,
+}
+
+/// A source built from its settings, ready to run.
+pub trait Source: Send {
+    /// Read until shutdown (files: until every file is taken in), and return once what
+    /// was taken in is settled.
+    fn run(self: Box<Self>, ctx: SourceContext) -> BoxFuture<'static, ()>;
 }
 
 /// Build source `name`: missing files, bad patterns and unusable credentials show here,
 /// before anything starts.
-pub fn build(name: &str, config: &SourceConfig) -> Result<Built, SourceError> {
+pub fn build(name: &str, config: &SourceConfig) -> Result<Box<dyn Source>, SourceError> {
     Ok(match config {
         SourceConfig::File { paths } => {
-            Built::File(file::expand(paths).map_err(|source| SourceError::File {
-                name: name.to_string(),
-                source,
-            })?)
-        }
-        SourceConfig::Sqs(q) => Built::Sqs(Box::new(q.clone())),
-        SourceConfig::Eventhubs(e) => {
-            Built::EventHubs(Box::new(eventhubs::Prepared::new(e).map_err(|source| {
-                SourceError::EventHubs {
+            Box::new(file::Files::new(file::expand(paths).map_err(|source| {
+                SourceError::File {
                     name: name.to_string(),
-                    source: Box::new(source),
+                    source,
                 }
             })?))
+        }
+        SourceConfig::Sqs(q) => Box::new(sqs::Queue::new(q.clone())),
+        SourceConfig::Eventhubs(e) => {
+            Box::new(
+                eventhubs::Prepared::new(e).map_err(|source| SourceError::EventHubs {
+                    name: name.to_string(),
+                    source: Box::new(source),
+                })?,
+            )
         }
     })
 }
@@ -77,41 +92,17 @@ pub struct SourceEnv {
 
 /// Start source `name` on `tasks`; the task ends after shutdown (or, for files, once
 /// every file is settled), when what it took in is settled.
-pub fn spawn(tasks: &mut JoinSet<()>, name: &str, built: Built, env: &SourceEnv) {
-    let health = env.health.reporter(format!("source.{name}"));
-    let (out, shutdown, intake) = (
-        env.out.clone(),
-        env.shutdown.clone(),
-        env.supervisor.intake(),
-    );
-    let metrics = Arc::clone(&env.metrics);
-    match built {
-        Built::File(files) => {
-            health.ok();
-            tasks.spawn(file::run(
-                files,
-                out,
-                shutdown,
-                intake,
-                metrics,
-                Arc::clone(&env.progress),
-            ));
-        }
-        Built::Sqs(queue) => {
-            tasks.spawn(sqs::run(
-                *queue,
-                out,
-                shutdown,
-                intake,
-                Arc::clone(&env.dead_letters),
-                metrics,
-                health,
-            ));
-        }
-        Built::EventHubs(hub) => {
-            tasks.spawn(eventhubs::run(*hub, out, shutdown, intake, metrics, health));
-        }
-    }
+pub fn spawn(tasks: &mut JoinSet<()>, name: &str, source: Box<dyn Source>, env: &SourceEnv) {
+    let ctx = SourceContext {
+        out: env.out.clone(),
+        shutdown: env.shutdown.clone(),
+        intake: env.supervisor.intake(),
+        dead_letters: Arc::clone(&env.dead_letters),
+        metrics: Arc::clone(&env.metrics),
+        health: env.health.reporter(format!("source.{name}")),
+        progress: Arc::clone(&env.progress),
+    };
+    tasks.spawn(source.run(ctx));
 }
 
 /// Reach a source without consuming from it (`validate --check-sinks`); the problems found.

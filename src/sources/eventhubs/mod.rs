@@ -21,13 +21,14 @@ use azure_messaging_eventhubs::models::StartPositions;
 use azure_messaging_eventhubs::{
     ConsumerClient, EventProcessor, ProcessorStrategy, StartLocation, StartPosition,
 };
+use futures::future::BoxFuture;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::admin::Reporter;
 use crate::event::RawInput;
 use crate::metrics::Metrics;
-use crate::sources::retry_backoff;
+use crate::sources::{retry_backoff, Source, SourceContext};
 use crate::supervisor::Intake;
 pub use client::{EventHubsSetupError, Prepared};
 pub use config::EventHubsSourceConfig;
@@ -38,14 +39,21 @@ use partition::PartitionCtx;
 ///
 /// The client's event stream is not `Send`, so the source lives on a thread of its own
 /// with a single-threaded runtime; decoding still happens on the pipeline's workers.
-pub async fn run(
-    prepared: Prepared,
-    out: mpsc::Sender<RawInput>,
-    shutdown: watch::Receiver<bool>,
-    intake: Intake,
-    metrics: Arc<Metrics>,
-    health: Reporter,
-) {
+impl Source for Prepared {
+    fn run(self: Box<Self>, ctx: SourceContext) -> BoxFuture<'static, ()> {
+        Box::pin(run(*self, ctx))
+    }
+}
+
+async fn run(prepared: Prepared, ctx: SourceContext) {
+    let SourceContext {
+        out,
+        shutdown,
+        intake,
+        metrics,
+        health,
+        ..
+    } = ctx;
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
     let spawned = std::thread::Builder::new()
         .name("eventhubs".into())

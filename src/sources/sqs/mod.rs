@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
+use futures::future::BoxFuture;
 use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
@@ -24,7 +25,7 @@ use crate::admin::Reporter;
 use crate::dead_letter::{DeadLetter, DeadLetterSink};
 use crate::event::{Origin, RawInput};
 use crate::metrics::Metrics;
-use crate::sources::retry_backoff;
+use crate::sources::{retry_backoff, Source, SourceContext};
 use crate::supervisor::Intake;
 use client::Clients;
 pub use config::SqsSourceConfig;
@@ -43,16 +44,32 @@ struct Ctx {
     health: Reporter,
 }
 
+/// The queue of an `sqs` source.
+pub struct Queue(SqsSourceConfig);
+
+impl Queue {
+    pub fn new(config: SqsSourceConfig) -> Self {
+        Queue(config)
+    }
+}
+
+impl Source for Queue {
+    fn run(self: Box<Self>, ctx: SourceContext) -> BoxFuture<'static, ()> {
+        Box::pin(run(self.0, ctx))
+    }
+}
+
 /// Run until `shutdown`, then wait for the messages in flight to settle.
-pub async fn run(
-    config: SqsSourceConfig,
-    out: mpsc::Sender<RawInput>,
-    shutdown: watch::Receiver<bool>,
-    intake: Intake,
-    dead_letters: Arc<DeadLetterSink>,
-    metrics: Arc<Metrics>,
-    health: Reporter,
-) {
+async fn run(config: SqsSourceConfig, ctx: SourceContext) {
+    let SourceContext {
+        out,
+        shutdown,
+        intake,
+        dead_letters,
+        metrics,
+        health,
+        ..
+    } = ctx;
     let clients = client::build(&config).await;
     let (delete_tx, delete_rx) = mpsc::channel(1000);
     let deleter = tokio::spawn(deleter(
