@@ -350,25 +350,136 @@ async fn event_hubs_events_held_by_an_unwritable_file_are_not_resent() {
     event_hubs_events_are_held("file").await;
 }
 
-/// SQS → HEC through a 6 s storm of busy replies: transient, so readiness stays (degraded),
-/// nothing is dead-lettered or moved to the queue's dead-letter queue, and each record
-/// reaches the collector once.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqs_through_a_busy_collector_is_degraded_not_faulted_and_delivers_once() {
-    let (sqs, _) = clients().await;
-    let (queue, _, dlq) = queue_with_dlq(&sqs, 2).await;
-    send_api_calls(&sqs, &queue, &ids("busy", 3)).await;
+/// The record with id `id` as its source delivers it: an EventBridge CloudTrail event
+/// for SQS, an Entra sign-in record in a diagnostic envelope for Event Hubs. A `big` one
+/// carries a 150 KB user agent (under SQS's 256 KiB message limit).
+fn message(source: &str, id: &str, big: bool) -> Vec<u8> {
+    let agent = if big {
+        "x".repeat(150_000)
+    } else {
+        "aws-cli/2".into()
+    };
+    let body = match source {
+        "sqs" => serde_json::json!({
+            "detail-type": "AWS API Call via CloudTrail",
+            "source": "aws.iam",
+            "detail": {
+                "eventTime": "2024-01-01T00:00:00Z",
+                "eventSource": "iam.amazonaws.com",
+                "eventName": "CreateUser",
+                "eventID": id,
+                "userAgent": agent,
+            }
+        }),
+        _ => serde_json::json!({ "records": [{
+            "time": "2024-01-01T00:00:00Z",
+            "category": "SignInLogs",
+            "operationName": "Sign-in activity",
+            "tenantId": "tenant-1",
+            "properties": {"id": id, "userAgent": agent, "status": {"errorCode": 0}},
+        }]}),
+    };
+    serde_json::to_vec(&body).unwrap()
+}
+
+/// A long-running source ("sqs" or "eventhubs") holding one message per body.
+struct Upstream {
+    source: &'static str,
+    toml: String,
+    /// The SQS client and the queue's dead-letter queue.
+    sqs: Option<(aws_sdk_sqs::Client, String)>,
+    hub: Option<common::eventhubs::Hub>,
+    name: String,
+}
+
+impl Upstream {
+    async fn start(source: &'static str, name: &str, bodies: &[Vec<u8>], dir: &Path) -> Self {
+        let mut up = Upstream {
+            source,
+            toml: String::new(),
+            sqs: None,
+            hub: None,
+            name: name.to_string(),
+        };
+        if source == "sqs" {
+            let (sqs, _) = clients().await;
+            let (queue, _, dlq) = queue_with_dlq(&sqs, 2).await;
+            for body in bodies {
+                sqs.send_message()
+                    .queue_url(&queue)
+                    .message_body(String::from_utf8(body.clone()).unwrap())
+                    .send()
+                    .await
+                    .unwrap();
+            }
+            up.toml = format!(
+                "[sources.q]\ntype = \"sqs\"\nqueue_url = \"{queue}\"\nendpoint = \"{}\"\nregion = \"us-east-1\"\nwait_time_secs = 1\nvisibility_timeout_secs = 4\nretry_delay_secs = 1\n",
+                endpoint()
+            );
+            up.sqs = Some((sqs, dlq));
+        } else {
+            let hub = common::eventhubs::Hub::start(name, 1).await;
+            hub.append(0, bodies.to_vec());
+            up.toml = format!(
+                "[sources.entra]\ntype = \"eventhubs\"\ncustom_endpoint = \"{}\"\ncheckpoint_interval_secs = 1\nupdate_interval_secs = 1\n[sources.entra.auth]\nmethod = \"connection_string\"\nconnection_string = \"{}\"\n[sources.entra.checkpoint_store]\ntype = \"file\"\ndir = \"{}/checkpoints\"\n",
+                hub.endpoint(),
+                hub.connection_string(),
+                dir.display(),
+            );
+            up.hub = Some(hub);
+        }
+        up
+    }
+
+    /// Wait until `n` inputs are acknowledged (and, for SQS, deleted), then stop the run;
+    /// it must end cleanly.
+    async fn settle(&self, run: common::Running, n: u64) -> std::sync::Arc<Metrics> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Metrics::get(&run.metrics.batches_acked) < n
+            || (self.source == "sqs" && run.metrics.named("sqs_messages_deleted") < n)
+        {
+            assert!(Instant::now() < deadline, "{}", run.metrics.summary());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        run.stop.send(true).unwrap();
+        run.task.await.unwrap().expect("the run ends cleanly");
+        run.metrics
+    }
+
+    /// Nothing came back from upstream: no SQS message in the dead-letter queue, no
+    /// Event Hubs event resent.
+    async fn nothing_came_back(&self, m: &Metrics) {
+        if let Some((sqs, dlq)) = &self.sqs {
+            assert_eq!(m.named("sqs_messages_returned"), 0, "{}", m.summary());
+            let (visible, hidden) = queue_counts(sqs, dlq).await;
+            assert_eq!(visible + hidden, 0, "nothing went to the dead-letter queue");
+        } else {
+            let partition = format!("{}/0", self.name);
+            assert_eq!(m.labeled("eventhubs_redeliveries", &partition), 0);
+            assert!(m.labeled("eventhubs_checkpoints_written", &partition) >= 1);
+        }
+    }
+}
+
+/// Through a 6 s storm of busy replies: transient, so readiness stays (degraded),
+/// nothing is dead-lettered or comes back from upstream, and each record reaches the
+/// collector once.
+async fn through_a_busy_collector(source: &'static str) {
+    let name = common::aws::unique(&format!("busy-{source}"));
+    let ids = ids(&name, 3);
+    let bodies: Vec<Vec<u8>> = ids.iter().map(|id| message(source, id, false)).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let up = Upstream::start(source, &name, &bodies, dir.path()).await;
     let hec = HecReceiver::start(Behaviour {
         busy_until: Some(Instant::now() + Duration::from_secs(6)),
         ..Behaviour::default()
     })
     .await;
-    let dir = tempfile::tempdir().unwrap();
     let port = common::free_port();
     let config = format!(
-        "{}[sources.q]\ntype = \"sqs\"\nqueue_url = \"{queue}\"\nendpoint = \"{}\"\nregion = \"us-east-1\"\nwait_time_secs = 1\nvisibility_timeout_secs = 4\nretry_delay_secs = 1\n{}ack_poll_interval_ms = 50\n",
+        "{}{}{}ack_poll_interval_ms = 50\n",
         pipeline(port, 2),
-        endpoint(),
+        up.toml,
         hec_sink(&hec, "good-token")
     );
     let run = common::start_pipeline(&config, &dir.path().join("dlq.ndjson"));
@@ -377,69 +488,130 @@ async fn sqs_through_a_busy_collector_is_degraded_not_faulted_and_delivers_once(
     })
     .await;
     assert!(body.contains("sink.splunk"), "{body}");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while run.metrics.named("sqs_messages_deleted") < 3 {
-        assert!(Instant::now() < deadline, "{}", run.metrics.summary());
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    run.stop.send(true).unwrap();
-    run.task
-        .await
-        .unwrap()
-        .expect("a transient outage longer than the fault timeout is not a fault");
-    let m = run.metrics;
-    assert_eq!(m.named("sqs_messages_received"), 3);
+    // The storm outlasts sink_fault_timeout_secs: a transient outage is not a fault.
+    let m = up.settle(run, 3).await;
     assert_eq!(m.labeled("sink_faults", "splunk"), 0);
     assert!(m.labeled("sink_retries", "splunk") > 0);
     assert!(hec.state.lock().unwrap().busy_replies > 0);
-    assert_eq!(hec.events().len(), 3, "each record once");
-    assert_eq!(dead_letters(dir.path()), 0);
-    let (visible, hidden) = queue_counts(&sqs, &dlq).await;
-    assert_eq!(visible + hidden, 0);
-}
-
-/// SQS → HEC where the collector refuses one event for good: that record is
-/// dead-lettered, the others are delivered, and every message is deleted.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqs_with_one_event_the_collector_refuses_dead_letters_it_and_deletes_every_message() {
-    let (sqs, _) = clients().await;
-    let (queue, _, dlq) = queue_with_dlq(&sqs, 2).await;
-    send_api_calls(&sqs, &queue, &ids("refused", 3)).await;
-    let hec = HecReceiver::start(Behaviour {
-        poison: Some("refused-1".into()),
-        ..Behaviour::default()
-    })
-    .await;
-    let dir = tempfile::tempdir().unwrap();
-    let port = common::free_port();
-    let config = format!(
-        "{}[sources.q]\ntype = \"sqs\"\nqueue_url = \"{queue}\"\nendpoint = \"{}\"\nregion = \"us-east-1\"\nwait_time_secs = 1\n{}ack_poll_interval_ms = 50\n",
-        pipeline(port, 60),
-        endpoint(),
-        hec_sink(&hec, "good-token")
-    );
-    let run = common::start_pipeline(&config, &dir.path().join("dlq.ndjson"));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while run.metrics.named("sqs_messages_deleted") < 3 {
-        assert!(Instant::now() < deadline, "{}", run.metrics.summary());
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    run.stop.send(true).unwrap();
-    run.task.await.unwrap().unwrap();
-    let m = run.metrics;
-    assert_eq!(m.labeled("sink_records_rejected", "splunk"), 1);
-    assert_eq!(m.labeled("sink_records_delivered", "splunk"), 2);
-    assert_eq!(dead_letters(dir.path()), 1);
-    let letter = std::fs::read_to_string(dir.path().join("dlq.ndjson")).unwrap();
-    assert!(letter.contains("\"kind\":\"hec_rejected\""), "{letter}");
-    assert!(letter.contains("refused-1"), "{letter}");
-    let ids: Vec<String> = hec
+    let mut got: Vec<String> = hec
         .events()
         .iter()
         .map(|e| e["event"]["id"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(ids.len(), 2);
-    assert!(!ids.contains(&"refused-1".to_string()));
-    let (visible, hidden) = queue_counts(&sqs, &dlq).await;
-    assert_eq!(visible + hidden, 0);
+    got.sort();
+    assert_eq!(got, ids, "each record once");
+    assert_eq!(dead_letters(dir.path()), 0);
+    up.nothing_came_back(&m).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqs_through_a_busy_collector_is_degraded_not_faulted_and_delivers_once() {
+    through_a_busy_collector("sqs").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn event_hubs_through_a_busy_collector_is_degraded_not_faulted_and_delivers_once() {
+    through_a_busy_collector("eventhubs").await;
+}
+
+/// Three records through `source` into a sink ("hec" or "kafka") whose destination
+/// refuses the second for good: the collector finds it invalid, the broker too large.
+/// That record is dead-lettered with the destination's reason, the two others are
+/// delivered once, every input is acknowledged upstream, and nothing comes back.
+async fn one_record_refused(source: &'static str, sink: &str) {
+    let name = common::aws::unique(&format!("refused-{source}-{sink}"));
+    let ids = ids(&name, 3);
+    let bodies: Vec<Vec<u8>> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| message(source, id, sink == "kafka" && i == 1))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let up = Upstream::start(source, &name, &bodies, dir.path()).await;
+    let topic = unique_topic("ab-refused");
+    let mut hec = None;
+    let (sink_toml, sink_name, kind, why) = if sink == "hec" {
+        let receiver = HecReceiver::start(Behaviour {
+            poison: Some(ids[1].clone()),
+            ..Behaviour::default()
+        })
+        .await;
+        let toml = format!(
+            "{}ack_poll_interval_ms = 50\n",
+            hec_sink(&receiver, "good-token")
+        );
+        hec = Some(receiver);
+        (toml, "splunk", "hec_rejected", "Invalid data format")
+    } else {
+        common::kafka::create_topics(&[&topic], 1).await;
+        let toml = format!(
+            "[sinks.kafka]\ntype = \"kafka\"\nbrokers = \"{}\"\ntopics = {{ ecs = \"{topic}\" }}\nproperties = {{ \"message.max.bytes\" = \"100000\" }}\n",
+            broker()
+        );
+        (toml, "kafka", "kafka_rejected", "too large")
+    };
+    let port = common::free_port();
+    let config = format!("{}{}{sink_toml}", pipeline(port, 60), up.toml);
+    let run = common::start_pipeline(&config, &dir.path().join("dlq.ndjson"));
+    let m = up.settle(run, 3).await;
+    assert_eq!(Metrics::get(&m.batches_nacked), 0);
+    assert_eq!(m.labeled("sink_records_rejected", sink_name), 1);
+    assert_eq!(m.labeled("sink_records_delivered", sink_name), 2);
+    assert_eq!(m.labeled("sink_faults", sink_name), 0);
+    let letters: Vec<serde_json::Value> = std::fs::read_to_string(dir.path().join("dlq.ndjson"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0]["kind"], kind);
+    let reason = letters[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with(&format!("sink `{sink_name}`: ")) && reason.contains(why),
+        "{reason}"
+    );
+    let original = letters[0]["original"].as_str().unwrap();
+    assert!(
+        original.contains(&ids[1]),
+        "the letter holds the refused record"
+    );
+    let mut delivered: Vec<String> = match &hec {
+        Some(h) => h
+            .events()
+            .iter()
+            .map(|e| e["event"]["id"].as_str().unwrap().to_string())
+            .collect(),
+        None => common::kafka::consume(&topic, 2, Duration::from_secs(2), Duration::from_secs(60))
+            .await
+            .into_iter()
+            .map(|m| m.key.unwrap())
+            .collect(),
+    };
+    delivered.sort();
+    assert_eq!(
+        delivered,
+        [ids[0].clone(), ids[2].clone()],
+        "the others, once each"
+    );
+    up.nothing_came_back(&m).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqs_with_one_event_the_collector_refuses_dead_letters_it_and_deletes_every_message() {
+    one_record_refused("sqs", "hec").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqs_with_one_message_the_broker_refuses_dead_letters_it_and_deletes_every_message() {
+    one_record_refused("sqs", "kafka").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn event_hubs_with_one_event_the_collector_refuses_dead_letters_it_and_checkpoints() {
+    one_record_refused("eventhubs", "hec").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn event_hubs_with_one_message_the_broker_refuses_dead_letters_it_and_checkpoints() {
+    one_record_refused("eventhubs", "kafka").await;
 }
