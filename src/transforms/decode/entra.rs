@@ -250,6 +250,27 @@ impl EntraRecord {
         self.properties().and_then(|p| str_of(p, key))
     }
 
+    /// The first target resource of the given type (`User`, `ServicePrincipal`, …).
+    pub fn first_target(&self, kind: &str) -> Option<&Map<String, Value>> {
+        self.properties()?
+            .get("targetResources")?
+            .as_array()?
+            .iter()
+            .filter_map(Value::as_object)
+            .find(|t| str_of(t, "type").is_some_and(|t| t.eq_ignore_ascii_case(kind)))
+    }
+
+    /// A value from the audit record's `additionalDetails` key/value list.
+    pub fn additional_detail(&self, key: &str) -> Option<&str> {
+        self.properties()?
+            .get("additionalDetails")?
+            .as_array()?
+            .iter()
+            .filter_map(Value::as_object)
+            .find(|kv| str_of(kv, "key") == Some(key))
+            .and_then(|kv| str_of(kv, "value"))
+    }
+
     pub fn category(&self) -> &str {
         self.str("category").unwrap_or("")
     }

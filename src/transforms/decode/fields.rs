@@ -107,6 +107,12 @@ pub fn canonicalize_keys(map: &mut Map<String, Value>, canonical: &[&str]) {
     }
 }
 
+/// Split a user principal name or e-mail-shaped name into (local part, domain).
+pub fn split_email(s: &str) -> Option<(&str, &str)> {
+    let (local, domain) = s.split_once('@')?;
+    (!local.is_empty() && domain.contains('.') && !domain.contains('@')).then_some((local, domain))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

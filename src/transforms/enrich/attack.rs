@@ -10,8 +10,7 @@ use super::Enricher;
 use crate::rules::attack::{self, Tactic, Technique, ATTACK_VERSION};
 use crate::rules::{Rule, RuleSet};
 use crate::transforms::decode::SourceRecord;
-use crate::transforms::normalize::doc::Doc;
-use crate::transforms::normalize::document::Document;
+use crate::transforms::normalize::document::{Document, Object};
 use crate::transforms::normalize::ocsf::{dt, epoch_ms, OCSF_VERSION};
 use crate::transforms::normalize::Normalized;
 
@@ -209,7 +208,7 @@ fn finding(
         .iter()
         .find(|r| r.severity == severity)
         .expect("the max comes from a rule");
-    let mut doc = Doc::new();
+    let mut doc = Object::new();
     doc.put("activity_id", 1);
     doc.put("activity_name", "Create");
     doc.put("category_uid", 2);
@@ -271,7 +270,7 @@ fn finding(
     if !others.is_empty() {
         doc.put("finding_info.related_analytics", others);
     }
-    let mut related = Doc::new();
+    let mut related = Object::new();
     related.put(
         "uid",
         activity
@@ -286,7 +285,7 @@ fn finding(
         }
     }
     doc.put("finding_info.related_events", json!([related.into_map()]));
-    let mut evidence = Doc::new();
+    let mut evidence = Object::new();
     for key in ["actor", "api", "src_endpoint"] {
         if let Some(v) = activity.get(key) {
             evidence.put(key, v.clone());
@@ -300,7 +299,7 @@ fn finding(
 }
 
 fn attack_entry(t: &Technique, tac: &Tactic) -> Value {
-    let mut a = Doc::new();
+    let mut a = Object::new();
     a.put("version", ATTACK_VERSION);
     a.put(
         "tactic",

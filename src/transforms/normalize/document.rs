@@ -7,51 +7,8 @@ use std::borrow::Cow;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value};
 
-use super::{ecs, ocsf};
+use super::sections::Part;
 use crate::transforms::decode::SourceRecord;
-
-/// A section of a document taken from the source record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Part {
-    /// A top-level field of the record, as it is.
-    Field(&'static str),
-    /// ECS `aws.cloudtrail.*`.
-    EcsCloudTrail,
-    /// ECS `azure.auditlogs.*` or `azure.signinlogs.*`.
-    EcsEntra,
-    /// OCSF `unmapped` of a CloudTrail record; the flags say which mapped fields found
-    /// no OCSF home in this record.
-    OcsfCloudTrailUnmapped {
-        request_parameters: bool,
-        resources: bool,
-    },
-    /// OCSF `unmapped` of an Entra record.
-    OcsfEntraUnmapped,
-}
-
-impl Part {
-    fn write<S: Serializer>(self, source: &SourceRecord, s: S) -> Result<S::Ok, S::Error> {
-        match (self, source) {
-            (Part::Field(key), _) => source.fields().get(key).serialize(s),
-            (Part::EcsCloudTrail, SourceRecord::CloudTrail(r)) => {
-                ecs::cloudtrail_vendor(r).serialize(s)
-            }
-            (Part::EcsEntra, SourceRecord::Entra(r)) => ecs::entra_vendor(r).serialize(s),
-            (
-                Part::OcsfCloudTrailUnmapped {
-                    request_parameters,
-                    resources,
-                },
-                SourceRecord::CloudTrail(r),
-            ) => ocsf::cloudtrail_unmapped(r, request_parameters, resources).serialize(s),
-            (Part::OcsfEntraUnmapped, SourceRecord::Entra(r)) => {
-                ocsf::entra_unmapped(r).serialize(s)
-            }
-            // The normalizers only splice parts of their own provider.
-            _ => s.serialize_none(),
-        }
-    }
-}
 
 /// An ECS or OCSF document under construction.
 ///
@@ -230,6 +187,44 @@ impl Document {
     }
 }
 
+/// A nested JSON object built from dotted paths (an OCSF actor, an ATT&CK technique): a
+/// [`Document`] that holds no section of a source record, so it can become a plain map.
+#[derive(Debug, Clone, Default)]
+pub struct Object(Document);
+
+impl Object {
+    pub fn new() -> Self {
+        Object::default()
+    }
+
+    /// Set `path` (dot-separated) to `value`; a later write to a path wins.
+    pub fn put(&mut self, path: impl Into<Key>, value: impl Into<Value>) {
+        self.0.put(path, value);
+    }
+
+    /// Set `path` when `value` is present.
+    pub fn put_opt<V: Into<Value>>(&mut self, path: &'static str, value: Option<V>) {
+        self.0.put_opt(path, value);
+    }
+
+    pub fn into_map(self) -> Map<String, Value> {
+        fn map(children: Vec<(Key, Node)>) -> Map<String, Value> {
+            children
+                .into_iter()
+                .map(|(k, node)| {
+                    let value = match node {
+                        Node::Value(v) => v,
+                        Node::Object(inner) => Value::Object(map(inner)),
+                        Node::Part(_) => unreachable!("an Object has nothing spliced in"),
+                    };
+                    (k.into_owned(), value)
+                })
+                .collect()
+        }
+        map(self.0.root)
+    }
+}
+
 struct ObjectView<'a> {
     children: &'a [(Key, Node)],
     source: &'a SourceRecord,
@@ -330,6 +325,20 @@ mod tests {
             "back\\slash \u{1} \u{1f} \n\t\r \u{2028} é 𝄞 </script>"
         );
         assert_eq!(parsed["n"][4], u64::MAX);
+    }
+
+    #[test]
+    fn an_object_nests_like_writes_into_a_map() {
+        let mut o = Object::new();
+        o.put("event.action", "X");
+        o.put("event.kind", "event");
+        o.put_opt::<&str>("user.name", None);
+        o.put("user", json!({"id": 1}));
+        o.put("user.name", "n");
+        assert_eq!(
+            Value::Object(o.into_map()),
+            json!({"event": {"action": "X", "kind": "event"}, "user": {"id": 1, "name": "n"}})
+        );
     }
 
     #[test]

@@ -1,32 +1,19 @@
 //! ECS 9.x documents. Field semantics follow Elastic's AWS and Azure integrations, plus
 //! `event.category`/`event.type` and the initiating `user.*` for Entra audit records.
 
-use std::borrow::Cow;
 use std::net::IpAddr;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use super::doc::{snake_key, split_email, Field};
-use super::document::{Document, Part};
+use super::document::Document;
+use super::sections::Part;
 use super::taxonomy::Taxonomy;
-use crate::transforms::decode::fields::{obj_of, str_of};
+use crate::transforms::decode::fields::{obj_of, split_email, str_of};
 use crate::transforms::decode::time::TimeSource;
 use crate::transforms::decode::{CloudTrailRecord, EntraRecord};
 
 pub const ECS_VERSION: &str = "9.4.0";
-
-/// CloudTrail fields kept as objects under `aws.cloudtrail.flattened.*`, as Elastic does,
-/// because their shape differs per API: the ECS name of each.
-fn flattened(key: &str) -> Option<&'static str> {
-    Some(match key {
-        "requestParameters" => "request_parameters",
-        "responseElements" => "response_elements",
-        "additionalEventData" => "additional_eventdata",
-        "serviceEventDetails" => "service_event_details",
-        _ => return None,
-    })
-}
 
 fn ts(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
@@ -183,32 +170,6 @@ pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> D
     doc
 }
 
-/// `aws.cloudtrail`: every field of the record with its key in snake_case, the per-API
-/// objects under `flattened`.
-pub fn cloudtrail_vendor(r: &CloudTrailRecord) -> Field<'_> {
-    let mut entries = Vec::with_capacity(r.fields().len() + 1);
-    let mut nested = Vec::new();
-    for (key, value) in r.fields() {
-        if let Some(name) = flattened(key) {
-            if !value.is_null() {
-                nested.push((Cow::Borrowed(name), Field::Value(value)));
-            }
-        } else if key == "userIdentity" {
-            if let Value::Object(identity) = value {
-                entries.push((Cow::Borrowed("user_identity"), Field::Snake(identity, 4)));
-            }
-        } else {
-            entries.push((snake_key(key), Field::Value(value)));
-        }
-    }
-    if !nested.is_empty() {
-        // At its sorted place, so the (usually sorted) entries need no sort.
-        let at = entries.partition_point(|(k, _)| k.as_ref() < "flattened");
-        entries.insert(at, (Cow::Borrowed("flattened"), Field::object(nested)));
-    }
-    Field::object(entries)
-}
-
 /// Build the ECS document for an Entra record.
 pub fn entra(r: &EntraRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Document {
     let mut doc = Document::default();
@@ -286,7 +247,7 @@ pub fn entra(r: &EntraRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Document {
             doc.put_opt("user.name", str_of(app, "displayName"));
             related.user(str_of(app, "servicePrincipalId"));
         }
-        if let Some(target) = first_target(r, "User") {
+        if let Some(target) = r.first_target("User") {
             doc.put_opt("user.target.id", str_of(target, "id"));
             related.user(str_of(target, "id"));
             if let Some(upn) = str_of(target, "userPrincipalName") {
@@ -301,7 +262,7 @@ pub fn entra(r: &EntraRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Document {
                 .and_then(|u| str_of(u, "ipAddress"))
         });
         put_source(&mut doc, &mut related, caller);
-        let agent = prop("userAgent").or_else(|| additional_detail(r, "User-Agent"));
+        let agent = prop("userAgent").or_else(|| r.additional_detail("User-Agent"));
         doc.put_opt("user_agent.original", agent);
     }
     related.write(&mut doc);
@@ -317,23 +278,6 @@ pub fn entra(r: &EntraRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Document {
     doc
 }
 
-/// `azure.<dataset>`: every field of the record with its key in snake_case, and those of
-/// `properties` one level deep.
-pub fn entra_vendor(r: &EntraRecord) -> Field<'_> {
-    let entries = r
-        .fields()
-        .iter()
-        .filter_map(|(key, value)| match (key.as_str(), value) {
-            ("properties", Value::Object(p)) => {
-                Some((Cow::Borrowed("properties"), Field::Snake(p, 1)))
-            }
-            ("properties", _) => None,
-            _ => Some((snake_key(key), Field::Value(value))),
-        })
-        .collect();
-    Field::object(entries)
-}
-
 /// `durationMs` as ECS `event.duration` (nanoseconds); none for a negative duration or one
 /// too long to count in nanoseconds (found by fuzzing: the multiplication overflowed).
 fn duration_ns(v: &Value) -> Option<i64> {
@@ -343,27 +287,6 @@ fn duration_ns(v: &Value) -> Option<i64> {
         _ => return None,
     };
     ms.checked_mul(1_000_000).filter(|ns| *ns >= 0)
-}
-
-/// The first target resource of the given type (`User`, `ServicePrincipal`, …).
-pub fn first_target<'a>(r: &'a EntraRecord, kind: &str) -> Option<&'a Map<String, Value>> {
-    r.properties()?
-        .get("targetResources")?
-        .as_array()?
-        .iter()
-        .filter_map(Value::as_object)
-        .find(|t| str_of(t, "type").is_some_and(|t| t.eq_ignore_ascii_case(kind)))
-}
-
-/// A value from the audit record's `additionalDetails` key/value list.
-pub fn additional_detail<'a>(r: &'a EntraRecord, key: &str) -> Option<&'a str> {
-    r.properties()?
-        .get("additionalDetails")?
-        .as_array()?
-        .iter()
-        .filter_map(Value::as_object)
-        .find(|kv| str_of(kv, "key") == Some(key))
-        .and_then(|kv| str_of(kv, "value"))
 }
 
 #[cfg(test)]

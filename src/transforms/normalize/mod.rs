@@ -1,9 +1,10 @@
 //! Normalization: one pass per record into ECS and/or OCSF documents.
 
-pub mod doc;
 pub mod document;
 pub mod ecs;
+pub mod field;
 pub mod ocsf;
+pub mod sections;
 pub mod taxonomy;
 
 use chrono::{DateTime, Utc};

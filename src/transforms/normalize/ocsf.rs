@@ -1,64 +1,19 @@
 //! OCSF 1.8.0 records with the `cloud` and `datetime` profiles. CloudTrail follows AWS
 //! Security Lake's mapping; whatever has no OCSF attribute is kept under `unmapped`.
 
-use std::borrow::Cow;
 use std::net::IpAddr;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Map, Value};
 
-use super::doc::{split_email, Doc, Field};
-use super::document::{Document, Part};
-use super::ecs::{additional_detail, first_target};
+use super::document::{Document, Object};
+use super::sections::{unmapped_cloudtrail, unmapped_entra_fields, Part};
 use super::taxonomy::{OcsfClass, Taxonomy};
-use crate::transforms::decode::fields::{obj_of, str_of};
+use crate::transforms::decode::fields::{obj_of, split_email, str_of};
 use crate::transforms::decode::time::parse_time;
 use crate::transforms::decode::{CloudTrailRecord, EntraRecord};
 
 pub const OCSF_VERSION: &str = "1.8.0";
-
-/// CloudTrail keys that have an OCSF home; every other key goes to `unmapped`.
-fn cloudtrail_mapped(key: &str) -> bool {
-    matches!(
-        key,
-        "eventTime"
-            | "eventSource"
-            | "eventName"
-            | "awsRegion"
-            | "sourceIPAddress"
-            | "userAgent"
-            | "requestParameters"
-            | "responseElements"
-            | "requestID"
-            | "eventID"
-            | "resources"
-            | "recipientAccountId"
-            | "errorCode"
-            | "errorMessage"
-            | "userIdentity"
-            | "apiVersion"
-    )
-}
-
-/// Entra `properties` keys that have an OCSF home.
-const ENTRA_MAPPED_PROPERTIES: &[&str] = &[
-    "id",
-    "correlationId",
-    "userId",
-    "userPrincipalName",
-    "userDisplayName",
-    "servicePrincipalId",
-    "servicePrincipalName",
-    "appId",
-    "appDisplayName",
-    "ipAddress",
-    "userAgent",
-    "resourceDisplayName",
-    "resourceId",
-    "activityDisplayName",
-    "loggedByService",
-    "initiatedBy",
-];
 
 pub fn epoch_ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
@@ -244,44 +199,8 @@ pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> D
     doc
 }
 
-/// The fields of a CloudTrail record with no OCSF attribute, and those mapped fields
-/// that found no home in this record.
-fn unmapped_cloudtrail_fields(
-    r: &CloudTrailRecord,
-    request_parameters: bool,
-    resources: bool,
-) -> Vec<(Cow<'_, str>, Field<'_>)> {
-    r.fields()
-        .iter()
-        .filter(|(k, v)| unmapped_cloudtrail(k, v, request_parameters, resources))
-        .map(|(k, v)| (Cow::Borrowed(k.as_str()), Field::Value(v)))
-        .collect()
-}
-
-/// Does this field of a CloudTrail record belong in `unmapped`?
-fn unmapped_cloudtrail(
-    key: &str,
-    value: &Value,
-    request_parameters: bool,
-    resources: bool,
-) -> bool {
-    !value.is_null()
-        && (!cloudtrail_mapped(key)
-            || (request_parameters && key == "requestParameters")
-            || (resources && key == "resources"))
-}
-
-/// OCSF `unmapped` of a CloudTrail record.
-pub fn cloudtrail_unmapped(
-    r: &CloudTrailRecord,
-    request_parameters: bool,
-    resources: bool,
-) -> Field<'_> {
-    Field::Object(unmapped_cloudtrail_fields(r, request_parameters, resources))
-}
-
 fn actor_user(r: &CloudTrailRecord) -> Map<String, Value> {
-    let mut u = Doc::new();
+    let mut u = Object::new();
     let kind = r.identity_str("type");
     u.put_opt("uid", r.identity_str("arn"));
     u.put_opt("uid_alt", r.identity_str("principalId"));
@@ -309,7 +228,7 @@ fn target_user(r: &CloudTrailRecord) -> Option<Map<String, Value>> {
     let name = ["userName", "roleName", "groupName"]
         .iter()
         .find_map(|k| str_of(params, k))?;
-    let mut u = Doc::new();
+    let mut u = Object::new();
     u.put("name", name);
     let created = r
         .response_elements()
@@ -333,7 +252,7 @@ fn cloudtrail_resources(r: &CloudTrailRecord) -> (Vec<Value>, bool) {
         .filter_map(Value::as_object)
         .filter_map(|res| {
             let uid = str_of(res, "ARN").or_else(|| str_of(res, "arn"))?;
-            let mut d = Doc::new();
+            let mut d = Object::new();
             d.put("uid", uid);
             d.put_opt("type", str_of(res, "type"));
             d.put_opt("owner.account.uid", str_of(res, "accountId"));
@@ -378,7 +297,7 @@ pub fn entra(r: &EntraRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Document {
             "status_detail",
             status.and_then(|s| str_of(s, "failureReason")),
         );
-        let mut user = Doc::new();
+        let mut user = Object::new();
         match prop("userId") {
             Some(id) => {
                 user.put("uid", id);
@@ -413,7 +332,7 @@ pub fn entra(r: &EntraRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Document {
         doc.put_opt("service.uid", prop("resourceId"));
         let mut src = endpoint(prop("ipAddress").or(r.str("callerIpAddress")));
         if let Some(loc) = props.and_then(|p| obj_of(p, "location")) {
-            let mut l = Doc::new();
+            let mut l = Object::new();
             l.put_opt("city", str_of(loc, "city"));
             l.put_opt("region", str_of(loc, "state"));
             l.put_opt("country", str_of(loc, "countryOrRegion"));
@@ -443,9 +362,9 @@ pub fn entra(r: &EntraRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Document {
                 .and_then(|u| str_of(u, "ipAddress"))
         });
         doc.put("src_endpoint", endpoint(caller));
-        let agent = prop("userAgent").or_else(|| additional_detail(r, "User-Agent"));
+        let agent = prop("userAgent").or_else(|| r.additional_detail("User-Agent"));
         doc.put_opt("http_request.user_agent", agent);
-        let target_user = first_target(r, "User").map(entra_target_user);
+        let target_user = r.first_target("User").map(entra_target_user);
         match class {
             OcsfClass::AccountChange(_) => {
                 doc.put("user", subject(target_user, &actor));
@@ -464,33 +383,6 @@ pub fn entra(r: &EntraRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Document {
     doc
 }
 
-/// The fields of an Entra record with no OCSF attribute.
-fn unmapped_entra_fields(r: &EntraRecord) -> Vec<(Cow<'_, str>, Field<'_>)> {
-    let mut out = Vec::new();
-    for (k, v) in r.fields() {
-        match (k.as_str(), v) {
-            ("properties", Value::Object(p)) => {
-                let rest: Vec<_> = p
-                    .iter()
-                    .filter(|(k, _)| !ENTRA_MAPPED_PROPERTIES.contains(&k.as_str()))
-                    .map(|(k, v)| (Cow::Borrowed(k.as_str()), Field::Value(v)))
-                    .collect();
-                if !rest.is_empty() {
-                    out.push((Cow::Borrowed("properties"), Field::Object(rest)));
-                }
-            }
-            ("properties", _) | ("time" | "tenantId" | "correlationId", _) => {}
-            _ => out.push((Cow::Borrowed(k.as_str()), Field::Value(v))),
-        }
-    }
-    out
-}
-
-/// OCSF `unmapped` of an Entra record.
-pub fn entra_unmapped(r: &EntraRecord) -> Field<'_> {
-    Field::Object(unmapped_entra_fields(r))
-}
-
 /// The user an account or access change is about: the target user, else the initiator.
 fn subject(target: Option<Value>, actor: &Map<String, Value>) -> Value {
     let user = target
@@ -507,7 +399,7 @@ fn is_email(s: &str) -> bool {
 }
 
 fn entra_target_user(t: &Map<String, Value>) -> Value {
-    let mut u = Doc::new();
+    let mut u = Object::new();
     u.put_opt("uid", str_of(t, "id"));
     u.put_opt(
         "name",
@@ -523,10 +415,10 @@ fn entra_target_user(t: &Map<String, Value>) -> Value {
 
 /// The initiator of an audit: a user, or an application (service principal).
 fn audit_actor(r: &EntraRecord) -> Map<String, Value> {
-    let mut a = Doc::new();
+    let mut a = Object::new();
     let initiated = r.properties().and_then(|p| obj_of(p, "initiatedBy"));
     if let Some(user) = initiated.and_then(|i| obj_of(i, "user")) {
-        let mut u = Doc::new();
+        let mut u = Object::new();
         u.put_opt("uid", str_of(user, "id"));
         u.put_opt(
             "name",
@@ -557,7 +449,7 @@ fn entity(r: &EntraRecord) -> Value {
         .and_then(Value::as_array)
         .and_then(|t| t.first())
         .and_then(Value::as_object);
-    let mut e = Doc::new();
+    let mut e = Object::new();
     match target {
         Some(t) => {
             e.put_opt("uid", str_of(t, "id"));

@@ -1,50 +1,9 @@
-//! A small builder for nested JSON documents addressed by dotted paths.
+//! JSON fields borrowed from a source record and written with their keys in snake_case.
 
 use std::borrow::Cow;
 
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value};
-
-/// A JSON object under construction.
-#[derive(Debug, Default, Clone)]
-pub struct Doc(pub Map<String, Value>);
-
-impl Doc {
-    pub fn new() -> Self {
-        Doc(Map::new())
-    }
-
-    /// Set `path` (dot-separated) to `value`, creating intermediate objects.
-    pub fn put(&mut self, path: &str, value: impl Into<Value>) {
-        let mut map = &mut self.0;
-        let mut parts = path.split('.');
-        let mut part = parts.next().unwrap_or_default();
-        for next in parts {
-            // Keys are allocated only for objects not there yet: most puts land in
-            // `event`, `user`, `source` … which already exist.
-            if !map.get(part).is_some_and(Value::is_object) {
-                map.insert(part.to_string(), Value::Object(Map::new()));
-            }
-            map = map
-                .get_mut(part)
-                .and_then(Value::as_object_mut)
-                .expect("just made an object");
-            part = next;
-        }
-        map.insert(part.to_string(), value.into());
-    }
-
-    /// Set `path` when `value` is present.
-    pub fn put_opt<V: Into<Value>>(&mut self, path: &str, value: Option<V>) {
-        if let Some(v) = value {
-            self.put(path, v);
-        }
-    }
-
-    pub fn into_map(self) -> Map<String, Value> {
-        self.0
-    }
-}
 
 /// `camelCase`/`PascalCase` → `snake_case`, keeping acronyms together
 /// (`sourceIPAddress` → `source_ip_address`, `requestID` → `request_id`).
@@ -263,12 +222,6 @@ impl Serialize for Field<'_> {
     }
 }
 
-/// Split a user principal name or e-mail-shaped name into (local part, domain).
-pub fn split_email(s: &str) -> Option<(&str, &str)> {
-    let (local, domain) = s.split_once('@')?;
-    (!local.is_empty() && domain.contains('.') && !domain.contains('@')).then_some((local, domain))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -299,18 +252,6 @@ mod tests {
         assert_eq!(
             serde_json::to_value(Field::Snake(&m, 2)).unwrap(),
             json!({"event_name": "b", "user_identity": {"session_context": {"mfaAuthenticated": "true"}}})
-        );
-    }
-
-    #[test]
-    fn put_builds_nested_objects() {
-        let mut d = Doc::new();
-        d.put("event.action", "X");
-        d.put("event.kind", "event");
-        d.put_opt::<&str>("user.name", None);
-        assert_eq!(
-            Value::Object(d.into_map()),
-            json!({"event": {"action": "X", "kind": "event"}})
         );
     }
 }
