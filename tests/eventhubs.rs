@@ -336,7 +336,12 @@ fn azurite() -> String {
 
 async fn owners(container: &str) -> Vec<(String, String)> {
     let (endpoint, auth) = from_connection_string(&azurite()).unwrap();
-    let store = BlobCheckpointStore::new(endpoint, container.to_string(), auth);
+    let store = BlobCheckpointStore::new(
+        endpoint,
+        container.to_string(),
+        auth,
+        Duration::from_secs(30),
+    );
     let mut list: Vec<(String, String)> = store
         .list_ownerships(NAMESPACE, HUB, "$Default")
         .await
@@ -367,7 +372,7 @@ async fn wait_for_owners(container: &str, what: &str, done: impl Fn(&[(String, S
 async fn a_stale_owners_checkpoint_never_moves_the_shared_one_backwards() {
     let (endpoint, auth) = from_connection_string(&azurite()).unwrap();
     let container = format!("checkpoints-{}", uuid::Uuid::new_v4().simple());
-    let store = BlobCheckpointStore::new(endpoint, container, auth);
+    let store = BlobCheckpointStore::new(endpoint, container, auth, Duration::from_secs(30));
     store.ensure_container().await.unwrap();
     let at = |seq: i64| azure_messaging_eventhubs::models::Checkpoint {
         fully_qualified_namespace: NAMESPACE.into(),

@@ -615,3 +615,49 @@ async fn event_hubs_with_one_event_the_collector_refuses_dead_letters_it_and_che
 async fn event_hubs_with_one_message_the_broker_refuses_dead_letters_it_and_checkpoints() {
     one_record_refused("eventhubs", "kafka").await;
 }
+
+/// Stopped while the collector still owes its indexer acknowledgement: the grace period
+/// ends with the input unsettled, nothing is acknowledged, and the run says so with exit
+/// code 4.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_input_still_unsettled_when_the_grace_period_ends_exits_4() {
+    let hec = HecReceiver::start(Behaviour {
+        ack_delay: Duration::from_secs(3600),
+        ..Behaviour::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    input(dir.path(), 10);
+    let port = common::free_port();
+    let config = format!(
+        "{}{}{}ack_poll_interval_ms = 50\n",
+        pipeline(port, 60),
+        file_source(dir.path()),
+        hec_sink(&hec, "good-token")
+    );
+    let run = common::start_pipeline(&config, &dir.path().join("dlq.ndjson"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while hec.events().len() < 10 {
+        assert!(Instant::now() < deadline, "{}", run.metrics.summary());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let stopped = Instant::now();
+    run.stop.send(true).unwrap();
+    let err = run
+        .task
+        .await
+        .unwrap()
+        .expect_err("an input left unsettled is not a clean end");
+    assert!(
+        stopped.elapsed() >= Duration::from_secs(5),
+        "the grace period (5 s) was waited out"
+    );
+    assert_eq!(err.exit_code(), 4, "{err}");
+    assert!(
+        err.to_string()
+            .contains("pipeline.shutdown_grace_secs = 5) ended with 1 inputs not yet settled"),
+        "{err}"
+    );
+    assert_eq!(Metrics::get(&run.metrics.batches_acked), 0);
+    assert_eq!(dead_letters(dir.path()), 0);
+}

@@ -2,6 +2,7 @@
 //! with the secrets read once at startup.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use azure_core::credentials::{Secret, TokenCredential};
 use azure_core_amqp::AmqpTransport;
@@ -129,6 +130,7 @@ impl Prepared {
                         endpoint,
                         b.container.clone(),
                         auth,
+                        Duration::from_secs(b.request_timeout_secs.max(1)),
                     ));
                     (store.clone(), Some(store))
                 }

@@ -133,6 +133,15 @@ pub struct BlobStoreConfig {
     /// Or: the account's blob endpoint, authorised with the source's Entra identity.
     #[serde(default)]
     pub account_url: Option<String>,
+    /// How long one request to the storage account may take, connecting included: a
+    /// storage account that stops answering must not hold a partition's checkpoint (or
+    /// the ownership round) for longer.
+    #[serde(default = "default_blob_timeout")]
+    pub request_timeout_secs: u64,
+}
+
+fn default_blob_timeout() -> u64 {
+    30
 }
 
 impl EventHubsSourceConfig {

@@ -11,6 +11,7 @@
 //! resolves beside the Event Hubs crate.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use azure_core::credentials::TokenCredential;
@@ -103,12 +104,11 @@ struct Listed {
 }
 
 impl BlobCheckpointStore {
-    pub fn new(endpoint: String, container: String, auth: BlobAuth) -> Self {
-        // A storage account that stops answering must not hold a partition's checkpoint
-        // (or the ownership round) forever.
+    /// A store whose every request ends within `timeout`.
+    pub fn new(endpoint: String, container: String, auth: BlobAuth, timeout: Duration) -> Self {
         let http = reqwest::Client::builder()
-            .connect_timeout(std::time::Duration::from_secs(10))
-            .timeout(std::time::Duration::from_secs(30))
+            .connect_timeout(timeout)
+            .timeout(timeout)
             .build()
             .unwrap_or_default();
         BlobCheckpointStore {
@@ -549,5 +549,34 @@ mod tests {
             from_connection_string("AccountName=a"),
             Err(BlobConfigError::Missing("AccountKey"))
         ));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_storage_account_that_never_answers_fails_the_request_in_time() {
+        // Accepts connections and never answers on them.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}/acct", listener.local_addr().unwrap());
+        let held = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                open.push(socket);
+            }
+        });
+        let store = BlobCheckpointStore::new(
+            endpoint,
+            "c".into(),
+            BlobAuth::SharedKey {
+                account: "acct".into(),
+                key: b"key".to_vec(),
+            },
+            Duration::from_secs(1),
+        );
+        let started = std::time::Instant::now();
+        let answer = tokio::time::timeout(Duration::from_secs(20), store.ensure_container())
+            .await
+            .expect("the store's own timeout ends the request");
+        assert!(answer.is_err());
+        assert!(started.elapsed() < Duration::from_secs(5));
+        held.abort();
     }
 }
