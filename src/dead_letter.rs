@@ -15,6 +15,10 @@ use crate::event::{Origin, Position};
 use serde::Deserialize;
 use std::path::PathBuf;
 
+/// How much of a whole input a dead letter keeps: its first 64 KiB. A poisoned object of a
+/// gigabyte must not become a gigabyte in memory and again in the dead-letter file.
+pub const INPUT_EXCERPT: usize = 64 << 10;
+
 /// One piece of input that could not be delivered as a record.
 #[derive(Debug, Clone)]
 pub struct DeadLetter {
@@ -24,10 +28,57 @@ pub struct DeadLetter {
     pub reason: String,
     pub origin: Origin,
     pub position: Option<Position>,
+    /// The bytes, or their beginning when `whole` is set.
     pub bytes: Vec<u8>,
+    /// The size and SHA-256 of everything, when `bytes` holds only its beginning.
+    pub whole: Option<Whole>,
+}
+
+/// What identifies bytes a dead letter keeps only the beginning of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Whole {
+    pub size: u64,
+    /// Lower-case hex.
+    pub sha256: String,
 }
 
 impl DeadLetter {
+    /// A dead letter for a whole input (a file, an object, a message): its first
+    /// [`INPUT_EXCERPT`] bytes, and its size and SHA-256 when it is longer.
+    pub fn input(kind: &'static str, reason: String, origin: Origin, bytes: &[u8]) -> Self {
+        Self::record(kind, reason, origin, None, bytes, INPUT_EXCERPT)
+    }
+
+    /// A dead letter for one record (or document): its bytes up to `cap`
+    /// (`limits.max_record_bytes`), and their size and SHA-256 when they are longer.
+    pub fn record(
+        kind: &'static str,
+        reason: String,
+        origin: Origin,
+        position: Option<Position>,
+        bytes: &[u8],
+        cap: usize,
+    ) -> Self {
+        let (kept, whole) = if bytes.len() > cap {
+            use sha2::Digest;
+            let whole = Whole {
+                size: bytes.len() as u64,
+                sha256: format!("{:x}", sha2::Sha256::digest(bytes)),
+            };
+            (&bytes[..cap], Some(whole))
+        } else {
+            (bytes, None)
+        };
+        DeadLetter {
+            kind,
+            reason,
+            origin,
+            position,
+            bytes: kept.to_vec(),
+            whole,
+        }
+    }
+
     /// The NDJSON line written for this dead letter.
     pub fn to_json(&self) -> serde_json::Value {
         let mut v = json!({
@@ -43,12 +94,25 @@ impl DeadLetter {
                 v["index"] = json!(i);
             }
         }
-        match std::str::from_utf8(&self.bytes) {
-            Ok(text) => v["original"] = json!(text),
-            Err(_) => {
+        // A cut may fall inside a UTF-8 sequence: the excerpt is text up to there.
+        let text = match std::str::from_utf8(&self.bytes) {
+            Ok(text) => Some(text),
+            Err(e) if self.whole.is_some() && e.error_len().is_none() => {
+                std::str::from_utf8(&self.bytes[..e.valid_up_to()]).ok()
+            }
+            Err(_) => None,
+        };
+        match text {
+            Some(text) => v["original"] = json!(text),
+            None => {
                 v["original_base64"] =
                     json!(base64::engine::general_purpose::STANDARD.encode(&self.bytes))
             }
+        }
+        if let Some(whole) = &self.whole {
+            v["truncated"] = json!(true);
+            v["size"] = json!(whole.size);
+            v["sha256"] = json!(whole.sha256);
         }
         v
     }
@@ -203,14 +267,34 @@ mod tests {
 
     #[test]
     fn non_utf8_is_base64() {
-        let l = DeadLetter {
-            kind: "invalid_json",
-            reason: "x".into(),
-            origin: Origin::Inline { name: "t".into() },
-            position: None,
-            bytes: vec![0xff, 0xfe],
-        };
+        let l = DeadLetter::input(
+            "invalid_json",
+            "x".into(),
+            Origin::Inline { name: "t".into() },
+            &[0xff, 0xfe],
+        );
         assert_eq!(l.to_json()["original_base64"], "//4=");
+        assert!(l.to_json().get("sha256").is_none(), "kept whole");
+    }
+
+    #[test]
+    fn a_large_input_keeps_its_first_64_kib_its_size_and_its_hash() {
+        // A two-byte character straddles the cut: the excerpt stays text, up to it.
+        let mut bytes = vec![b'a'; INPUT_EXCERPT - 1];
+        bytes.extend_from_slice("é".as_bytes());
+        bytes.extend(std::iter::repeat_n(b'b', 1 << 20));
+        let l = DeadLetter::input("too_large", "x".into(), Origin::Inline { name: "t".into() }, &bytes);
+        assert_eq!(l.bytes.len(), INPUT_EXCERPT);
+        let json = l.to_json();
+        assert_eq!(json["original"].as_str().unwrap().len(), INPUT_EXCERPT - 1);
+        assert_eq!(json["truncated"], true);
+        assert_eq!(json["size"], bytes.len() as u64);
+        use sha2::Digest;
+        assert_eq!(
+            json["sha256"],
+            format!("{:x}", sha2::Sha256::digest(&bytes))
+        );
+        assert!(json.to_string().len() < INPUT_EXCERPT + 1024);
     }
 
     #[test]
@@ -224,13 +308,12 @@ mod tests {
                 let path = path.clone();
                 std::thread::spawn(move || {
                     for i in 0..50 {
-                        let letter = DeadLetter {
-                            kind: "invalid_json",
-                            reason: format!("thread {t} letter {i}"),
-                            origin: Origin::Inline { name: "t".into() },
-                            position: None,
-                            bytes: b"x".to_vec(),
-                        };
+                        let letter = DeadLetter::input(
+                            "invalid_json",
+                            format!("thread {t} letter {i}"),
+                            Origin::Inline { name: "t".into() },
+                            b"x",
+                        );
                         sink.write_blocking(vec![letter]).unwrap();
                         let text = std::fs::read_to_string(&path).unwrap();
                         assert!(text.contains(&format!("\"thread {t} letter {i}\"")));

@@ -491,13 +491,12 @@ fn transform_worker(
                 tracing::error!(origin = %raw.origin, %message, "the transform panicked on this input; it is dead-lettered and the worker goes on");
                 metrics.count("transform_panics", 1);
                 metrics.dead_letter("transform_panic");
-                vec![DeadLetter {
-                    kind: "transform_panic",
-                    reason: format!("the transform panicked: {message}"),
-                    origin: raw.origin.clone(),
-                    position: None,
-                    bytes: raw.bytes.clone(),
-                }]
+                vec![DeadLetter::input(
+                    "transform_panic",
+                    format!("the transform panicked: {message}"),
+                    raw.origin.clone(),
+                    &raw.bytes,
+                )]
             }
         };
         // Every piece sends what it has left before the worker decides anything.

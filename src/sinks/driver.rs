@@ -352,13 +352,15 @@ async fn dead_letter<S: Service>(shared: &Shared<S>, refused: Vec<(S::Doc, Meta,
     let letters: Vec<DeadLetter> = refused
         .into_iter()
         .map(|(doc, meta, reason)| {
-            let letter = DeadLetter {
-                kind: S::REJECTED,
-                reason: format!("sink `{name}`: {reason}"),
-                origin: (*meta.origin).clone(),
-                position: None,
-                bytes: doc.bytes().to_vec(),
-            };
+            // A document is built from one record, which the limits already bound.
+            let letter = DeadLetter::record(
+                S::REJECTED,
+                format!("sink `{name}`: {reason}"),
+                (*meta.origin).clone(),
+                None,
+                doc.bytes(),
+                usize::MAX,
+            );
             metas.push(meta);
             letter
         })

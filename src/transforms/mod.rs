@@ -265,12 +265,16 @@ impl Transformer {
         bytes: &[u8],
     ) {
         self.metrics.dead_letter(kind);
-        out.push(DeadLetter {
-            kind,
-            reason,
-            origin: origin.clone(),
-            position,
-            bytes: bytes.to_vec(),
+        out.push(match position {
+            Some(_) => DeadLetter::record(
+                kind,
+                reason,
+                origin.clone(),
+                position,
+                bytes,
+                self.limits.max_record_bytes,
+            ),
+            None => DeadLetter::input(kind, reason, origin.clone(), bytes),
         });
     }
 }

@@ -71,6 +71,8 @@ pub struct State {
     pub events: Vec<Value>,
     /// Envelopes accepted with `count_only`.
     pub counted: u64,
+    /// When the last accepted request arrived.
+    pub last_accepted: Option<Instant>,
     pub requests: u64,
     pub busy_replies: u64,
     pub too_large_replies: u64,
@@ -330,6 +332,7 @@ fn event(
     } else if let Some(refused) = check_and_keep(body, &b, &mut s) {
         return refused;
     }
+    s.last_accepted = Some(Instant::now());
     if mode == Token::NoAck {
         return code(200, 0, "Success");
     }

@@ -110,7 +110,7 @@ fn default_ack_poll() -> u64 {
     1_000
 }
 fn default_pending_ack_bytes() -> u64 {
-    64 << 20
+    128 << 20
 }
 fn default_ack_timeout() -> u64 {
     300

@@ -280,13 +280,12 @@ async fn dispatch(ctx: &Ctx, id: &str, body: &str, token: AckToken) {
             token.resolve(BatchStatus::Delivered);
         }
         Notification::Unknown(reason) => {
-            let letter = DeadLetter {
-                kind: "sqs_unknown_message",
-                reason: format!("{reason}; left to the queue's redrive policy"),
-                origin: sqs_origin(ctx, id),
-                position: None,
-                bytes: body.as_bytes().to_vec(),
-            };
+            let letter = DeadLetter::input(
+                "sqs_unknown_message",
+                format!("{reason}; left to the queue's redrive policy"),
+                sqs_origin(ctx, id),
+                body.as_bytes(),
+            );
             ctx.metrics.dead_letter(letter.kind);
             let written = ctx.dead_letters.write(vec![letter]).await.is_ok();
             let status = if written && ctx.config.delete_unknown {
@@ -338,13 +337,7 @@ async fn fetch_and_send(ctx: &Ctx, id: &str, object: ObjectRef, share: AckToken)
         KeyKind::Log | KeyKind::Insight => {}
     }
     if let Some(reason) = not_allowed(&ctx.config, &object) {
-        let letter = DeadLetter {
-            kind: "not_allowed",
-            reason,
-            origin,
-            position: None,
-            bytes: Vec::new(),
-        };
+        let letter = DeadLetter::input("not_allowed", reason, origin, &[]);
         ctx.metrics.dead_letter(letter.kind);
         let status = match ctx.dead_letters.write(vec![letter]).await {
             Ok(()) => BatchStatus::Delivered,
