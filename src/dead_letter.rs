@@ -283,7 +283,12 @@ mod tests {
         let mut bytes = vec![b'a'; INPUT_EXCERPT - 1];
         bytes.extend_from_slice("é".as_bytes());
         bytes.extend(std::iter::repeat_n(b'b', 1 << 20));
-        let l = DeadLetter::input("too_large", "x".into(), Origin::Inline { name: "t".into() }, &bytes);
+        let l = DeadLetter::input(
+            "too_large",
+            "x".into(),
+            Origin::Inline { name: "t".into() },
+            &bytes,
+        );
         assert_eq!(l.bytes.len(), INPUT_EXCERPT);
         let json = l.to_json();
         assert_eq!(json["original"].as_str().unwrap().len(), INPUT_EXCERPT - 1);
