@@ -9,7 +9,7 @@
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -307,7 +307,9 @@ impl Pipeline {
                 transform_worker(
                     &input_rx,
                     &batch_tx,
-                    |bytes, origin, emitters| transformer.process_pieces(bytes, origin, emitters),
+                    |bytes, origin, emitters, dead| {
+                        transformer.process_pieces(bytes, origin, emitters, dead)
+                    },
                     &dead_letters,
                     &metrics,
                     batch_size,
@@ -458,7 +460,7 @@ type Emitter<'a> = Box<dyn FnMut(Record) + Send + 'a>;
 fn transform_worker(
     input: &Mutex<mpsc::Receiver<RawInput>>,
     out: &mpsc::Sender<Batch>,
-    transform: impl for<'e> Fn(&[u8], &Origin, Vec<Emitter<'e>>) -> Vec<DeadLetter>,
+    transform: impl for<'e> Fn(&[u8], &Origin, Vec<Emitter<'e>>, &(dyn Fn(Vec<DeadLetter>) + Sync)),
     dead_letters: &DeadLetterSink,
     metrics: &Metrics,
     batch_size: usize,
@@ -477,40 +479,46 @@ fn transform_worker(
             .iter_mut()
             .map(|b| Box::new(move |record| b.push(record)) as Emitter<'_>)
             .collect();
-        // Records sent before a panic keep their own acknowledgement shares; what the
-        // panic cut short is kept whole in the dead letter, with its origin.
-        let run = std::panic::AssertUnwindSafe(|| transform(&raw.bytes, &raw.origin, emitters));
-        let dead = match std::panic::catch_unwind(run) {
-            Ok(dead) => dead,
-            Err(panic) => {
-                let message = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "no message".into());
-                tracing::error!(origin = %raw.origin, %message, "the transform panicked on this input; it is dead-lettered and the worker goes on");
-                metrics.count("transform_panics", 1);
-                metrics.dead_letter("transform_panic");
-                vec![DeadLetter::input(
-                    "transform_panic",
-                    format!("the transform panicked: {message}"),
-                    raw.origin.clone(),
-                    &raw.bytes,
-                )]
+        // A dead letter counts as settled only once its write is durable: a write that
+        // fails leaves the whole input unacknowledged, to come back.
+        let failed = AtomicBool::new(false);
+        let write = |letters: Vec<DeadLetter>| {
+            if let Err(e) = dead_letters.write_blocking(letters) {
+                tracing::error!(origin = %raw.origin, error = %e, destination = %dead_letters.describe(),
+                    "cannot write dead letters; the input stays unacknowledged");
+                failed.store(true, Ordering::Relaxed);
             }
         };
+        // Records sent before a panic keep their own acknowledgement shares; what the
+        // panic cut short is kept in the dead letter, with its origin.
+        let run =
+            std::panic::AssertUnwindSafe(|| transform(&raw.bytes, &raw.origin, emitters, &write));
+        if let Err(panic) = std::panic::catch_unwind(run) {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "no message".into());
+            tracing::error!(origin = %raw.origin, %message, "the transform panicked on this input; it is dead-lettered and the worker goes on");
+            metrics.count("transform_panics", 1);
+            metrics.dead_letter("transform_panic");
+            write(vec![DeadLetter::input(
+                "transform_panic",
+                format!("the transform panicked: {message}"),
+                raw.origin.clone(),
+                &raw.bytes,
+            )]);
+        }
         // Every piece sends what it has left before the worker decides anything.
         let finished: Vec<bool> = batchers.into_iter().map(Batcher::finish).collect();
         if finished.contains(&false) {
             return;
         }
-        if let Err(e) = dead_letters.write_blocking(dead) {
-            tracing::error!(origin = %raw.origin, error = %e, destination = %dead_letters.describe(),
-                "cannot write dead letters; the input stays unacknowledged");
-            raw.ack.resolve(BatchStatus::Failed);
-            continue;
-        }
-        raw.ack.resolve(BatchStatus::Delivered);
+        raw.ack.resolve(if failed.load(Ordering::Relaxed) {
+            BatchStatus::Failed
+        } else {
+            BatchStatus::Delivered
+        });
     }
 }
 
@@ -750,10 +758,9 @@ mod tests {
         transform_worker(
             &Mutex::new(input_rx),
             &batch_tx,
-            |bytes, origin, mut emitters| {
+            |bytes, origin, mut emitters, _| {
                 assert_ne!(bytes, b"boom", "a bug in the transform");
                 emitters[0](record(origin));
-                Vec::new()
             },
             &dead_letters,
             &metrics,

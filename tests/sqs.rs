@@ -396,3 +396,71 @@ async fn digest_keys_test_events_unknown_shapes_and_the_allowlist() {
         "the unknown message is not deleted"
     );
 }
+
+/// Objects that can never be delivered, one over `max_object_bytes` and a gzip bomb past
+/// the decompression cap, are dead-lettered with the limit's name and their messages
+/// deleted, while a good object between them is delivered: a poison object does not
+/// come back again and again, nor reach the queue's dead-letter queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_objects_are_dead_lettered_and_deleted_while_good_ones_flow() {
+    let (sqs, s3) = clients().await;
+    let (queue, _, dlq) = queue_with_dlq(&sqs, 2).await;
+    let b = bucket(&s3).await;
+    let (good, n) = trail_object();
+    let objects = [
+        ("big.json", vec![b'x'; 60_000]),
+        ("good.json.gz", good),
+        ("bomb.json.gz", gzip(&b"{}\n".repeat(700_000))),
+    ];
+    for (name, body) in objects {
+        let key = format!("AWSLogs/123456789012/CloudTrail/us-east-1/2024/01/01/{name}");
+        put(&s3, &b, &key, body).await;
+        sqs.send_message()
+            .queue_url(&queue)
+            .message_body(serde_json::json!({"s3Bucket": b, "s3ObjectKey": [key]}).to_string())
+            .send()
+            .await
+            .unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "{}[limits]\nmax_decompressed_bytes = 500000\n",
+        config(&queue, dir.path(), "max_object_bytes = 50000", "")
+    );
+    let (m, result) = run_until(
+        &config,
+        &dir.path().join("dlq.ndjson"),
+        Duration::from_secs(60),
+        |m| m.named("sqs_messages_deleted") >= 3,
+    )
+    .await;
+    result.unwrap();
+    assert_eq!(out_lines(dir.path()).len(), n, "the good object, whole");
+    let letters = letters(dir.path());
+    assert_eq!(letters.len(), 2, "{letters:?}");
+    let reason = |name: &str| {
+        letters
+            .iter()
+            .find(|l| l["origin"].as_str().unwrap().contains(name))
+            .unwrap_or_else(|| panic!("no letter for {name}: {letters:?}"))
+    };
+    let big = reason("big.json");
+    assert_eq!(big["kind"], "too_large");
+    assert!(big["reason"]
+        .as_str()
+        .unwrap()
+        .starts_with("object holds at least 60000 bytes, over max_object_bytes (50000)"));
+    let bomb = reason("bomb.json.gz");
+    assert_eq!(bomb["kind"], "too_large");
+    assert!(bomb["reason"]
+        .as_str()
+        .unwrap()
+        .contains("limits.max_decompressed_bytes"));
+    for letter in &letters {
+        assert!(letter.to_string().len() <= (64 << 10) + 1024);
+    }
+    assert_eq!(m.named("sqs_messages_received"), 3, "nothing came back");
+    assert_eq!(m.named("sqs_object_fetch_failures"), 0);
+    assert_eq!(queue_counts(&sqs, &queue).await, (0, 0));
+    assert_eq!(moved_to_dlq(&sqs, &queue, &dlq).await, 0);
+}

@@ -6,7 +6,8 @@ pub mod enrich;
 pub mod normalize;
 pub mod settings;
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
 
@@ -53,27 +54,35 @@ impl Transformer {
     /// bad input.
     pub fn process(&self, bytes: &[u8], origin: &Origin) -> Processed {
         let mut records = Vec::new();
-        let dead_letters = self.process_pieces(bytes, origin, vec![|r| records.push(r)]);
+        let dead_letters = Mutex::new(Vec::new());
+        self.process_pieces(bytes, origin, vec![|r| records.push(r)], &|letters| {
+            if let Ok(mut all) = dead_letters.lock() {
+                all.extend(letters);
+            }
+        });
         Processed {
             records,
-            dead_letters,
+            dead_letters: dead_letters.into_inner().unwrap_or_default(),
         }
     }
 
-    /// Hands each record to an emitter as soon as it is built, so a large file never has
-    /// all its records in memory at once, and uses one thread per emitter: a unit of at
-    /// least `2 × MIN_PIECE` records is cut into contiguous pieces, up to one per emitter,
-    /// transformed at once. One large file (a replay, a month's export) would otherwise
-    /// keep one core busy while the others idle. Each piece's records reach its emitter in
-    /// input order; pieces interleave. Returns the dead letters, in input order.
+    /// Hands each record to an emitter as soon as it is built, and each few hundred dead
+    /// letters to `dead`, so neither ever gathers a whole input in memory. Frames are found
+    /// as they are needed, [`CHUNK`] at a time, and the limits on one input apply while
+    /// they are: past `max_records_per_input` frames, or `max_invalid_records_per_input`
+    /// dead letters, the rest of the input is not read and the input is dead-lettered with
+    /// the limit's name (what came before stays delivered). A unit of more than one chunk
+    /// uses one thread per emitter: one large file (a replay, a month's export) would
+    /// otherwise keep one core busy while the others idle. Each chunk's records reach one
+    /// emitter in input order; chunks interleave.
     pub fn process_pieces<E: FnMut(Record) + Send>(
         &self,
         bytes: &[u8],
         origin: &Origin,
         mut emitters: Vec<E>,
-    ) -> Vec<DeadLetter> {
+        dead: &(dyn Fn(Vec<DeadLetter>) + Sync),
+    ) {
         Metrics::add(&self.metrics.inputs, 1);
-        let mut dead = Vec::new();
         let input = match framing::open(bytes, self.limits.max_decompressed_bytes) {
             Ok(input) => input,
             Err(err) => {
@@ -81,63 +90,119 @@ impl Transformer {
                     framing::OpenError::Gzip(_) => "invalid_gzip",
                     framing::OpenError::TooLarge { .. } => "too_large",
                 };
-                self.dead(&mut dead, kind, err.to_string(), origin, None, bytes);
-                return dead;
+                let mut letters = Vec::new();
+                self.dead(&mut letters, kind, err.to_string(), origin, None, bytes);
+                dead(letters);
+                return;
             }
         };
-        let mut frames = framing::frames(&input);
-        if frames.len() > self.limits.max_records_per_input {
-            let reason = format!(
-                "input holds {} records, over the limit of {} (limits.max_records_per_input)",
-                frames.len(),
-                self.limits.max_records_per_input
-            );
-            self.dead(&mut dead, "too_many_records", reason, origin, None, bytes);
-            return dead;
-        }
-        let pieces = emitters.len().min(frames.len() / MIN_PIECE).max(1);
-        let per_piece = frames.len().div_ceil(pieces);
-        let mut cut = Vec::with_capacity(pieces);
-        while frames.len() > per_piece {
-            cut.push(frames.split_off(frames.len() - per_piece));
-        }
-        cut.push(frames);
-        cut.reverse();
-        emitters.truncate(pieces);
+        let mut chunks = Chunks {
+            frames: framing::frames(&input),
+            taken: 0,
+            limit: self.limits.max_records_per_input,
+            over: false,
+        };
+        let invalid = AtomicUsize::new(0);
         let origin = Arc::new(origin.clone());
         let now = Utc::now();
-        let piece = |frames: Vec<Frame<'_>>, emit: E| {
-            let mut unit = Unit {
-                origin: Arc::clone(&origin),
-                now,
-                dead: Vec::new(),
-                emit,
-            };
-            for frame in frames {
-                self.frame(frame, &mut unit);
+        let work = |chunk: Vec<Frame<'_>>, unit: &mut Unit<E>| {
+            for frame in chunk {
+                self.frame(frame, unit);
             }
-            unit.dead
+            if unit.dead.len() >= DEAD_LETTER_FLUSH {
+                invalid.fetch_add(unit.dead.len(), Ordering::Relaxed);
+                dead(std::mem::take(&mut unit.dead));
+            }
         };
-        let piece = &piece;
-        std::thread::scope(|scope| {
-            let mut work = cut.into_iter().zip(emitters);
-            let first = work.next();
-            let others: Vec<_> = work
-                .map(|(frames, emit)| scope.spawn(move || piece(frames, emit)))
-                .collect();
-            if let Some((frames, emit)) = first {
-                dead.extend(piece(frames, emit));
+        let unit = |emit: E| Unit {
+            origin: Arc::clone(&origin),
+            now,
+            dead: Vec::new(),
+            emit,
+        };
+        let too_many_invalid =
+            || invalid.load(Ordering::Relaxed) > self.limits.max_invalid_records_per_input;
+        let first = chunks.next().unwrap_or_default();
+        if first.len() < CHUNK || emitters.len() < 2 {
+            let Some(emit) = emitters.into_iter().next() else {
+                return;
+            };
+            let mut one = unit(emit);
+            work(first, &mut one);
+            while !too_many_invalid() {
+                let Some(chunk) = chunks.next() else { break };
+                work(chunk, &mut one);
             }
-            for other in others {
-                // A panic is the worker's, as if it had transformed the piece itself.
-                dead.extend(
-                    other
+            invalid.fetch_add(one.dead.len(), Ordering::Relaxed);
+            dead(one.dead);
+        } else {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Frame<'_>>>(emitters.len());
+            // Shared by the workers and dropped with the last of them, so a producer
+            // never waits on workers that are gone.
+            let rx = Arc::new(Mutex::new(rx));
+            std::thread::scope(|scope| {
+                let workers: Vec<_> = emitters
+                    .drain(..)
+                    .map(|emit| {
+                        let rx = Arc::clone(&rx);
+                        let (work, unit) = (&work, &unit);
+                        scope.spawn(move || {
+                            let mut piece = unit(emit);
+                            loop {
+                                let next = match rx.lock() {
+                                    Ok(rx) => rx.recv(),
+                                    Err(_) => break,
+                                };
+                                let Ok(chunk) = next else { break };
+                                work(chunk, &mut piece);
+                            }
+                            piece.dead
+                        })
+                    })
+                    .collect();
+                drop(rx);
+                let mut next = Some(first);
+                while let Some(chunk) = next {
+                    if tx.send(chunk).is_err() || too_many_invalid() {
+                        break;
+                    }
+                    next = chunks.next();
+                }
+                drop(tx);
+                for worker in workers {
+                    // A panic is the worker's, as if it had transformed the piece itself.
+                    let rest = worker
                         .join()
-                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
-                );
-            }
-        });
-        dead
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                    invalid.fetch_add(rest.len(), Ordering::Relaxed);
+                    dead(rest);
+                }
+            });
+        }
+        let cut = if chunks.over {
+            Some((
+                "too_many_records",
+                format!(
+                    "input holds more than {} records (limits.max_records_per_input); those before the limit were processed, the rest was not read",
+                    self.limits.max_records_per_input
+                ),
+            ))
+        } else if too_many_invalid() {
+            Some((
+                "too_many_invalid_records",
+                format!(
+                    "input holds more than {} records that cannot be delivered (limits.max_invalid_records_per_input); those up to there were processed and dead-lettered, the rest was not read",
+                    self.limits.max_invalid_records_per_input
+                ),
+            ))
+        } else {
+            None
+        };
+        if let Some((kind, reason)) = cut {
+            let mut letters = Vec::new();
+            self.dead(&mut letters, kind, reason, &origin, None, bytes);
+            dead(letters);
+        }
     }
 
     fn frame(&self, frame: Frame<'_>, unit: &mut Unit<impl FnMut(Record)>) {
@@ -279,8 +344,41 @@ impl Transformer {
     }
 }
 
-/// Records below which a unit is not cut into pieces: a thread costs more than it saves.
-pub const MIN_PIECE: usize = 1_000;
+/// Frames handed to a piece at once; a unit of one chunk or less stays on its thread,
+/// where a thread would cost more than it saves.
+pub const CHUNK: usize = 1_000;
+
+/// Dead letters a piece gathers before handing them on.
+const DEAD_LETTER_FLUSH: usize = 256;
+
+/// Takes frames in chunks, and stops at the record limit.
+struct Chunks<'a> {
+    frames: framing::Frames<'a>,
+    taken: usize,
+    limit: usize,
+    /// The input holds more frames than the limit.
+    over: bool,
+}
+
+impl<'a> Iterator for Chunks<'a> {
+    type Item = Vec<Frame<'a>>;
+
+    fn next(&mut self) -> Option<Vec<Frame<'a>>> {
+        let mut chunk = Vec::with_capacity(CHUNK);
+        while chunk.len() < CHUNK && !self.over {
+            let Some(frame) = self.frames.next() else {
+                break;
+            };
+            if self.taken == self.limit {
+                self.over = true;
+                break;
+            }
+            self.taken += 1;
+            chunk.push(frame);
+        }
+        (!chunk.is_empty()).then_some(chunk)
+    }
+}
 
 /// One input unit (or a piece of one) on its way through: where it came from, and where its records and dead
 /// letters go.
@@ -355,37 +453,84 @@ mod tests {
     }
 
     #[test]
-    fn a_large_unit_is_cut_into_contiguous_pieces_one_per_emitter() {
-        let records = 2 * MIN_PIECE + 500;
-        let bad_line = MIN_PIECE + 700;
+    fn a_large_unit_is_shared_by_the_emitters_in_chunks_each_in_order() {
+        let records = 2 * CHUNK + 500;
+        let bad_line = CHUNK + 700;
         let text: String = (1..=records)
             .map(|n| match n {
                 n if n == bad_line => "{\"eventName\": }\n".to_string(),
                 n => format!("{{\"eventName\":\"A\",\"eventSource\":\"s\",\"eventID\":\"{n}\"}}\n"),
             })
             .collect();
-        let (mut first, mut second, mut third) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut first, mut second) = (Vec::new(), Vec::new());
         let emitters: Vec<Box<dyn FnMut(Record) + Send>> = vec![
-            Box::new(|r: Record| first.push(r.id)),
-            Box::new(|r: Record| second.push(r.id)),
-            Box::new(|r: Record| third.push(r.id)),
+            Box::new(|r: Record| first.push(r.id.parse::<usize>().unwrap())),
+            Box::new(|r: Record| second.push(r.id.parse::<usize>().unwrap())),
         ];
         let origin = Origin::Inline {
             name: "test".into(),
         };
-        let dead = transformer().process_pieces(text.as_bytes(), &origin, emitters);
-        let ids = |range: std::ops::RangeInclusive<usize>| -> Vec<String> {
-            range
-                .filter(|n| *n != bad_line)
-                .map(|n| n.to_string())
-                .collect()
-        };
-        // Two pieces: 2,500 records make two of at least MIN_PIECE, not three.
-        assert_eq!(first, ids(1..=1250));
-        assert_eq!(second, ids(1251..=records));
-        assert!(third.is_empty());
+        let dead = Mutex::new(Vec::new());
+        transformer().process_pieces(text.as_bytes(), &origin, emitters, &|l| {
+            dead.lock().unwrap().extend(l)
+        });
+        assert!(
+            first.is_sorted() && second.is_sorted(),
+            "each emitter in input order"
+        );
+        let mut all: Vec<usize> = first.iter().chain(&second).copied().collect();
+        all.sort_unstable();
+        let expected: Vec<usize> = (1..=records).filter(|n| *n != bad_line).collect();
+        assert_eq!(all, expected, "every record once");
+        let dead = dead.into_inner().unwrap();
         assert_eq!(dead.len(), 1);
         assert_eq!(dead[0].position.map(|p| p.line), Some(bad_line as u64));
+    }
+
+    #[test]
+    fn frames_past_the_record_limit_are_not_read_and_the_input_says_why() {
+        let mut t = transformer();
+        t.limits.max_records_per_input = 2_500;
+        let text: String = (1..=10_000)
+            .map(|n| format!("{{\"eventName\":\"A\",\"eventSource\":\"s\",\"eventID\":\"{n}\"}}\n"))
+            .collect();
+        let out = t.process(text.as_bytes(), &Origin::Inline { name: "big".into() });
+        let ids: Vec<String> = out.records.iter().map(|r| r.id.clone()).collect();
+        let expected: Vec<String> = (1..=2_500).map(|n| n.to_string()).collect();
+        assert_eq!(ids, expected, "the records before the limit, once each");
+        assert_eq!(out.dead_letters.len(), 1);
+        let letter = out.dead_letters[0].to_json();
+        assert_eq!(letter["kind"], "too_many_records");
+        assert!(letter["reason"]
+            .as_str()
+            .unwrap()
+            .contains("more than 2500 records (limits.max_records_per_input)"));
+        assert_eq!(letter["size"], text.len() as u64);
+        assert_eq!(
+            letter["original"].as_str().unwrap().len(),
+            crate::dead_letter::INPUT_EXCERPT
+        );
+    }
+
+    #[test]
+    fn an_input_of_nothing_but_bad_records_stops_at_the_invalid_limit() {
+        let mut t = transformer();
+        t.limits.max_invalid_records_per_input = 1_000;
+        let text = "{}\n".repeat(1_000_000);
+        let out = t.process(
+            text.as_bytes(),
+            &Origin::Inline {
+                name: "bomb".into(),
+            },
+        );
+        assert!(out.records.is_empty());
+        let kinds: Vec<&str> = out.dead_letters.iter().map(|l| l.kind).collect();
+        assert_eq!(kinds.last(), Some(&"too_many_invalid_records"));
+        assert!(
+            out.dead_letters.len() < 1_000 + 2 * CHUNK,
+            "{} dead letters: the rest was not read",
+            out.dead_letters.len()
+        );
     }
 
     #[test]

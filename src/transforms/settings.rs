@@ -12,6 +12,10 @@ pub struct Limits {
     pub max_record_bytes: usize,
     /// Most records one input (file, object, message) may hold.
     pub max_records_per_input: usize,
+    /// Most records of one input that may be dead-lettered: past it the rest of the input
+    /// is not read, so a small object of a million bad lines cannot become a million dead
+    /// letters.
+    pub max_invalid_records_per_input: usize,
 }
 
 impl Default for Limits {
@@ -20,6 +24,7 @@ impl Default for Limits {
             max_decompressed_bytes: 1 << 30,
             max_record_bytes: 4 << 20,
             max_records_per_input: 5_000_000,
+            max_invalid_records_per_input: 100_000,
         }
     }
 }

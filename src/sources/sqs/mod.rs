@@ -349,7 +349,7 @@ async fn fetch_and_send(ctx: &Ctx, id: &str, object: ObjectRef, share: AckToken)
         return share.resolve(BatchStatus::Failed);
     };
     match fetch(ctx, &object).await {
-        Ok(bytes) => {
+        Ok(Fetched::Whole(bytes)) => {
             ctx.metrics.count("sqs_objects", 1);
             ctx.metrics.count("sqs_object_bytes", bytes.len() as u64);
             let _ = ctx
@@ -360,6 +360,25 @@ async fn fetch_and_send(ctx: &Ctx, id: &str, object: ObjectRef, share: AckToken)
                     ack: share,
                 })
                 .await;
+        }
+        Ok(Fetched::TooLarge { size, head }) => {
+            // Poison for good: fetching it again would fail again, so it is dead-lettered
+            // and its message deleted instead of looping towards the dead-letter queue.
+            let letter = DeadLetter::input(
+                "too_large",
+                format!(
+                    "object holds at least {size} bytes, over max_object_bytes ({}); raise the limit if the object is genuine",
+                    ctx.config.max_object_bytes
+                ),
+                origin,
+                &head,
+            );
+            ctx.metrics.dead_letter(letter.kind);
+            let status = match ctx.dead_letters.write(vec![letter]).await {
+                Ok(()) => BatchStatus::Delivered,
+                Err(_) => BatchStatus::Failed,
+            };
+            share.resolve(status);
         }
         Err(reason) => {
             ctx.metrics.count("sqs_object_fetch_failures", 1);
@@ -390,7 +409,13 @@ fn not_allowed(config: &SqsSourceConfig, object: &ObjectRef) -> Option<String> {
     None
 }
 
-async fn fetch(ctx: &Ctx, object: &ObjectRef) -> Result<Vec<u8>, String> {
+/// An object fetched, or found over `max_object_bytes` (and not read past its first 64 KiB).
+enum Fetched {
+    Whole(Vec<u8>),
+    TooLarge { size: u64, head: Vec<u8> },
+}
+
+async fn fetch(ctx: &Ctx, object: &ObjectRef) -> Result<Fetched, String> {
     let get = |key: &str| {
         ctx.clients
             .s3
@@ -412,22 +437,34 @@ async fn fetch(ctx: &Ctx, object: &ObjectRef) -> Result<Vec<u8>, String> {
         },
     };
     let limit = ctx.config.max_object_bytes;
-    let mut bytes = Vec::with_capacity(
-        usize::try_from(response.content_length.unwrap_or(0).max(0))
-            .unwrap_or(0)
-            .min(64 << 20),
-    );
-    response
-        .body
-        .into_async_read()
+    let declared = u64::try_from(response.content_length.unwrap_or(0).max(0)).unwrap_or(0);
+    let mut body = response.body.into_async_read();
+    if declared > limit {
+        let mut head = Vec::new();
+        // The excerpt is a courtesy: a failure to read it changes nothing.
+        let _ = (&mut body)
+            .take(crate::dead_letter::INPUT_EXCERPT as u64)
+            .read_to_end(&mut head)
+            .await;
+        return Ok(Fetched::TooLarge {
+            size: declared,
+            head,
+        });
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(declared).unwrap_or(0).min(64 << 20));
+    (&mut body)
         .take(limit + 1)
         .read_to_end(&mut bytes)
         .await
         .map_err(|e| format!("reading the object: {e}"))?;
     if bytes.len() as u64 > limit {
-        return Err(format!("object is larger than max_object_bytes ({limit})"));
+        bytes.truncate(crate::dead_letter::INPUT_EXCERPT);
+        return Ok(Fetched::TooLarge {
+            size: limit + 1,
+            head: bytes,
+        });
     }
-    Ok(bytes)
+    Ok(Fetched::Whole(bytes))
 }
 
 /// Delete settled messages in batches of at most 10 (AWS's limit).

@@ -8,7 +8,9 @@ use std::io::Read;
 
 use flate2::read::MultiGzDecoder;
 use serde::Deserialize;
+use serde_json::de::SliceRead;
 use serde_json::value::RawValue;
+use serde_json::StreamDeserializer;
 
 use crate::event::Position;
 
@@ -105,87 +107,170 @@ struct Envelope<'a> {
     lower: Option<&'a RawValue>,
 }
 
-/// Split decompressed input into frames. NDJSON, a single object, concatenated objects,
-/// a JSON array and `Records`/`records` envelopes are all accepted. After a syntax error
-/// the scan resumes at the next line, so one bad NDJSON line never hides the rest.
-pub fn frames(input: &[u8]) -> Vec<Frame<'_>> {
+/// The frames of decompressed input, found one at a time as they are asked for. NDJSON, a
+/// single object, concatenated objects, a JSON array and `Records`/`records` envelopes
+/// are all accepted; arrays and envelopes are opened one level, lazily, so an envelope of
+/// a million records holds nothing but its position. After a syntax error the scan
+/// resumes at the next line, so one bad NDJSON line never hides the rest.
+pub struct Frames<'a> {
+    input: &'a [u8],
+    mode: Mode<'a>,
+}
+
+enum Mode<'a> {
+    /// Plain NDJSON of objects, one per line, checked up front: each line is left to the
+    /// decoder, which parses it once.
+    Lines {
+        offset: usize,
+        line: u64,
+    },
+    Scan(Scan<'a>),
+}
+
+/// Value by value through input of any other shape.
+struct Scan<'a> {
+    /// Where the current stream of values began.
+    start: usize,
+    stream: Option<StreamDeserializer<'a, SliceRead<'a>, &'a RawValue>>,
+    lines: LineCounter,
+    /// The array being opened, if any.
+    items: Option<Items<'a>>,
+}
+
+/// Split decompressed input into frames, lazily.
+pub fn frames(input: &[u8]) -> Frames<'_> {
     // Windows tools often write a UTF-8 byte-order mark; JSON parsers refuse it.
     let start = if input.starts_with(b"\xEF\xBB\xBF") {
         3
     } else {
         0
     };
-    ndjson_lines(input, start).unwrap_or_else(|| scan(input, start))
+    let mode = if plain_ndjson(&input[start..]) {
+        Mode::Lines {
+            offset: start,
+            line: 0,
+        }
+    } else {
+        Mode::Scan(Scan::new(start))
+    };
+    Frames { input, mode }
 }
 
 /// Like [`frames`], without the NDJSON fast path: every value is scanned and checked here.
-pub fn frames_scanned(input: &[u8]) -> Vec<Frame<'_>> {
-    scan(input, 0)
+pub fn frames_scanned(input: &[u8]) -> Frames<'_> {
+    Frames {
+        input,
+        mode: Mode::Scan(Scan::new(0)),
+    }
 }
 
 /// Plain NDJSON of objects, one per line and no envelope among them, skips the scanning
-/// pass: that pass read every byte once more before the decoder parsed it.
-fn ndjson_lines(input: &[u8], start: usize) -> Option<Vec<Frame<'_>>> {
-    let text = std::str::from_utf8(&input[start..]).ok()?;
-    if mentions_records(text) {
-        return None;
-    }
-    let mut out = Vec::new();
-    let mut offset = start;
-    for (i, line) in text.split_inclusive('\n').enumerate() {
-        let trimmed = line.trim_matches([' ', '\n', '\r', '\t']);
-        if !trimmed.is_empty() {
-            if !(trimmed.starts_with('{') && trimmed.ends_with('}')) {
-                return None;
-            }
-            out.push(Frame::Line {
-                text: trimmed,
-                position: Position {
-                    line: i as u64 + 1,
-                    offset: (offset + leading_ws(line.as_bytes())) as u64,
-                    index: None,
-                },
-            });
-        }
-        offset += line.len();
-    }
-    Some(out)
+/// pass: that pass read every byte once more before the decoder parsed it. Checking it
+/// reads the input without keeping anything.
+fn plain_ndjson(input: &[u8]) -> bool {
+    let Ok(text) = std::str::from_utf8(input) else {
+        return false;
+    };
+    !mentions_records(text)
+        && text.split('\n').all(|line| {
+            let trimmed = line.trim_matches(WS);
+            trimmed.is_empty() || (trimmed.starts_with('{') && trimmed.ends_with('}'))
+        })
 }
 
-fn scan(input: &[u8], mut start: usize) -> Vec<Frame<'_>> {
-    let mut out = Vec::new();
-    let mut lines = LineCounter::default();
-    while start < input.len() {
-        let rest = &input[start..];
-        let mut stream = serde_json::Deserializer::from_slice(rest).into_iter::<&RawValue>();
+const WS: [char; 4] = [' ', '\n', '\r', '\t'];
+
+impl<'a> Iterator for Frames<'a> {
+    type Item = Frame<'a>;
+
+    fn next(&mut self) -> Option<Frame<'a>> {
+        let input = self.input;
+        match &mut self.mode {
+            Mode::Lines { offset, line } => loop {
+                if *offset >= input.len() {
+                    return None;
+                }
+                let end = memchr::memchr(b'\n', &input[*offset..])
+                    .map_or(input.len(), |i| *offset + i + 1);
+                let raw = &input[*offset..end];
+                let at = *offset;
+                *offset = end;
+                *line += 1;
+                // Checked as UTF-8, line by line, when the mode was chosen.
+                let text = std::str::from_utf8(raw).unwrap_or_default();
+                let trimmed = text.trim_matches(WS);
+                if !trimmed.is_empty() {
+                    return Some(Frame::Line {
+                        text: trimmed,
+                        position: Position {
+                            line: *line,
+                            offset: (at + leading_ws(raw)) as u64,
+                            index: None,
+                        },
+                    });
+                }
+            },
+            Mode::Scan(scan) => scan.next(input),
+        }
+    }
+}
+
+impl<'a> Scan<'a> {
+    fn new(start: usize) -> Self {
+        Scan {
+            start,
+            stream: None,
+            lines: LineCounter::default(),
+            items: None,
+        }
+    }
+
+    fn next(&mut self, input: &'a [u8]) -> Option<Frame<'a>> {
         loop {
+            if let Some(items) = &mut self.items {
+                match items.next() {
+                    Some(frame) => return Some(frame),
+                    None => self.items = None,
+                }
+            }
+            if self.start >= input.len() {
+                return None;
+            }
+            let start = self.start;
+            let stream = self.stream.get_or_insert_with(|| {
+                serde_json::Deserializer::from_slice(&input[start..]).into_iter::<&RawValue>()
+            });
+            let rest = &input[start..];
             let before = stream.byte_offset();
+            let value_start = start + before + leading_ws(&rest[before..]);
             match stream.next() {
                 None => {
-                    start = input.len();
-                    break;
+                    self.start = input.len();
+                    self.stream = None;
+                    return None;
                 }
                 Some(Ok(raw)) => {
-                    let value_start = start + before + leading_ws(&rest[before..]);
-                    let position = lines.position(input, value_start);
-                    open_value(raw, position, &mut out);
+                    let position = self.lines.position(input, value_start);
+                    match open_value(raw, position) {
+                        Opened::Frame(frame) => return Some(frame),
+                        Opened::Items(items) => self.items = Some(items),
+                    }
                 }
                 Some(Err(err)) => {
-                    let value_start = start + before + leading_ws(&rest[before..]);
                     let resume = next_line(input, value_start);
                     let bad = &input[value_start..resume];
-                    out.push(Frame::Invalid {
+                    let frame = Frame::Invalid {
                         bytes: bad.strip_suffix(b"\n").unwrap_or(bad),
-                        position: lines.position(input, value_start),
+                        position: self.lines.position(input, value_start),
                         reason: format!("invalid JSON: {}", describe(&err)),
-                    });
-                    start = resume;
-                    break;
+                    };
+                    self.start = resume;
+                    self.stream = None;
+                    return Some(frame);
                 }
             }
         }
     }
-    out
 }
 
 fn mentions_records(text: &str) -> bool {
@@ -194,25 +279,38 @@ fn mentions_records(text: &str) -> bool {
         || memchr::memmem::find(bytes, b"\"records\"").is_some()
 }
 
-fn open_value<'a>(raw: &'a RawValue, position: Position, out: &mut Vec<Frame<'a>>) {
+/// A top-level value: one frame, or the items of an array or envelope to come.
+enum Opened<'a> {
+    Frame(Frame<'a>),
+    Items(Items<'a>),
+}
+
+fn open_value(raw: &RawValue, position: Position) -> Opened<'_> {
     let text = raw.get();
     match text.as_bytes().first() {
-        Some(b'[') => open_array(raw, position, out),
+        Some(b'[') => Opened::Items(Items::new(text, position)),
         // Only an object that mentions the key can be an envelope: skipping the second
         // parse for the rest saves a full scan of every NDJSON record.
-        Some(b'{') if !mentions_records(text) => out.push(Frame::Record { raw, position }),
-        Some(b'{') => match serde_json::from_str::<Envelope<'a>>(text) {
+        Some(b'{') if !mentions_records(text) => Opened::Frame(Frame::Record { raw, position }),
+        Some(b'{') => match serde_json::from_str::<Envelope<'_>>(text) {
             Ok(Envelope { upper, lower }) => match upper.or(lower) {
-                Some(records) => open_array(records, position, out),
-                None => out.push(Frame::Record { raw, position }),
+                Some(records) if records.get().starts_with('[') => {
+                    Opened::Items(Items::new(records.get(), position))
+                }
+                Some(records) => Opened::Frame(Frame::Invalid {
+                    bytes: records.get().as_bytes(),
+                    position,
+                    reason: "`Records`/`records` must be an array of records".into(),
+                }),
+                None => Opened::Frame(Frame::Record { raw, position }),
             },
-            Err(err) => out.push(Frame::Invalid {
+            Err(err) => Opened::Frame(Frame::Invalid {
                 bytes: text.as_bytes(),
                 position,
                 reason: format!("invalid envelope: {}", describe(&err)),
             }),
         },
-        _ => out.push(Frame::Invalid {
+        _ => Opened::Frame(Frame::Invalid {
             bytes: text.as_bytes(),
             position,
             reason: "expected a JSON object or array at the top level".into(),
@@ -220,24 +318,60 @@ fn open_value<'a>(raw: &'a RawValue, position: Position, out: &mut Vec<Frame<'a>
     }
 }
 
-fn open_array<'a>(raw: &'a RawValue, position: Position, out: &mut Vec<Frame<'a>>) {
-    match serde_json::from_str::<Vec<&'a RawValue>>(raw.get()) {
-        Ok(items) => {
-            for (i, item) in items.into_iter().enumerate() {
-                out.push(Frame::Record {
-                    raw: item,
-                    position: Position {
-                        index: Some(i as u64),
-                        ..position
-                    },
-                });
+/// The items of a JSON array already checked as JSON, one at a time.
+struct Items<'a> {
+    text: &'a str,
+    /// Just past the `[`, then past each item.
+    at: usize,
+    index: u64,
+    position: Position,
+}
+
+impl<'a> Items<'a> {
+    fn new(text: &'a str, position: Position) -> Self {
+        Items {
+            text,
+            at: 1,
+            index: 0,
+            position,
+        }
+    }
+}
+
+impl<'a> Iterator for Items<'a> {
+    type Item = Frame<'a>;
+
+    fn next(&mut self) -> Option<Frame<'a>> {
+        let mut rest = self.text.get(self.at..)?.trim_start_matches(WS);
+        if let Some(after) = rest.strip_prefix(',') {
+            rest = after.trim_start_matches(WS);
+        }
+        if rest.is_empty() || rest.starts_with(']') {
+            self.at = self.text.len() + 1;
+            return None;
+        }
+        let skipped = self.text.len() - self.at - rest.len();
+        let mut one = serde_json::Deserializer::from_str(rest).into_iter::<&RawValue>();
+        let position = Position {
+            index: Some(self.index),
+            ..self.position
+        };
+        self.index += 1;
+        match one.next() {
+            Some(Ok(raw)) => {
+                self.at += skipped + one.byte_offset();
+                Some(Frame::Record { raw, position })
+            }
+            // The array parsed as JSON as a whole; an item that does not is beyond repair.
+            _ => {
+                self.at = self.text.len() + 1;
+                Some(Frame::Invalid {
+                    bytes: rest.as_bytes(),
+                    position,
+                    reason: "`Records`/`records` must be an array of records".into(),
+                })
             }
         }
-        Err(_) => out.push(Frame::Invalid {
-            bytes: raw.get().as_bytes(),
-            position,
-            reason: "`Records`/`records` must be an array of records".into(),
-        }),
     }
 }
 
@@ -290,7 +424,6 @@ mod tests {
 
     fn summary(input: &str) -> Vec<String> {
         frames(input.as_bytes())
-            .into_iter()
             .map(|f| match f {
                 Frame::Record { raw, position } => format!("R{}:{}", position.line, raw.get()),
                 Frame::Line { text, position } => format!("L{}:{text}", position.line),
@@ -314,7 +447,7 @@ mod tests {
             vec!["L1:{\"a\":1}", "L3:{\"b\": 2}"]
         );
         let input = "{\"a\":1}\n  {\"b\": 2}";
-        match &frames(input.as_bytes())[1] {
+        match &frames(input.as_bytes()).nth(1).unwrap() {
             Frame::Line { position, .. } => assert_eq!(position.offset, 10),
             other => panic!("{other:?}"),
         }
