@@ -49,6 +49,21 @@ impl DeadLetter {
         Self::record(kind, reason, origin, None, bytes, INPUT_EXCERPT)
     }
 
+    /// [`DeadLetter::input`] for an input that is not in memory: the file is read again,
+    /// its first 64 KiB kept and the rest only hashed.
+    pub fn of_file(kind: &'static str, reason: String, origin: Origin, path: &Path) -> Self {
+        let excerpt = File::open(path).and_then(|f| excerpt_of(f, INPUT_EXCERPT));
+        let (bytes, whole) = excerpt.unwrap_or_default();
+        DeadLetter {
+            kind,
+            reason,
+            origin,
+            position: None,
+            bytes,
+            whole,
+        }
+    }
+
     /// A dead letter for one record (or document): its bytes up to `cap`
     /// (`limits.max_record_bytes`), and their size and SHA-256 when they are longer.
     pub fn record(
@@ -116,6 +131,30 @@ impl DeadLetter {
         }
         v
     }
+}
+
+/// The first `cap` bytes of `input`, and its size and SHA-256 when it is longer.
+fn excerpt_of(mut input: impl std::io::Read, cap: usize) -> io::Result<(Vec<u8>, Option<Whole>)> {
+    use sha2::Digest;
+    let mut hash = sha2::Sha256::new();
+    let mut head = Vec::with_capacity(cap);
+    let mut size = 0u64;
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = input.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hash.update(&buf[..n]);
+        size += n as u64;
+        let room = cap.saturating_sub(head.len()).min(n);
+        head.extend_from_slice(&buf[..room]);
+    }
+    let whole = (size > cap as u64).then(|| Whole {
+        size,
+        sha256: format!("{:x}", hash.finalize()),
+    });
+    Ok((head, whole))
 }
 
 /// Where dead letters go: one writer thread, fed through a bounded channel. It writes

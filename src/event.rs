@@ -99,6 +99,15 @@ impl fmt::Display for Position {
 #[derive(Debug)]
 pub struct RawInput {
     pub origin: Origin,
-    pub bytes: Vec<u8>,
+    pub body: Body,
     pub ack: AckToken,
+}
+
+/// What an input holds.
+#[derive(Debug)]
+pub enum Body {
+    /// Bytes already in memory (a queue message, a fetched object, an event).
+    Bytes(Vec<u8>),
+    /// A file, read piece by piece as it is transformed, never whole.
+    File(PathBuf),
 }

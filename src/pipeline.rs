@@ -21,7 +21,7 @@ use crate::admin::{self, Health};
 use crate::config::{sink_formats, Config, KeysConfig, SinkConfig};
 use crate::dead_letter::{DeadLetter, DeadLetterSink};
 use crate::dedup::{self, DedupWindow, Digest};
-use crate::event::{Origin, RawInput};
+use crate::event::{Body, Origin, RawInput};
 use crate::keys::inventory::KeyInventory;
 use crate::keys::report;
 use crate::metrics::Metrics;
@@ -33,7 +33,7 @@ use crate::sources::{self, SourceEnv};
 use crate::supervisor::Supervisor;
 use crate::transforms::enrich::Enrichment;
 use crate::transforms::normalize::OutputFormat;
-use crate::transforms::Transformer;
+use crate::transforms::{Input, Transformer};
 use serde::Deserialize;
 
 #[derive(Debug, thiserror::Error)]
@@ -307,8 +307,8 @@ impl Pipeline {
                 transform_worker(
                     &input_rx,
                     &batch_tx,
-                    |bytes, origin, emitters, dead| {
-                        transformer.process_pieces(bytes, origin, emitters, dead)
+                    |body, origin, emitters, dead| {
+                        transformer.process_pieces(Input::of(body), origin, emitters, dead)
                     },
                     &dead_letters,
                     &metrics,
@@ -460,7 +460,12 @@ type Emitter<'a> = Box<dyn FnMut(Record) + Send + 'a>;
 fn transform_worker(
     input: &Mutex<mpsc::Receiver<RawInput>>,
     out: &mpsc::Sender<Batch>,
-    transform: impl for<'e> Fn(&[u8], &Origin, Vec<Emitter<'e>>, &(dyn Fn(Vec<DeadLetter>) + Sync)),
+    transform: impl for<'e> Fn(
+        &Body,
+        &Origin,
+        Vec<Emitter<'e>>,
+        &(dyn Fn(Vec<DeadLetter>) + Sync),
+    ) -> std::io::Result<()>,
     dead_letters: &DeadLetterSink,
     metrics: &Metrics,
     batch_size: usize,
@@ -492,22 +497,33 @@ fn transform_worker(
         // Records sent before a panic keep their own acknowledgement shares; what the
         // panic cut short is kept in the dead letter, with its origin.
         let run =
-            std::panic::AssertUnwindSafe(|| transform(&raw.bytes, &raw.origin, emitters, &write));
-        if let Err(panic) = std::panic::catch_unwind(run) {
-            let message = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "no message".into());
-            tracing::error!(origin = %raw.origin, %message, "the transform panicked on this input; it is dead-lettered and the worker goes on");
-            metrics.count("transform_panics", 1);
-            metrics.dead_letter("transform_panic");
-            write(vec![DeadLetter::input(
-                "transform_panic",
-                format!("the transform panicked: {message}"),
-                raw.origin.clone(),
-                &raw.bytes,
-            )]);
+            std::panic::AssertUnwindSafe(|| transform(&raw.body, &raw.origin, emitters, &write));
+        match std::panic::catch_unwind(run) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!(origin = %raw.origin, error = %e, "cannot read the input; it stays unacknowledged");
+                failed.store(true, Ordering::Relaxed);
+            }
+            Err(panic) => {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "no message".into());
+                tracing::error!(origin = %raw.origin, %message, "the transform panicked on this input; it is dead-lettered and the worker goes on");
+                metrics.count("transform_panics", 1);
+                metrics.dead_letter("transform_panic");
+                let reason = format!("the transform panicked: {message}");
+                let origin = raw.origin.clone();
+                write(vec![match &raw.body {
+                    Body::Bytes(bytes) => {
+                        DeadLetter::input("transform_panic", reason, origin, bytes)
+                    }
+                    Body::File(path) => {
+                        DeadLetter::of_file("transform_panic", reason, origin, path)
+                    }
+                }]);
+            }
         }
         // Every piece sends what it has left before the worker decides anything.
         let finished: Vec<bool> = batchers.into_iter().map(Batcher::finish).collect();
@@ -749,7 +765,7 @@ mod tests {
             input_tx
                 .try_send(RawInput {
                     origin: Origin::Inline { name: name.into() },
-                    bytes: name.as_bytes().to_vec(),
+                    body: Body::Bytes(name.as_bytes().to_vec()),
                     ack: token,
                 })
                 .unwrap();
@@ -758,9 +774,13 @@ mod tests {
         transform_worker(
             &Mutex::new(input_rx),
             &batch_tx,
-            |bytes, origin, mut emitters, _| {
-                assert_ne!(bytes, b"boom", "a bug in the transform");
+            |body, origin, mut emitters, _| {
+                assert!(
+                    !matches!(body, Body::Bytes(b) if b == b"boom"),
+                    "a bug in the transform"
+                );
                 emitters[0](record(origin));
+                Ok(())
             },
             &dead_letters,
             &metrics,

@@ -9,7 +9,7 @@ use futures::future::BoxFuture;
 use tokio::task::JoinSet;
 
 use crate::ack::{self, BatchStatus};
-use crate::event::{Origin, RawInput};
+use crate::event::{Body, Origin, RawInput};
 use crate::metrics::Metrics;
 use crate::sources::{Source, SourceContext};
 
@@ -133,20 +133,19 @@ async fn run(files: Vec<PathBuf>, ctx: SourceContext) {
         if *shutdown.borrow() {
             break;
         }
-        let bytes = match tokio::fs::read(&path).await {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::error!(path = %path.display(), error = %e, "cannot read input file; skipped");
-                Metrics::add(&metrics.batches_nacked, 1);
-                progress.failed.fetch_add(1, Ordering::Relaxed);
-                continue;
-            }
-        };
+        // Read as it is transformed, never whole; a file that cannot even be opened is
+        // skipped here, with a clear reason.
+        if let Err(e) = tokio::fs::File::open(&path).await {
+            tracing::error!(path = %path.display(), error = %e, "cannot read input file; skipped");
+            Metrics::add(&metrics.batches_nacked, 1);
+            progress.failed.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
         let origin = Origin::File { path: path.clone() };
         let (token, receiver) = ack::input("file", &origin, &metrics);
         let input = RawInput {
             origin,
-            bytes,
+            body: Body::File(path.clone()),
             ack: token,
         };
         tokio::select! {

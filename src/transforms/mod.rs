@@ -6,18 +6,20 @@ pub mod enrich;
 pub mod normalize;
 pub mod settings;
 
+use std::io::{BufRead, Read};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
 
 use crate::dead_letter::DeadLetter;
-use crate::event::{Origin, Position};
+use crate::event::{Body, Origin, Position};
 use crate::metrics::Metrics;
 use crate::record::{Format, Output, Record};
 use decode::framing::{self, Frame};
 use decode::{DecodeError, Decoded, EntraKind, SourceRecord, Special};
 use enrich::Enrichment;
+use flate2::read::MultiGzDecoder;
 use normalize::{Normalized, OutputFormat};
 use settings::{Limits, SpecialRoute};
 
@@ -36,6 +38,8 @@ pub struct Transformer {
     pub insight: SpecialRoute,
     pub enrichment: Enrichment,
     pub metrics: Arc<Metrics>,
+    /// Bytes of a streaming input read at once ([`BLOCK`]).
+    pub block: usize,
 }
 
 impl Transformer {
@@ -47,6 +51,7 @@ impl Transformer {
             insight: SpecialRoute::Skip,
             enrichment,
             metrics,
+            block: BLOCK,
         }
     }
 
@@ -55,57 +60,161 @@ impl Transformer {
     pub fn process(&self, bytes: &[u8], origin: &Origin) -> Processed {
         let mut records = Vec::new();
         let dead_letters = Mutex::new(Vec::new());
-        self.process_pieces(bytes, origin, vec![|r| records.push(r)], &|letters| {
-            if let Ok(mut all) = dead_letters.lock() {
-                all.extend(letters);
-            }
-        });
+        let read = self.process_pieces(
+            Input::Bytes(bytes),
+            origin,
+            vec![|r| records.push(r)],
+            &|letters| {
+                if let Ok(mut all) = dead_letters.lock() {
+                    all.extend(letters);
+                }
+            },
+        );
+        debug_assert!(read.is_ok(), "bytes in memory always read");
         Processed {
             records,
             dead_letters: dead_letters.into_inner().unwrap_or_default(),
         }
     }
 
-    /// Hands each record to an emitter as soon as it is built, and each few hundred dead
-    /// letters to `dead`, so neither ever gathers a whole input in memory. Frames are found
-    /// as they are needed, [`CHUNK`] at a time, and the limits on one input apply while
-    /// they are: past `max_records_per_input` frames, or `max_invalid_records_per_input`
-    /// dead letters, the rest of the input is not read and the input is dead-lettered with
-    /// the limit's name (what came before stays delivered). A unit of more than one chunk
-    /// uses one thread per emitter: one large file (a replay, a month's export) would
-    /// otherwise keep one core busy while the others idle. Each chunk's records reach one
-    /// emitter in input order; chunks interleave.
+    /// Transform one input, handing each record to an emitter as soon as it is built and
+    /// each few hundred dead letters to `dead`: no input is ever whole in memory here.
+    ///
+    /// - **Streaming.** The input is read (and gunzipped) in blocks of [`BLOCK`] bytes.
+    ///   NDJSON is framed block by block, each cut at its last newline. Any other shape
+    ///   (one `{"Records":[…]}` object, pretty-printed JSON) is read whole, up to
+    ///   `max_decompressed_bytes`, and framed lazily.
+    /// - **Limits while framing.** Past `max_decompressed_bytes`, `max_records_per_input`
+    ///   frames or `max_invalid_records_per_input` dead letters, the rest is not read and
+    ///   the input is dead-lettered with the limit's name; what came before stays
+    ///   delivered.
+    /// - **Threads.** A block of more than one [`CHUNK`] of frames is shared by one thread
+    ///   per emitter: one large file would otherwise keep one core busy while the others
+    ///   idle. Each chunk's records reach one emitter in input order; chunks interleave.
+    ///
+    /// `Err` is an input that could not be read (a file gone or unreadable): not bad
+    /// input, so nothing is dead-lettered and the caller leaves it unacknowledged.
     pub fn process_pieces<E: FnMut(Record) + Send>(
         &self,
-        bytes: &[u8],
+        input: Input<'_>,
         origin: &Origin,
         mut emitters: Vec<E>,
         dead: &(dyn Fn(Vec<DeadLetter>) + Sync),
-    ) {
+    ) -> std::io::Result<()> {
         Metrics::add(&self.metrics.inputs, 1);
-        let input = match framing::open(bytes, self.limits.max_decompressed_bytes) {
-            Ok(input) => input,
-            Err(err) => {
-                let kind = match err {
-                    framing::OpenError::Gzip(_) => "invalid_gzip",
-                    framing::OpenError::TooLarge { .. } => "too_large",
-                };
-                let mut letters = Vec::new();
-                self.dead(&mut letters, kind, err.to_string(), origin, None, bytes);
-                dead(letters);
-                return;
-            }
+        let letter = |kind: &'static str, reason: String| {
+            self.metrics.dead_letter(kind);
+            dead(vec![input.letter(kind, reason, origin)]);
         };
-        let mut chunks = Chunks {
-            frames: framing::frames(&input),
+        let mut raw = std::io::BufReader::with_capacity(1 << 16, input.reader()?);
+        let gzip = raw.fill_buf()?.starts_with(&framing::GZIP_MAGIC);
+        let mut decoded: Box<dyn Read + '_> = if gzip {
+            Box::new(MultiGzDecoder::new(raw))
+        } else {
+            Box::new(raw)
+        };
+        let limit = self.limits.max_decompressed_bytes;
+        let block = self.block.max(1);
+        let mut buf = Vec::with_capacity(input.size_hint(limit, block));
+        let mut progress = Progress {
             taken: 0,
+            over: false,
+            invalid: AtomicUsize::new(0),
+            origin: Arc::new(origin.clone()),
+            now: Utc::now(),
+        };
+        // Where `buf` starts in the decompressed input.
+        let mut base = Position {
+            line: 1,
+            offset: 0,
+            index: None,
+        };
+        let mut streaming = true;
+        let mut read = 0u64;
+        loop {
+            let want = if streaming { block } else { usize::MAX };
+            let eof = match fill(&mut decoded, &mut buf, want, limit, &mut read) {
+                Ok(eof) => eof,
+                Err(e) if gzip && e.kind() != std::io::ErrorKind::Other => {
+                    letter(
+                        "invalid_gzip",
+                        framing::OpenError::Gzip(e.to_string()).to_string(),
+                    );
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            };
+            if read > limit {
+                letter(
+                    "too_large",
+                    framing::OpenError::TooLarge { limit }.to_string(),
+                );
+                return Ok(());
+            }
+            let cut = if eof {
+                buf.len()
+            } else {
+                match memchr::memrchr(b'\n', &buf) {
+                    Some(newline) if framing::plain_ndjson(&buf[..newline + 1]) => newline + 1,
+                    // Not NDJSON, or a line longer than a block (a one-line
+                    // `{"Records":[…]}` file): the rest is read whole.
+                    _ => {
+                        streaming = false;
+                        continue;
+                    }
+                }
+            };
+            let block = &buf[..cut];
+            self.frame_block(block, base, &mut emitters, &mut progress, dead);
+            if progress.over || self.too_many_invalid(&progress) || eof {
+                break;
+            }
+            base.line += memchr::memchr_iter(b'\n', block).count() as u64;
+            base.offset += cut as u64;
+            buf.drain(..cut);
+        }
+        if progress.over {
+            letter(
+                "too_many_records",
+                format!(
+                    "input holds more than {} records (limits.max_records_per_input); those before the limit were processed, the rest was not read",
+                    self.limits.max_records_per_input
+                ),
+            );
+        } else if self.too_many_invalid(&progress) {
+            letter(
+                "too_many_invalid_records",
+                format!(
+                    "input holds more than {} records that cannot be delivered (limits.max_invalid_records_per_input); those up to there were processed and dead-lettered, the rest was not read",
+                    self.limits.max_invalid_records_per_input
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    fn too_many_invalid(&self, progress: &Progress) -> bool {
+        progress.invalid.load(Ordering::Relaxed) > self.limits.max_invalid_records_per_input
+    }
+
+    /// Frame and transform one block of the input, whose first byte is at `base`.
+    fn frame_block<E: FnMut(Record) + Send>(
+        &self,
+        block: &[u8],
+        base: Position,
+        emitters: &mut [E],
+        progress: &mut Progress,
+        dead: &(dyn Fn(Vec<DeadLetter>) + Sync),
+    ) {
+        let mut chunks = Chunks {
+            frames: framing::frames(block),
+            base,
+            taken: progress.taken,
             limit: self.limits.max_records_per_input,
             over: false,
         };
-        let invalid = AtomicUsize::new(0);
-        let origin = Arc::new(origin.clone());
-        let now = Utc::now();
-        let work = |chunk: Vec<Frame<'_>>, unit: &mut Unit<E>| {
+        let invalid = &progress.invalid;
+        let work = |chunk: Vec<Frame<'_>>, unit: &mut Unit<&mut E>| {
             for frame in chunk {
                 self.frame(frame, unit);
             }
@@ -114,9 +223,9 @@ impl Transformer {
                 dead(std::mem::take(&mut unit.dead));
             }
         };
-        let unit = |emit: E| Unit {
-            origin: Arc::clone(&origin),
-            now,
+        let unit = |emit| Unit {
+            origin: Arc::clone(&progress.origin),
+            now: progress.now,
             dead: Vec::new(),
             emit,
         };
@@ -124,7 +233,7 @@ impl Transformer {
             || invalid.load(Ordering::Relaxed) > self.limits.max_invalid_records_per_input;
         let first = chunks.next().unwrap_or_default();
         if first.len() < CHUNK || emitters.len() < 2 {
-            let Some(emit) = emitters.into_iter().next() else {
+            let Some(emit) = emitters.first_mut() else {
                 return;
             };
             let mut one = unit(emit);
@@ -137,12 +246,12 @@ impl Transformer {
             dead(one.dead);
         } else {
             let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Frame<'_>>>(emitters.len());
-            // Shared by the workers and dropped with the last of them, so a producer
+            // Shared by the workers and dropped with the last of them, so the producer
             // never waits on workers that are gone.
             let rx = Arc::new(Mutex::new(rx));
             std::thread::scope(|scope| {
                 let workers: Vec<_> = emitters
-                    .drain(..)
+                    .iter_mut()
                     .map(|emit| {
                         let rx = Arc::clone(&rx);
                         let (work, unit) = (&work, &unit);
@@ -179,30 +288,8 @@ impl Transformer {
                 }
             });
         }
-        let cut = if chunks.over {
-            Some((
-                "too_many_records",
-                format!(
-                    "input holds more than {} records (limits.max_records_per_input); those before the limit were processed, the rest was not read",
-                    self.limits.max_records_per_input
-                ),
-            ))
-        } else if too_many_invalid() {
-            Some((
-                "too_many_invalid_records",
-                format!(
-                    "input holds more than {} records that cannot be delivered (limits.max_invalid_records_per_input); those up to there were processed and dead-lettered, the rest was not read",
-                    self.limits.max_invalid_records_per_input
-                ),
-            ))
-        } else {
-            None
-        };
-        if let Some((kind, reason)) = cut {
-            let mut letters = Vec::new();
-            self.dead(&mut letters, kind, reason, &origin, None, bytes);
-            dead(letters);
-        }
+        progress.taken = chunks.taken;
+        progress.over = chunks.over;
     }
 
     fn frame(&self, frame: Frame<'_>, unit: &mut Unit<impl FnMut(Record)>) {
@@ -351,12 +438,109 @@ pub const CHUNK: usize = 1_000;
 /// Dead letters a piece gathers before handing them on.
 const DEAD_LETTER_FLUSH: usize = 256;
 
-/// Takes frames in chunks, and stops at the record limit.
+/// Bytes of the input read at once when it streams.
+pub const BLOCK: usize = 8 << 20;
+
+/// An input as the transform reads it.
+#[derive(Clone, Copy)]
+pub enum Input<'b> {
+    Bytes(&'b [u8]),
+    File(&'b std::path::Path),
+}
+
+impl<'b> Input<'b> {
+    pub fn of(body: &'b Body) -> Self {
+        match body {
+            Body::Bytes(bytes) => Input::Bytes(bytes),
+            Body::File(path) => Input::File(path),
+        }
+    }
+
+    fn reader(self) -> std::io::Result<Box<dyn Read + 'b>> {
+        Ok(match self {
+            Input::Bytes(bytes) => Box::new(bytes),
+            Input::File(path) => Box::new(std::fs::File::open(path)?),
+        })
+    }
+
+    /// Room to reserve for the decompressed input: a block, or all of it when it is in
+    /// memory and its size can be told (a buffer that grows by doubling leaves its freed
+    /// copies with the allocator).
+    fn size_hint(self, limit: u64, block: usize) -> usize {
+        match self {
+            Input::Bytes(bytes) if bytes.starts_with(&framing::GZIP_MAGIC) => {
+                framing::decompressed_size_hint(bytes, limit)
+            }
+            Input::Bytes(bytes) => bytes.len(),
+            Input::File(_) => block,
+        }
+    }
+
+    /// A dead letter for the whole input.
+    fn letter(self, kind: &'static str, reason: String, origin: &Origin) -> DeadLetter {
+        match self {
+            Input::Bytes(bytes) => DeadLetter::input(kind, reason, origin.clone(), bytes),
+            Input::File(path) => DeadLetter::of_file(kind, reason, origin.clone(), path),
+        }
+    }
+}
+
+/// Read from `from` into `buf` until it holds `want` bytes or the input ends; true at
+/// the end. Stops one byte past `limit` in all (`read` counts), so a cap is noticed.
+fn fill(
+    from: &mut dyn Read,
+    buf: &mut Vec<u8>,
+    want: usize,
+    limit: u64,
+    read: &mut u64,
+) -> std::io::Result<bool> {
+    while buf.len() < want {
+        let room = limit.saturating_add(1).saturating_sub(*read);
+        if room == 0 {
+            return Ok(false);
+        }
+        let step = (want - buf.len())
+            .min(1 << 20)
+            .min(usize::try_from(room).unwrap_or(usize::MAX));
+        let at = buf.len();
+        buf.resize(at + step, 0);
+        let n = match from.read(&mut buf[at..]) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => 0,
+            Err(e) => {
+                buf.truncate(at);
+                return Err(e);
+            }
+        };
+        buf.truncate(at + n);
+        *read += n as u64;
+        if n == 0 {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// What the blocks of one input share.
+struct Progress {
+    /// Frames taken so far.
+    taken: usize,
+    /// The input holds more frames than the limit.
+    over: bool,
+    /// Dead letters handed on so far.
+    invalid: AtomicUsize,
+    origin: Arc<Origin>,
+    now: chrono::DateTime<Utc>,
+}
+
+/// Takes a block's frames in chunks, placed in the whole input, and stops at the record
+/// limit.
 struct Chunks<'a> {
     frames: framing::Frames<'a>,
+    /// Where the block starts in the input.
+    base: Position,
     taken: usize,
     limit: usize,
-    /// The input holds more frames than the limit.
     over: bool,
 }
 
@@ -374,7 +558,11 @@ impl<'a> Iterator for Chunks<'a> {
                 break;
             }
             self.taken += 1;
-            chunk.push(frame);
+            chunk.push(if self.base.offset == 0 {
+                frame
+            } else {
+                frame.shifted(self.base)
+            });
         }
         (!chunk.is_empty()).then_some(chunk)
     }
@@ -471,9 +659,11 @@ mod tests {
             name: "test".into(),
         };
         let dead = Mutex::new(Vec::new());
-        transformer().process_pieces(text.as_bytes(), &origin, emitters, &|l| {
-            dead.lock().unwrap().extend(l)
-        });
+        transformer()
+            .process_pieces(Input::Bytes(text.as_bytes()), &origin, emitters, &|l| {
+                dead.lock().unwrap().extend(l)
+            })
+            .unwrap();
         assert!(
             first.is_sorted() && second.is_sorted(),
             "each emitter in input order"
@@ -510,6 +700,77 @@ mod tests {
             letter["original"].as_str().unwrap().len(),
             crate::dead_letter::INPUT_EXCERPT
         );
+    }
+
+    fn ndjson(n: usize, bad: usize) -> String {
+        (1..=n)
+            .map(|i| match i {
+                i if i == bad => "{\"eventName\": }\n".to_string(),
+                i => format!("{{\"eventName\":\"A\",\"eventSource\":\"s\",\"eventID\":\"{i}\"}}\n"),
+            })
+            .collect()
+    }
+
+    fn gz(bytes: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(bytes).unwrap();
+        enc.finish().unwrap()
+    }
+
+    #[test]
+    fn ndjson_streams_in_blocks_with_every_record_once_and_positions_in_the_whole_input() {
+        let mut t = transformer();
+        t.block = 4096;
+        let text = ndjson(3_000, 2_500);
+        let bad_offset = text.find("{\"eventName\": }").unwrap() as u64;
+        for input in [text.as_bytes().to_vec(), gz(text.as_bytes())] {
+            let out = t.process(&input, &Origin::Inline { name: "t".into() });
+            let mut ids: Vec<usize> = out.records.iter().map(|r| r.id.parse().unwrap()).collect();
+            ids.sort_unstable();
+            let expected: Vec<usize> = (1..=3_000).filter(|i| *i != 2_500).collect();
+            assert_eq!(ids, expected);
+            assert_eq!(out.dead_letters.len(), 1);
+            let position = out.dead_letters[0].position.unwrap();
+            assert_eq!((position.line, position.offset), (2_500, bad_offset));
+        }
+    }
+
+    #[test]
+    fn an_envelope_longer_than_a_block_is_read_whole() {
+        let mut t = transformer();
+        t.block = 4096;
+        let records: Vec<String> = ndjson(3_000, 0).lines().map(str::to_string).collect();
+        let envelope = format!("{{\"Records\":[{}]}}", records.join(","));
+        let out = t.process(envelope.as_bytes(), &Origin::Inline { name: "t".into() });
+        assert_eq!(out.records.len(), 3_000);
+        assert!(out.dead_letters.is_empty());
+    }
+
+    #[test]
+    fn a_cap_or_a_broken_gzip_midway_keeps_what_came_before_and_says_why() {
+        let mut t = transformer();
+        t.block = 4096;
+        t.limits.max_decompressed_bytes = 100_000;
+        let text = ndjson(3_000, 0);
+        let out = t.process(&gz(text.as_bytes()), &Origin::Inline { name: "t".into() });
+        let kinds: Vec<&str> = out.dead_letters.iter().map(|l| l.kind).collect();
+        assert_eq!(kinds, ["too_large"]);
+        assert!(!out.records.is_empty() && out.records.len() < 3_000);
+        let delivered: Vec<usize> = out.records.iter().map(|r| r.id.parse().unwrap()).collect();
+        assert!(
+            delivered.iter().enumerate().all(|(i, id)| *id == i + 1),
+            "a prefix, once"
+        );
+
+        let mut t = transformer();
+        t.block = 4096;
+        let whole = gz(text.as_bytes());
+        let cut = &whole[..whole.len() * 2 / 3];
+        let out = t.process(cut, &Origin::Inline { name: "t".into() });
+        let kinds: Vec<&str> = out.dead_letters.iter().map(|l| l.kind).collect();
+        assert_eq!(kinds.last(), Some(&"invalid_gzip"));
+        assert!(!out.records.is_empty());
     }
 
     #[test]

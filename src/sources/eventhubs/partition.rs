@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::tracker::{Admit, Tracker};
 use crate::ack::{self, BatchStatus};
-use crate::event::{Origin, RawInput};
+use crate::event::{Body, Origin, RawInput};
 use crate::metrics::Metrics;
 use crate::supervisor::Intake;
 
@@ -210,7 +210,7 @@ async fn dispatch(
     let (token, receiver) = ack::input("eventhubs", &origin, &ctx.metrics);
     let input = RawInput {
         origin,
-        bytes: event.event_data().body().unwrap_or_default().to_vec(),
+        body: Body::Bytes(event.event_data().body().unwrap_or_default().to_vec()),
         ack: token,
     };
     let tx = settled.clone();

@@ -23,7 +23,7 @@ use tokio::task::JoinSet;
 use crate::ack::{self, AckToken, BatchStatus};
 use crate::admin::Reporter;
 use crate::dead_letter::{DeadLetter, DeadLetterSink};
-use crate::event::{Origin, RawInput};
+use crate::event::{Body, Origin, RawInput};
 use crate::metrics::Metrics;
 use crate::sources::{retry_backoff, Source, SourceContext};
 use crate::supervisor::Intake;
@@ -298,7 +298,7 @@ async fn dispatch(ctx: &Ctx, id: &str, body: &str, token: AckToken) {
         Notification::Record => {
             let input = RawInput {
                 origin: sqs_origin(ctx, id),
-                bytes: body.as_bytes().to_vec(),
+                body: Body::Bytes(body.as_bytes().to_vec()),
                 ack: token,
             };
             let _ = ctx.out.send(input).await;
@@ -356,7 +356,7 @@ async fn fetch_and_send(ctx: &Ctx, id: &str, object: ObjectRef, share: AckToken)
                 .out
                 .send(RawInput {
                     origin,
-                    bytes,
+                    body: Body::Bytes(bytes),
                     ack: share,
                 })
                 .await;

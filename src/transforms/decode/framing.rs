@@ -3,10 +3,6 @@
 //! and `{"Records":[…]}` / `{"records":[…]}` envelopes and JSON arrays are opened one level
 //! so every record is parsed on its own.
 
-use std::borrow::Cow;
-use std::io::Read;
-
-use flate2::read::MultiGzDecoder;
 use serde::Deserialize;
 use serde_json::de::SliceRead;
 use serde_json::value::RawValue;
@@ -14,9 +10,9 @@ use serde_json::StreamDeserializer;
 
 use crate::event::Position;
 
-const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+pub const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
-/// Why an input could not be opened at all.
+/// Why an input could not be read through.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum OpenError {
     #[error("gzip stream is corrupt or truncated: {0}")]
@@ -28,36 +24,12 @@ pub enum OpenError {
     TooLarge { limit: u64 },
 }
 
-/// Decompress when the input starts with the gzip magic, enforcing the size cap.
-pub fn open(bytes: &[u8], max_decompressed: u64) -> Result<Cow<'_, [u8]>, OpenError> {
-    if !bytes.starts_with(&GZIP_MAGIC) {
-        if bytes.len() as u64 > max_decompressed {
-            return Err(OpenError::TooLarge {
-                limit: max_decompressed,
-            });
-        }
-        return Ok(Cow::Borrowed(bytes));
-    }
-    let mut out = Vec::with_capacity(decompressed_size_hint(bytes, max_decompressed));
-    // Read one byte past the cap so a stream of exactly the cap is accepted.
-    MultiGzDecoder::new(bytes)
-        .take(max_decompressed.saturating_add(1))
-        .read_to_end(&mut out)
-        .map_err(|e| OpenError::Gzip(e.to_string()))?;
-    if out.len() as u64 > max_decompressed {
-        return Err(OpenError::TooLarge {
-            limit: max_decompressed,
-        });
-    }
-    Ok(Cow::Owned(out))
-}
-
 /// The room to reserve for the decompressed input. A gzip member ends with its size
 /// (modulo 4 GiB), which for the one-member files CloudTrail writes is the whole size:
 /// reserving it once spares the doublings of a growing buffer, whose freed copies the
 /// allocator keeps (a 120 MB input peaked at 450 MB). It is only a hint, from untrusted
 /// bytes: capped at the limit, and the buffer still grows past it if needed.
-fn decompressed_size_hint(gzip: &[u8], max_decompressed: u64) -> usize {
+pub fn decompressed_size_hint(gzip: &[u8], max_decompressed: u64) -> usize {
     let trailer = gzip
         .len()
         .checked_sub(4)
@@ -183,7 +155,7 @@ pub fn frames_scanned(input: &[u8]) -> Frames<'_> {
 /// Plain NDJSON of objects, one per line and no envelope among them, skips the scanning
 /// pass: that pass read every byte once more before the decoder parsed it. Checking it
 /// reads the input without keeping anything.
-fn plain_ndjson(input: &[u8]) -> bool {
+pub fn plain_ndjson(input: &[u8]) -> bool {
     let Ok(text) = std::str::from_utf8(input) else {
         return false;
     };
@@ -480,23 +452,5 @@ mod tests {
         );
         assert_eq!(summary("[{\"x\":1}]"), vec!["R1:{\"x\":1}"]);
         assert_eq!(summary("{\"records\":\"x\"}"), vec!["X1"]);
-    }
-
-    #[test]
-    fn gzip_is_detected_by_magic_and_capped() {
-        use flate2::write::GzEncoder;
-        use std::io::Write;
-        let mut enc = GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        enc.write_all(&[b' '; 10_000]).unwrap();
-        let gz = enc.finish().unwrap();
-        assert_eq!(open(&gz, 10_000).unwrap().len(), 10_000);
-        assert_eq!(
-            open(&gz, 9_999).unwrap_err(),
-            OpenError::TooLarge { limit: 9_999 }
-        );
-        assert!(matches!(
-            open(&gz[..gz.len() / 2], 1 << 20),
-            Err(OpenError::Gzip(_))
-        ));
     }
 }
