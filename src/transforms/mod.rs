@@ -106,16 +106,7 @@ impl Transformer {
             self.metrics.dead_letter(kind);
             dead(vec![input.letter(kind, reason, origin)]);
         };
-        let mut raw = std::io::BufReader::with_capacity(1 << 16, input.reader()?);
-        let gzip = raw.fill_buf()?.starts_with(&framing::GZIP_MAGIC);
-        let mut decoded: Box<dyn Read + '_> = if gzip {
-            Box::new(MultiGzDecoder::new(raw))
-        } else {
-            Box::new(raw)
-        };
         let limit = self.limits.max_decompressed_bytes;
-        let block = self.block.max(1);
-        let mut buf = Vec::with_capacity(input.size_hint(limit, block));
         let mut progress = Progress {
             taken: 0,
             over: false,
@@ -123,12 +114,37 @@ impl Transformer {
             origin: Arc::new(origin.clone()),
             now: Utc::now(),
         };
-        // Where `buf` starts in the decompressed input.
-        let mut base = Position {
+        let start = Position {
             line: 1,
             offset: 0,
             index: None,
         };
+        if let Input::Bytes(bytes) = input {
+            // Already in memory and not compressed: framed where it is, not copied.
+            if !bytes.starts_with(&framing::GZIP_MAGIC) {
+                if bytes.len() as u64 > limit {
+                    letter(
+                        "too_large",
+                        framing::OpenError::TooLarge { limit }.to_string(),
+                    );
+                    return Ok(());
+                }
+                self.frame_block(bytes, start, &mut emitters, &mut progress, dead);
+                self.limit_letters(&progress, letter);
+                return Ok(());
+            }
+        }
+        let mut raw = std::io::BufReader::with_capacity(1 << 16, input.reader()?);
+        let gzip = raw.fill_buf()?.starts_with(&framing::GZIP_MAGIC);
+        let mut decoded: Box<dyn Read + '_> = if gzip {
+            Box::new(MultiGzDecoder::new(raw))
+        } else {
+            Box::new(raw)
+        };
+        let block = self.block.max(1);
+        let mut buf = Vec::with_capacity(input.size_hint(limit, block));
+        // Where `buf` starts in the decompressed input.
+        let mut base = start;
         let mut streaming = true;
         let mut read = 0u64;
         loop {
@@ -160,6 +176,10 @@ impl Transformer {
                     // `{"Records":[…]}` file): the rest is read whole.
                     _ => {
                         streaming = false;
+                        // Room for all of it at once: a buffer that grows by doubling
+                        // leaves its freed copies with the allocator.
+                        let whole = input.whole_size(gzip, limit);
+                        buf.reserve_exact(whole.saturating_sub(buf.len()));
                         continue;
                     }
                 }
@@ -173,6 +193,12 @@ impl Transformer {
             base.offset += cut as u64;
             buf.drain(..cut);
         }
+        self.limit_letters(&progress, letter);
+        Ok(())
+    }
+
+    /// The dead letter of an input cut at a limit on its records, if it was.
+    fn limit_letters(&self, progress: &Progress, letter: impl Fn(&'static str, String)) {
         if progress.over {
             letter(
                 "too_many_records",
@@ -181,7 +207,7 @@ impl Transformer {
                     self.limits.max_records_per_input
                 ),
             );
-        } else if self.too_many_invalid(&progress) {
+        } else if self.too_many_invalid(progress) {
             letter(
                 "too_many_invalid_records",
                 format!(
@@ -190,7 +216,6 @@ impl Transformer {
                 ),
             );
         }
-        Ok(())
     }
 
     fn too_many_invalid(&self, progress: &Progress) -> bool {
@@ -471,9 +496,21 @@ impl<'b> Input<'b> {
             Input::Bytes(bytes) if bytes.starts_with(&framing::GZIP_MAGIC) => {
                 framing::decompressed_size_hint(bytes, limit)
             }
-            Input::Bytes(bytes) => bytes.len(),
-            Input::File(_) => block,
+            Input::Bytes(_) | Input::File(_) => block,
         }
+    }
+
+    /// The decompressed size of the whole input as far as it can be told (a file's
+    /// length; the size a gzip member's trailer gives), capped at the limit.
+    fn whole_size(self, gzip: bool, limit: u64) -> usize {
+        let cap = usize::try_from(limit.saturating_add(1)).unwrap_or(usize::MAX);
+        let told = match (self, gzip) {
+            (Input::Bytes(bytes), true) => framing::decompressed_size_hint(bytes, limit) as u64,
+            (Input::Bytes(bytes), false) => bytes.len() as u64,
+            (Input::File(path), false) => std::fs::metadata(path).map_or(0, |m| m.len()),
+            (Input::File(path), true) => gzip_trailer(path).unwrap_or(0).into(),
+        };
+        usize::try_from(told).unwrap_or(usize::MAX).min(cap)
     }
 
     /// A dead letter for the whole input.
@@ -485,8 +522,20 @@ impl<'b> Input<'b> {
     }
 }
 
+/// The size a gzip file's last member says it decompresses to (modulo 4 GiB).
+fn gzip_trailer(path: &std::path::Path) -> std::io::Result<u32> {
+    use std::io::{Seek, SeekFrom};
+    let mut file = std::fs::File::open(path)?;
+    file.seek(SeekFrom::End(-4))?;
+    let mut trailer = [0u8; 4];
+    file.read_exact(&mut trailer)?;
+    Ok(u32::from_le_bytes(trailer))
+}
+
 /// Read from `from` into `buf` until it holds `want` bytes or the input ends; true at
-/// the end. Stops one byte past `limit` in all (`read` counts), so a cap is noticed.
+/// the end. Stops one byte past `limit` in all (`read` counts), so a cap is noticed. The
+/// buffer grows only when it is full and more is there: an input that ends exactly at
+/// its capacity must not double it (a 250 MB file would hold 500 MB).
 fn fill(
     from: &mut dyn Read,
     buf: &mut Vec<u8>,
@@ -494,31 +543,45 @@ fn fill(
     limit: u64,
     read: &mut u64,
 ) -> std::io::Result<bool> {
+    let mut probe = [0u8; 8192];
     while buf.len() < want {
-        let room = limit.saturating_add(1).saturating_sub(*read);
+        let room =
+            usize::try_from(limit.saturating_add(1).saturating_sub(*read)).unwrap_or(usize::MAX);
         if room == 0 {
             return Ok(false);
         }
-        let step = (want - buf.len())
-            .min(1 << 20)
-            .min(usize::try_from(room).unwrap_or(usize::MAX));
-        let at = buf.len();
-        buf.resize(at + step, 0);
-        let n = match from.read(&mut buf[at..]) {
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => 0,
-            Err(e) => {
-                buf.truncate(at);
-                return Err(e);
-            }
+        let n = if buf.len() == buf.capacity() {
+            let take = room.min(probe.len());
+            let n = read_some(from, &mut probe[..take])?;
+            buf.extend_from_slice(&probe[..n]);
+            n
+        } else {
+            let step = (want - buf.len())
+                .min(buf.capacity() - buf.len())
+                .min(1 << 20)
+                .min(room);
+            let at = buf.len();
+            buf.resize(at + step, 0);
+            let got = read_some(from, &mut buf[at..]);
+            buf.truncate(at + got.as_ref().map_or(0, |n| *n));
+            got?
         };
-        buf.truncate(at + n);
         *read += n as u64;
         if n == 0 {
             return Ok(true);
         }
     }
     Ok(false)
+}
+
+/// One `read`, retried when interrupted.
+fn read_some(from: &mut dyn Read, into: &mut [u8]) -> std::io::Result<usize> {
+    loop {
+        match from.read(into) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
 }
 
 /// What the blocks of one input share.
@@ -711,6 +774,25 @@ mod tests {
             .collect()
     }
 
+    /// What the transform makes of `bytes` read from a file, as the file source has it.
+    fn from_file(t: &Transformer, bytes: &[u8]) -> Processed {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), bytes).unwrap();
+        let mut records = Vec::new();
+        let letters = Mutex::new(Vec::new());
+        t.process_pieces(
+            Input::File(file.path()),
+            &Origin::Inline { name: "t".into() },
+            vec![|r| records.push(r)],
+            &|l| letters.lock().unwrap().extend(l),
+        )
+        .unwrap();
+        Processed {
+            records,
+            dead_letters: letters.into_inner().unwrap(),
+        }
+    }
+
     fn gz(bytes: &[u8]) -> Vec<u8> {
         use std::io::Write;
         let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
@@ -725,7 +807,7 @@ mod tests {
         let text = ndjson(3_000, 2_500);
         let bad_offset = text.find("{\"eventName\": }").unwrap() as u64;
         for input in [text.as_bytes().to_vec(), gz(text.as_bytes())] {
-            let out = t.process(&input, &Origin::Inline { name: "t".into() });
+            let out = from_file(&t, &input);
             let mut ids: Vec<usize> = out.records.iter().map(|r| r.id.parse().unwrap()).collect();
             ids.sort_unstable();
             let expected: Vec<usize> = (1..=3_000).filter(|i| *i != 2_500).collect();
@@ -742,7 +824,7 @@ mod tests {
         t.block = 4096;
         let records: Vec<String> = ndjson(3_000, 0).lines().map(str::to_string).collect();
         let envelope = format!("{{\"Records\":[{}]}}", records.join(","));
-        let out = t.process(envelope.as_bytes(), &Origin::Inline { name: "t".into() });
+        let out = from_file(&t, envelope.as_bytes());
         assert_eq!(out.records.len(), 3_000);
         assert!(out.dead_letters.is_empty());
     }
