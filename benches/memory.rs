@@ -3,6 +3,10 @@
 //! records come in files of 1,000, the size of a busy account's CloudTrail log file, so
 //! the run shows whether memory stays flat as volume grows.
 //!
+//! Then one input of an unusual shape at a time, through `run` (file source → file sink)
+//! and `replay`, at the default settings: 40 million `{}` lines gzipped, the million
+//! records as one NDJSON file and as one `{"Records":[…]}` file, and a 2 GiB gzip bomb.
+//!
 //!   cargo bench --bench memory
 //!
 //! The corpus is ../shared/data/corpus/cloudtrail_real_union.ndjson.gz replayed, each copy
@@ -47,9 +51,19 @@ fn run(work: &Path, input: &Path) -> (Duration, f64) {
         ),
     )
     .unwrap();
+    measure(&["run", "--config", config.to_str().unwrap()])
+}
+
+/// `auditbridge replay --format both <input>`, its output thrown away.
+fn replay(input: &Path) -> (Duration, f64) {
+    measure(&["replay", "--format", "both", input.to_str().unwrap()])
+}
+
+/// Run the binary with `args`; the wall time and the peak RSS in MB.
+fn measure(args: &[&str]) -> (Duration, f64) {
     let start = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_auditbridge"))
-        .args(["run", "--config", config.to_str().unwrap()])
+        .args(args)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -72,8 +86,70 @@ fn run(work: &Path, input: &Path) -> (Duration, f64) {
         std::thread::sleep(Duration::from_millis(10));
     };
     let took = start.elapsed();
-    assert!(exit.success(), "auditbridge run failed: {exit}");
+    assert!(exit.success(), "auditbridge {args:?} failed: {exit}");
     (took, peak_kb / 1024.0)
+}
+
+/// `lines` times `line`, gzipped as written, into `path`.
+fn gzip_of(path: &Path, line: &[u8], lines: usize) {
+    let file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut enc = flate2::write::GzEncoder::new(file, flate2::Compression::fast());
+    let block = line.repeat((1 << 20) / line.len().max(1));
+    let per_block = block.len() / line.len();
+    for _ in 0..lines / per_block {
+        enc.write_all(&block).unwrap();
+    }
+    for _ in 0..lines % per_block {
+        enc.write_all(line).unwrap();
+    }
+    enc.finish().unwrap().flush().unwrap();
+}
+
+/// Peak RSS of `run` and `replay` on each unusual input, against the 150 MB goal.
+fn unusual_inputs(work: &Path, text: &str) {
+    let dir = work.join("unusual");
+    std::fs::create_dir_all(&dir).unwrap();
+    let empties = dir.join("empties.json.gz");
+    gzip_of(&empties, b"{}\n", 40_000_000);
+    let ndjson = dir.join("records.ndjson");
+    std::fs::write(&ndjson, text).unwrap();
+    let envelope = dir.join("records.json");
+    {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&envelope).unwrap());
+        f.write_all(b"{\"Records\":[").unwrap();
+        for (i, line) in text.lines().enumerate() {
+            if i > 0 {
+                f.write_all(b",").unwrap();
+            }
+            f.write_all(line.as_bytes()).unwrap();
+        }
+        f.write_all(b"]}").unwrap();
+    }
+    let bomb = dir.join("bomb.json.gz");
+    gzip_of(&bomb, &[b' '; 1 << 20], 2048);
+    println!();
+    println!("one unusual input at a time, default settings; goal: peak RSS ≤ 150 MB");
+    println!("| input | size on disk MB | command | wall s | peak RSS MB | goal met |");
+    println!("|---|---|---|---|---|---|");
+    let cases = [
+        ("40 million `{}` lines, gzipped", &empties),
+        ("one NDJSON file of real records", &ndjson),
+        (
+            "the same records as one `{\"Records\":[…]}` file",
+            &envelope,
+        ),
+        ("a 2 GiB gzip bomb (dead-lettered at the cap)", &bomb),
+    ];
+    for (label, path) in cases {
+        let mb = std::fs::metadata(path).unwrap().len() as f64 / 1e6;
+        for (command, (took, peak)) in [("run", run(work, path)), ("replay", replay(path))] {
+            println!(
+                "| {label} | {mb:.1} | {command} | {:.1} | {peak:.0} | {} |",
+                took.as_secs_f64(),
+                if peak <= 150.0 { "yes" } else { "no" }
+            );
+        }
+    }
 }
 
 fn vm_hwm_kb(status: &str) -> Option<f64> {
@@ -95,7 +171,6 @@ fn main() {
     write_files(&lines[..small].join("\n"), &work.path().join("small"));
     write_files(&text, &work.path().join("large"));
     drop(lines);
-    drop(text);
     println!(
         "memory bench: auditbridge run, file source ({PER_FILE} records per file) -> file sink, ECS + OCSF + findings, dedup on"
     );
@@ -122,4 +197,5 @@ fn main() {
         "growth of the median peak from {small} to {large} records: {:+.1} %",
         (medians[1] / medians[0] - 1.0) * 100.0
     );
+    unusual_inputs(work.path(), &text);
 }

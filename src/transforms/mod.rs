@@ -496,7 +496,11 @@ impl<'b> Input<'b> {
             Input::Bytes(bytes) if bytes.starts_with(&framing::GZIP_MAGIC) => {
                 framing::decompressed_size_hint(bytes, limit)
             }
-            Input::Bytes(_) | Input::File(_) => block,
+            Input::Bytes(_) => block,
+            // A small file needs a small buffer: every transform thread reserves one.
+            Input::File(path) => std::fs::metadata(path)
+                .map_or(block, |m| usize::try_from(m.len()).unwrap_or(block))
+                .min(block),
         }
     }
 
