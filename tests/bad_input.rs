@@ -213,3 +213,64 @@ fn digest_and_insight_are_counted_not_decoded() {
     assert!(out.records.is_empty() && out.dead_letters.is_empty());
     assert_eq!(metrics.skip_reasons().get("cloudtrail_digest"), Some(&1));
 }
+
+/// A file past `limits.max_records_per_input`, through the whole pipeline (file source →
+/// file sink): the records before the limit are delivered once, the rest is not read, the
+/// input is acknowledged (it is not retried), and its dead letter names the limit and
+/// carries only the first 64 KiB, with the whole file's size and SHA-256.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_past_the_record_limit_is_cut_there_through_the_pipeline() {
+    use sha2::Digest;
+    let dir = tempfile::tempdir().unwrap();
+    let template: Value = serde_json::from_str(&good_line()).unwrap();
+    let text: String = (0..10_000)
+        .map(|i| {
+            let mut record = template.clone();
+            record["eventID"] = Value::from(format!("limit-{i:05}"));
+            format!("{record}\n")
+        })
+        .collect();
+    let input = dir.path().join("in.ndjson");
+    std::fs::write(&input, &text).unwrap();
+    let config = format!(
+        "[pipeline]\nformat = \"ecs\"\n[limits]\nmax_records_per_input = 2500\n[sources.in]\ntype = \"file\"\npaths = [\"{}\"]\n[sinks.out]\ntype = \"file\"\npath = \"{}/out.ndjson\"\n",
+        input.display(),
+        dir.path().display()
+    );
+    let metrics = common::run_pipeline(&config, &dir.path().join("dlq.ndjson")).await;
+    assert_eq!(
+        auditbridge::metrics::Metrics::get(&metrics.batches_acked),
+        1
+    );
+    let mut ids: Vec<String> = std::fs::read_to_string(dir.path().join("out.ndjson"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let doc: Value = serde_json::from_str(l).unwrap();
+            doc["event"]["id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    ids.sort();
+    let expected: Vec<String> = (0..2_500).map(|i| format!("limit-{i:05}")).collect();
+    assert_eq!(ids, expected, "the records before the limit, once each");
+    let letters: Vec<Value> = std::fs::read_to_string(dir.path().join("dlq.ndjson"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(letters.len(), 1);
+    let letter = &letters[0];
+    assert_eq!(letter["kind"], "too_many_records");
+    assert!(letter["reason"]
+        .as_str()
+        .unwrap()
+        .contains("more than 2500 records (limits.max_records_per_input)"));
+    assert_eq!(letter["size"], text.len() as u64);
+    assert_eq!(
+        letter["sha256"],
+        format!("{:x}", sha2::Sha256::digest(text.as_bytes()))
+    );
+    assert_eq!(letter["original"].as_str().unwrap().len(), 64 << 10);
+    // The excerpt's quotes are escaped in the line; the line is bounded all the same.
+    assert!(letter.to_string().len() < 2 * (64 << 10));
+}

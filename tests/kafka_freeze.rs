@@ -86,7 +86,7 @@ queue_url = "{queue}"
 endpoint = "{aws}"
 region = "us-east-1"
 wait_time_secs = 1
-visibility_timeout_secs = 6
+visibility_timeout_secs = 20
 [sources.entra]
 type = "eventhubs"
 custom_endpoint = "{hub_endpoint}"
@@ -130,7 +130,12 @@ dir = "{dir}/checkpoints"
         frozen_at.elapsed() >= Duration::from_secs(30),
         "the pipeline waited for the broker"
     );
-    assert_eq!(Metrics::get(&metrics.batches_acked), inputs);
+    assert_eq!(
+        Metrics::get(&metrics.batches_acked),
+        inputs,
+        "{}",
+        metrics.summary()
+    );
     assert_eq!(Metrics::get(&metrics.batches_nacked), 0);
     assert_eq!(
         metrics.named("sqs_messages_received"),
