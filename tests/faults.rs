@@ -360,17 +360,11 @@ fn message(source: &str, id: &str, big: bool) -> Vec<u8> {
         "aws-cli/2".into()
     };
     let body = match source {
-        "sqs" => serde_json::json!({
-            "detail-type": "AWS API Call via CloudTrail",
-            "source": "aws.iam",
-            "detail": {
-                "eventTime": "2024-01-01T00:00:00Z",
-                "eventSource": "iam.amazonaws.com",
-                "eventName": "CreateUser",
-                "eventID": id,
-                "userAgent": agent,
-            }
-        }),
+        "sqs" => {
+            let mut call = common::aws::api_call(id);
+            call["detail"]["userAgent"] = agent.into();
+            call
+        }
         _ => serde_json::json!({ "records": [{
             "time": "2024-01-01T00:00:00Z",
             "category": "SignInLogs",

@@ -129,7 +129,8 @@ impl Transformer {
                     );
                     return Ok(());
                 }
-                self.frame_block(bytes, start, &mut emitters, &mut progress, dead);
+                let frames = framing::frames(bytes);
+                self.frame_block(frames, start, &mut emitters, &mut progress, dead);
                 self.limit_letters(&progress, letter);
                 return Ok(());
             }
@@ -151,7 +152,17 @@ impl Transformer {
             let want = if streaming { block } else { usize::MAX };
             let eof = match fill(&mut decoded, &mut buf, want, limit, &mut read) {
                 Ok(eof) => eof,
-                Err(e) if gzip && e.kind() != std::io::ErrorKind::Other => {
+                // What flate2 says of a corrupt or cut stream; other errors are the
+                // file's, not the input's, and leave it unacknowledged.
+                Err(e)
+                    if gzip
+                        && matches!(
+                            e.kind(),
+                            std::io::ErrorKind::InvalidInput
+                                | std::io::ErrorKind::InvalidData
+                                | std::io::ErrorKind::UnexpectedEof
+                        ) =>
+                {
                     letter(
                         "invalid_gzip",
                         framing::OpenError::Gzip(e.to_string()).to_string(),
@@ -167,11 +178,13 @@ impl Transformer {
                 );
                 return Ok(());
             }
-            let cut = if eof {
-                buf.len()
+            let (cut, checked) = if eof {
+                (buf.len(), false)
             } else {
                 match memchr::memrchr(b'\n', &buf) {
-                    Some(newline) if framing::plain_ndjson(&buf[..newline + 1]) => newline + 1,
+                    Some(newline) if framing::plain_ndjson(&buf[..newline + 1]) => {
+                        (newline + 1, true)
+                    }
                     // Not NDJSON, or a line longer than a block (a one-line
                     // `{"Records":[…]}` file): the rest is read whole.
                     _ => {
@@ -185,8 +198,14 @@ impl Transformer {
                 }
             };
             let block = &buf[..cut];
-            self.frame_block(block, base, &mut emitters, &mut progress, dead);
-            if progress.over || self.too_many_invalid(&progress) || eof {
+            // A block found plain NDJSON just above is not checked a second time.
+            let frames = if checked {
+                framing::checked_ndjson(block)
+            } else {
+                framing::frames(block)
+            };
+            self.frame_block(frames, base, &mut emitters, &mut progress, dead);
+            if progress.over || self.too_many_invalid(&progress.invalid) || eof {
                 break;
             }
             base.line += memchr::memchr_iter(b'\n', block).count() as u64;
@@ -207,7 +226,7 @@ impl Transformer {
                     self.limits.max_records_per_input
                 ),
             );
-        } else if self.too_many_invalid(progress) {
+        } else if self.too_many_invalid(&progress.invalid) {
             letter(
                 "too_many_invalid_records",
                 format!(
@@ -218,21 +237,21 @@ impl Transformer {
         }
     }
 
-    fn too_many_invalid(&self, progress: &Progress) -> bool {
-        progress.invalid.load(Ordering::Relaxed) > self.limits.max_invalid_records_per_input
+    fn too_many_invalid(&self, dead_lettered: &AtomicUsize) -> bool {
+        dead_lettered.load(Ordering::Relaxed) > self.limits.max_invalid_records_per_input
     }
 
-    /// Frame and transform one block of the input, whose first byte is at `base`.
+    /// Transform the frames of one block of the input, whose first byte is at `base`.
     fn frame_block<E: FnMut(Record) + Send>(
         &self,
-        block: &[u8],
+        frames: framing::Frames<'_>,
         base: Position,
         emitters: &mut [E],
         progress: &mut Progress,
         dead: &(dyn Fn(Vec<DeadLetter>) + Sync),
     ) {
         let mut chunks = Chunks {
-            frames: framing::frames(block),
+            frames,
             base,
             taken: progress.taken,
             limit: self.limits.max_records_per_input,
@@ -254,8 +273,7 @@ impl Transformer {
             dead: Vec::new(),
             emit,
         };
-        let too_many_invalid =
-            || invalid.load(Ordering::Relaxed) > self.limits.max_invalid_records_per_input;
+        let too_many_invalid = || self.too_many_invalid(invalid);
         let first = chunks.next().unwrap_or_default();
         if first.len() < CHUNK || emitters.len() < 2 {
             let Some(emit) = emitters.first_mut() else {

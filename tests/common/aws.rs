@@ -94,18 +94,23 @@ pub async fn queue_counts(sqs: &aws_sdk_sqs::Client, url: &str) -> (u64, u64) {
 
 /// Send one SQS message per id, each a CloudTrail `CreateUser` record as EventBridge
 /// delivers it (decoded from the body, no object to fetch), with that `eventID`.
+/// An IAM `CreateUser` CloudTrail record with event id `id`, as EventBridge delivers it.
+pub fn api_call(id: &str) -> serde_json::Value {
+    serde_json::json!({
+        "detail-type": "AWS API Call via CloudTrail",
+        "source": "aws.iam",
+        "detail": {
+            "eventTime": "2024-01-01T00:00:00Z",
+            "eventSource": "iam.amazonaws.com",
+            "eventName": "CreateUser",
+            "eventID": id,
+        }
+    })
+}
+
 pub async fn send_api_calls(sqs: &aws_sdk_sqs::Client, queue: &str, ids: &[String]) {
     for id in ids {
-        let body = serde_json::json!({
-            "detail-type": "AWS API Call via CloudTrail",
-            "source": "aws.iam",
-            "detail": {
-                "eventTime": "2024-01-01T00:00:00Z",
-                "eventSource": "iam.amazonaws.com",
-                "eventName": "CreateUser",
-                "eventID": id,
-            }
-        });
+        let body = api_call(id);
         sqs.send_message()
             .queue_url(queue)
             .message_body(body.to_string())

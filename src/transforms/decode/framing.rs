@@ -144,6 +144,14 @@ pub fn frames(input: &[u8]) -> Frames<'_> {
     Frames { input, mode }
 }
 
+/// The lines of input [`plain_ndjson`] already found plain, framed without checking again.
+pub fn checked_ndjson(input: &[u8]) -> Frames<'_> {
+    Frames {
+        input,
+        mode: Mode::Lines { offset: 0, line: 0 },
+    }
+}
+
 /// Like [`frames`], without the NDJSON fast path: every value is scanned and checked here.
 pub fn frames_scanned(input: &[u8]) -> Frames<'_> {
     Frames {
