@@ -12,10 +12,11 @@ use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
 
-use crate::dead_letter::DeadLetter;
+use crate::dead_letter::{DeadLetter, Whole};
 use crate::event::{Body, Origin, Position};
 use crate::metrics::Metrics;
 use crate::record::{Format, Output, Record};
+use decode::cutter::{Cutter, Piece};
 use decode::framing::{self, Frame};
 use decode::{DecodeError, Decoded, EntraKind, SourceRecord, Special};
 use enrich::Enrichment;
@@ -144,12 +145,23 @@ impl Transformer {
         };
         let block = self.block.max(1);
         let mut buf = Vec::with_capacity(input.size_hint(limit, block));
-        // Where `buf` starts in the decompressed input.
+        // Where `buf` starts in the decompressed input, while it is plain NDJSON.
         let mut base = start;
-        let mut streaming = true;
+        // Set once the input is found not to be plain NDJSON.
+        let mut cutter: Option<Cutter> = None;
         let mut read = 0u64;
         loop {
-            let want = if streaming { block } else { usize::MAX };
+            // A record carried over from the last block is kept, and a block read on.
+            let want = match cutter {
+                None => block,
+                Some(_) => {
+                    // Grown once, exactly: a buffer that grows by doubling leaves its
+                    // freed copies with the allocator.
+                    let want = buf.len() + block;
+                    buf.reserve_exact(want - buf.len());
+                    want
+                }
+            };
             let eof = match fill(&mut decoded, &mut buf, want, limit, &mut read) {
                 Ok(eof) => eof,
                 // What flate2 says of a corrupt or cut stream; other errors are the
@@ -178,42 +190,102 @@ impl Transformer {
                 );
                 return Ok(());
             }
-            let (cut, checked) = if eof {
-                (buf.len(), false)
-            } else {
-                match memchr::memrchr(b'\n', &buf) {
-                    Some(newline) if framing::plain_ndjson(&buf[..newline + 1]) => {
-                        (newline + 1, true)
-                    }
-                    // Not NDJSON, or a line longer than a block (a one-line
-                    // `{"Records":[…]}` file): the rest is read whole.
-                    _ => {
-                        streaming = false;
-                        // Room for all of it at once: a buffer that grows by doubling
-                        // leaves its freed copies with the allocator.
-                        let whole = input.whole_size(gzip, limit);
-                        buf.reserve_exact(whole.saturating_sub(buf.len()));
+            if cutter.is_none() {
+                let plain = if eof {
+                    // The last block (often the only one) is framed whole, any shape.
+                    Some((buf.len(), false))
+                } else {
+                    memchr::memrchr(b'\n', &buf)
+                        .filter(|newline| framing::plain_ndjson(&buf[..newline + 1]))
+                        .map(|newline| (newline + 1, true))
+                };
+                match plain {
+                    Some((cut, checked)) => {
+                        let block = &buf[..cut];
+                        // A block found plain NDJSON just above is not checked again.
+                        let frames = if checked {
+                            framing::checked_ndjson(block)
+                        } else {
+                            framing::frames(block)
+                        };
+                        self.frame_block(frames, base, &mut emitters, &mut progress, dead);
+                        if self.stopped(&progress) || eof {
+                            break;
+                        }
+                        base.line += memchr::memchr_iter(b'\n', block).count() as u64;
+                        base.offset += cut as u64;
+                        buf.drain(..cut);
                         continue;
                     }
+                    // Not NDJSON, or a line longer than a block (a one-line
+                    // `{"Records":[…]}` file): cut where values end from here on.
+                    None => cutter = Some(Cutter::new(base, self.limits.max_record_bytes)),
                 }
+            }
+            let Some(cut) = cutter.as_mut() else {
+                break;
             };
-            let block = &buf[..cut];
-            // A block found plain NDJSON just above is not checked a second time.
-            let frames = if checked {
-                framing::checked_ndjson(block)
+            let pieces = if eof {
+                cut.finish(&buf)
             } else {
-                framing::frames(block)
+                cut.scan(&buf)
             };
-            self.frame_block(frames, base, &mut emitters, &mut progress, dead);
-            if progress.over || self.too_many_invalid(&progress.invalid) || eof {
+            for piece in pieces {
+                self.piece(piece, &buf, &mut emitters, &mut progress, dead);
+                if self.stopped(&progress) {
+                    break;
+                }
+            }
+            if self.stopped(&progress) || eof {
                 break;
             }
-            base.line += memchr::memchr_iter(b'\n', block).count() as u64;
-            base.offset += cut as u64;
-            buf.drain(..cut);
+            let done = cut.consume();
+            buf.drain(..done);
         }
         self.limit_letters(&progress, letter);
         Ok(())
+    }
+
+    /// Frame one piece a [`Cutter`] found in `buf`.
+    fn piece<E: FnMut(Record) + Send>(
+        &self,
+        piece: Piece,
+        buf: &[u8],
+        emitters: &mut [E],
+        progress: &mut Progress,
+        dead: &(dyn Fn(Vec<DeadLetter>) + Sync),
+    ) {
+        match piece {
+            Piece::Values { range, position } => {
+                let frames = framing::frames(&buf[range]);
+                self.frame_block(frames, position, emitters, progress, dead);
+            }
+            Piece::Items {
+                range,
+                position,
+                spans,
+            } => {
+                let frames = framing::spans(&buf[range], spans);
+                self.frame_block(frames, position, emitters, progress, dead);
+            }
+            Piece::Cut(cut) => {
+                self.metrics.dead_letter(cut.kind);
+                progress.invalid.fetch_add(1, Ordering::Relaxed);
+                dead(vec![DeadLetter {
+                    kind: cut.kind,
+                    reason: cut.reason,
+                    origin: progress.origin.as_ref().clone(),
+                    position: Some(cut.position),
+                    bytes: cut.kept,
+                    whole: cut.whole.map(|(size, sha256)| Whole { size, sha256 }),
+                }]);
+            }
+        }
+    }
+
+    /// Past a limit on records or dead letters: the rest of the input is not read.
+    fn stopped(&self, progress: &Progress) -> bool {
+        progress.over || self.too_many_invalid(&progress.invalid)
     }
 
     /// The dead letter of an input cut at a limit on its records, if it was.
@@ -506,13 +578,12 @@ impl<'b> Input<'b> {
         })
     }
 
-    /// Room to reserve for the decompressed input: a block, or all of it when it is in
-    /// memory and its size can be told (a buffer that grows by doubling leaves its freed
-    /// copies with the allocator).
+    /// Room to reserve for the decompressed input: a block, or less when the input is
+    /// known to be smaller.
     fn size_hint(self, limit: u64, block: usize) -> usize {
         match self {
             Input::Bytes(bytes) if bytes.starts_with(&framing::GZIP_MAGIC) => {
-                framing::decompressed_size_hint(bytes, limit)
+                framing::decompressed_size_hint(bytes, limit).min(block)
             }
             Input::Bytes(_) => block,
             // A small file needs a small buffer: every transform thread reserves one.
@@ -522,19 +593,6 @@ impl<'b> Input<'b> {
         }
     }
 
-    /// The decompressed size of the whole input as far as it can be told (a file's
-    /// length; the size a gzip member's trailer gives), capped at the limit.
-    fn whole_size(self, gzip: bool, limit: u64) -> usize {
-        let cap = usize::try_from(limit.saturating_add(1)).unwrap_or(usize::MAX);
-        let told = match (self, gzip) {
-            (Input::Bytes(bytes), true) => framing::decompressed_size_hint(bytes, limit) as u64,
-            (Input::Bytes(bytes), false) => bytes.len() as u64,
-            (Input::File(path), false) => std::fs::metadata(path).map_or(0, |m| m.len()),
-            (Input::File(path), true) => gzip_trailer(path).unwrap_or(0).into(),
-        };
-        usize::try_from(told).unwrap_or(usize::MAX).min(cap)
-    }
-
     /// A dead letter for the whole input.
     fn letter(self, kind: &'static str, reason: String, origin: &Origin) -> DeadLetter {
         match self {
@@ -542,16 +600,6 @@ impl<'b> Input<'b> {
             Input::File(path) => DeadLetter::of_file(kind, reason, origin.clone(), path),
         }
     }
-}
-
-/// The size a gzip file's last member says it decompresses to (modulo 4 GiB).
-fn gzip_trailer(path: &std::path::Path) -> std::io::Result<u32> {
-    use std::io::{Seek, SeekFrom};
-    let mut file = std::fs::File::open(path)?;
-    file.seek(SeekFrom::End(-4))?;
-    let mut trailer = [0u8; 4];
-    file.read_exact(&mut trailer)?;
-    Ok(u32::from_le_bytes(trailer))
 }
 
 /// Read from `from` into `buf` until it holds `want` bytes or the input ends; true at
@@ -841,14 +889,86 @@ mod tests {
     }
 
     #[test]
-    fn an_envelope_longer_than_a_block_is_read_whole() {
+    fn an_envelope_longer_than_a_block_streams_item_by_item() {
         let mut t = transformer();
         t.block = 4096;
-        let records: Vec<String> = ndjson(3_000, 0).lines().map(str::to_string).collect();
-        let envelope = format!("{{\"Records\":[{}]}}", records.join(","));
+        t.limits.max_record_bytes = 2_000;
+        let mut records: Vec<String> = ndjson(3_000, 0).lines().map(str::to_string).collect();
+        let long = format!(
+            "{{\"eventName\":\"A\",\"eventSource\":\"s\",\"eventID\":\"{}\"}}",
+            "x".repeat(10_000)
+        );
+        records[1_500] = long.clone();
+        let envelope = format!("{{\"Records\":[{}]}}", records.join(",\n"));
+        let long_at = envelope.find(&long).unwrap() as u64;
+        for input in [envelope.as_bytes().to_vec(), gz(envelope.as_bytes())] {
+            let out = from_file(&t, &input);
+            let ids: Vec<usize> = out.records.iter().map(|r| r.id.parse().unwrap()).collect();
+            let expected: Vec<usize> = (1..=3_000).filter(|i| *i != 1_501).collect();
+            assert_eq!(ids, expected, "every other record once, in order");
+            assert_eq!(out.dead_letters.len(), 1);
+            let letter = &out.dead_letters[0];
+            assert_eq!(letter.kind, "too_large");
+            assert_eq!(
+                letter.position,
+                Some(Position {
+                    line: 1_501,
+                    offset: long_at,
+                    index: Some(1_500)
+                })
+            );
+            assert_eq!(letter.bytes, long.as_bytes()[..2_000]);
+            let whole = letter.whole.as_ref().unwrap();
+            assert_eq!(whole.size, long.len() as u64);
+            use sha2::Digest;
+            assert_eq!(
+                whole.sha256,
+                format!("{:x}", sha2::Sha256::digest(long.as_bytes()))
+            );
+        }
+
+        t.limits.max_records_per_input = 1_000;
         let out = from_file(&t, envelope.as_bytes());
-        assert_eq!(out.records.len(), 3_000);
-        assert!(out.dead_letters.is_empty());
+        assert_eq!(out.records.len(), 1_000);
+        let kinds: Vec<&str> = out.dead_letters.iter().map(|l| l.kind).collect();
+        assert_eq!(kinds, ["too_many_records"]);
+    }
+
+    #[test]
+    fn pretty_printed_input_longer_than_a_block_keeps_every_record_and_every_error() {
+        let mut t = transformer();
+        t.block = 4096;
+        let mut text = String::new();
+        for i in 1..=500 {
+            if i == 250 {
+                text.push_str("{\n  \"eventName\": \n}\n");
+            } else {
+                text.push_str(&format!(
+                    "{{\n  \"eventName\": \"A\",\n  \"eventSource\": \"s\",\n  \"eventID\": \"{i}\"\n}}\n"
+                ));
+            }
+        }
+        let out = from_file(&t, text.as_bytes());
+        let ids: Vec<usize> = out.records.iter().map(|r| r.id.parse().unwrap()).collect();
+        let expected: Vec<usize> = (1..=500).filter(|i| *i != 250).collect();
+        assert_eq!(ids, expected);
+        let letters: Vec<(&str, u64)> = out
+            .dead_letters
+            .iter()
+            .map(|l| (l.kind, l.position.unwrap().line))
+            .collect();
+        // The scan resumes line by line after a syntax error, so the lines of the broken
+        // value are dead-lettered where they are, and the next record is whole.
+        let first = 249 * 5 + 1;
+        assert_eq!(
+            letters,
+            [
+                ("invalid_json", first),
+                ("invalid_json", first + 1),
+                ("invalid_json", first + 1),
+                ("invalid_json", first + 2)
+            ]
+        );
     }
 
     #[test]

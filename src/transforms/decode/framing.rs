@@ -8,6 +8,7 @@ use serde_json::de::SliceRead;
 use serde_json::value::RawValue;
 use serde_json::StreamDeserializer;
 
+use super::cutter::Span;
 use crate::event::Position;
 
 pub const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
@@ -63,7 +64,7 @@ impl Frame<'_> {
         let shift = |p: Position| Position {
             line: line.line + p.line - 1,
             offset: line.offset + p.offset,
-            index: p.index,
+            index: p.index.or(line.index),
         };
         match self {
             Frame::Record { raw, position } => Frame::Record {
@@ -113,6 +114,8 @@ enum Mode<'a> {
         line: u64,
     },
     Scan(Scan<'a>),
+    /// Items of an array, where a [`Cutter`](super::cutter::Cutter) found them.
+    Spans(std::vec::IntoIter<Span>),
 }
 
 /// Value by value through input of any other shape.
@@ -157,6 +160,15 @@ pub fn frames_scanned(input: &[u8]) -> Frames<'_> {
     Frames {
         input,
         mode: Mode::Scan(Scan::new(0)),
+    }
+}
+
+/// The items a [`Cutter`](super::cutter::Cutter) found in `input`. An object is left to
+/// the decoder, which parses it once; anything else is not a record.
+pub fn spans(input: &[u8], spans: Vec<Span>) -> Frames<'_> {
+    Frames {
+        input,
+        mode: Mode::Spans(spans.into_iter()),
     }
 }
 
@@ -207,6 +219,27 @@ impl<'a> Iterator for Frames<'a> {
                 }
             },
             Mode::Scan(scan) => scan.next(input),
+            Mode::Spans(spans) => spans.next().map(|span| {
+                let bytes = &input[span.start..span.end];
+                let position = Position {
+                    line: span.line,
+                    offset: span.start as u64,
+                    index: Some(span.index),
+                };
+                match std::str::from_utf8(bytes) {
+                    Ok(text) if text.starts_with('{') => Frame::Line { text, position },
+                    Ok(_) => Frame::Invalid {
+                        bytes,
+                        position,
+                        reason: "an item of a `Records`/`records` array or of a top-level array must be a JSON object".into(),
+                    },
+                    Err(e) => Frame::Invalid {
+                        bytes,
+                        position,
+                        reason: format!("invalid JSON: {e}"),
+                    },
+                }
+            }),
         }
     }
 }

@@ -5,6 +5,7 @@
 //! dialect, a digest, an Insight event) and validates it.
 
 pub mod cloudtrail;
+pub mod cutter;
 pub mod entra;
 pub mod fields;
 pub mod framing;
