@@ -110,4 +110,7 @@ pub enum Body {
     Bytes(Vec<u8>),
     /// A file, read piece by piece as it is transformed, never whole.
     File(PathBuf),
+    /// A file a source wrote (an object too large to hold in memory), read like
+    /// [`Body::File`] and removed when the input is dropped.
+    Spooled(tempfile::TempPath),
 }

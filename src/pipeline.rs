@@ -515,11 +515,11 @@ fn transform_worker(
                 metrics.dead_letter("transform_panic");
                 let reason = format!("the transform panicked: {message}");
                 let origin = raw.origin.clone();
-                write(vec![match &raw.body {
-                    Body::Bytes(bytes) => {
+                write(vec![match Input::of(&raw.body) {
+                    Input::Bytes(bytes) => {
                         DeadLetter::input("transform_panic", reason, origin, bytes)
                     }
-                    Body::File(path) => {
+                    Input::File(path) => {
                         DeadLetter::of_file("transform_panic", reason, origin, path)
                     }
                 }]);

@@ -243,6 +243,73 @@ async fn twenty_objects_of_three_thousand_records_across_ten_messages() {
     assert_eq!(queue_counts(&sqs, &queue).await, (0, 0));
 }
 
+/// An object larger than the 8 MiB held in memory is written to `spool_dir` as it
+/// arrives and transformed from there in blocks, and the file is removed once its records
+/// are settled; a small object in the same message stays in memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_object_is_spooled_to_disk_and_removed_once_settled() {
+    let (sqs, s3) = clients().await;
+    let (queue, _, _) = queue_with_dlq(&sqs, 3).await;
+    let b = bucket(&s3).await;
+    let (text, _) = common::replayed_corpus(12_000);
+    let lines: Vec<&str> = text.lines().take(12_000).collect();
+    let large = lines[..11_000].join("\n");
+    assert!(large.len() > 8 << 20, "{} bytes", large.len());
+    let prefix = "AWSLogs/123456789012/CloudTrail/us-east-1/2024/01/01";
+    let keys = [
+        format!("{prefix}/large.json"),
+        format!("{prefix}/small.json.gz"),
+    ];
+    put(&s3, &b, &keys[0], large.into_bytes()).await;
+    put(
+        &s3,
+        &b,
+        &keys[1],
+        gzip(lines[11_000..].join("\n").as_bytes()),
+    )
+    .await;
+    sqs.send_message()
+        .queue_url(&queue)
+        .message_body(serde_json::json!({"s3Bucket": b, "s3ObjectKey": keys}).to_string())
+        .send()
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    std::fs::create_dir(&spool).unwrap();
+    let (m, result) = run_until(
+        &config(
+            &queue,
+            dir.path(),
+            &format!("spool_dir = \"{}\"", spool.display()),
+            "",
+        ),
+        &dir.path().join("dlq.ndjson"),
+        Duration::from_secs(120),
+        |m| m.named("sqs_messages_deleted") >= 1,
+    )
+    .await;
+    result.unwrap();
+    let docs = out_lines(dir.path());
+    let mut ids: Vec<&str> = docs
+        .iter()
+        .map(|d| d["event"]["id"].as_str().unwrap())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(
+        (docs.len(), ids.len()),
+        (12_000, 12_000),
+        "each record once"
+    );
+    assert_eq!(m.named("sqs_objects"), 2);
+    assert_eq!(m.named("sqs_objects_spooled"), 1);
+    assert!(letters(dir.path()).is_empty());
+    let left: Vec<_> = std::fs::read_dir(&spool).unwrap().collect();
+    assert!(left.is_empty(), "spool files left behind: {left:?}");
+    assert_eq!(queue_counts(&sqs, &queue).await, (0, 0));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sink_slower_than_the_visibility_timeout_gets_extensions_not_duplicates() {
     let (sqs, _) = clients().await;

@@ -568,6 +568,7 @@ impl<'b> Input<'b> {
         match body {
             Body::Bytes(bytes) => Input::Bytes(bytes),
             Body::File(path) => Input::File(path),
+            Body::Spooled(path) => Input::File(path),
         }
     }
 

@@ -40,6 +40,11 @@ pub struct SqsSourceConfig {
     /// Largest object fetched (compressed size).
     #[serde(default = "one_gib")]
     pub max_object_bytes: u64,
+    /// Where an object larger than 8 MiB is written while it is transformed, so memory
+    /// never holds it whole (default: the system's temporary directory). Each file is
+    /// removed once its records are settled.
+    #[serde(default)]
+    pub spool_dir: Option<std::path::PathBuf>,
     /// Only fetch from these buckets (empty: any).
     #[serde(default)]
     pub bucket_allowlist: Vec<String>,

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
 use futures::future::BoxFuture;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 
@@ -348,20 +348,30 @@ async fn fetch_and_send(ctx: &Ctx, id: &str, object: ObjectRef, share: AckToken)
     let Ok(_permit) = ctx.fetches.acquire().await else {
         return share.resolve(BatchStatus::Failed);
     };
-    match fetch(ctx, &object).await {
-        Ok(Fetched::Whole(bytes)) => {
+    let fetched = fetch(ctx, &object).await;
+    let body = match fetched {
+        Ok(Fetched::Whole(bytes)) => Ok((bytes.len() as u64, Body::Bytes(bytes))),
+        Ok(Fetched::Spooled { size, path }) => {
+            ctx.metrics.count("sqs_objects_spooled", 1);
+            Ok((size, Body::Spooled(path)))
+        }
+        Ok(Fetched::TooLarge { size, head }) => Err(Ok((size, head))),
+        Err(reason) => Err(Err(reason)),
+    };
+    match body {
+        Ok((size, body)) => {
             ctx.metrics.count("sqs_objects", 1);
-            ctx.metrics.count("sqs_object_bytes", bytes.len() as u64);
+            ctx.metrics.count("sqs_object_bytes", size);
             let _ = ctx
                 .out
                 .send(RawInput {
                     origin,
-                    body: Body::Bytes(bytes),
+                    body,
                     ack: share,
                 })
                 .await;
         }
-        Ok(Fetched::TooLarge { size, head }) => {
+        Err(Ok((size, head))) => {
             // Poison for good: fetching it again would fail again, so it is dead-lettered
             // and its message deleted instead of looping towards the dead-letter queue.
             let letter = DeadLetter::input(
@@ -380,7 +390,7 @@ async fn fetch_and_send(ctx: &Ctx, id: &str, object: ObjectRef, share: AckToken)
             };
             share.resolve(status);
         }
-        Err(reason) => {
+        Err(Err(reason)) => {
             ctx.metrics.count("sqs_object_fetch_failures", 1);
             tracing::warn!(bucket = %object.bucket, key = %object.key, %reason, "object not fetched; the message will be retried");
             share.resolve(BatchStatus::Failed);
@@ -409,9 +419,14 @@ fn not_allowed(config: &SqsSourceConfig, object: &ObjectRef) -> Option<String> {
     None
 }
 
+/// Objects up to this size (most CloudTrail files) are held in memory; a larger one is
+/// written to `spool_dir` as it arrives and read from there in blocks.
+pub const SPOOL_ABOVE: usize = crate::transforms::BLOCK;
+
 /// An object fetched, or found over `max_object_bytes` (and not read past its first 64 KiB).
 enum Fetched {
     Whole(Vec<u8>),
+    Spooled { size: u64, path: tempfile::TempPath },
     TooLarge { size: u64, head: Vec<u8> },
 }
 
@@ -451,20 +466,56 @@ async fn fetch(ctx: &Ctx, object: &ObjectRef) -> Result<Fetched, String> {
             head,
         });
     }
-    let mut bytes = Vec::with_capacity(usize::try_from(declared).unwrap_or(0).min(64 << 20));
+    let in_memory = (SPOOL_ABOVE as u64).min(limit);
+    let mut head = Vec::with_capacity(usize::try_from(declared.min(in_memory + 1)).unwrap_or(0));
     (&mut body)
-        .take(limit + 1)
-        .read_to_end(&mut bytes)
+        .take(in_memory + 1)
+        .read_to_end(&mut head)
         .await
         .map_err(|e| format!("reading the object: {e}"))?;
-    if bytes.len() as u64 > limit {
-        bytes.truncate(crate::dead_letter::INPUT_EXCERPT);
-        return Ok(Fetched::TooLarge {
+    let too_large = |mut head: Vec<u8>| {
+        head.truncate(crate::dead_letter::INPUT_EXCERPT);
+        Fetched::TooLarge {
             size: limit + 1,
-            head: bytes,
-        });
+            head,
+        }
+    };
+    if head.len() as u64 > limit {
+        return Ok(too_large(head));
     }
-    Ok(Fetched::Whole(bytes))
+    if head.len() as u64 <= in_memory {
+        return Ok(Fetched::Whole(head));
+    }
+    let dir = ctx
+        .config
+        .spool_dir
+        .clone()
+        .unwrap_or_else(std::env::temp_dir);
+    let spool_error = |e: std::io::Error| {
+        format!(
+            "writing the object to the spool directory {}: {e}; make it writable or set spool_dir",
+            dir.display()
+        )
+    };
+    let (file, path) = tempfile::Builder::new()
+        .prefix("auditbridge-object-")
+        .tempfile_in(&dir)
+        .map_err(spool_error)?
+        .into_parts();
+    let mut file = tokio::fs::File::from_std(file);
+    file.write_all(&head).await.map_err(spool_error)?;
+    let rest = tokio::io::copy(
+        &mut (&mut body).take(limit + 1 - head.len() as u64),
+        &mut file,
+    )
+    .await
+    .map_err(|e| format!("reading the object into the spool directory: {e}"))?;
+    file.flush().await.map_err(spool_error)?;
+    let size = head.len() as u64 + rest;
+    if size > limit {
+        return Ok(too_large(head));
+    }
+    Ok(Fetched::Spooled { size, path })
 }
 
 /// Delete settled messages in batches of at most 10 (AWS's limit).
