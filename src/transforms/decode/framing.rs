@@ -19,8 +19,9 @@ pub enum OpenError {
     #[error("gzip stream is corrupt or truncated: {0}")]
     Gzip(String),
     #[error(
-        "decompressed input exceeds the limit of {limit} bytes (limits.max_decompressed_bytes); \
-         raise the limit if the file is genuine"
+        "decompressed input exceeds the limit of {limit} bytes (limits.max_decompressed_bytes): \
+         the records wholly before it were processed, the rest was not read; raise the limit \
+         if the input is genuine"
     )]
     TooLarge { limit: u64 },
 }
