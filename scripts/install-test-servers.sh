@@ -28,6 +28,14 @@ else
   echo "moto: present"
 fi
 
+if [ ! -x "$TOOLS/elastic-rules/bin/python" ] || ! "$TOOLS/elastic-rules/bin/python" -c "import eql, lark" 2>/dev/null; then
+  echo "installing eql 1.0.1 and lark 1.3.1 (to run Elastic's prebuilt rules on our ECS) into $TOOLS/elastic-rules"
+  python3 -m venv "$TOOLS/elastic-rules"
+  "$TOOLS/elastic-rules/bin/pip" install --quiet eql==1.0.1 lark==1.3.1
+else
+  echo "eql: present"
+fi
+
 if [ ! -x "$TOOLS/azurite/node_modules/.bin/azurite-blob" ]; then
   echo "installing azurite 3.35.0 (Azure Storage API server, for the Event Hubs blob checkpoint store) into $TOOLS/azurite"
   command -v npm >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm; }

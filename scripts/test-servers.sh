@@ -49,6 +49,8 @@ start() {
   {
     echo "AUDITBRIDGE_TEST_AWS_ENDPOINT=http://127.0.0.1:$MOTO_PORT"
     echo "AUDITBRIDGE_TEST_MOTO_PYTHON=$TOOLS/moto/bin/python"
+    # Not a server: the interpreter that runs Elastic's rules (tests/elastic_rules.rs).
+    echo "AUDITBRIDGE_TEST_ELASTIC_PYTHON=$TOOLS/elastic-rules/bin/python"
     # moto accepts any credentials; the SDK's chain reads these.
     echo "AWS_ACCESS_KEY_ID=testing"
     echo "AWS_SECRET_ACCESS_KEY=testing"

@@ -62,6 +62,18 @@ fn create_access_key() {
             ("/event/type", json!(["user", "change"])),
             ("/event/outcome", json!("success")),
             ("/event/dataset", json!("aws.cloudtrail")),
+            // Elastic's conventions (docs/elastic-ecs.md).
+            ("/data_stream/dataset", json!("aws.cloudtrail")),
+            ("/data_stream/type", json!("logs")),
+            ("/data_stream/namespace", json!("default")),
+            (
+                "/aws/cloudtrail/request_parameters",
+                json!("{userName=stratus-red-team-backdoor-u-user}"),
+            ),
+            (
+                "/aws/cloudtrail/flattened/request_parameters/userName",
+                json!("stratus-red-team-backdoor-u-user"),
+            ),
             ("/cloud/account/id", json!("123837392027")),
             ("/cloud/region", json!("us-east-1")),
             ("/user/id", json!("AIDATFQR7NSC5AU2ZV3IE")),
@@ -161,7 +173,11 @@ fn assume_role() {
         &doc(&r, Format::Ecs),
         &[
             ("/event/category", json!(["authentication"])),
-            ("/event/type", json!(["start"])),
+            ("/event/type", json!(["info"])),
+            (
+                "/aws/cloudtrail/request_parameters",
+                json!("{durationSeconds=900, roleArn=arn:aws:iam::123837392027:role/stratus-red-team-ec2-get-password-data-role, roleSessionName=aws-go-sdk-1688990082523310002}"),
+            ),
             ("/event/outcome", json!("success")),
             ("/user/name", json!("bert-jan")),
         ],
@@ -193,7 +209,12 @@ fn console_login_failure() {
         &[
             ("/event/action", json!("ConsoleLogin")),
             ("/event/category", json!(["authentication"])),
+            ("/event/type", json!(["info"])),
             ("/event/outcome", json!("failure")),
+            (
+                "/aws/cloudtrail/console_login/additional_eventdata/mfa_used",
+                json!(true),
+            ),
             ("/user/name", json!("anaya")),
             ("/error/message", json!("Failed authentication")),
             ("/source/ip", json!("192.0.2.0")),
@@ -261,6 +282,10 @@ fn root_event() {
             ("/user/id", json!("123456789012")),
             ("/user/name", json!("root")),
             ("/event/action", json!("CreateAccessKey")),
+            (
+                "/aws/cloudtrail/user_identity/session_context/mfa_authenticated",
+                json!("true"),
+            ),
         ],
     );
     check(
@@ -283,6 +308,7 @@ fn access_denied() {
         &[
             ("/event/outcome", json!("failure")),
             ("/error/code", json!("AccessDenied")),
+            ("/event/type", json!(["info"])),
         ],
     );
     check(

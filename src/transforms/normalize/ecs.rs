@@ -24,17 +24,26 @@ fn base(
     time: DateTime<Utc>,
     source: TimeSource,
     now: DateTime<Utc>,
-    tax: &Taxonomy,
+    (category, types): (&[&str], &[&str]),
 ) {
     doc.put("@timestamp", ts(time));
     doc.put("ecs.version", ECS_VERSION);
     doc.put("event.kind", "event");
     doc.put("event.created", ts(now));
-    doc.put_list("event.category", tax.ecs_category);
-    doc.put_list("event.type", tax.ecs_type);
+    doc.put_list("event.category", category);
+    doc.put_list("event.type", types);
     if source == TimeSource::Ingest {
         doc.put("auditbridge.time_source", "ingest");
     }
+}
+
+/// `event.dataset` and the `data_stream.*` Elastic's integration writes: its prebuilt rules
+/// filter on `data_stream.dataset` almost without exception.
+fn put_dataset(doc: &mut Document, dataset: &'static str) {
+    doc.put("event.dataset", dataset);
+    doc.put("data_stream.type", "logs");
+    doc.put("data_stream.dataset", dataset);
+    doc.put("data_stream.namespace", "default");
 }
 
 /// Collects `related.user` / `related.ip` without duplicates.
@@ -97,7 +106,8 @@ fn put_user_name(doc: &mut Document, prefix: &str, name: &str) {
 pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Document {
     let mut doc = Document::default();
     let mut related = Related::default();
-    base(&mut doc, r.time(), r.time_source(), now, tax);
+    let (category, types) = super::taxonomy::cloudtrail_ecs(r, tax);
+    base(&mut doc, r.time(), r.time_source(), now, (category, &types));
     doc.put_opt("event.id", r.id());
     doc.put_opt("event.action", r.str("eventName"));
     doc.put_opt("event.provider", r.str("eventSource"));
@@ -105,7 +115,7 @@ pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> D
         "event.outcome",
         if r.failed() { "failure" } else { "success" },
     );
-    doc.put("event.dataset", "aws.cloudtrail");
+    put_dataset(&mut doc, "aws.cloudtrail");
     doc.put("event.module", "aws");
     doc.put("cloud.provider", "aws");
     doc.put_opt("cloud.account.id", r.account_id());
@@ -175,8 +185,13 @@ pub fn entra(r: &EntraRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Document {
     let mut doc = Document::default();
     let mut related = Related::default();
     let sign_in = r.kind().is_sign_in();
-    let dataset = if sign_in { "signinlogs" } else { "auditlogs" };
-    base(&mut doc, r.time(), r.time_source(), now, tax);
+    base(
+        &mut doc,
+        r.time(),
+        r.time_source(),
+        now,
+        (tax.ecs_category, tax.ecs_type),
+    );
     doc.put_opt("event.id", r.id());
     doc.put(
         "event.action",
@@ -186,7 +201,14 @@ pub fn entra(r: &EntraRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Document {
         "event.outcome",
         if r.failed() { "failure" } else { "success" },
     );
-    doc.put("event.dataset", format!("azure.{dataset}"));
+    put_dataset(
+        &mut doc,
+        if sign_in {
+            "azure.signinlogs"
+        } else {
+            "azure.auditlogs"
+        },
+    );
     doc.put("event.module", "azure");
     doc.put_opt("event.provider", r.prop_str("loggedByService"));
     doc.put_opt(

@@ -173,6 +173,10 @@ pub fn snake_key(s: &str) -> Cow<'_, str> {
 #[derive(Debug)]
 pub enum Field<'a> {
     Value(&'a Value),
+    /// A text made from the record.
+    Text(String),
+    /// A value made from the record.
+    Owned(Value),
     /// An object with its keys in snake_case, `depth` levels deep.
     Snake(&'a Map<String, Value>, usize),
     /// An object of named fields, sorted by key; a later field wins over an earlier one
@@ -198,6 +202,8 @@ impl Serialize for Field<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
             Field::Value(v) => v.serialize(s),
+            Field::Text(t) => s.serialize_str(t),
+            Field::Owned(v) => v.serialize(s),
             Field::Snake(map, depth) => {
                 let entries = map
                     .iter()

@@ -3,6 +3,7 @@
 pub mod document;
 pub mod ecs;
 pub mod field;
+pub mod java_text;
 pub mod ocsf;
 pub mod sections;
 pub mod taxonomy;

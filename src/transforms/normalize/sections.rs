@@ -6,9 +6,10 @@
 use std::borrow::Cow;
 
 use serde::ser::{Serialize, Serializer};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::field::{snake_key, Field};
+use super::java_text::java_text;
 use crate::transforms::decode::{CloudTrailRecord, EntraRecord, SourceRecord};
 
 /// A section of a document taken from the source record.
@@ -64,30 +65,106 @@ fn flattened(key: &str) -> Option<&'static str> {
     })
 }
 
-/// `aws.cloudtrail`: every field of the record with its key in snake_case, the per-API
-/// objects under `flattened`.
+/// `aws.cloudtrail` as Elastic's integration writes it: every field of the record with its
+/// key in snake_case; the per-API objects under `flattened` and again as Java prints them
+/// (the text Elastic's rules match on); `user_identity.session_context` with its
+/// `attributes` lifted one level; and for a console sign-in, `console_login` with its
+/// `additionalEventData` answers as booleans.
 pub fn ecs_cloudtrail(r: &CloudTrailRecord) -> Field<'_> {
-    let mut entries = Vec::with_capacity(r.fields().len() + 1);
+    let mut entries = Vec::with_capacity(r.fields().len() + 4);
     let mut nested = Vec::new();
     for (key, value) in r.fields() {
         if let Some(name) = flattened(key) {
-            if !value.is_null() {
+            if let Some(text) = java_text(value) {
                 nested.push((Cow::Borrowed(name), Field::Value(value)));
+                entries.push((Cow::Borrowed(name), Field::Text(text)));
             }
         } else if key == "userIdentity" {
             if let Value::Object(identity) = value {
-                entries.push((Cow::Borrowed("user_identity"), Field::Snake(identity, 4)));
+                entries.push((Cow::Borrowed("user_identity"), user_identity(identity)));
             }
         } else {
             entries.push((snake_key(key), Field::Value(value)));
         }
     }
+    if r.event_name() == "ConsoleLogin" {
+        if let Some(login) = console_login(r) {
+            insert_sorted(&mut entries, "console_login", login);
+        }
+    }
     if !nested.is_empty() {
-        // At its sorted place, so the (usually sorted) entries need no sort.
-        let at = entries.partition_point(|(k, _)| k.as_ref() < "flattened");
-        entries.insert(at, (Cow::Borrowed("flattened"), Field::object(nested)));
+        insert_sorted(&mut entries, "flattened", Field::object(nested));
     }
     Field::object(entries)
+}
+
+/// At its sorted place, so the (usually sorted) entries need no sort.
+fn insert_sorted<'a>(
+    entries: &mut Vec<(Cow<'a, str>, Field<'a>)>,
+    name: &'static str,
+    field: Field<'a>,
+) {
+    let at = entries.partition_point(|(k, _)| k.as_ref() < name);
+    entries.insert(at, (Cow::Borrowed(name), field));
+}
+
+fn user_identity(identity: &Map<String, Value>) -> Field<'_> {
+    let entries = identity
+        .iter()
+        .map(|(key, value)| match (key.as_str(), value) {
+            ("sessionContext", Value::Object(context)) => {
+                let mut inner: Vec<_> = context
+                    .iter()
+                    .filter(|(k, _)| k.as_str() != "attributes")
+                    .map(|(k, v)| (snake_key(k), snake_field(v, 2)))
+                    .collect();
+                if let Some(Value::Object(attributes)) = context.get("attributes") {
+                    inner.extend(
+                        attributes
+                            .iter()
+                            .map(|(k, v)| (snake_key(k), snake_field(v, 1))),
+                    );
+                }
+                (Cow::Borrowed("session_context"), Field::object(inner))
+            }
+            _ => (snake_key(key), snake_field(value, 3)),
+        })
+        .collect();
+    Field::object(entries)
+}
+
+fn snake_field(value: &Value, depth: usize) -> Field<'_> {
+    match value {
+        Value::Object(map) => Field::Snake(map, depth),
+        other => Field::Value(other),
+    }
+}
+
+/// `console_login.additional_eventdata`: `MobileVersion` and `MFAUsed` as booleans
+/// (anything but "No" is true, as Elastic reads them) and `LoginTo`.
+fn console_login(r: &CloudTrailRecord) -> Option<Field<'_>> {
+    let data = r.fields().get("additionalEventData")?.as_object()?;
+    let yes = |key: &str| {
+        data.get(key)
+            .filter(|v| !v.is_null())
+            .map(|v| Field::Owned(Value::Bool(v.as_str() != Some("No"))))
+    };
+    let mut fields = Vec::new();
+    if let Some(to) = data.get("LoginTo").filter(|v| !v.is_null()) {
+        fields.push((Cow::Borrowed("login_to"), Field::Value(to)));
+    }
+    if let Some(mfa) = yes("MFAUsed") {
+        fields.push((Cow::Borrowed("mfa_used"), mfa));
+    }
+    if let Some(mobile) = yes("MobileVersion") {
+        fields.push((Cow::Borrowed("mobile_version"), mobile));
+    }
+    (!fields.is_empty()).then(|| {
+        Field::Object(vec![(
+            Cow::Borrowed("additional_eventdata"),
+            Field::Object(fields),
+        )])
+    })
 }
 
 /// `azure.<dataset>`: every field of the record with its key in snake_case, and those of

@@ -372,6 +372,87 @@ fn capitalise(word: &str) -> String {
     }
 }
 
+/// ECS `event.category` and `event.type` of a CloudTrail record, as Elastic's integration
+/// categorizes it where it does, so its rules keep working:
+/// - an action in Elastic's table gets Elastic's values;
+/// - any other action gets ours with `info` added: Elastic writes `info` for every action
+///   outside its table, and its EQL rules select on it (`info where …` over
+///   `event.type`), while ours keep `creation`/`change`/`deletion`.
+pub fn cloudtrail_ecs(
+    r: &CloudTrailRecord,
+    tax: &Taxonomy,
+) -> (&'static [&'static str], Vec<&'static str>) {
+    if let Some((category, types)) = elastic_cloudtrail(r.event_name()) {
+        return (category, types.to_vec());
+    }
+    let mut types = tax.ecs_type.to_vec();
+    if !types.contains(&"info") {
+        types.push("info");
+    }
+    (tax.ecs_category, types)
+}
+
+/// The table of Elastic's CloudTrail pipeline (`packages/aws/data_stream/cloudtrail`,
+/// "Add ECS categorization").
+fn elastic_cloudtrail(action: &str) -> Option<(&'static [&'static str], &'static [&'static str])> {
+    const FILE: &[&str] = &["file"];
+    let types: &'static [&'static str] = match action {
+        "AssumeRole" | "ConsoleLogin" => return Some((AUTH, &["info"])),
+        "CreateBucket" => return Some((FILE, &["creation"])),
+        "DeleteBucket" => return Some((FILE, &["deletion"])),
+        "AddUserToGroup"
+        | "AttachGroupPolicy"
+        | "DeleteGroupPolicy"
+        | "DetachGroupPolicy"
+        | "PutGroupPolicy"
+        | "RemoveUserFromGroup"
+        | "UpdateGroup" => &["group", "change"],
+        "CreateGroup" => &["group", "creation"],
+        "DeleteGroup" => &["group", "deletion"],
+        "GetGroup"
+        | "GetGroupPolicy"
+        | "ListAttachedGroupPolicies"
+        | "ListGroupPolicies"
+        | "ListGroups" => &["group", "info"],
+        "CreateUser" => &["user", "creation"],
+        "DeleteUser" => &["user", "deletion"],
+        "AttachUserPolicy"
+        | "ChangePassword"
+        | "CreateAccessKey"
+        | "CreateVirtualMFADevice"
+        | "DeactivateMFADevice"
+        | "DeleteAccessKey"
+        | "DeleteSSHPublicKey"
+        | "DeleteUserPermissionsBoundary"
+        | "DeleteUserPolicy"
+        | "DeleteVirtualMFADevice"
+        | "DetachUserPolicy"
+        | "EnableMFADevice"
+        | "PutUserPermissionsBoundary"
+        | "PutUserPolicy"
+        | "TagUser"
+        | "UntagUser"
+        | "UpdateAccessKey"
+        | "UpdateLoginProfile"
+        | "UpdateSSHPublicKey"
+        | "UpdateUser" => &["user", "change"],
+        "GetUser"
+        | "GetUserPolicy"
+        | "ListAttachedUserPolicies"
+        | "ListGroupsForUser"
+        | "ListUserPolicies"
+        | "ListUsers"
+        | "ListUserTags" => &["user", "info"],
+        "CreateKeyPair" => &["admin", "creation"],
+        "SetDefaultPolicyVersion"
+        | "SetSecurityTokenServicePreferences"
+        | "UpdateAccountPasswordPolicy"
+        | "UpdateRole" => &["admin", "change"],
+        _ => return None,
+    };
+    Some((IAM, types))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -383,6 +464,40 @@ mod tests {
         assert_eq!(verb("PutBucketPolicy"), Verb::Update);
         assert_eq!(verb("TerminateInstances"), Verb::Delete);
         assert_eq!(verb("ConsoleLogin"), Verb::Other);
+    }
+
+    #[test]
+    fn ecs_categories_follow_elastic_where_it_has_them_and_always_say_info() {
+        let record = |name: &str, source: &str| {
+            let fields = serde_json::json!({"eventName": name, "eventSource": source, "eventTime": "2024-01-01T00:00:00Z"});
+            let fields = fields.as_object().cloned().unwrap();
+            CloudTrailRecord::new(fields, chrono::Utc::now()).unwrap()
+        };
+        let ecs = |name: &str, source: &str| {
+            let r = record(name, source);
+            cloudtrail_ecs(&r, &cloudtrail(&r))
+        };
+        assert_eq!(
+            ecs("CreateAccessKey", "iam.amazonaws.com"),
+            (IAM, vec!["user", "change"])
+        );
+        assert_eq!(ecs("AssumeRole", "sts.amazonaws.com"), (AUTH, vec!["info"]));
+        assert_eq!(
+            ecs("CreateBucket", "s3.amazonaws.com"),
+            (&["file"][..], vec!["creation"])
+        );
+        assert_eq!(
+            ecs("PutBucketPolicy", "s3.amazonaws.com"),
+            (CONFIG, vec!["change", "info"])
+        );
+        assert_eq!(
+            ecs("AssumeRoleWithWebIdentity", "sts.amazonaws.com"),
+            (AUTH, vec!["start", "info"])
+        );
+        assert_eq!(
+            ecs("DescribeInstances", "ec2.amazonaws.com"),
+            (NONE, vec!["info"])
+        );
     }
 
     #[test]

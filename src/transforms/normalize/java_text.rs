@@ -1,0 +1,177 @@
+//! A JSON value as Elasticsearch's ingest pipelines print it: Java's `Map.toString()` of the
+//! parsed document. Elastic's CloudTrail integration stores `requestParameters`,
+//! `responseElements` and `additionalEventData` that way (`{userName=Bob}`), and Elastic's
+//! detection rules match on that text (`*userData=*`, `principal=\*`), so the ECS string
+//! forms must be written exactly so, down to the order of the keys.
+//!
+//! Elasticsearch parses JSON objects into `java.util.HashMap`s, whose iteration order is
+//! the order of their hash buckets: a key's bucket is its `String.hashCode()`, spread by
+//! `h ^ (h >>> 16)`, modulo the table size (16, doubled whenever the map grows past three
+//! quarters of it). Keys in one bucket keep their insertion order, which a resize keeps.
+//!
+//! Known difference: a decoded record's objects keep their keys sorted, not in document
+//! order, so two keys that share a bucket come out sorted where Elastic has them in
+//! document order. The text holds the same `key=value` pairs either way, and the rules
+//! match pieces of it, so whether they fire does not change.
+
+use serde_json::{Map, Value};
+
+/// `value` as Java prints the parsed value: maps `{k=v, k2=v2}` in `HashMap` order, lists
+/// `[a, b]`, strings bare, numbers as `Integer`/`Long`/`Double` print them. Like Elastic's
+/// pipeline, which first drops null and empty values recursively, those are left out; a
+/// value that is nothing but those has no text.
+pub fn java_text(value: &Value) -> Option<String> {
+    if dropped(value) {
+        return None;
+    }
+    let mut out = String::new();
+    write(value, &mut out);
+    Some(out)
+}
+
+/// What Elastic's "drops null/empty values recursively" script removes.
+fn dropped(value: &Value) -> bool {
+    match value {
+        Value::Null => true,
+        Value::String(s) => s.is_empty(),
+        Value::Array(items) => items.iter().all(dropped),
+        Value::Object(map) => map.values().all(dropped),
+        _ => false,
+    }
+}
+
+fn write(value: &Value, out: &mut String) {
+    match value {
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Number(n) => number(n, out),
+        Value::String(s) => out.push_str(s),
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().filter(|v| !dropped(v)).enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                write(item, out);
+            }
+            out.push(']');
+        }
+        Value::Object(map) => {
+            out.push('{');
+            for (i, (key, item)) in hash_map_order(map).into_iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                out.push_str(key);
+                out.push('=');
+                write(item, out);
+            }
+            out.push('}');
+        }
+    }
+}
+
+/// Integers print as they are; a number with a fraction or exponent is a `Double`, which
+/// Java prints with at least one decimal (`1.0`) and in scientific notation outside
+/// 10^-3 ≤ |x| < 10^7 (`1.0E7`).
+fn number(n: &serde_json::Number, out: &mut String) {
+    if n.is_i64() || n.is_u64() {
+        out.push_str(&n.to_string());
+        return;
+    }
+    let x = n.as_f64().unwrap_or(0.0);
+    let magnitude = x.abs();
+    if magnitude == 0.0 || (1e-3..1e7).contains(&magnitude) {
+        let text = x.to_string();
+        out.push_str(&text);
+        if !text.contains('.') {
+            out.push_str(".0");
+        }
+    } else {
+        let text = format!("{x:e}");
+        let (mantissa, exponent) = text.split_once('e').unwrap_or((&text, "0"));
+        out.push_str(mantissa);
+        if !mantissa.contains('.') {
+            out.push_str(".0");
+        }
+        out.push('E');
+        out.push_str(exponent);
+    }
+}
+
+/// The entries of `map` that are not dropped, in the order a Java `HashMap` holding all of
+/// them (in document order) iterates them: dropping entries does not shrink the table.
+fn hash_map_order(map: &Map<String, Value>) -> Vec<(&str, &Value)> {
+    let mut capacity = 16usize;
+    while map.len() * 4 > capacity * 3 {
+        capacity *= 2;
+    }
+    let mut entries: Vec<(usize, usize, &str, &Value)> = map
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, v))| !dropped(v))
+        .map(|(at, (k, v))| (bucket(k, capacity), at, k.as_str(), v))
+        .collect();
+    entries.sort_unstable_by_key(|e| (e.0, e.1));
+    entries.into_iter().map(|(_, _, k, v)| (k, v)).collect()
+}
+
+fn bucket(key: &str, capacity: usize) -> usize {
+    let h = key.encode_utf16().fold(0u32, |h, unit| {
+        h.wrapping_mul(31).wrapping_add(u32::from(unit))
+    });
+    ((h ^ (h >> 16)) as usize) & (capacity - 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn elastic_s_own_expected_strings() {
+        // From elastic/integrations, aws cloudtrail pipeline test
+        // test-create-access-key-json.log-expected.json.
+        let text = |v: serde_json::Value| java_text(&v).unwrap();
+        assert_eq!(text(json!({"userName": "Bob"})), "{userName=Bob}");
+        // Elastic: `{accessKey={accessKeyId=EXAMPLE_KEY_ID, userName=Bob, status=Active,
+        // createDate=Jan 8, 2020 8:43:06 PM}}`. `status` and `createDate` share a bucket;
+        // the record listed `status` first, our decoded record lists keys sorted.
+        assert_eq!(bucket("status", 16), bucket("createDate", 16));
+        assert_eq!(
+            text(json!({"accessKey": {"accessKeyId": "EXAMPLE_KEY_ID", "status": "Active", "userName": "Bob", "createDate": "Jan 8, 2020 8:43:06 PM"}})),
+            "{accessKey={accessKeyId=EXAMPLE_KEY_ID, userName=Bob, createDate=Jan 8, 2020 8:43:06 PM, status=Active}}"
+        );
+    }
+
+    #[test]
+    fn java_s_hash_codes_and_numbers() {
+        let text = |v: serde_json::Value| java_text(&v).unwrap();
+        // "Aa" and "BB" share Java's hash code 2112, so one bucket.
+        assert_eq!(bucket("Aa", 16), bucket("BB", 16));
+        assert_eq!(text(json!({"BB": 1, "Aa": 2})), "{Aa=2, BB=1}");
+        // 13 keys need a table of 32, where `A` (65) and `Q` (81) no longer share a bucket.
+        assert_eq!(bucket("A", 16), bucket("Q", 16));
+        let wide: serde_json::Map<String, Value> = "AQCDEFGHIJKLM"
+            .chars()
+            .map(|k| (k.to_string(), json!(1)))
+            .collect();
+        assert_eq!(
+            text(Value::Object(wide)),
+            "{A=1, C=1, D=1, E=1, F=1, G=1, H=1, I=1, J=1, K=1, L=1, M=1, Q=1}"
+        );
+        assert_eq!(
+            text(json!([1, 2.5, 1e7, 0.0001, true, "x"])),
+            "[1, 2.5, 1.0E7, 1.0E-4, true, x]"
+        );
+    }
+
+    #[test]
+    fn null_and_empty_values_are_dropped_first() {
+        assert_eq!(
+            java_text(&json!({"a": null, "b": "", "c": {"d": []}, "e": [null, 1]})).unwrap(),
+            "{e=[1]}"
+        );
+        assert_eq!(java_text(&json!({"a": null})), None);
+    }
+}

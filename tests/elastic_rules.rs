@@ -1,0 +1,150 @@
+//! Elastic Security's prebuilt detection rules, run on auditbridge's ECS output: the content
+//! an Elastic user already has must work on what we write. The rules and Elastic's KQL
+//! library are read from `../shared/elastic/detection-rules/` (Elastic License 2.0, test
+//! use only); `tests/elastic/run_rules.py` evaluates KQL and single-event EQL with them and
+//! the PyPI `eql` package, which `scripts/install-test-servers.sh` installs.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use auditbridge::record::Format;
+use auditbridge::transforms::normalize::OutputFormat;
+use serde_json::Value;
+
+/// The ECS documents auditbridge writes for the records in `input`, one per line.
+fn ecs_lines(input: &Path) -> String {
+    let out = common::process(OutputFormat::Ecs, &std::fs::read(input).unwrap());
+    assert!(
+        out.dead_letters.is_empty(),
+        "{}: {:?}",
+        input.display(),
+        out.dead_letters
+    );
+    out.records
+        .iter()
+        .flat_map(|r| &r.outputs)
+        .filter(|o| o.format == Format::Ecs)
+        .map(|o| format!("{}\n", String::from_utf8_lossy(&o.body)))
+        .collect()
+}
+
+fn json_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = walk(dir)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    files
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flat_map(|e| {
+            let path = e.unwrap().path();
+            if path.is_dir() {
+                walk(&path)
+            } else {
+                vec![path]
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn elastic_prebuilt_rules_fire_on_the_stratus_detonations() {
+    let python = std::env::var("AUDITBRIDGE_TEST_ELASTIC_PYTHON").expect(
+        "AUDITBRIDGE_TEST_ELASTIC_PYTHON is not set: run the suite with scripts/test.sh, which installs eql",
+    );
+    let work = tempfile::tempdir().unwrap();
+    let mut args = Vec::new();
+    let detonations = json_files(&common::shared("data/cloudtrail/stratus/detonation-logs"));
+    assert_eq!(detonations.len(), 35);
+    for file in &detonations {
+        let name = file.file_stem().unwrap().to_string_lossy().into_owned();
+        let docs = work.path().join(format!("{name}.ndjson"));
+        std::fs::write(&docs, ecs_lines(file)).unwrap();
+        args.push(format!("{name}={}", docs.display()));
+    }
+    let trail: String = json_files(&common::shared("data/cloudtrail/invictus/CloudTrail"))
+        .iter()
+        .map(|f| ecs_lines(f))
+        .collect();
+    let trail_docs = work.path().join("invictus.ndjson");
+    std::fs::write(&trail_docs, &trail).unwrap();
+    args.push(format!("invictus={}", trail_docs.display()));
+
+    let out = std::process::Command::new(&python)
+        .arg(common::repo("tests/elastic/run_rules.py"))
+        .arg(common::shared("elastic/detection-rules"))
+        .args(&args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let fired = |label: &str| -> BTreeMap<String, u64> {
+        report["files"][label]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_u64().unwrap()))
+            .collect()
+    };
+    let evaluated = report["rules"].as_u64().unwrap();
+    println!(
+        "{evaluated} rules evaluated, skipped: {}",
+        report["skipped"]
+    );
+    let mut files_with_a_hit = 0;
+    for file in &detonations {
+        let name = file.file_stem().unwrap().to_string_lossy();
+        let hits = fired(&name);
+        files_with_a_hit += usize::from(!hits.is_empty());
+        println!("{name}: {hits:?}");
+    }
+    let noise = fired("invictus");
+    println!(
+        "invictus trail ({} documents): {} rules fire, {} alerts: {noise:?}",
+        trail.lines().count(),
+        noise.len(),
+        noise.values().sum::<u64>()
+    );
+    println!("{files_with_a_hit} of 35 detonation files make a rule fire");
+    assert!(
+        evaluated >= 200,
+        "only {evaluated} rules could be evaluated"
+    );
+    assert!(
+        files_with_a_hit >= 31,
+        "a rule fires on only {files_with_a_hit} of the 35 detonation files"
+    );
+    // Each convention adopted from Elastic's integration, shown by a rule that needs it:
+    // `data_stream.dataset` (every rule), the Java text of `requestParameters` and
+    // `info` in `event.type` (EQL `info where`), `console_login.additional_eventdata`.
+    for (file, rule) in [
+        (
+            "aws.persistence.iam-create-admin-user",
+            "AWS IAM AdministratorAccess Policy Attached to User",
+        ),
+        (
+            "aws.persistence.lambda-backdoor-function",
+            "AWS Lambda Function Policy Updated to Allow Cross-Account Invocation",
+        ),
+        (
+            "aws.persistence.rolesanywhere-create-trust-anchor",
+            "AWS IAM Roles Anywhere Trust Anchor Created with External CA",
+        ),
+        (
+            "aws.initial-access.console-login-without-mfa",
+            "AWS IAM User Console Login Without MFA",
+        ),
+    ] {
+        assert_eq!(fired(file).get(rule), Some(&1), "{rule} on {file}");
+    }
+}
