@@ -220,6 +220,12 @@ impl Config {
                 _ => {}
             }
         }
+        for (key, cleartext, opted_in) in self.cleartext_connections() {
+            if !opted_in {
+                let (fix, opt_in) = cleartext_fix(&key);
+                return Err(invalid(&key, cleartext.refusal(fix, &opt_in)));
+            }
+        }
         let produced = self.pipeline.format;
         for (name, sink) in &self.sinks {
             for f in sink.formats().unwrap_or(&[]) {
@@ -240,6 +246,100 @@ impl Config {
             }
         }
         Ok(())
+    }
+}
+
+impl Config {
+    /// Connections that send a secret without TLS to another machine, with the key that
+    /// sets each and whether the user opted in to it.
+    fn cleartext_connections(&self) -> Vec<(String, crate::cleartext::Cleartext, bool)> {
+        use crate::cleartext;
+        use crate::sources::eventhubs::config::CheckpointStoreConfig;
+        let mut found = Vec::new();
+        for (name, sink) in &self.sinks {
+            match sink {
+                SinkConfig::SplunkHec(h) => {
+                    if let Some(c) = cleartext::url(&h.endpoint, "http", "HEC token") {
+                        found.push((format!("sinks.{name}.endpoint"), c, h.allow_cleartext_token));
+                    }
+                }
+                SinkConfig::Kafka(k) => {
+                    let protocol = k.properties.get("security.protocol").map(String::as_str);
+                    if let Some(c) = cleartext::kafka(protocol, &k.brokers) {
+                        found.push((
+                            format!("sinks.{name}.properties.security.protocol"),
+                            c,
+                            k.allow_cleartext_credentials,
+                        ));
+                    }
+                }
+                _ => {}
+            }
+        }
+        for (name, source) in &self.sources {
+            if let SourceConfig::Eventhubs(e) = source {
+                if let CheckpointStoreConfig::Blob(b) = &e.checkpoint_store {
+                    if let Some(c) = b.cleartext() {
+                        found.push((
+                            format!("sources.{name}.checkpoint_store"),
+                            c,
+                            b.allow_cleartext_key,
+                        ));
+                    }
+                }
+            }
+        }
+        if let Some(c) = self.telemetry.cleartext() {
+            found.push((
+                "telemetry.otlp_endpoint".into(),
+                c,
+                self.telemetry.allow_cleartext_headers,
+            ));
+        }
+        found
+    }
+
+    /// What the user allowed to go in cleartext, one line each: logged at every start.
+    pub fn cleartext_opt_ins(&self) -> Vec<String> {
+        self.cleartext_connections()
+            .into_iter()
+            .filter(|(_, _, opted_in)| *opted_in)
+            .map(|(key, c, _)| {
+                format!(
+                    "{key}: the {} goes in cleartext to {} (allowed by configuration); anyone on the network path can read it",
+                    c.secret, c.host
+                )
+            })
+            .collect()
+    }
+}
+
+/// How to fix a refused cleartext connection set at `key`, and the opt-in that allows it.
+fn cleartext_fix(key: &str) -> (&'static str, String) {
+    let component = |suffix: &str| key.strip_suffix(suffix).unwrap_or(key).to_string();
+    if key.ends_with(".endpoint") && key.starts_with("sinks.") {
+        (
+            "use an https:// endpoint",
+            format!("{}.allow_cleartext_token", component(".endpoint")),
+        )
+    } else if key.ends_with(".properties.security.protocol") {
+        (
+            "use security.protocol = SASL_SSL",
+            format!(
+                "{}.allow_cleartext_credentials",
+                component(".properties.security.protocol")
+            ),
+        )
+    } else if key.ends_with(".checkpoint_store") {
+        (
+            "use DefaultEndpointsProtocol=https (or an https:// account_url)",
+            format!("{key}.allow_cleartext_key"),
+        )
+    } else {
+        (
+            "use an https:// collector",
+            "telemetry.allow_cleartext_headers".into(),
+        )
     }
 }
 
@@ -327,6 +427,87 @@ mod tests {
         assert_eq!(c.pipeline.format, OutputFormat::Both);
         assert_eq!(c.routing.digest, SpecialRoute::Skip);
         assert_eq!(c.limits.max_decompressed_bytes, 1 << 30);
+    }
+
+    #[test]
+    fn secrets_in_cleartext_to_another_machine_are_refused_unless_allowed() {
+        let source = "[sources.in]\ntype = \"file\"\npaths = [\"samples\"]\n";
+        let hec = |endpoint: &str, extra: &str| {
+            format!("{source}[sinks.hec]\ntype = \"splunk_hec\"\nendpoint = \"{endpoint}\"\ntoken = \"t\"\n{extra}")
+        };
+        let err = Config::parse(&hec("http://splunk.example.com:8088", ""), "test")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "config test: `sinks.hec.endpoint` sends the HEC token in cleartext to splunk.example.com, where anyone on the network path can read it and use it; use an https:// endpoint, or set sinks.hec.allow_cleartext_token = true if that network is trusted (it is then logged at every start)"
+        );
+        assert!(Config::parse(&hec("http://127.0.0.1:8088", ""), "test").is_ok());
+        assert!(Config::parse(&hec("https://splunk.example.com:8088", ""), "test").is_ok());
+        let allowed = Config::parse(
+            &hec(
+                "http://splunk.example.com:8088",
+                "allow_cleartext_token = true\n",
+            ),
+            "test",
+        )
+        .unwrap();
+        assert_eq!(
+            allowed.cleartext_opt_ins(),
+            ["sinks.hec.endpoint: the HEC token goes in cleartext to splunk.example.com (allowed by configuration); anyone on the network path can read it"]
+        );
+
+        let kafka = |brokers: &str, extra: &str| {
+            format!("{source}[sinks.k]\ntype = \"kafka\"\nbrokers = \"{brokers}\"\n{extra}[sinks.k.properties]\n\"security.protocol\" = \"SASL_PLAINTEXT\"\n\"sasl.mechanisms\" = \"PLAIN\"\n")
+        };
+        let err = Config::parse(&kafka("kafka-1.internal:9092", ""), "test")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("config test: `sinks.k.properties.security.protocol` sends the SASL credentials in cleartext to kafka-1.internal"),
+            "{err}"
+        );
+        assert!(err.contains("use security.protocol = SASL_SSL, or set sinks.k.allow_cleartext_credentials = true"), "{err}");
+        assert!(Config::parse(&kafka("localhost:9092", ""), "test").is_ok());
+        assert!(Config::parse(
+            &kafka(
+                "kafka-1.internal:9092",
+                "allow_cleartext_credentials = true\n"
+            ),
+            "test"
+        )
+        .is_ok());
+
+        let blob = |connection: &str, extra: &str| {
+            format!("[sources.eh]\ntype = \"eventhubs\"\nnamespace = \"ns.servicebus.windows.net\"\nevent_hub = \"h\"\n[sources.eh.auth]\nmethod = \"connection_string\"\nconnection_string = \"Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=k;SharedAccessKey=s\"\n[sources.eh.checkpoint_store]\ntype = \"blob\"\ncontainer = \"c\"\nconnection_string = \"{connection}\"\n{extra}[sinks.out]\ntype = \"stdout\"\n")
+        };
+        let err = Config::parse(
+            &blob(
+                "DefaultEndpointsProtocol=http;AccountName=acct;AccountKey=k",
+                "",
+            ),
+            "test",
+        );
+        match err {
+            Err(e) => {
+                let e = e.to_string();
+                assert!(e.starts_with("config test: `sources.eh.checkpoint_store` sends the storage account's signed requests in cleartext to acct.blob.core.windows.net"), "{e}");
+                assert!(
+                    e.contains("sources.eh.checkpoint_store.allow_cleartext_key = true"),
+                    "{e}"
+                );
+                assert!(!e.contains("AccountKey"), "no secret in the message: {e}");
+            }
+            Ok(_) => panic!("an http storage account was accepted"),
+        }
+        assert!(Config::parse(
+            &blob(
+                "DefaultEndpointsProtocol=http;AccountName=acct;AccountKey=k",
+                "allow_cleartext_key = true\n"
+            ),
+            "test"
+        )
+        .is_ok());
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 pub mod ack;
 pub mod admin;
+pub mod cleartext;
 pub mod config;
 pub mod dead_letter;
 pub mod dedup;

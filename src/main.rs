@@ -243,6 +243,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let config = Config::load(&path)?;
             println!("{}: valid", path.display());
+            for line in config.cleartext_opt_ins() {
+                println!("warning: {line}");
+            }
             if !check_sinks {
                 return Ok(ExitCode::SUCCESS);
             }
@@ -340,6 +343,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Run { config } => {
             let config = Config::load(&config)?;
+            for line in config.cleartext_opt_ins() {
+                tracing::warn!("{line}");
+            }
             let dead_letters = Pipeline::dead_letter_file(&config)?;
             execute(&config, dead_letters)
         }

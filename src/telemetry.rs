@@ -30,6 +30,10 @@ pub struct TelemetryConfig {
     /// Seconds between metric exports.
     #[serde(default)]
     pub export_interval_secs: Option<u64>,
+    /// Send `OTEL_EXPORTER_OTLP_HEADERS` (often an API key) over `http://` to a collector
+    /// that is not this machine. Refused otherwise; logged loudly at every start when set.
+    #[serde(default)]
+    pub allow_cleartext_headers: bool,
 }
 
 impl TelemetryConfig {
@@ -39,6 +43,19 @@ impl TelemetryConfig {
             || std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").is_some()
             || std::env::var_os("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT").is_some()
             || std::env::var_os("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").is_some()
+    }
+
+    /// The OTLP export that would send headers without TLS to another machine, if any.
+    pub fn cleartext(&self) -> Option<crate::cleartext::Cleartext> {
+        let headers = std::env::var("OTEL_EXPORTER_OTLP_HEADERS").unwrap_or_default();
+        if headers.trim().is_empty() {
+            return None;
+        }
+        let endpoint = self
+            .otlp_endpoint
+            .clone()
+            .or_else(|| std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok())?;
+        crate::cleartext::url(&endpoint, "http", "OTLP headers")
     }
 
     fn protocol(&self) -> Result<Option<Protocol>, TelemetryError> {

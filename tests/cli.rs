@@ -139,6 +139,58 @@ fn validate_names_the_bad_key() {
     );
 }
 
+/// A HEC token over `http://` to another machine: `validate` refuses it, naming the key,
+/// the risk and the opt-in; with the opt-in it passes with a warning, and `run` logs the
+/// same warning at start.
+#[test]
+fn a_token_in_cleartext_is_refused_unless_allowed_and_then_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.toml");
+    let text = |extra: &str| {
+        format!("[sources.in]\ntype = \"file\"\npaths = [\"{}/none\"]\n[sinks.hec]\ntype = \"splunk_hec\"\nendpoint = \"http://splunk.invalid:8088\"\ntoken = \"${{HEC_TOKEN}}\"\nindexer_ack = false\nallow_without_ack = true\n{extra}", dir.path().display())
+    };
+    std::fs::write(&config, text("")).unwrap();
+    let validate = || {
+        bin()
+            .env("HEC_TOKEN", "tok-SECRET-11")
+            .args(["validate", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap()
+    };
+    let out = validate();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("`sinks.hec.endpoint` sends the HEC token in cleartext to splunk.invalid")
+            && err.contains("set sinks.hec.allow_cleartext_token = true"),
+        "{err}"
+    );
+    assert!(!err.contains("tok-SECRET-11"));
+
+    std::fs::write(&config, text("allow_cleartext_token = true\n")).unwrap();
+    let out = validate();
+    assert!(out.status.success());
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("warning: sinks.hec.endpoint: the HEC token goes in cleartext to splunk.invalid (allowed by configuration)"),
+        "{said}"
+    );
+    let out = bin()
+        .env("HEC_TOKEN", "tok-SECRET-11")
+        .env("AUDITBRIDGE_LOG", "warn")
+        .args(["run", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let logs = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        logs.contains("sinks.hec.endpoint: the HEC token goes in cleartext to splunk.invalid"),
+        "{logs}"
+    );
+    assert!(!logs.contains("tok-SECRET-11"));
+}
+
 #[test]
 fn help_teaches_the_commands() {
     let out = bin().arg("--help").output().unwrap();

@@ -91,6 +91,10 @@ pub struct KafkaSinkConfig {
     /// mounted secret).
     #[serde(default)]
     pub secret_files: BTreeMap<String, PathBuf>,
+    /// Send SASL credentials with `security.protocol = SASL_PLAINTEXT` to brokers that
+    /// are not this machine. Refused otherwise; logged loudly at every start when set.
+    #[serde(default)]
+    pub allow_cleartext_credentials: bool,
 }
 
 fn default_topic() -> String {

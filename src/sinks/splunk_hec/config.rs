@@ -89,6 +89,10 @@ pub struct SplunkHecConfig {
     /// Accept any certificate. Logged loudly at start; never in production.
     #[serde(default)]
     pub tls_insecure_skip_verify: bool,
+    /// Send the token over `http://` to a host that is not this machine. Refused
+    /// otherwise; logged loudly at every start when set.
+    #[serde(default)]
+    pub allow_cleartext_token: bool,
 }
 
 fn default_source() -> String {

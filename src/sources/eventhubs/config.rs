@@ -138,6 +138,25 @@ pub struct BlobStoreConfig {
     /// the ownership round) for longer.
     #[serde(default = "default_blob_timeout")]
     pub request_timeout_secs: u64,
+    /// Reach a storage account that is not this machine over `http`. Refused otherwise;
+    /// logged loudly at every start when set.
+    #[serde(default)]
+    pub allow_cleartext_key: bool,
+}
+
+impl BlobStoreConfig {
+    /// The storage connection that would go without TLS to another machine, if any.
+    pub fn cleartext(&self) -> Option<crate::cleartext::Cleartext> {
+        let by_key = self
+            .connection_string
+            .as_deref()
+            .and_then(crate::cleartext::storage_connection_string);
+        by_key.or_else(|| {
+            self.account_url
+                .as_deref()
+                .and_then(|u| crate::cleartext::url(u, "http", "Entra access token"))
+        })
+    }
 }
 
 fn default_blob_timeout() -> u64 {
