@@ -150,4 +150,14 @@ fn running_against_unreachable_services_logs_no_secret() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.lines().count() > 5, "expected debug logs:\n{stderr}");
     assert_clean("run", &out);
+    // The SQS source has no allow-list: said once, at start.
+    assert_eq!(
+        stderr
+            .matches(
+                "bucket_allowlist and account_allowlist are empty: whoever can send to this queue"
+            )
+            .count(),
+        1,
+        "{stderr}"
+    );
 }

@@ -418,6 +418,16 @@ async fn digest_keys_test_events_unknown_shapes_and_the_allowlist() {
     send(serde_json::json!({"s3Bucket": "someone-elses-bucket", "s3ObjectKey": ["AWSLogs/218007301253/CloudTrail/us-east-1/2023/07/10/a.json.gz"]}).to_string()).await;
     send(serde_json::json!({"s3Bucket": b, "s3ObjectKey": ["AWSLogs/999999999999/CloudTrail/us-east-1/2023/07/10/a.json.gz"]}).to_string()).await;
     send(r#"{"Type":"Notification","Message":"not json"}"#.to_string()).await;
+    // CloudTrail records in the message itself (EventBridge): checked by account too.
+    let mut allowed = common::aws::api_call("allowed-1");
+    allowed["account"] = "218007301253".into();
+    allowed["detail"]["recipientAccountId"] = "218007301253".into();
+    send(allowed.to_string()).await;
+    let mut foreign = common::aws::api_call("foreign-1");
+    foreign["account"] = "218007301253".into();
+    foreign["detail"]["recipientAccountId"] = "999999999999".into();
+    send(foreign.to_string()).await;
+    send(common::aws::api_call("anonymous-1").to_string()).await;
     let dir = tempfile::tempdir().unwrap();
     let extra = format!("bucket_allowlist = [\"{b}\"]\naccount_allowlist = [\"218007301253\"]");
     let (m, result) = run_until(
@@ -425,7 +435,7 @@ async fn digest_keys_test_events_unknown_shapes_and_the_allowlist() {
         &dir.path().join("dlq.ndjson"),
         Duration::from_secs(60),
         |m| {
-            m.named("sqs_messages_deleted") >= 4
+            m.named("sqs_messages_deleted") >= 7
                 && m.dead_letter_reasons().contains_key("sqs_unknown_message")
         },
     )
@@ -434,15 +444,29 @@ async fn digest_keys_test_events_unknown_shapes_and_the_allowlist() {
     assert_eq!(m.skip_reasons().get("cloudtrail_digest"), Some(&1));
     assert_eq!(m.skip_reasons().get("s3_test_event"), Some(&1));
     assert_eq!(m.named("sqs_objects"), 0, "nothing was fetched");
-    assert!(out_lines(dir.path()).is_empty());
+    let delivered: Vec<Value> = out_lines(dir.path());
+    assert_eq!(delivered.len(), 1, "{delivered:?}");
+    assert_eq!(delivered[0]["event"]["id"], "allowed-1");
     let kinds: Vec<String> = letters(dir.path())
         .iter()
         .map(|l| l["kind"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(
         kinds.iter().filter(|k| *k == "not_allowed").count(),
-        2,
+        4,
         "{kinds:?}"
+    );
+    let reasons: Vec<String> = letters(dir.path())
+        .iter()
+        .filter(|l| l["kind"] == "not_allowed")
+        .map(|l| l["reason"].as_str().unwrap().to_string())
+        .collect();
+    assert!(reasons.contains(&"account 999999999999 of the EventBridge event is not in account_allowlist; it was not decoded".to_string()), "{reasons:?}");
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.starts_with("the EventBridge event names no account")),
+        "{reasons:?}"
     );
     assert!(kinds.iter().any(|k| k == "sqs_unknown_message"));
     let unknown = letters(dir.path())
@@ -459,7 +483,7 @@ async fn digest_keys_test_events_unknown_shapes_and_the_allowlist() {
     );
     assert_eq!(
         m.named("sqs_messages_deleted"),
-        4,
+        7,
         "the unknown message is not deleted"
     );
 }

@@ -70,6 +70,12 @@ async fn run(config: SqsSourceConfig, ctx: SourceContext) {
         health,
         ..
     } = ctx;
+    if config.bucket_allowlist.is_empty() && config.account_allowlist.is_empty() {
+        tracing::warn!(
+            queue = %config.queue_url,
+            "bucket_allowlist and account_allowlist are empty: whoever can send to this queue can have auditbridge read any object its role can read and deliver records of any account as CloudTrail; set them, and limit the queue policy to the trail bucket's notifications (README: least privilege)"
+        );
+    }
     let clients = client::build(&config).await;
     let (delete_tx, delete_rx) = mpsc::channel(1000);
     let deleter = tokio::spawn(deleter(
@@ -295,7 +301,17 @@ async fn dispatch(ctx: &Ctx, id: &str, body: &str, token: AckToken) {
             };
             token.resolve(status);
         }
-        Notification::Record => {
+        Notification::Record { accounts } => {
+            if let Some(reason) = record_not_allowed(&ctx.config, &accounts) {
+                let letter =
+                    DeadLetter::input("not_allowed", reason, sqs_origin(ctx, id), body.as_bytes());
+                ctx.metrics.dead_letter(letter.kind);
+                let status = match ctx.dead_letters.write(vec![letter]).await {
+                    Ok(()) => BatchStatus::Delivered,
+                    Err(_) => BatchStatus::Failed,
+                };
+                return token.resolve(status);
+            }
             let input = RawInput {
                 origin: sqs_origin(ctx, id),
                 body: Body::Bytes(body.as_bytes().to_vec()),
@@ -396,6 +412,26 @@ async fn fetch_and_send(ctx: &Ctx, id: &str, object: ObjectRef, share: AckToken)
             share.resolve(BatchStatus::Failed);
         }
     }
+}
+
+/// Why a CloudTrail record delivered in the message itself must not be decoded, if it must
+/// not: with an `account_allowlist`, every account the event names must be in it, and it
+/// must name one.
+fn record_not_allowed(config: &SqsSourceConfig, accounts: &[String]) -> Option<String> {
+    if config.account_allowlist.is_empty() {
+        return None;
+    }
+    if accounts.is_empty() {
+        return Some(
+            "the EventBridge event names no account (`account`, `detail.recipientAccountId`) while account_allowlist is set; it was not decoded".into(),
+        );
+    }
+    accounts
+        .iter()
+        .find(|a| !config.account_allowlist.contains(a))
+        .map(|a| {
+            format!("account {a} of the EventBridge event is not in account_allowlist; it was not decoded")
+        })
 }
 
 /// Why an object must not be fetched, if it must not.

@@ -24,8 +24,10 @@ pub struct ObjectRef {
 pub enum Notification {
     /// Fetch these objects and decode them.
     Objects(Vec<ObjectRef>),
-    /// The body is a CloudTrail record (EventBridge): decode it as is, no fetch.
-    Record,
+    /// The body is a CloudTrail record (EventBridge): decode it as is, no fetch. The
+    /// accounts it names (the event's `account`, the record's `recipientAccountId`) are
+    /// checked against `account_allowlist` first.
+    Record { accounts: Vec<String> },
     /// `s3:TestEvent`, sent when a notification is configured: nothing to do.
     TestEvent,
     /// Not a shape auditbridge knows.
@@ -88,7 +90,17 @@ fn classify(v: &Value, depth: u8) -> Notification {
     }
     if let Some(detail_type) = obj.get("detail-type").and_then(Value::as_str) {
         if CLOUDTRAIL_DETAIL_TYPES.contains(&detail_type) {
-            return Notification::Record;
+            let mut accounts: Vec<String> = [
+                obj.get("account"),
+                obj.get("detail").and_then(|d| d.get("recipientAccountId")),
+            ]
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect();
+            accounts.dedup();
+            return Notification::Record { accounts };
         }
         if detail_type == "Object Created" {
             let detail = obj.get("detail");
@@ -235,7 +247,14 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let record = r#"{"version":"0","detail-type":"AWS API Call via CloudTrail","source":"aws.iam","detail":{"eventName":"CreateUser"}}"#;
-        assert_eq!(parse(record), Notification::Record);
+        assert_eq!(parse(record), Notification::Record { accounts: vec![] });
+        let named = r#"{"version":"0","detail-type":"AWS API Call via CloudTrail","account":"111122223333","detail":{"eventName":"CreateUser","recipientAccountId":"444455556666"}}"#;
+        assert_eq!(
+            parse(named),
+            Notification::Record {
+                accounts: vec!["111122223333".into(), "444455556666".into()]
+            }
+        );
     }
 
     #[test]
