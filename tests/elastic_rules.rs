@@ -72,6 +72,17 @@ fn elastic_prebuilt_rules_fire_on_the_stratus_detonations() {
         .iter()
         .map(|f| ecs_lines(f))
         .collect();
+    let entra: Vec<_> = walk(&common::shared("data/entra/elastic"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    let entra_docs = work.path().join("entra.ndjson");
+    std::fs::write(
+        &entra_docs,
+        entra.iter().map(|f| ecs_lines(f)).collect::<String>(),
+    )
+    .unwrap();
+    args.push(format!("entra={}", entra_docs.display()));
     let trail_docs = work.path().join("invictus.ndjson");
     std::fs::write(&trail_docs, &trail).unwrap();
     args.push(format!("invictus={}", trail_docs.display()));
@@ -116,6 +127,12 @@ fn elastic_prebuilt_rules_fire_on_the_stratus_detonations() {
         noise.values().sum::<u64>()
     );
     println!("{files_with_a_hit} of 35 detonation files make a rule fire");
+    let entra_hits = fired("entra");
+    println!("Entra ID samples (Elastic's pipeline test inputs): {entra_hits:?}");
+    println!(
+        "rules the KQL library could not evaluate on some document: {}",
+        report["evaluation_errors"]
+    );
     assert!(
         evaluated >= 200,
         "only {evaluated} rules could be evaluated"
@@ -147,4 +164,8 @@ fn elastic_prebuilt_rules_fire_on_the_stratus_detonations() {
     ] {
         assert_eq!(fired(file).get(rule), Some(&1), "{rule} on {file}");
     }
+    assert_eq!(
+        entra_hits.get("Entra ID Service Principal Credentials Created by Unusual User"),
+        Some(&1)
+    );
 }

@@ -379,7 +379,8 @@ fn entra_add_service_principal_credentials() {
                 json!("4bbb79f7-5724-4c9e-95f3-de075f6ec090"),
             ),
             (
-                "/azure/auditlogs/properties/target_resources/0/displayName",
+                // Keyed by position and in snake_case, as Elastic's rules address it.
+                "/azure/auditlogs/properties/target_resources/0/display_name",
                 json!("billing-test-wus"),
             ),
         ],
@@ -426,6 +427,11 @@ fn entra_failed_sign_in() {
             ("/source/ip", json!("4.4.4.4")),
             ("/source/geo/country_iso_code", json!("RU")),
             ("/user_agent/original", json!("python-requests/2.28.0")),
+            // snake_case at every level, as Elastic's rules query it.
+            (
+                "/azure/signinlogs/properties/status/error_code",
+                json!(50053),
+            ),
         ],
     );
     check(
@@ -495,7 +501,7 @@ fn entra_log_analytics_audit_row() {
         ("/user/name", json!("pgustavo")),
         ("/user/email", json!("pgustavo@simulandlabs.com")),
         ("/user_agent/original", json!("Mozilla/5.0 (Windows NT; Windows NT 10.0; en-US) WindowsPowerShell/5.1.17763.1971")),
-        ("/azure/auditlogs/properties/target_resources/0/displayName", json!("SimuLandApp")),
+        ("/azure/auditlogs/properties/target_resources/0/display_name", json!("SimuLandApp")),
     ]);
     check(
         &doc(&r, Format::Ocsf),

@@ -15,6 +15,9 @@ import sys
 import tomllib
 from pathlib import Path
 
+# Rules the KQL library could not evaluate on some document, and how often.
+ERRORS = {}
+
 # Only the datasets auditbridge writes.
 DATASETS = ("logs-aws.cloudtrail", "logs-azure.signinlogs", "logs-azure.auditlogs")
 
@@ -65,7 +68,13 @@ def fires(rule, doc):
 
     name, kind, check, override = rule
     if kind == "kql":
-        return bool(check(doc))
+        try:
+            return bool(check(doc))
+        except TypeError:
+            # The library compares a wildcard with an object value (`field: *` on an
+            # object); Elasticsearch would treat it as "exists". Counted, not fatal.
+            ERRORS[name] = ERRORS.get(name, 0) + 1
+            return False
     categories = get(doc, override)
     if not isinstance(categories, list):
         categories = [categories]
@@ -102,6 +111,7 @@ def run(root):
             if n:
                 fired[rule[0]] = n
         report["files"][label] = fired
+    report["evaluation_errors"] = ERRORS
     json.dump(report, sys.stdout, indent=1, sort_keys=True)
 
 

@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 
-use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 use serde_json::{Map, Value};
 
 /// `camelCase`/`PascalCase` → `snake_case`, keeping acronyms together
@@ -177,8 +177,11 @@ pub enum Field<'a> {
     Text(String),
     /// A value made from the record.
     Owned(Value),
-    /// An object with its keys in snake_case, `depth` levels deep.
+    /// An object with its keys in snake_case, `depth` levels deep (objects in arrays
+    /// included).
     Snake(&'a Map<String, Value>, usize),
+    /// An array whose objects have their keys in snake_case, `depth` levels deep.
+    SnakeList(&'a [Value], usize),
     /// An object of named fields, sorted by key; a later field wins over an earlier one
     /// of the same key, as it would on insertion into a map.
     Object(Vec<(Cow<'a, str>, Field<'a>)>),
@@ -210,12 +213,27 @@ impl Serialize for Field<'_> {
                     .map(|(k, v)| {
                         let v = match v {
                             Value::Object(inner) if *depth > 1 => Field::Snake(inner, depth - 1),
+                            Value::Array(items)
+                                if *depth > 1 && items.iter().any(Value::is_object) =>
+                            {
+                                Field::SnakeList(items, depth - 1)
+                            }
                             other => Field::Value(other),
                         };
                         (snake_key(k), v)
                     })
                     .collect();
                 Field::object(entries).serialize(s)
+            }
+            Field::SnakeList(items, depth) => {
+                let mut list = s.serialize_seq(Some(items.len()))?;
+                for item in *items {
+                    match item {
+                        Value::Object(map) => list.serialize_element(&Field::Snake(map, *depth))?,
+                        other => list.serialize_element(other)?,
+                    }
+                }
+                list.end()
             }
             Field::Object(entries) => {
                 let mut map = s.serialize_map(Some(entries.len()))?;

@@ -167,21 +167,85 @@ fn console_login(r: &CloudTrailRecord) -> Option<Field<'_>> {
     })
 }
 
-/// `azure.<dataset>`: every field of the record with its key in snake_case, and those of
-/// `properties` one level deep.
+/// `azure.<dataset>` as Elastic's integration writes it: every field of the record with
+/// its key in snake_case, and `properties`:
+/// - sign-ins: keys in snake_case at every level (`status.error_code`,
+///   `device_detail.device_id`), which Elastic's rules query;
+/// - audits: keys in snake_case one level deep (`initiated_by.user.userPrincipalName` stays
+///   as Azure wrote it, as in Elastic), and `target_resources` with their
+///   `modified_properties` as objects keyed by position (`target_resources.0.display_name`,
+///   `…modified_properties.3.new_value`), the shape Elastic's rules address.
 pub fn ecs_entra(r: &EntraRecord) -> Field<'_> {
+    let sign_in = r.kind().is_sign_in();
     let entries = r
         .fields()
         .iter()
         .filter_map(|(key, value)| match (key.as_str(), value) {
+            ("properties", Value::Object(p)) if sign_in => {
+                Some((Cow::Borrowed("properties"), Field::Snake(p, 8)))
+            }
             ("properties", Value::Object(p)) => {
-                Some((Cow::Borrowed("properties"), Field::Snake(p, 1)))
+                Some((Cow::Borrowed("properties"), audit_properties(p)))
             }
             ("properties", _) => None,
             _ => Some((snake_key(key), Field::Value(value))),
         })
         .collect();
     Field::object(entries)
+}
+
+fn audit_properties(properties: &Map<String, Value>) -> Field<'_> {
+    let entries = properties
+        .iter()
+        .map(|(key, value)| {
+            let field = match (key.as_str(), value) {
+                ("targetResources", Value::Array(resources)) => {
+                    Field::Object(indexed(resources, |resource| match resource {
+                        Value::Object(r) => target_resource(r),
+                        other => Field::Value(other),
+                    }))
+                }
+                _ => Field::Value(value),
+            };
+            (snake_key(key), field)
+        })
+        .collect();
+    Field::object(entries)
+}
+
+fn target_resource(resource: &Map<String, Value>) -> Field<'_> {
+    let entries = resource
+        .iter()
+        .map(|(key, value)| {
+            let field = match (key.as_str(), value) {
+                ("modifiedProperties", Value::Array(changes)) => {
+                    Field::Object(indexed(changes, |change| match change {
+                        Value::Object(c) => Field::Snake(c, 1),
+                        other => Field::Value(other),
+                    }))
+                }
+                (_, Value::Object(inner)) => Field::Snake(inner, 2),
+                _ => Field::Value(value),
+            };
+            (snake_key(key), field)
+        })
+        .collect();
+    Field::object(entries)
+}
+
+/// An array as an object keyed by position (`"0"`, `"1"`, …), sorted as text so `"10"`
+/// comes before `"2"`, as JSON object keys are.
+fn indexed<'a>(
+    items: &'a [Value],
+    field: impl Fn(&'a Value) -> Field<'a>,
+) -> Vec<(Cow<'a, str>, Field<'a>)> {
+    let mut entries: Vec<_> = items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| (Cow::<str>::Owned(i.to_string()), field(item)))
+        .collect();
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    entries
 }
 
 /// CloudTrail keys that have an OCSF home; every other key goes to `unmapped`.
