@@ -432,6 +432,19 @@ fn entra_failed_sign_in() {
                 "/azure/signinlogs/properties/status/error_code",
                 json!(50053),
             ),
+            ("/azure/tenant_id", json!("tenant-123")),
+            ("/azure/correlation_id", json!("lockout-attack-001")),
+            (
+                "/azure/resource/id",
+                json!("/tenants/tenant-123/providers/Microsoft.aadiam"),
+            ),
+            ("/azure/resource/provider", json!("Microsoft.aadiam")),
+            ("/log/level", json!("4")),
+            ("/client/ip", json!("4.4.4.4")),
+            (
+                "/message",
+                json!("The account is locked, you’ve tried to sign in too many times with an incorrect user ID or password."),
+            ),
         ],
     );
     check(

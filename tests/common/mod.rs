@@ -143,12 +143,7 @@ pub struct Schemas {
     ecs: HashMap<String, String>,
 }
 
-const VENDOR_NAMESPACES: &[&str] = &[
-    "aws.cloudtrail",
-    "azure.auditlogs",
-    "azure.signinlogs",
-    "auditbridge",
-];
+const VENDOR_NAMESPACES: &[&str] = &["aws.cloudtrail", "azure", "auditbridge"];
 
 impl Schemas {
     pub fn load() -> Schemas {

@@ -79,14 +79,13 @@ impl Related {
 }
 
 /// `source.ip` only for real addresses; `source.address` always keeps what was written.
-fn put_source(doc: &mut Document, related: &mut Related, addr: Option<&str>) {
-    let Some(addr) = addr else { return };
+fn put_source(doc: &mut Document, related: &mut Related, addr: Option<&str>) -> Option<String> {
+    let addr = addr?;
     doc.put("source.address", addr);
-    if let Ok(ip) = addr.parse::<IpAddr>() {
-        let ip = ip.to_string();
-        related.ip(&ip);
-        doc.put("source.ip", ip);
-    }
+    let ip = addr.parse::<IpAddr>().ok()?.to_string();
+    related.ip(&ip);
+    doc.put("source.ip", ip.clone());
+    Some(ip)
 }
 
 /// A name that may be an e-mail address: `prefix.name` gets the local part, with
@@ -155,7 +154,7 @@ pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> D
         doc.put_opt("user.target.id", created);
     }
 
-    put_source(&mut doc, &mut related, r.str("sourceIPAddress"));
+    let _ = put_source(&mut doc, &mut related, r.str("sourceIPAddress"));
     doc.put_opt("user_agent.original", r.str("userAgent"));
     doc.put_opt("error.code", r.str("errorCode"));
     doc.put_opt("error.message", r.str("errorMessage"));
@@ -217,6 +216,7 @@ pub fn entra(r: &EntraRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Document {
     );
     doc.put("cloud.provider", "azure");
     doc.put_opt("cloud.account.id", r.str("tenantId"));
+    put_azure(&mut doc, r);
 
     let props = r.properties();
     let prop = |k: &str| props.and_then(|p| str_of(p, k));
@@ -229,11 +229,21 @@ pub fn entra(r: &EntraRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Document {
             related.user(Some(upn));
         }
         doc.put_opt("user.full_name", prop("userDisplayName"));
-        put_source(
+        let ip = put_source(
             &mut doc,
             &mut related,
             prop("ipAddress").or(r.str("callerIpAddress")),
         );
+        doc.put_opt("client.ip", ip);
+        let status = props.and_then(|p| obj_of(p, "status"));
+        if r.failed() {
+            doc.put_opt(
+                "message",
+                status.and_then(|s| {
+                    str_of(s, "failureReason").or_else(|| str_of(s, "additionalDetails"))
+                }),
+            );
+        }
         if let Some(loc) = props.and_then(|p| obj_of(p, "location")) {
             doc.put_opt("source.geo.city_name", str_of(loc, "city"));
             doc.put_opt("source.geo.region_name", str_of(loc, "state"));
@@ -283,7 +293,12 @@ pub fn entra(r: &EntraRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Document {
                 .and_then(|i| obj_of(i, "user"))
                 .and_then(|u| str_of(u, "ipAddress"))
         });
-        put_source(&mut doc, &mut related, caller);
+        let ip = put_source(&mut doc, &mut related, caller);
+        doc.put_opt("client.ip", ip);
+        doc.put_opt(
+            "event.reason",
+            prop("resultReason").filter(|r| !r.is_empty()),
+        );
         let agent = prop("userAgent").or_else(|| r.additional_detail("User-Agent"));
         doc.put_opt("user_agent.original", agent);
     }
@@ -298,6 +313,48 @@ pub fn entra(r: &EntraRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Document {
         Part::EcsEntra,
     );
     doc
+}
+
+/// The fields Elastic's Azure integrations write for every dataset: `azure.tenant_id`,
+/// `azure.correlation_id`, `azure.resource.*` (and `azure.subscription_id`) read from the
+/// resource id, and `log.level`.
+fn put_azure(doc: &mut Document, r: &EntraRecord) {
+    doc.put_opt("azure.tenant_id", r.str("tenantId"));
+    doc.put_opt(
+        "azure.correlation_id",
+        r.str("correlationId")
+            .or_else(|| r.prop_str("correlationId")),
+    );
+    match r.fields().get("Level") {
+        Some(Value::String(level)) => doc.put("log.level", level.as_str()),
+        Some(Value::Number(level)) => doc.put("log.level", level.to_string()),
+        _ => {}
+    }
+    let Some(id) = r.str("resourceId") else {
+        return;
+    };
+    doc.put("azure.resource.id", id);
+    let parts: Vec<&str> = id.split('/').filter(|p| !p.is_empty()).collect();
+    let after = |i: usize| parts.get(i + 1).copied();
+    for (i, part) in parts.iter().enumerate() {
+        if part.eq_ignore_ascii_case("subscriptions") {
+            doc.put_opt("azure.subscription_id", after(i));
+        } else if part.eq_ignore_ascii_case("resourceGroups") {
+            doc.put_opt("azure.resource.group", after(i));
+        } else if part.eq_ignore_ascii_case("providers") {
+            // `/providers/NAMESPACE/TYPE/NAME…`: Elastic's provider is `NAMESPACE/TYPE`
+            // when a name follows, the namespace alone otherwise.
+            match (after(i), parts.get(i + 2), parts.get(i + 3)) {
+                (Some(namespace), Some(kind), Some(_)) => {
+                    doc.put("azure.resource.provider", format!("{namespace}/{kind}"));
+                    doc.put("azure.resource.name", parts[i + 3..].join("/"));
+                }
+                (Some(namespace), _, _) => doc.put("azure.resource.provider", namespace),
+                _ => {}
+            }
+            break;
+        }
+    }
 }
 
 /// `durationMs` as ECS `event.duration` (nanoseconds); none for a negative duration or one
@@ -315,6 +372,33 @@ fn duration_ns(v: &Value) -> Option<i64> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn azure_resource_ids_read_as_elastic_reads_them() {
+        let resource = |id: &str| {
+            let record = json!({
+                "time": "2024-01-01T00:00:00Z",
+                "tenantId": "t",
+                "resourceId": id,
+                "category": "AuditLogs",
+                "operationName": "Add user",
+                "properties": {"id": "x", "activityDisplayName": "Add user"}
+            });
+            let r = EntraRecord::new(record.as_object().cloned().unwrap(), Utc::now()).unwrap();
+            let mut doc = Document::default();
+            put_azure(&mut doc, &r);
+            let source = crate::transforms::decode::SourceRecord::Entra(r);
+            serde_json::from_slice::<Value>(&doc.to_vec(&source)).unwrap()["azure"].clone()
+        };
+        assert_eq!(
+            resource("/SUBSCRIPTIONS/0000-1/RESOURCEGROUPS/RG-1/PROVIDERS/MICROSOFT.COMPUTE/VIRTUALMACHINES/VM-1/EXTENSIONS/CUSTOM"),
+            json!({"tenant_id": "t", "resource": {"id": "/SUBSCRIPTIONS/0000-1/RESOURCEGROUPS/RG-1/PROVIDERS/MICROSOFT.COMPUTE/VIRTUALMACHINES/VM-1/EXTENSIONS/CUSTOM", "group": "RG-1", "provider": "MICROSOFT.COMPUTE/VIRTUALMACHINES", "name": "VM-1/EXTENSIONS/CUSTOM"}, "subscription_id": "0000-1"})
+        );
+        assert_eq!(
+            resource("/tenants/t/providers/Microsoft.aadiam")["resource"],
+            json!({"id": "/tenants/t/providers/Microsoft.aadiam", "provider": "Microsoft.aadiam"})
+        );
+    }
 
     #[test]
     fn duration_in_nanoseconds_only_when_it_fits() {
