@@ -220,7 +220,7 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(filter);
     // JSON lines for log collectors (AUDITBRIDGE_LOG_FORMAT=json), text otherwise.
-    if std::env::var("AUDITBRIDGE_LOG_FORMAT").is_ok_and(|f| f == "json") {
+    if json_logs() {
         logs.json().init();
     } else {
         logs.init();
@@ -382,6 +382,31 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Whether logs go out as JSON lines (`AUDITBRIDGE_LOG_FORMAT=json`).
+fn json_logs() -> bool {
+    std::env::var("AUDITBRIDGE_LOG_FORMAT").is_ok_and(|f| f == "json")
+}
+
+/// The run summary as printed at exit: the bare JSON object, or with JSON logs, a log line
+/// in the shape of the others (`timestamp`, `level`, `fields`, `target`) whose fields are
+/// the summary's, so a collector indexes its counts and dead-letter reasons as fields.
+fn summary_line(summary: serde_json::Value, json_logs: bool) -> serde_json::Value {
+    if !json_logs {
+        return summary;
+    }
+    let mut fields = serde_json::Map::new();
+    fields.insert("message".into(), "run summary".into());
+    if let serde_json::Value::Object(counts) = summary {
+        fields.extend(counts);
+    }
+    serde_json::json!({
+        "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        "level": "INFO",
+        "fields": fields,
+        "target": "auditbridge::summary",
+    })
+}
+
 fn execute(config: &Config, dead_letters: DeadLetterSink) -> anyhow::Result<ExitCode> {
     let pipeline = Pipeline::new(config, dead_letters)?;
     let metrics = pipeline.metrics();
@@ -399,7 +424,7 @@ fn execute(config: &Config, dead_letters: DeadLetterSink) -> anyhow::Result<Exit
     });
     // A read blocked past the grace period must not keep the process alive.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
-    eprintln!("{}", metrics.summary());
+    eprintln!("{}", summary_line(metrics.summary(), json_logs()));
     match result {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(e) => {

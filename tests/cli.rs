@@ -191,6 +191,49 @@ fn a_token_in_cleartext_is_refused_unless_allowed_and_then_logged() {
     assert!(!logs.contains("tok-SECRET-11"));
 }
 
+/// With `AUDITBRIDGE_LOG_FORMAT=json` every stderr line of a run is one JSON log record,
+/// the run summary included, its counts and dead-letter reasons as fields; without it,
+/// no line carries colour codes (stderr is not a terminal here).
+#[test]
+fn json_logs_carry_the_run_summary_as_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.ndjson");
+    std::fs::write(&input, "{\"eventName\": }\nnot json\n").unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[dead_letter]\npath = \"{}/dlq.ndjson\"\n[sources.in]\ntype = \"file\"\npaths = [\"{}\"]\n[sinks.out]\ntype = \"file\"\npath = \"{}/out.ndjson\"\n",
+            dir.path().display(),
+            input.display(),
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let run = |json: bool| {
+        let mut cmd = bin();
+        if json {
+            cmd.env("AUDITBRIDGE_LOG_FORMAT", "json");
+        }
+        cmd.args(["run", "--config"]).arg(&config).output().unwrap()
+    };
+    let out = run(true);
+    assert!(out.status.success());
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let summary = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "run summary")
+        .expect("a run summary record");
+    assert_eq!(summary["level"], "INFO");
+    assert_eq!(summary["fields"]["dead_lettered"], 2);
+    assert_eq!(summary["fields"]["dead_letter_reasons"]["invalid_json"], 2);
+    let plain = run(false);
+    assert!(!String::from_utf8_lossy(&plain.stderr).contains('\u{1b}'));
+}
+
 #[test]
 fn help_teaches_the_commands() {
     let out = bin().arg("--help").output().unwrap();
