@@ -72,14 +72,17 @@ pub fn storage_connection_string(connection_string: &str) -> Option<Cleartext> {
             k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
         })
     };
-    let blob = match field("BlobEndpoint") {
-        Some(endpoint) => return url(endpoint, "http", "storage account's signed requests"),
-        None => field("AccountName").map(|a| format!("{a}.blob.core.windows.net")),
-    };
+    const SECRET: &str = "storage account's signed requests";
+    if let Some(endpoint) = field("BlobEndpoint") {
+        return url(endpoint, "http", SECRET);
+    }
     let http = field("DefaultEndpointsProtocol").is_some_and(|p| p.eq_ignore_ascii_case("http"));
-    (http).then(|| Cleartext {
-        secret: "storage account's signed requests",
-        host: blob.unwrap_or_else(|| "the storage account".into()),
+    http.then(|| Cleartext {
+        secret: SECRET,
+        host: field("AccountName").map_or_else(
+            || "the storage account".into(),
+            |account| format!("{account}.blob.core.windows.net"),
+        ),
     })
 }
 

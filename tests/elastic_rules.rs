@@ -137,8 +137,10 @@ fn elastic_prebuilt_rules_fire_on_the_stratus_detonations() {
         evaluated >= 200,
         "only {evaluated} rules could be evaluated"
     );
+    // The issue asks for 31; 34 is what this output reaches (the 35th is caught only by
+    // ES|QL rules), and the README says so.
     assert!(
-        files_with_a_hit >= 31,
+        files_with_a_hit >= 34,
         "a rule fires on only {files_with_a_hit} of the 35 detonation files"
     );
     // Each convention adopted from Elastic's integration, shown by a rule that needs it:

@@ -305,12 +305,7 @@ async fn dispatch(ctx: &Ctx, id: &str, body: &str, token: AckToken) {
             if let Some(reason) = record_not_allowed(&ctx.config, &accounts) {
                 let letter =
                     DeadLetter::input("not_allowed", reason, sqs_origin(ctx, id), body.as_bytes());
-                ctx.metrics.dead_letter(letter.kind);
-                let status = match ctx.dead_letters.write(vec![letter]).await {
-                    Ok(()) => BatchStatus::Delivered,
-                    Err(_) => BatchStatus::Failed,
-                };
-                return token.resolve(status);
+                return settle_as_dead(ctx, letter, token).await;
             }
             let input = RawInput {
                 origin: sqs_origin(ctx, id),
@@ -354,28 +349,13 @@ async fn fetch_and_send(ctx: &Ctx, id: &str, object: ObjectRef, share: AckToken)
     }
     if let Some(reason) = not_allowed(&ctx.config, &object) {
         let letter = DeadLetter::input("not_allowed", reason, origin, &[]);
-        ctx.metrics.dead_letter(letter.kind);
-        let status = match ctx.dead_letters.write(vec![letter]).await {
-            Ok(()) => BatchStatus::Delivered,
-            Err(_) => BatchStatus::Failed,
-        };
-        return share.resolve(status);
+        return settle_as_dead(ctx, letter, share).await;
     }
     let Ok(_permit) = ctx.fetches.acquire().await else {
         return share.resolve(BatchStatus::Failed);
     };
-    let fetched = fetch(ctx, &object).await;
-    let body = match fetched {
-        Ok(Fetched::Whole(bytes)) => Ok((bytes.len() as u64, Body::Bytes(bytes))),
-        Ok(Fetched::Spooled { size, path }) => {
-            ctx.metrics.count("sqs_objects_spooled", 1);
-            Ok((size, Body::Spooled(path)))
-        }
-        Ok(Fetched::TooLarge { size, head }) => Err(Ok((size, head))),
-        Err(reason) => Err(Err(reason)),
-    };
-    match body {
-        Ok((size, body)) => {
+    match fetch(ctx, &object).await {
+        Ok(Fetched::Body { size, body }) => {
             ctx.metrics.count("sqs_objects", 1);
             ctx.metrics.count("sqs_object_bytes", size);
             let _ = ctx
@@ -387,7 +367,7 @@ async fn fetch_and_send(ctx: &Ctx, id: &str, object: ObjectRef, share: AckToken)
                 })
                 .await;
         }
-        Err(Ok((size, head))) => {
+        Ok(Fetched::TooLarge { size, head }) => {
             // Poison for good: fetching it again would fail again, so it is dead-lettered
             // and its message deleted instead of looping towards the dead-letter queue.
             let letter = DeadLetter::input(
@@ -399,19 +379,25 @@ async fn fetch_and_send(ctx: &Ctx, id: &str, object: ObjectRef, share: AckToken)
                 origin,
                 &head,
             );
-            ctx.metrics.dead_letter(letter.kind);
-            let status = match ctx.dead_letters.write(vec![letter]).await {
-                Ok(()) => BatchStatus::Delivered,
-                Err(_) => BatchStatus::Failed,
-            };
-            share.resolve(status);
+            settle_as_dead(ctx, letter, share).await;
         }
-        Err(Err(reason)) => {
+        Err(reason) => {
             ctx.metrics.count("sqs_object_fetch_failures", 1);
             tracing::warn!(bucket = %object.bucket, key = %object.key, %reason, "object not fetched; the message will be retried");
             share.resolve(BatchStatus::Failed);
         }
     }
+}
+
+/// Input that must never be retried: settled once its dead letter is written (its message
+/// is then deleted), left for redelivery if the dead letter could not be written.
+async fn settle_as_dead(ctx: &Ctx, letter: DeadLetter, token: AckToken) {
+    ctx.metrics.dead_letter(letter.kind);
+    let status = match ctx.dead_letters.write(vec![letter]).await {
+        Ok(()) => BatchStatus::Delivered,
+        Err(_) => BatchStatus::Failed,
+    };
+    token.resolve(status);
 }
 
 /// Why a CloudTrail record delivered in the message itself must not be decoded, if it must
@@ -461,9 +447,15 @@ pub const SPOOL_ABOVE: usize = crate::transforms::BLOCK;
 
 /// An object fetched, or found over `max_object_bytes` (and not read past its first 64 KiB).
 enum Fetched {
-    Whole(Vec<u8>),
-    Spooled { size: u64, path: tempfile::TempPath },
-    TooLarge { size: u64, head: Vec<u8> },
+    /// In memory, or spooled to a file.
+    Body {
+        size: u64,
+        body: Body,
+    },
+    TooLarge {
+        size: u64,
+        head: Vec<u8>,
+    },
 }
 
 async fn fetch(ctx: &Ctx, object: &ObjectRef) -> Result<Fetched, String> {
@@ -520,7 +512,10 @@ async fn fetch(ctx: &Ctx, object: &ObjectRef) -> Result<Fetched, String> {
         return Ok(too_large(head));
     }
     if head.len() as u64 <= in_memory {
-        return Ok(Fetched::Whole(head));
+        return Ok(Fetched::Body {
+            size: head.len() as u64,
+            body: Body::Bytes(head),
+        });
     }
     let dir = ctx
         .config
@@ -551,7 +546,11 @@ async fn fetch(ctx: &Ctx, object: &ObjectRef) -> Result<Fetched, String> {
     if size > limit {
         return Ok(too_large(head));
     }
-    Ok(Fetched::Spooled { size, path })
+    ctx.metrics.count("sqs_objects_spooled", 1);
+    Ok(Fetched::Body {
+        size,
+        body: Body::Spooled(path),
+    })
 }
 
 /// Delete settled messages in batches of at most 10 (AWS's limit).

@@ -67,6 +67,7 @@ struct Mark {
 /// The top-level value being read.
 #[derive(Debug)]
 enum Top {
+    /// Between values, or in a top-level array (read item by item).
     None,
     /// An object, watched at its first level for a `Records`/`records` key whose value
     /// is an array.
@@ -75,7 +76,6 @@ enum Top {
         key: Option<usize>,
         records_key: bool,
     },
-    Array,
     /// An envelope: its array is read item by item, the rest of it is not read.
     Envelope,
 }
@@ -318,8 +318,9 @@ impl Cutter {
         match (depth, &mut self.top) {
             (0, _) if b == b'[' => {
                 self.flush_values(self.mark(i), pieces);
+                // A top-level array: `items` alone says where its items are.
                 self.run = None;
-                self.top = Top::Array;
+                self.top = Top::None;
                 self.items = Some(Items::new(1));
             }
             (0, _) => {

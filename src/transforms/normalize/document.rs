@@ -134,9 +134,9 @@ impl Document {
     }
 
     /// Set a non-empty list of strings.
-    pub fn put_list(&mut self, path: &'static str, values: &[&str]) {
-        if !values.is_empty() {
-            let list: Vec<Value> = values.iter().map(|s| Value::from(*s)).collect();
+    pub fn put_list<'s>(&mut self, path: &'static str, values: impl IntoIterator<Item = &'s str>) {
+        let list: Vec<Value> = values.into_iter().map(Value::from).collect();
+        if !list.is_empty() {
             self.put(path, list);
         }
     }

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::document::Document;
 use super::sections::Part;
-use super::taxonomy::Taxonomy;
+use super::taxonomy::{EcsCategories, Taxonomy};
 use crate::transforms::decode::fields::{obj_of, split_email, str_of};
 use crate::transforms::decode::time::TimeSource;
 use crate::transforms::decode::{CloudTrailRecord, EntraRecord};
@@ -24,14 +24,15 @@ fn base(
     time: DateTime<Utc>,
     source: TimeSource,
     now: DateTime<Utc>,
-    (category, types): (&[&str], &[&str]),
+    (category, types, info): EcsCategories,
 ) {
     doc.put("@timestamp", ts(time));
     doc.put("ecs.version", ECS_VERSION);
     doc.put("event.kind", "event");
     doc.put("event.created", ts(now));
-    doc.put_list("event.category", category);
-    doc.put_list("event.type", types);
+    doc.put_list("event.category", category.iter().copied());
+    let info = info.then_some("info");
+    doc.put_list("event.type", types.iter().copied().chain(info));
     if source == TimeSource::Ingest {
         doc.put("auditbridge.time_source", "ingest");
     }
@@ -105,8 +106,8 @@ fn put_user_name(doc: &mut Document, prefix: &str, name: &str) {
 pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Document {
     let mut doc = Document::default();
     let mut related = Related::default();
-    let (category, types) = super::taxonomy::cloudtrail_ecs(r, tax);
-    base(&mut doc, r.time(), r.time_source(), now, (category, &types));
+    let categories = super::taxonomy::cloudtrail_ecs(r, tax);
+    base(&mut doc, r.time(), r.time_source(), now, categories);
     doc.put_opt("event.id", r.id());
     doc.put_opt("event.action", r.str("eventName"));
     doc.put_opt("event.provider", r.str("eventSource"));
@@ -189,7 +190,7 @@ pub fn entra(r: &EntraRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Document {
         r.time(),
         r.time_source(),
         now,
-        (tax.ecs_category, tax.ecs_type),
+        (tax.ecs_category, tax.ecs_type, false),
     );
     doc.put_opt("event.id", r.id());
     doc.put(

@@ -21,54 +21,71 @@ use serde_json::{Map, Value};
 /// pipeline, which first drops null and empty values recursively, those are left out; a
 /// value that is nothing but those has no text.
 pub fn java_text(value: &Value) -> Option<String> {
-    if dropped(value) {
-        return None;
-    }
     let mut out = String::new();
-    write(value, &mut out);
-    Some(out)
+    write(value, &mut out).then_some(out)
 }
 
-/// What Elastic's "drops null/empty values recursively" script removes.
-fn dropped(value: &Value) -> bool {
+/// Append `value`'s text; false (and nothing appended) for what Elastic's "drops
+/// null/empty values recursively" script removes: null, `""`, and containers left empty.
+/// One pass: a dropped entry is written and taken back, never checked ahead.
+fn write(value: &Value, out: &mut String) -> bool {
     match value {
-        Value::Null => true,
-        Value::String(s) => s.is_empty(),
-        Value::Array(items) => items.iter().all(dropped),
-        Value::Object(map) => map.values().all(dropped),
-        _ => false,
+        Value::Null => false,
+        Value::String(s) if s.is_empty() => false,
+        Value::Bool(b) => {
+            out.push_str(if *b { "true" } else { "false" });
+            true
+        }
+        Value::Number(n) => {
+            number(n, out);
+            true
+        }
+        Value::String(s) => {
+            out.push_str(s);
+            true
+        }
+        Value::Array(items) => container(out, '[', ']', items.iter().map(|v| (None, v))),
+        Value::Object(map) => container(
+            out,
+            '{',
+            '}',
+            hash_map_order(map).into_iter().map(|(k, v)| (Some(k), v)),
+        ),
     }
 }
 
-fn write(value: &Value, out: &mut String) {
-    match value {
-        Value::Null => out.push_str("null"),
-        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::Number(n) => number(n, out),
-        Value::String(s) => out.push_str(s),
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().filter(|v| !dropped(v)).enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                write(item, out);
-            }
-            out.push(']');
+/// `open` entries `, `-separated `close`, each `key=value` when keyed; nothing at all when
+/// every entry is dropped.
+fn container<'a>(
+    out: &mut String,
+    open: char,
+    close: char,
+    entries: impl Iterator<Item = (Option<&'a str>, &'a Value)>,
+) -> bool {
+    let start = out.len();
+    out.push(open);
+    let mut kept = 0;
+    for (key, value) in entries {
+        let before = out.len();
+        if kept > 0 {
+            out.push_str(", ");
         }
-        Value::Object(map) => {
-            out.push('{');
-            for (i, (key, item)) in hash_map_order(map).into_iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                out.push_str(key);
-                out.push('=');
-                write(item, out);
-            }
-            out.push('}');
+        if let Some(key) = key {
+            out.push_str(key);
+            out.push('=');
+        }
+        if write(value, out) {
+            kept += 1;
+        } else {
+            out.truncate(before);
         }
     }
+    if kept == 0 {
+        out.truncate(start);
+        return false;
+    }
+    out.push(close);
+    true
 }
 
 /// Integers print as they are; a number with a fraction or exponent is a `Double`, which
@@ -99,8 +116,9 @@ fn number(n: &serde_json::Number, out: &mut String) {
     }
 }
 
-/// The entries of `map` that are not dropped, in the order a Java `HashMap` holding all of
-/// them (in document order) iterates them: dropping entries does not shrink the table.
+/// The entries of `map` in the order a Java `HashMap` holding them (inserted in document
+/// order) iterates them. Entries dropped later do not shrink the table, so its size
+/// follows all of them.
 fn hash_map_order(map: &Map<String, Value>) -> Vec<(&str, &Value)> {
     let mut capacity = 16usize;
     while map.len() * 4 > capacity * 3 {
@@ -109,7 +127,6 @@ fn hash_map_order(map: &Map<String, Value>) -> Vec<(&str, &Value)> {
     let mut entries: Vec<(usize, usize, &str, &Value)> = map
         .iter()
         .enumerate()
-        .filter(|(_, (_, v))| !dropped(v))
         .map(|(at, (k, v))| (bucket(k, capacity), at, k.as_str(), v))
         .collect();
     entries.sort_unstable_by_key(|e| (e.0, e.1));

@@ -199,12 +199,7 @@ fn audit_properties(properties: &Map<String, Value>) -> Field<'_> {
         .iter()
         .map(|(key, value)| {
             let field = match (key.as_str(), value) {
-                ("targetResources", Value::Array(resources)) => {
-                    Field::Object(indexed(resources, |resource| match resource {
-                        Value::Object(r) => target_resource(r),
-                        other => Field::Value(other),
-                    }))
-                }
+                ("targetResources", Value::Array(resources)) => indexed(resources, target_resource),
                 _ => Field::Value(value),
             };
             (snake_key(key), field)
@@ -219,10 +214,7 @@ fn target_resource(resource: &Map<String, Value>) -> Field<'_> {
         .map(|(key, value)| {
             let field = match (key.as_str(), value) {
                 ("modifiedProperties", Value::Array(changes)) => {
-                    Field::Object(indexed(changes, |change| match change {
-                        Value::Object(c) => Field::Snake(c, 1),
-                        other => Field::Value(other),
-                    }))
+                    indexed(changes, |change| Field::Snake(change, 1))
                 }
                 (_, Value::Object(inner)) => Field::Snake(inner, 2),
                 _ => Field::Value(value),
@@ -233,19 +225,25 @@ fn target_resource(resource: &Map<String, Value>) -> Field<'_> {
     Field::object(entries)
 }
 
-/// An array as an object keyed by position (`"0"`, `"1"`, …), sorted as text so `"10"`
-/// comes before `"2"`, as JSON object keys are.
+/// An array as an object keyed by position (`"0"`, `"1"`, …), each object item through
+/// `object`, anything else as it is.
 fn indexed<'a>(
     items: &'a [Value],
-    field: impl Fn(&'a Value) -> Field<'a>,
-) -> Vec<(Cow<'a, str>, Field<'a>)> {
-    let mut entries: Vec<_> = items
+    object: impl Fn(&'a Map<String, Value>) -> Field<'a>,
+) -> Field<'a> {
+    let entries = items
         .iter()
         .enumerate()
-        .map(|(i, item)| (Cow::<str>::Owned(i.to_string()), field(item)))
+        .map(|(i, item)| {
+            let field = match item {
+                Value::Object(map) => object(map),
+                other => Field::Value(other),
+            };
+            (Cow::<str>::Owned(i.to_string()), field)
+        })
         .collect();
-    entries.sort_by(|a, b| a.0.cmp(&b.0));
-    entries
+    // Sorted as text ("10" before "2"), as the keys of a JSON object are.
+    Field::object(entries)
 }
 
 /// CloudTrail keys that have an OCSF home; every other key goes to `unmapped`.

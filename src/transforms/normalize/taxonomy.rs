@@ -378,19 +378,22 @@ fn capitalise(word: &str) -> String {
 /// - any other action gets ours with `info` added: Elastic writes `info` for every action
 ///   outside its table, and its EQL rules select on it (`info where …` over
 ///   `event.type`), while ours keep `creation`/`change`/`deletion`.
-pub fn cloudtrail_ecs(
-    r: &CloudTrailRecord,
-    tax: &Taxonomy,
-) -> (&'static [&'static str], Vec<&'static str>) {
-    if let Some((category, types)) = elastic_cloudtrail(r.event_name()) {
-        return (category, types.to_vec());
+///
+/// Returned as the category, the types, and whether `info` follows them, so no list is
+/// built per record.
+pub fn cloudtrail_ecs(r: &CloudTrailRecord, tax: &Taxonomy) -> EcsCategories {
+    match elastic_cloudtrail(r.event_name()) {
+        Some((category, types)) => (category, types, false),
+        None => (
+            tax.ecs_category,
+            tax.ecs_type,
+            !tax.ecs_type.contains(&"info"),
+        ),
     }
-    let mut types = tax.ecs_type.to_vec();
-    if !types.contains(&"info") {
-        types.push("info");
-    }
-    (tax.ecs_category, types)
 }
+
+/// `event.category`, `event.type`, and whether `info` is added to the types.
+pub type EcsCategories = (&'static [&'static str], &'static [&'static str], bool);
 
 /// The table of Elastic's CloudTrail pipeline (`packages/aws/data_stream/cloudtrail`,
 /// "Add ECS categorization").
@@ -475,7 +478,10 @@ mod tests {
         };
         let ecs = |name: &str, source: &str| {
             let r = record(name, source);
-            cloudtrail_ecs(&r, &cloudtrail(&r))
+            let (category, types, info) = cloudtrail_ecs(&r, &cloudtrail(&r));
+            let mut types = types.to_vec();
+            types.extend(info.then_some("info"));
+            (category, types)
         };
         assert_eq!(
             ecs("CreateAccessKey", "iam.amazonaws.com"),
