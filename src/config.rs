@@ -264,7 +264,7 @@ impl Config {
                     }
                 }
                 SinkConfig::Kafka(k) => {
-                    let protocol = k.properties.get("security.protocol").map(String::as_str);
+                    let protocol = k.properties.get("security.protocol");
                     if let Some(c) = cleartext::kafka(protocol, &k.brokers) {
                         found.push((
                             format!("sinks.{name}.properties.security.protocol"),

@@ -1,7 +1,43 @@
 //! Secrets read from the environment (interpolated into the config) or from files
-//! (mounted secrets), one or the other.
+//! (mounted secrets), one or the other, held in a [`Secret`] that cannot be printed.
 
+use std::fmt;
 use std::path::{Path, PathBuf};
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+/// A token, key, password or connection string. `Debug` and `Display` print
+/// `[redacted]`, so configs that hold one derive `Debug` safely; the memory is wiped
+/// on drop. The value comes out only through [`Secret::expose`], where a request or a
+/// client is built.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(SecretString);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+}
+
+impl From<String> for Secret {
+    fn from(value: String) -> Self {
+        Secret(value.into())
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
 
 /// A secret setting given neither way, both ways, or in a file that cannot be read.
 #[derive(Debug, thiserror::Error)]
@@ -21,19 +57,53 @@ pub enum SecretError {
 /// A secret given either inline (interpolated from the environment) or in a file, such
 /// as a mounted Kubernetes secret. Errors name the setting, never the value.
 pub fn secret(
-    value: Option<&str>,
+    value: Option<&Secret>,
     file: Option<&Path>,
     field: &'static str,
-) -> Result<String, SecretError> {
+) -> Result<Secret, SecretError> {
     match (value, file) {
-        (Some(v), None) if !v.is_empty() => Ok(v.to_string()),
-        (None, Some(path)) => std::fs::read_to_string(path)
-            .map(|s| s.trim_end_matches(['\r', '\n']).to_string())
-            .map_err(|source| SecretError::File {
-                field,
-                path: path.to_path_buf(),
-                source,
-            }),
+        (Some(v), None) if !v.expose().is_empty() => Ok(v.clone()),
+        (None, Some(path)) => read(path).map_err(|source| SecretError::File {
+            field,
+            path: path.to_path_buf(),
+            source,
+        }),
         _ => Err(SecretError::Choice { field }),
+    }
+}
+
+/// A mounted secret: the file's text without the line ending editors and `kubectl`
+/// leave. The buffer it was read into is wiped too.
+pub fn read(path: &Path) -> std::io::Result<Secret> {
+    let text = secrecy::zeroize::Zeroizing::new(std::fs::read_to_string(path)?);
+    Ok(Secret::from(
+        text.trim_end_matches(['\r', '\n']).to_string(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prints_redacted_both_ways_and_exposes_on_request() {
+        let s = Secret::from("hec-0123".to_string());
+        assert_eq!(format!("{s:?}"), "[redacted]");
+        assert_eq!(format!("{s}"), "[redacted]");
+        assert_eq!(format!("{:?}", Some(s.clone())), "Some([redacted])");
+        assert_eq!(s.expose(), "hec-0123");
+    }
+
+    #[test]
+    fn a_file_secret_loses_its_line_ending_and_an_empty_value_is_no_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "abc\r\n").unwrap();
+        assert_eq!(secret(None, Some(&path), "token").unwrap().expose(), "abc");
+        let empty = Secret::from(String::new());
+        assert!(matches!(
+            secret(Some(&empty), None, "token"),
+            Err(SecretError::Choice { field: "token" })
+        ));
     }
 }

@@ -346,6 +346,8 @@ fn every_example_config_validates() {
             .arg(&path)
             .env("SQS_QUEUE_URL", "https://sqs.us-east-1.amazonaws.com/111122223333/trail")
             .env("KAFKA_BROKERS", "kafka:9092")
+            .env("KAFKA_USER", "auditbridge")
+            .env("KAFKA_PASSWORD", "placeholder")
             .env("SPLUNK_HEC_URL", "https://splunk.example.com:8088")
             .env("SPLUNK_HEC_TOKEN", "placeholder")
             .env("EVENTHUB_NAMESPACE", "contoso.servicebus.windows.net")

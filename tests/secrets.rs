@@ -161,3 +161,51 @@ fn running_against_unreachable_services_logs_no_secret() {
         "{stderr}"
     );
 }
+
+/// At the most verbose log level, a collector that refuses the token: the run ends with
+/// the sink fault, and the token is in none of stdout, stderr or the dead letters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_token_at_trace_level_is_never_printed() {
+    let hec = common::hec::HecReceiver::start(common::hec::Behaviour::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (corpus, _) = common::replayed_corpus(20);
+    // Bad lines first, so dead letters are written while the sink is refusing.
+    let input = format!(
+        "{{\"eventVersion\": 1.08\nnot json\n{}",
+        corpus.lines().take(20).collect::<Vec<_>>().join("\n")
+    );
+    std::fs::write(dir.path().join("in.ndjson"), input).unwrap();
+    let path = dir.path().join("config.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[pipeline]\nshutdown_grace_secs = 2\nsink_fault_timeout_secs = 3\n[dead_letter]\npath = \"{dir}/dlq.ndjson\"\n[sources.in]\ntype = \"file\"\npaths = [\"{dir}/in.ndjson\"]\n[sinks.splunk]\ntype = \"splunk_hec\"\nendpoint = \"{url}\"\ntoken = \"${{HEC_TOKEN}}\"\nretry_max_delay_secs = 1\n",
+            dir = dir.path().display(),
+            url = hec.url()
+        ),
+    )
+    .unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        with_secrets(common::auditbridge().args(["run", "--config"]).arg(&path))
+            .env("AUDITBRIDGE_LOG", "trace")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "a sink fault:\n{stderr}");
+    assert!(
+        stderr.contains("the collector refused the token"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.lines().filter(|l| l.contains("TRACE")).count() > 10,
+        "expected trace logs:\n{stderr}"
+    );
+    assert_clean("a run with a refused token", &out);
+    let dead = std::fs::read_to_string(dir.path().join("dlq.ndjson")).unwrap();
+    assert_eq!(dead.lines().count(), 2, "{dead}");
+    assert!(!dead.contains(HEC_TOKEN), "{dead}");
+    assert!(hec.events().is_empty());
+}

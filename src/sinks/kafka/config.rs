@@ -4,9 +4,10 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use rdkafka::ClientConfig;
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
 use crate::record::Format;
+use crate::secrets::Secret;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -86,7 +87,7 @@ pub struct KafkaSinkConfig {
     /// Any other librdkafka property (`security.protocol`, `sasl.mechanisms`, …).
     /// Put secrets in via `${ENV_VAR}` or `secret_files`, never literally.
     #[serde(default)]
-    pub properties: BTreeMap<String, String>,
+    pub properties: Properties,
     /// librdkafka properties whose value is read from a file (e.g. `sasl.password` from a
     /// mounted secret).
     #[serde(default)]
@@ -122,6 +123,75 @@ fn default_retry_max() -> u64 {
     30
 }
 
+/// librdkafka properties as configured. The values of those that carry credentials are
+/// [`Secret`]s: they print as `[redacted]` and only the client configuration reads them.
+#[derive(Debug, Clone, Default)]
+pub struct Properties(BTreeMap<String, Property>);
+
+#[derive(Debug, Clone)]
+enum Property {
+    Plain(String),
+    Secret(Secret),
+}
+
+/// The properties librdkafka itself flags as sensitive (`_RK_SENSITIVE` in
+/// `rdkafka_conf.c`, 2.12). Any other name with `password` or `secret` in it (aliases,
+/// newer versions) counts too.
+const SENSITIVE: &[&str] = &[
+    "sasl.oauthbearer.assertion.private.key.file",
+    "sasl.oauthbearer.assertion.private.key.pem",
+    "sasl.oauthbearer.config",
+    "sasl.username",
+    "ssl.ca.pem",
+    "ssl.key.location",
+    "ssl.key.pem",
+    "ssl_key",
+];
+
+fn sensitive(name: &str) -> bool {
+    SENSITIVE.contains(&name) || name.contains("password") || name.contains("secret")
+}
+
+impl Properties {
+    /// A setting that is not a credential, such as `security.protocol`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        match self.0.get(name)? {
+            Property::Plain(v) => Some(v),
+            Property::Secret(_) => None,
+        }
+    }
+
+    /// Every property with its value, credentials included: for the client only.
+    fn exposed(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| {
+            let value = match v {
+                Property::Plain(v) => v.as_str(),
+                Property::Secret(s) => s.expose(),
+            };
+            (k.as_str(), value)
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for Properties {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let given = BTreeMap::<String, String>::deserialize(d)?;
+        Ok(Properties(
+            given
+                .into_iter()
+                .map(|(k, v)| {
+                    let v = if sensitive(&k) {
+                        Property::Secret(Secret::from(v))
+                    } else {
+                        Property::Plain(v)
+                    };
+                    (k, v)
+                })
+                .collect(),
+        ))
+    }
+}
+
 /// Properties the sink sets itself; overriding them would break delivery guarantees.
 const RESERVED: &[&str] = &["enable.idempotence", "acks", "bootstrap.servers"];
 
@@ -152,9 +222,9 @@ impl KafkaSinkConfig {
                 self.queue_max_messages.to_string(),
             )
             .set("message.timeout.ms", self.message_timeout_ms.to_string());
-        for (k, v) in &self.properties {
-            if RESERVED.contains(&k.as_str()) {
-                return Err(KafkaConfigError::Reserved(k.clone()));
+        for (k, v) in self.properties.exposed() {
+            if RESERVED.contains(&k) {
+                return Err(KafkaConfigError::Reserved(k.to_string()));
             }
             c.set(k, v);
         }
@@ -163,12 +233,12 @@ impl KafkaSinkConfig {
                 return Err(KafkaConfigError::Reserved(k.clone()));
             }
             let value =
-                std::fs::read_to_string(path).map_err(|source| KafkaConfigError::SecretFile {
+                crate::secrets::read(path).map_err(|source| KafkaConfigError::SecretFile {
                     property: k.clone(),
                     path: path.clone(),
                     source,
                 })?;
-            c.set(k, value.trim_end_matches(['\n', '\r']));
+            c.set(k, value.expose());
         }
         // Verification is librdkafka's default; turning it off is allowed, never quietly.
         if self
@@ -179,5 +249,31 @@ impl KafkaSinkConfig {
             tracing::warn!(brokers = %self.brokers, "TLS certificate verification is OFF for this Kafka sink (enable.ssl.certificate.verification = false): anyone on the path can read and alter the data");
         }
         Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_are_hidden_from_everything_but_the_client() {
+        let config: KafkaSinkConfig = toml::from_str(
+            r#"brokers = "kafka:9093"
+properties = { "security.protocol" = "SASL_SSL", "sasl.username" = "svc", "sasl.password" = "pw-1", "sasl.oauthbearer.client.credentials.client.secret" = "pw-2" }"#,
+        )
+        .unwrap();
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("pw-") && !debug.contains("svc"), "{debug}");
+        assert!(debug.contains("Plain(\"SASL_SSL\")"), "{debug}");
+        assert_eq!(config.properties.get("security.protocol"), Some("SASL_SSL"));
+        assert_eq!(config.properties.get("sasl.password"), None);
+        let client = config.client_config().unwrap();
+        assert_eq!(client.get("sasl.password"), Some("pw-1"));
+        assert_eq!(
+            client.get("sasl.oauthbearer.client.credentials.client.secret"),
+            Some("pw-2")
+        );
+        assert_eq!(client.get("sasl.username"), Some("svc"));
     }
 }

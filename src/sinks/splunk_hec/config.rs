@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use crate::record::Format;
+use crate::secrets::{secret, Secret, SecretError};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -14,7 +15,7 @@ pub struct SplunkHecConfig {
     pub endpoint: String,
     /// The HEC token: put `${ENV_VAR}` here, or use `token_file`.
     #[serde(default)]
-    pub token: Option<String>,
+    pub token: Option<Secret>,
     /// File holding the HEC token (e.g. a mounted secret).
     #[serde(default)]
     pub token_file: Option<PathBuf>,
@@ -129,24 +130,10 @@ fn default_retry_max() -> u64 {
     60
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum TokenError {
-    #[error("splunk_hec needs exactly one of `token` (use `${{ENV_VAR}}`) or `token_file`")]
-    Missing,
-    #[error("cannot read the HEC token file {0}")]
-    File(PathBuf, #[source] std::io::Error),
-}
-
 impl SplunkHecConfig {
     /// The token, from the environment (interpolated into `token`) or its file.
-    pub fn token(&self) -> Result<String, TokenError> {
-        match (&self.token, &self.token_file) {
-            (Some(t), None) if !t.is_empty() => Ok(t.clone()),
-            (None, Some(path)) => std::fs::read_to_string(path)
-                .map(|t| t.trim().to_string())
-                .map_err(|e| TokenError::File(path.clone(), e)),
-            _ => Err(TokenError::Missing),
-        }
+    pub fn token(&self) -> Result<Secret, SecretError> {
+        secret(self.token.as_ref(), self.token_file.as_deref(), "token")
     }
 
     /// `max_pending_ack_bytes` as a semaphore's permit count (at least 1).

@@ -33,8 +33,8 @@ use service::Service;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HecError {
-    #[error(transparent)]
-    Token(#[from] config::TokenError),
+    #[error("splunk_hec: {0}")]
+    Token(#[from] crate::secrets::SecretError),
     #[error("the HEC token contains characters an HTTP header cannot carry")]
     TokenHeader,
     #[error("cannot read the CA file {0}")]
@@ -60,8 +60,8 @@ fn client(config: &SplunkHecConfig) -> Result<reqwest::Client, HecError> {
 }
 
 fn token_header(config: &SplunkHecConfig) -> Result<HeaderValue, HecError> {
-    let mut value = HeaderValue::from_str(&format!("Splunk {}", config.token()?))
-        .map_err(|_| HecError::TokenHeader)?;
+    let text = secrecy::zeroize::Zeroizing::new(format!("Splunk {}", config.token()?.expose()));
+    let mut value = HeaderValue::from_str(&text).map_err(|_| HecError::TokenHeader)?;
     value.set_sensitive(true);
     Ok(value)
 }

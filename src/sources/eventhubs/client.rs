@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use azure_core::credentials::{Secret, TokenCredential};
+use azure_core::credentials::TokenCredential;
 use azure_core_amqp::AmqpTransport;
 use azure_identity::{
     ClientSecretCredential, ManagedIdentityCredential, ManagedIdentityCredentialOptions,
@@ -15,7 +15,7 @@ use azure_messaging_eventhubs::{CheckpointStore, ConsumerClient};
 use super::checkpoint::blob::{self, BlobAuth, BlobCheckpointStore};
 use super::checkpoint::file::FileCheckpointStore;
 use super::config::{CheckpointStoreConfig, EventHubsAuth, EventHubsSourceConfig, Transport};
-use crate::secrets::{secret, SecretError};
+use crate::secrets::{secret, Secret, SecretError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EventHubsSetupError {
@@ -56,14 +56,11 @@ impl Prepared {
             EventHubsAuth::ConnectionString {
                 connection_string,
                 connection_string_file,
-            } => {
-                let cs = secret(
-                    connection_string.as_deref(),
-                    connection_string_file.as_deref(),
-                    "auth.connection_string",
-                )?;
-                Auth::ConnectionString(Secret::new(cs))
-            }
+            } => Auth::ConnectionString(secret(
+                connection_string.as_ref(),
+                connection_string_file.as_deref(),
+                "auth.connection_string",
+            )?),
             EventHubsAuth::ManagedIdentity { client_id } => Auth::Entra(made(
                 "managed identity",
                 ManagedIdentityCredential::new(Some(ManagedIdentityCredentialOptions {
@@ -82,13 +79,18 @@ impl Prepared {
                 client_secret_file,
             } => {
                 let s = secret(
-                    client_secret.as_deref(),
+                    client_secret.as_ref(),
                     client_secret_file.as_deref(),
                     "auth.client_secret",
                 )?;
                 Auth::Entra(made(
                     "client secret",
-                    ClientSecretCredential::new(tenant_id, client_id.clone(), Secret::new(s), None),
+                    ClientSecretCredential::new(
+                        tenant_id,
+                        client_id.clone(),
+                        azure_core::credentials::Secret::new(s.expose().to_string()),
+                        None,
+                    ),
                 )?)
             }
         };
@@ -118,11 +120,11 @@ impl Prepared {
                         }
                         (cs, file, None) if cs.is_some() || file.is_some() => {
                             let cs = secret(
-                                cs.as_deref(),
+                                cs.as_ref(),
                                 file.as_deref(),
                                 "checkpoint_store.connection_string",
                             )?;
-                            blob::from_connection_string(&cs)?
+                            blob::from_connection_string(cs.expose())?
                         }
                         _ => return Err(EventHubsSetupError::BlobChoice),
                     };
@@ -159,7 +161,7 @@ impl Prepared {
         match &self.auth {
             Auth::ConnectionString(cs) => {
                 builder
-                    .open_with_connection_string(cs.secret(), c.event_hub.as_deref())
+                    .open_with_connection_string(cs.expose(), c.event_hub.as_deref())
                     .await
             }
             Auth::Entra(credential) => {

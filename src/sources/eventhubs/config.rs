@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use crate::secrets::Secret;
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EventHubsSourceConfig {
@@ -62,7 +64,7 @@ pub enum EventHubsAuth {
     /// `connection_string_file`.
     ConnectionString {
         #[serde(default)]
-        connection_string: Option<String>,
+        connection_string: Option<Secret>,
         #[serde(default)]
         connection_string_file: Option<PathBuf>,
     },
@@ -79,7 +81,7 @@ pub enum EventHubsAuth {
         tenant_id: String,
         client_id: String,
         #[serde(default)]
-        client_secret: Option<String>,
+        client_secret: Option<Secret>,
         #[serde(default)]
         client_secret_file: Option<PathBuf>,
     },
@@ -127,7 +129,7 @@ pub struct BlobStoreConfig {
     pub container: String,
     /// A storage connection string with `AccountName` and `AccountKey` (`${ENV_VAR}`).
     #[serde(default)]
-    pub connection_string: Option<String>,
+    pub connection_string: Option<Secret>,
     #[serde(default)]
     pub connection_string_file: Option<PathBuf>,
     /// Or: the account's blob endpoint, authorised with the source's Entra identity.
@@ -149,8 +151,8 @@ impl BlobStoreConfig {
     pub fn cleartext(&self) -> Option<crate::cleartext::Cleartext> {
         let by_key = self
             .connection_string
-            .as_deref()
-            .and_then(crate::cleartext::storage_connection_string);
+            .as_ref()
+            .and_then(|cs| crate::cleartext::storage_connection_string(cs.expose()));
         by_key.or_else(|| {
             self.account_url
                 .as_deref()

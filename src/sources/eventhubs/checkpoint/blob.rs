@@ -24,6 +24,7 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use reqwest::{Method, StatusCode};
+use secrecy::{ExposeSecret, SecretSlice};
 use sha2::Sha256;
 
 const API_VERSION: &str = "2021-08-06";
@@ -44,7 +45,10 @@ const QUERY: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'~');
 
 pub enum BlobAuth {
-    SharedKey { account: String, key: Vec<u8> },
+    SharedKey {
+        account: String,
+        key: SecretSlice<u8>,
+    },
     Token(Arc<dyn TokenCredential>),
 }
 
@@ -89,7 +93,13 @@ pub fn from_connection_string(
             format!("{protocol}://{account}.blob.{suffix}")
         }
     };
-    Ok((endpoint, BlobAuth::SharedKey { account, key }))
+    Ok((
+        endpoint,
+        BlobAuth::SharedKey {
+            account,
+            key: key.into(),
+        },
+    ))
 }
 
 fn storage_error(message: String) -> azure_core::Error {
@@ -166,7 +176,10 @@ impl BlobCheckpointStore {
                     .map(|u| u.path().trim_end_matches('/').to_string())
                     .unwrap_or_default();
                 let resource = format!("/{account}{endpoint_path}{path}");
-                let signature = sign(key, &string_to_sign(&method, &all, &resource, query));
+                let signature = sign(
+                    key.expose_secret(),
+                    &string_to_sign(&method, &all, &resource, query),
+                );
                 format!("SharedKey {account}:{signature}")
             }
             BlobAuth::Token(credential) => {
@@ -543,7 +556,7 @@ mod tests {
         .unwrap();
         assert_eq!(endpoint, "https://acct.blob.core.windows.net");
         assert!(
-            matches!(auth, BlobAuth::SharedKey { account, key } if account == "acct" && key == b"key")
+            matches!(auth, BlobAuth::SharedKey { account, key } if account == "acct" && key.expose_secret() == b"key")
         );
         assert!(matches!(
             from_connection_string("AccountName=a"),
@@ -567,7 +580,7 @@ mod tests {
             "c".into(),
             BlobAuth::SharedKey {
                 account: "acct".into(),
-                key: b"key".to_vec(),
+                key: b"key".to_vec().into(),
             },
             Duration::from_secs(1),
         );
