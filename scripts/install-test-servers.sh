@@ -1,25 +1,39 @@
 #!/usr/bin/env bash
 # Install the servers the integration tests need; each install is skipped when the tool
-# is already there. On a fresh machine Tansu takes 15–45 minutes to build.
+# is already there.
 set -euo pipefail
 
-if [ ! -x "$HOME/.cargo/bin/tansu" ]; then
+BIN="${CARGO_HOME:-$HOME/.cargo}/bin"
+TOOLS="${AUDITBRIDGE_TOOLS:-$HOME/.local/share/auditbridge}"
+
+# Tansu and lading are real release builds from crates.io, made cheaper to compile: one
+# target directory shared by both (their common dependencies are built once) and
+# optimisation level 1, ample for a test broker and receiver. The directory is removed
+# once both are installed.
+build_dir="$TOOLS/cargo-build"
+server_install() {
+  CARGO_TARGET_DIR="$build_dir" CARGO_PROFILE_RELEASE_OPT_LEVEL=1 \
+    CARGO_PROFILE_RELEASE_DEBUG=false CARGO_PROFILE_RELEASE_LTO=false \
+    cargo install "$@"
+}
+
+if [ ! -x "$BIN/tansu" ]; then
   echo "installing tansu 0.6.0 (Kafka-compatible broker)"
-  cargo install tansu --version 0.6.0 --locked --no-default-features --features dynostore
+  server_install tansu --version 0.6.0 --locked --no-default-features --features dynostore
 else
   echo "tansu: present"
 fi
 
-if [ ! -x "$HOME/.cargo/bin/lading" ]; then
+if [ ! -x "$BIN/lading" ]; then
   echo "installing lading 0.17.4 (independent Splunk HEC receiver)"
   command -v protoc >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq protobuf-compiler; }
   # Not --locked: its pinned `time` crate no longer builds on current Rust.
-  cargo install lading --version 0.17.4
+  server_install lading --version 0.17.4
 else
   echo "lading: present"
 fi
+rm -rf "$build_dir"
 
-TOOLS="${AUDITBRIDGE_TOOLS:-$HOME/.local/share/auditbridge}"
 if [ ! -x "$TOOLS/moto/bin/moto_server" ]; then
   echo "installing moto 5.2.5 (AWS API server: SQS, S3, SNS, EventBridge, IAM) into $TOOLS/moto"
   python3 -m venv "$TOOLS/moto"
