@@ -118,12 +118,18 @@ impl SinkConfig {
     }
 }
 
-/// The formats a sink receives: the configured ones, or everything the pipeline builds.
+/// The formats a sink receives: the configured ones, or else everything the pipeline
+/// builds. Splunk HEC gets the vendor's record by default: the sourcetypes Splunk's
+/// add-ons extract fields from (`aws:cloudtrail`, `azure:monitor:aad`) expect it.
 pub fn sink_formats(sink: &SinkConfig, produced: OutputFormat) -> Vec<Format> {
     match sink.formats() {
         Some(f) => f.to_vec(),
+        None if matches!(sink, SinkConfig::SplunkHec(_)) => vec![Format::Raw],
         None => {
             let mut all = Vec::new();
+            if produced == OutputFormat::Raw {
+                all.push(Format::Raw);
+            }
             if produced.ecs() {
                 all.push(Format::Ecs);
             }
@@ -232,6 +238,8 @@ impl Config {
                 let ok = match f {
                     Format::Ecs => produced.ecs(),
                     Format::Ocsf | Format::OcsfFinding => produced.ocsf(),
+                    // Built whenever a sink asks for it.
+                    Format::Raw => true,
                 };
                 if !ok {
                     return Err(invalid(

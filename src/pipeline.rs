@@ -125,7 +125,7 @@ impl Pipeline {
         for (name, source) in &config.sources {
             built_sources.push((name.clone(), sources::build(name, source)?));
         }
-        let sinks = config
+        let sinks: Vec<_> = config
             .sinks
             .iter()
             .map(|(name, sink)| {
@@ -145,6 +145,7 @@ impl Pipeline {
             Enrichment::new(Arc::new(rules), Arc::clone(&keys), config.keys.max_age_days);
         let mut transformer =
             Transformer::new(config.pipeline.format, enrichment, Arc::clone(&metrics));
+        transformer.raw |= sinks.iter().any(|(_, _, f)| f.contains(&Format::Raw));
         transformer.limits = config.limits;
         transformer.digest = config.routing.digest;
         transformer.insight = config.routing.insight;
@@ -745,6 +746,8 @@ mod tests {
             account: None,
             time: chrono::Utc::now(),
             techniques: Vec::new(),
+            rules: Vec::new(),
+            key_age_days: None,
             origin: Arc::new(origin.clone()),
             outputs: Vec::new(),
         }

@@ -15,6 +15,10 @@ pub enum Format {
     Ocsf,
     /// OCSF Detection Finding (class 2004) raised for the record.
     OcsfFinding,
+    /// The vendor's own record as it arrived (a CloudTrail record, an Entra log record),
+    /// for content built on the vendor's format such as Splunk's add-ons. Its enrichment
+    /// travels beside it: HEC indexed fields, Kafka headers.
+    Raw,
 }
 
 impl Format {
@@ -23,6 +27,7 @@ impl Format {
             Format::Ecs => "ecs",
             Format::Ocsf => "ocsf",
             Format::OcsfFinding => "ocsf_finding",
+            Format::Raw => "raw",
         }
     }
 
@@ -31,6 +36,7 @@ impl Format {
         match self {
             Format::Ecs => "ecs/9.4.0",
             Format::Ocsf | Format::OcsfFinding => "ocsf/1.8.0",
+            Format::Raw => "vendor",
         }
     }
 }
@@ -55,6 +61,10 @@ pub struct Record {
     pub time: DateTime<Utc>,
     /// ATT&CK technique ids the record was tagged with.
     pub techniques: Vec<String>,
+    /// Ids of the rules that matched it.
+    pub rules: Vec<String>,
+    /// Age in days of the access key that signed the call, when known.
+    pub key_age_days: Option<i64>,
     /// The input unit the record came from, for dead letters raised downstream.
     pub origin: Arc<Origin>,
     pub outputs: Vec<Output>,

@@ -275,11 +275,7 @@ async fn a_failing_sink_and_a_forced_detach_hold_the_checkpoint_then_everything_
     tokio::time::sleep(Duration::from_secs(2)).await;
     run.stop.send(true).unwrap();
     run.task.await.unwrap().unwrap();
-    let ids: Vec<String> = hec
-        .events()
-        .iter()
-        .map(|e| e["event"]["id"].as_str().unwrap().to_string())
-        .collect();
+    let ids: Vec<String> = hec.events().iter().map(common::hec::raw_id).collect();
     assert_exactly(&ids, &expected(1, 0..200, 2));
 }
 

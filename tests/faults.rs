@@ -487,11 +487,7 @@ async fn through_a_busy_collector(source: &'static str) {
     assert_eq!(m.labeled("sink_faults", "splunk"), 0);
     assert!(m.labeled("sink_retries", "splunk") > 0);
     assert!(hec.state.lock().unwrap().busy_replies > 0);
-    let mut got: Vec<String> = hec
-        .events()
-        .iter()
-        .map(|e| e["event"]["id"].as_str().unwrap().to_string())
-        .collect();
+    let mut got: Vec<String> = hec.events().iter().map(common::hec::raw_id).collect();
     got.sort();
     assert_eq!(got, ids, "each record once");
     assert_eq!(dead_letters(dir.path()), 0);
@@ -570,11 +566,7 @@ async fn one_record_refused(source: &'static str, sink: &str) {
         "the letter holds the refused record"
     );
     let mut delivered: Vec<String> = match &hec {
-        Some(h) => h
-            .events()
-            .iter()
-            .map(|e| e["event"]["id"].as_str().unwrap().to_string())
-            .collect(),
+        Some(h) => h.events().iter().map(common::hec::raw_id).collect(),
         None => common::kafka::consume(&topic, 2, Duration::from_secs(2), Duration::from_secs(60))
             .await
             .into_iter()

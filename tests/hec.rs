@@ -41,10 +41,10 @@ retry_max_delay_secs = 1
 }
 
 fn ids(events: &[Value]) -> HashSet<String> {
-    // The envelope's `event` is the ECS document, whose `event.id` is the record's id.
+    // The envelope's `event` is the CloudTrail record (the default `raw` format).
     events
         .iter()
-        .map(|e| e["event"]["event"]["id"].as_str().unwrap().to_string())
+        .map(|e| common::hec::raw_id(&e["event"]))
         .collect()
 }
 
@@ -66,8 +66,8 @@ async fn ten_thousand_events_exactly_once_with_acks() {
     let first = &s.events[0];
     assert_eq!(first["sourcetype"], "aws:cloudtrail");
     assert_eq!(first["source"], "auditbridge");
-    assert_eq!(first["fields"]["auditbridge_format"], "ecs");
-    let ts = chrono::DateTime::parse_from_rfc3339(first["event"]["@timestamp"].as_str().unwrap())
+    assert_eq!(first["fields"]["auditbridge_format"], "raw");
+    let ts = chrono::DateTime::parse_from_rfc3339(first["event"]["eventTime"].as_str().unwrap())
         .unwrap();
     assert_eq!(
         (first["time"].as_f64().unwrap() * 1000.0).round() as i64,
@@ -169,7 +169,7 @@ async fn one_invalid_event_in_a_hundred_is_dead_lettered_the_rest_delivered_once
         "sink `splunk`: HTTP 400, code 6: Invalid data format"
     );
     let envelope: Value = serde_json::from_str(letters[0]["original"].as_str().unwrap()).unwrap();
-    assert_eq!(envelope["event"]["event"]["id"], poison_id.as_str());
+    assert_eq!(envelope["event"]["eventID"], poison_id.as_str());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -255,4 +255,98 @@ async fn validate_check_sinks_probes_health_and_token() {
             "the check sends no data"
         );
     }
+}
+
+/// The default HEC document is the vendor's record under the sourcetype Splunk's add-ons
+/// read, JSON-equal to the input, with the enrichment as indexed fields; ECS documents
+/// asked for beside it go under `auditbridge:ecs` and carry the same tags.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_events_keep_the_vendor_record_and_carry_the_tags_as_indexed_fields() {
+    let hec = HecReceiver::start(Behaviour::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let samples = common::repo("samples");
+    let text = format!(
+        r#"[pipeline]
+format = "ecs"
+[sources.in]
+type = "file"
+paths = ["{s}/cloudtrail", "{s}/entra"]
+[sinks.splunk]
+type = "splunk_hec"
+endpoint = "{url}"
+token = "good-token"
+formats = ["raw", "ecs"]
+ack_poll_interval_ms = 50
+"#,
+        s = samples.display(),
+        url = hec.url()
+    );
+    let m = common::run_pipeline(&text, &dir.path().join("dlq.ndjson")).await;
+    assert_eq!(Metrics::get(&m.batches_nacked), 0);
+    let inputs: Vec<String> = [samples.join("cloudtrail"), samples.join("entra")]
+        .iter()
+        .flat_map(|p| common::vendor_records(p))
+        .map(|r| r.to_string())
+        .collect();
+    let events = hec.state.lock().unwrap().events.clone();
+    let (raw, ecs): (Vec<&Value>, Vec<&Value>) = events
+        .iter()
+        .partition(|e| e["fields"]["auditbridge_format"] == "raw");
+    assert_eq!(raw.len(), inputs.len());
+    assert_eq!(ecs.len(), inputs.len());
+    // The ECS documents say which techniques each record was tagged with (ECS puts the
+    // parent technique in `threat.technique.id`, the sub-technique beside it).
+    let tags: std::collections::HashMap<String, Value> = ecs
+        .iter()
+        .map(|e| {
+            assert_eq!(e["sourcetype"], "auditbridge:ecs");
+            assert!(e.get("fields").is_none(), "{e}");
+            let id = e["event"]["event"]["id"].as_str().unwrap().to_string();
+            (id, e["event"]["threat"]["technique"]["id"].clone())
+        })
+        .collect();
+    let mut tagged = 0;
+    for e in &raw {
+        let record = &e["event"];
+        assert!(inputs.contains(&record.to_string()), "{record}");
+        let fields = &e["fields"];
+        let (sourcetype, dataset) = if record.get("eventID").is_some() {
+            ("aws:cloudtrail", "aws.cloudtrail")
+        } else {
+            (
+                "azure:monitor:aad",
+                fields["auditbridge_dataset"].as_str().unwrap(),
+            )
+        };
+        assert_eq!(e["sourcetype"], sourcetype, "{e}");
+        assert_eq!(fields["auditbridge_dataset"], dataset);
+        if let Some(id) = record["eventID"].as_str() {
+            let parents: Vec<Value> = fields["mitre_technique"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .map(|t| Value::from(t.as_str().unwrap().split('.').next().unwrap()))
+                .collect();
+            let techniques = tags[id].as_array().cloned().unwrap_or_default();
+            assert_eq!(parents, techniques, "{e}");
+            let is_tagged = !techniques.is_empty();
+            assert_eq!(
+                fields["auditbridge_tagged"],
+                if is_tagged { "true" } else { "false" }
+            );
+            assert_eq!(fields.get("auditbridge_rule").is_some(), is_tagged, "{e}");
+            tagged += usize::from(is_tagged);
+        }
+    }
+    assert!(tagged >= 3, "the Stratus samples are tagged: {tagged}");
+    let backdoor = raw
+        .iter()
+        .find(|e| e["event"]["eventName"] == "CreateAccessKey")
+        .unwrap();
+    assert_eq!(
+        backdoor["fields"]["mitre_technique"],
+        serde_json::json!(["T1098.001"])
+    );
+    assert_eq!(backdoor["fields"]["auditbridge_tagged"], "true");
 }

@@ -31,7 +31,20 @@ fn run(t: &Transformer, records: &[Value]) -> Vec<Value> {
                 &Origin::Inline { name: "t".into() },
             );
             assert!(out.dead_letters.is_empty(), "{:?}", out.dead_letters);
-            common::doc(&out.records[0], Format::Ecs)
+            let record = &out.records[0];
+            let doc = common::doc(record, Format::Ecs);
+            // What the record carries for `raw` documents (HEC fields, Kafka headers)
+            // is what the ECS document says.
+            assert_eq!(
+                record.key_age_days,
+                doc.pointer("/auditbridge/credential/age_days")
+                    .and_then(Value::as_i64)
+            );
+            assert_eq!(
+                json!(record.rules),
+                doc.pointer("/rule/id").cloned().unwrap_or(json!([]))
+            );
+            doc
         })
         .collect()
 }

@@ -454,6 +454,8 @@ mod tests {
             account: None,
             time: chrono::Utc::now(),
             techniques: Vec::new(),
+            rules: Vec::new(),
+            key_age_days: None,
             origin: Arc::new(Origin::Inline { name: id.into() }),
             outputs: vec![Output {
                 format: Format::Ecs,

@@ -4,6 +4,7 @@
 pub mod decode;
 pub mod enrich;
 pub mod normalize;
+mod raw;
 pub mod settings;
 
 use std::io::{BufRead, Read};
@@ -34,6 +35,8 @@ pub struct Processed {
 /// Everything the transform stage needs, shared by all workers.
 pub struct Transformer {
     pub format: OutputFormat,
+    /// Also write each record's vendor text (the `raw` format).
+    pub raw: bool,
     pub limits: Limits,
     pub digest: SpecialRoute,
     pub insight: SpecialRoute,
@@ -47,6 +50,7 @@ impl Transformer {
     pub fn new(format: OutputFormat, enrichment: Enrichment, metrics: Arc<Metrics>) -> Self {
         Transformer {
             format,
+            raw: format == OutputFormat::Raw,
             limits: Limits::default(),
             digest: SpecialRoute::Skip,
             insight: SpecialRoute::Skip,
@@ -501,9 +505,10 @@ impl Transformer {
                 Metrics::add(&self.metrics.records_other_category, 1);
             }
         }
+        let raw_body = self.raw.then(|| raw::body(&source, raw));
         let mut normalized = normalize::normalize(source, self.format, || fallback_id(raw), now);
         self.enrichment.apply(&mut normalized);
-        serialize(normalized, Arc::clone(origin))
+        serialize(normalized, raw_body, Arc::clone(origin))
     }
 
     fn special(
@@ -757,8 +762,14 @@ fn fallback_id(raw: &str) -> String {
     format!("auditbridge-{hash:016x}")
 }
 
-fn serialize(n: Normalized, origin: Arc<Origin>) -> Record {
-    let mut outputs = Vec::with_capacity(2 + n.findings.len());
+fn serialize(n: Normalized, raw: Option<Vec<u8>>, origin: Arc<Origin>) -> Record {
+    let mut outputs = Vec::with_capacity(3 + n.findings.len());
+    if let Some(body) = raw {
+        outputs.push(Output {
+            format: Format::Raw,
+            body,
+        });
+    }
     if let Some(ecs) = &n.ecs {
         outputs.push(Output {
             format: Format::Ecs,
@@ -790,6 +801,12 @@ fn serialize(n: Normalized, origin: Arc<Origin>) -> Record {
         account: account.map(str::to_string),
         time: n.source.time(),
         techniques: n.techniques,
+        rules: n.rules,
+        key_age_days: n
+            .context
+            .get("key")
+            .and_then(|k| k.get("age_days"))
+            .and_then(serde_json::Value::as_i64),
         origin,
         outputs,
     }

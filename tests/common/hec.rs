@@ -134,6 +134,16 @@ impl HecReceiver {
     }
 }
 
+/// The record id of a `raw` event (the HEC sink's default document): CloudTrail's
+/// `eventID`, Entra's `properties.id`.
+pub fn raw_id(event: &Value) -> String {
+    event["eventID"]
+        .as_str()
+        .or_else(|| event["properties"]["id"].as_str())
+        .unwrap_or_else(|| panic!("a raw event without an id: {event}"))
+        .to_string()
+}
+
 fn reply(status: u16, body: Value) -> Result<Response<Full<Bytes>>, Infallible> {
     Ok(Response::builder()
         .status(status)

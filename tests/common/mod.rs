@@ -11,7 +11,7 @@ pub mod kafka;
 use std::collections::HashMap;
 use std::io::Read;
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use auditbridge::event::Origin;
@@ -266,6 +266,8 @@ pub fn violations(schemas: &Schemas, records: &[Record]) -> Vec<String> {
             let errs = match o.format {
                 Format::Ecs => schemas.ecs_errors(&v),
                 Format::Ocsf | Format::OcsfFinding => schemas.ocsf_errors(&v),
+                // The vendor's own record: no schema of ours applies.
+                Format::Raw => Vec::new(),
             };
             out.extend(
                 errs.into_iter()
@@ -348,4 +350,36 @@ pub async fn run_pipeline_result(
     let running = start_pipeline(config, dead_letters);
     let result = running.task.await.unwrap();
     (running.metrics, result)
+}
+
+/// Every vendor record in `path` (a file or a directory, read recursively), parsed
+/// independently of auditbridge: a gzip or plain file holding a JSON array, a
+/// `{"Records"|"records": […]}` envelope, one object, or NDJSON.
+pub fn vendor_records(path: &Path) -> Vec<Value> {
+    if path.is_dir() {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        entries.sort();
+        return entries.iter().flat_map(|p| vendor_records(p)).collect();
+    }
+    let bytes = if path.extension().is_some_and(|e| e == "gz") {
+        gunzip(&path.to_path_buf())
+    } else {
+        std::fs::read(path).unwrap()
+    };
+    match serde_json::from_slice::<Value>(&bytes) {
+        Ok(Value::Array(items)) => items,
+        Ok(Value::Object(mut o)) => match o.remove("Records").or_else(|| o.remove("records")) {
+            Some(Value::Array(items)) => items,
+            _ => vec![Value::Object(o)],
+        },
+        _ => String::from_utf8(bytes)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect(),
+    }
 }

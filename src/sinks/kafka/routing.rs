@@ -31,9 +31,10 @@ pub fn key<'a>(config: &KafkaSinkConfig, record: &'a Record) -> Option<&'a str> 
     }
 }
 
-/// Headers that let consumers filter without parsing the payload.
+/// Headers that let consumers filter without parsing the payload. They also carry the
+/// enrichment of `raw` documents, which have no place of their own for it.
 pub fn headers(record: &Record, format: Format) -> OwnedHeaders {
-    let mut h = OwnedHeaders::new_with_capacity(5)
+    let mut h = OwnedHeaders::new_with_capacity(7)
         .insert(Header {
             key: "auditbridge.format",
             value: Some(format.as_str()),
@@ -52,6 +53,66 @@ pub fn headers(record: &Record, format: Format) -> OwnedHeaders {
             key: "auditbridge.techniques",
             value: Some(ids.as_str()),
         });
+        let rules = record.rules.join(",");
+        h = h.insert(Header {
+            key: "auditbridge.rules",
+            value: Some(rules.as_str()),
+        });
+    }
+    if let Some(days) = record.key_age_days {
+        let days = days.to_string();
+        h = h.insert(Header {
+            key: "auditbridge.key_age_days",
+            value: Some(days.as_str()),
+        });
     }
     h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::message::Headers;
+    use std::sync::Arc;
+
+    fn named(h: &OwnedHeaders) -> Vec<(String, String)> {
+        h.iter()
+            .map(|x| {
+                let value = String::from_utf8(x.value.unwrap_or_default().to_vec()).unwrap();
+                (x.key.to_string(), value)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_raw_document_carries_the_tags_in_headers() {
+        let mut record = Record {
+            id: "e-1".into(),
+            provider: crate::event::Provider::Aws,
+            dataset: "aws.cloudtrail",
+            account: None,
+            time: chrono::Utc::now(),
+            techniques: vec!["T1098.001".into(), "T1136.003".into()],
+            rules: vec!["a".into(), "b".into()],
+            key_age_days: Some(7),
+            origin: Arc::new(crate::event::Origin::Inline { name: "t".into() }),
+            outputs: Vec::new(),
+        };
+        let pair = |k: &str, v: &str| (k.to_string(), v.to_string());
+        assert_eq!(
+            named(&headers(&record, Format::Raw)),
+            [
+                pair("auditbridge.format", "raw"),
+                pair("auditbridge.schema", "vendor"),
+                pair("auditbridge.source", "aws.cloudtrail"),
+                pair("auditbridge.techniques", "T1098.001,T1136.003"),
+                pair("auditbridge.rules", "a,b"),
+                pair("auditbridge.key_age_days", "7"),
+            ]
+        );
+        record.techniques.clear();
+        record.rules.clear();
+        record.key_age_days = None;
+        assert_eq!(named(&headers(&record, Format::Ecs)).len(), 3);
+    }
 }

@@ -28,8 +28,10 @@ pub struct SplunkHecConfig {
     /// Index per dataset (`aws.cloudtrail`, `azure.auditlogs`, `azure.signinlogs`).
     #[serde(default)]
     pub indexes: BTreeMap<String, String>,
-    /// Sourcetype per dataset; defaults: `aws:cloudtrail` for CloudTrail,
-    /// `azure:monitor:aad` for Entra ID.
+    /// Sourcetype per dataset (`aws.cloudtrail`, …) for `raw` events, per format
+    /// (`ecs`, `ocsf`, `ocsf_finding`) for documents. Defaults: the vendor's record under
+    /// the sourcetypes Splunk's add-ons read (`aws:cloudtrail`, `azure:monitor:aad`);
+    /// documents under `auditbridge:ecs`, `auditbridge:ocsf`, `auditbridge:ocsf:finding`.
     #[serde(default)]
     pub sourcetypes: BTreeMap<String, String>,
     /// `source` of every event.
@@ -38,8 +40,10 @@ pub struct SplunkHecConfig {
     /// `host` of every event (default: none, Splunk uses the token's).
     #[serde(default)]
     pub host: Option<String>,
-    /// Add flat indexed fields: `auditbridge_format`, `auditbridge_dataset` and, on tagged
-    /// records, `mitre_technique`.
+    /// Add the indexed fields (`auditbridge_format`, `auditbridge_dataset`,
+    /// `auditbridge_tagged`, `mitre_technique`, `auditbridge_rule`,
+    /// `auditbridge_key_age_days`) to ECS and OCSF documents too. `raw` events always
+    /// carry them: they are the only place their enrichment goes.
     #[serde(default)]
     pub indexed_fields: bool,
     #[serde(default = "default_max_events")]
@@ -143,14 +147,20 @@ impl SplunkHecConfig {
             .max(1)
     }
 
-    pub fn sourcetype(&self, dataset: &str) -> String {
-        if let Some(s) = self.sourcetypes.get(dataset) {
-            return s.clone();
+    pub fn sourcetype(&self, format: Format, dataset: &str) -> &str {
+        let key = match format {
+            Format::Raw => dataset,
+            other => other.as_str(),
+        };
+        if let Some(s) = self.sourcetypes.get(key) {
+            return s;
         }
-        if dataset.starts_with("azure.") {
-            "azure:monitor:aad".into()
-        } else {
-            "aws:cloudtrail".into()
+        match format {
+            Format::Raw if dataset.starts_with("azure.") => "azure:monitor:aad",
+            Format::Raw => "aws:cloudtrail",
+            Format::Ecs => "auditbridge:ecs",
+            Format::Ocsf => "auditbridge:ocsf",
+            Format::OcsfFinding => "auditbridge:ocsf:finding",
         }
     }
 

@@ -106,6 +106,8 @@ pub struct CloudTrailRecord {
     fields: Map<String, Value>,
     time: DateTime<Utc>,
     time_source: TimeSource,
+    /// Taken out of an EventBridge event's `detail`, so the input text is not the record.
+    unwrapped: bool,
 }
 
 impl CloudTrailRecord {
@@ -138,7 +140,18 @@ impl CloudTrailRecord {
             fields,
             time,
             time_source,
+            unwrapped: false,
         })
+    }
+
+    /// The record came as the `detail` of an EventBridge event.
+    pub fn unwrapped_from_eventbridge(mut self) -> Self {
+        self.unwrapped = true;
+        self
+    }
+
+    pub fn is_unwrapped(&self) -> bool {
+        self.unwrapped
     }
 
     pub fn fields(&self) -> &Map<String, Value> {

@@ -164,7 +164,12 @@ fn classify(mut map: Map<String, Value>, now: DateTime<Utc>) -> Result<Decoded, 
             return Err(DecodeError::NotCloudTrailDetail(detail_type.to_string()));
         }
         return match map.remove("detail") {
-            Some(Value::Object(detail)) => classify_cloudtrail(detail, now),
+            Some(Value::Object(detail)) => match classify_cloudtrail(detail, now)? {
+                Decoded::Record(SourceRecord::CloudTrail(r)) => Ok(Decoded::Record(
+                    SourceRecord::CloudTrail(r.unwrapped_from_eventbridge()),
+                )),
+                other => Ok(other),
+            },
             _ => Err(DecodeError::MissingDetail),
         };
     }

@@ -31,6 +31,7 @@ impl Enricher for AttackTagger {
             return;
         }
         let attempt = failed(&record.source);
+        record.rules.extend(matched.iter().map(|r| r.id.clone()));
         for t in matched.iter().flat_map(|r| &r.techniques) {
             if !record.techniques.contains(&t.id) {
                 record.techniques.push(t.id.clone());

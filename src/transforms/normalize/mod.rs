@@ -21,6 +21,8 @@ pub enum OutputFormat {
     Ecs,
     Ocsf,
     Both,
+    /// Neither: only the vendor's record, with its tags.
+    Raw,
 }
 
 impl OutputFormat {
@@ -47,6 +49,8 @@ pub struct Normalized {
     pub context: Map<String, Value>,
     /// ATT&CK technique ids the record was tagged with.
     pub techniques: Vec<String>,
+    /// Ids of the rules that matched.
+    pub rules: Vec<String>,
     pub now: DateTime<Utc>,
 }
 
@@ -83,6 +87,7 @@ pub fn normalize(
         findings: Vec::new(),
         context: Map::new(),
         techniques: Vec::new(),
+        rules: Vec::new(),
         now,
     }
 }
