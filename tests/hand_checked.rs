@@ -243,7 +243,10 @@ fn aws_service_event() {
     check(
         &ecs,
         &[
-            ("/user/name", json!("inspector2.amazonaws.com")),
+            // As Elastic writes it: the calling service is `service.name`, not a user.
+            ("/user/name", Value::Null),
+            ("/service/name", json!("inspector2.amazonaws.com")),
+            ("/cloud/service/name", json!("sts")),
             ("/source/address", json!("inspector2.amazonaws.com")),
             (
                 "/aws/cloudtrail/shared_event_id",
@@ -267,6 +270,76 @@ fn aws_service_event() {
             ),
         ],
     );
+}
+
+/// One constructed CloudTrail record, processed on its own.
+fn constructed(record: Value) -> Value {
+    doc(
+        &only(process(OutputFormat::Ecs, record.to_string().as_bytes())),
+        Format::Ecs,
+    )
+}
+
+#[test]
+fn iam_group_user_rename_and_email_role_session_as_elastic_writes_them() {
+    let issuer = json!({"type": "Role", "principalId": "AROAEXAMPLE", "userName": "AWSReservedSSO_Admin_1",
+        "arn": "arn:aws:iam::111111111111:role/AWSReservedSSO_Admin_1", "accountId": "111111111111"});
+    let identity = json!({"type": "AssumedRole", "principalId": "AROAEXAMPLE:jane.doe@example.com",
+        "arn": "arn:aws:sts::111111111111:assumed-role/AWSReservedSSO_Admin_1/jane.doe@example.com",
+        "accountId": "111111111111", "sessionContext": {"sessionIssuer": issuer}});
+    let call = |name: &str, params: Value, response: Value| {
+        json!({"eventVersion": "1.08", "eventTime": "2024-05-01T10:00:00Z", "eventSource": "iam.amazonaws.com",
+            "eventName": name, "awsRegion": "us-east-1", "sourceIPAddress": "198.51.100.7",
+            "userIdentity": identity, "requestParameters": params, "responseElements": response,
+            "eventID": format!("e-{name}"), "eventType": "AwsApiCall", "recipientAccountId": "111111111111"})
+    };
+    let created = constructed(call(
+        "CreateGroup",
+        json!({"groupName": "admins"}),
+        json!({"group": {"groupName": "admins", "groupId": "AGPAEXAMPLE", "path": "/"}}),
+    ));
+    check(
+        &created,
+        &[
+            ("/group/name", json!("admins")),
+            ("/group/id", json!("AGPAEXAMPLE")),
+            ("/user/name", json!("AWSReservedSSO_Admin_1")),
+            ("/user/email", json!("jane.doe@example.com")),
+            (
+                "/related/user",
+                json!([
+                    "AWSReservedSSO_Admin_1",
+                    "jane.doe@example.com",
+                    "jane.doe",
+                    "AROAEXAMPLE:jane.doe@example.com"
+                ]),
+            ),
+            ("/cloud/service/name", json!("iam")),
+        ],
+    );
+    let renamed = constructed(call(
+        "UpdateUser",
+        json!({"userName": "bob", "newUserName": "robert"}),
+        Value::Null,
+    ));
+    check(
+        &renamed,
+        &[
+            ("/user/target/name", json!("bob")),
+            ("/user/changes/name", json!("robert")),
+            ("/related/user/4", json!("bob")),
+            ("/related/user/5", json!("robert")),
+            ("/group", Value::Null),
+        ],
+    );
+    // EC2's `groupName` is a security group: no user group.
+    let mut sg = call(
+        "CreateSecurityGroup",
+        json!({"groupName": "web"}),
+        json!({"groupId": "sg-1"}),
+    );
+    sg["eventSource"] = json!("ec2.amazonaws.com");
+    check(&constructed(sg), &[("/group", Value::Null)]);
 }
 
 #[test]

@@ -121,13 +121,21 @@ pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> D
     doc.put_opt("cloud.account.id", r.account_id());
     doc.put_opt("cloud.region", r.str("awsRegion"));
 
+    // `cloud.service.name` is the service's short name, as Elastic writes it (`sts`).
+    doc.put_opt(
+        "cloud.service.name",
+        r.str("eventSource")
+            .map(|s| s.strip_suffix(".amazonaws.com").unwrap_or(s)),
+    );
+
     let identity_type = r.identity_str("type");
     let user_name = match identity_type {
         Some("AssumedRole") | Some("FederatedUser") => r
             .session_issuer()
             .and_then(|i| str_of(i, "userName"))
             .or_else(|| r.identity_str("userName")),
-        Some("AWSService") => r.identity_str("invokedBy"),
+        // A service calling on its own behalf is a service, not a user.
+        Some("AWSService") => None,
         Some("Root") => r.identity_str("userName").or(Some("root")),
         Some("IdentityCenterUser") => r
             .identity()
@@ -135,24 +143,58 @@ pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> D
             .and_then(|o| str_of(o, "userId")),
         _ => r.identity_str("userName"),
     };
+    if identity_type == Some("AWSService") {
+        doc.put_opt("service.name", r.identity_str("invokedBy"));
+    }
     doc.put_opt("user.id", r.identity_str("principalId"));
     if let Some(name) = user_name {
         put_user_name(&mut doc, "user", name);
         related.user(Some(name));
     }
+    // The role session name (after the role in an assumed-role ARN) names the person or
+    // workload behind the role; Elastic lists it, and its local part when it is an e-mail
+    // address, in `related.user`.
+    if identity_type == Some("AssumedRole") {
+        let session = r
+            .identity_str("arn")
+            .and_then(|arn| arn.split_once(":assumed-role/"))
+            .and_then(|(_, rest)| rest.split_once('/'))
+            .map(|(_, session)| session);
+        if let Some(session) = session {
+            related.user(Some(session));
+            if let Some((local, _)) = split_email(session) {
+                doc.put("user.email", session);
+                related.user(Some(local));
+            }
+        }
+    }
     related.user(r.identity_str("principalId"));
 
+    let params = r.request_parameters();
+    if let Some(name) = params.and_then(|p| str_of(p, "userName")) {
+        doc.put("user.target.name", name);
+        related.user(Some(name));
+    }
     if r.event_source() == "iam.amazonaws.com" {
-        let target = r.request_parameters().and_then(|p| str_of(p, "userName"));
-        if let Some(name) = target {
-            doc.put("user.target.name", name);
-            related.user(Some(name));
+        let response = r.response_elements();
+        doc.put_opt(
+            "user.target.id",
+            response
+                .and_then(|e| obj_of(e, "user"))
+                .and_then(|u| str_of(u, "userId")),
+        );
+        if let Some(new_name) = params.and_then(|p| str_of(p, "newUserName")) {
+            doc.put("user.changes.name", new_name);
+            related.user(Some(new_name));
         }
-        let created = r
-            .response_elements()
-            .and_then(|e| obj_of(e, "user"))
-            .and_then(|u| str_of(u, "userId"));
-        doc.put_opt("user.target.id", created);
+        // IAM groups only: other services' `groupName` (EC2 security groups) is no user group.
+        doc.put_opt("group.name", params.and_then(|p| str_of(p, "groupName")));
+        doc.put_opt(
+            "group.id",
+            response
+                .and_then(|e| obj_of(e, "group"))
+                .and_then(|g| str_of(g, "groupId")),
+        );
     }
 
     let _ = put_source(&mut doc, &mut related, r.str("sourceIPAddress"));
