@@ -121,7 +121,19 @@ fn create_access_key() {
                 "/actor/user/uid",
                 json!("arn:aws:iam::123837392027:user/bert-jan"),
             ),
-            ("/actor/user/credential_uid", json!("AKIATFQR7NSC8Q4X20BJ")),
+            // OCSF 1.8: credentials as `programmatic_credentials` (`credential_uid` is
+            // deprecated); `type_id` 99 keeps AWS's own identity type as `type`.
+            (
+                "/actor/user/programmatic_credentials",
+                json!([{"uid": "AKIATFQR7NSC8Q4X20BJ", "type": "AWS Access Key"}]),
+            ),
+            ("/actor/user/credential_uid", Value::Null),
+            ("/actor/user/type_id", json!(99)),
+            ("/actor/user/type", json!("IAMUser")),
+            // Activity "Other" carries the operation, not the caption.
+            ("/activity_id", json!(99)),
+            ("/activity_name", json!("CreateAccessKey")),
+            ("/type_name", json!("Account Change: Other")),
             ("/user/name", json!("stratus-red-team-backdoor-u-user")),
             ("/api/operation", json!("CreateAccessKey")),
             (
@@ -261,8 +273,10 @@ fn aws_service_event() {
     check(
         &doc(&r, Format::Ocsf),
         &[
-            ("/actor/user/type_id", json!(4)),
+            ("/actor/user/type_id", json!(99)),
+            ("/actor/user/type", json!("AWSService")),
             ("/actor/user/name", json!("inspector2.amazonaws.com")),
+            ("/actor/app_name", json!("inspector2.amazonaws.com")),
             ("/src_endpoint/domain", json!("inspector2.amazonaws.com")),
             (
                 "/unmapped/sharedEventID",
@@ -364,11 +378,13 @@ fn root_event() {
     check(
         &doc(&r, Format::Ocsf),
         &[
-            ("/actor/user/type_id", json!(2)),
+            ("/actor/user/type_id", json!(99)),
+            ("/actor/user/type", json!("Root")),
             ("/actor/user/type", json!("Root")),
             ("/actor/user/uid", json!("arn:aws:iam::123456789012:root")),
             ("/actor/session/is_mfa", json!(true)),
-            ("/actor/invoked_by", json!("signin.amazonaws.com")),
+            ("/actor/app_name", json!("signin.amazonaws.com")),
+            ("/actor/invoked_by", Value::Null),
         ],
     );
 }

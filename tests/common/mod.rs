@@ -7,6 +7,7 @@ pub mod aws;
 pub mod eventhubs;
 pub mod hec;
 pub mod kafka;
+pub mod ocsf_rules;
 
 use std::collections::HashMap;
 use std::io::Read;

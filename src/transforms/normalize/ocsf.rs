@@ -23,11 +23,16 @@ pub fn dt(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-/// The attributes every class shares.
-fn base(doc: &mut Document, class: OcsfClass, time: DateTime<Utc>, failed: bool) {
+/// The attributes every class shares. `operation` is the source's name for the action:
+/// for the activity "Other" (99) OCSF wants it as `activity_name`, not the caption.
+fn base(doc: &mut Document, class: OcsfClass, time: DateTime<Utc>, failed: bool, operation: &str) {
     let (category_uid, category_name) = class.category();
     doc.put("activity_id", class.activity_id());
-    doc.put("activity_name", class.activity_name());
+    if class.activity_id() == 99 && !operation.is_empty() {
+        doc.put("activity_name", operation);
+    } else {
+        doc.put("activity_name", class.activity_name());
+    }
     doc.put("category_uid", category_uid);
     doc.put("category_name", category_name);
     doc.put("class_uid", class.class_uid());
@@ -72,21 +77,26 @@ fn identified(user: Map<String, Value>) -> Map<String, Value> {
     }
 }
 
+/// OCSF wants `type` to be the caption of `type_id` unless `type_id` is 99 (Other),
+/// which carries the source's own value. CloudTrail's identity types (`IAMUser`,
+/// `AssumedRole`, `Root`, `AWSService`, …) are kept as AWS writes them, so they are 99.
 fn user_type_id(identity_type: Option<&str>) -> u8 {
     match identity_type {
-        Some("IAMUser") => 1,
-        Some("Root") => 2,
-        Some("AWSService") => 4,
         None => 0,
         Some(_) => 99,
     }
+}
+
+/// An access key as OCSF 1.8 records credentials (`credential_uid` is deprecated).
+fn access_key(uid: &str) -> Value {
+    json!([{ "uid": uid, "type": "AWS Access Key" }])
 }
 
 /// Build the OCSF record for a CloudTrail record.
 pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Document {
     let mut doc = Document::default();
     let class = tax.ocsf;
-    base(&mut doc, class, r.time(), r.failed());
+    base(&mut doc, class, r.time(), r.failed(), r.event_name());
     doc.put("metadata.product.name", "CloudTrail");
     doc.put("metadata.product.vendor_name", "AWS");
     doc.put_opt("metadata.product.version", r.str("eventVersion"));
@@ -103,7 +113,8 @@ pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> D
 
     let user = identified(actor_user(r));
     doc.put("actor.user", Value::Object(user.clone()));
-    doc.put_opt("actor.invoked_by", r.identity_str("invokedBy"));
+    // The service that made the call for the principal (`invoked_by` is deprecated).
+    doc.put_opt("actor.app_name", r.identity_str("invokedBy"));
     if let Some(attrs) = r.session_attributes() {
         if let Some(created) = str_of(attrs, "creationDate").and_then(parse_time) {
             doc.put("actor.session.created_time", epoch_ms(created));
@@ -160,8 +171,13 @@ pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> D
         OcsfClass::AccountChange(_) => {
             doc.put("user", Value::Object(target_user(r).unwrap_or(user)));
             if let Some(p) = r.request_parameters() {
-                doc.put_opt("policy.uid", str_of(p, "policyArn"));
-                doc.put_opt("policy.name", str_of(p, "policyName"));
+                let mut policy = Object::new();
+                policy.put_opt("uid", str_of(p, "policyArn"));
+                policy.put_opt("name", str_of(p, "policyName"));
+                let policy = policy.into_map();
+                if !policy.is_empty() {
+                    doc.put("policies", json!([policy]));
+                }
             }
         }
         OcsfClass::Authentication(_) => {
@@ -217,7 +233,9 @@ fn actor_user(r: &CloudTrailRecord) -> Map<String, Value> {
         u.put("type_id", user_type_id(kind));
     }
     u.put_opt("type", kind);
-    u.put_opt("credential_uid", r.identity_str("accessKeyId"));
+    if let Some(key) = r.identity_str("accessKeyId") {
+        u.put("programmatic_credentials", access_key(key));
+    }
     u.put_opt("account.uid", r.identity_str("accountId"));
     u.into_map()
 }
@@ -267,7 +285,7 @@ fn cloudtrail_resources(r: &CloudTrailRecord) -> (Vec<Value>, bool) {
 pub fn entra(r: &EntraRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Document {
     let mut doc = Document::default();
     let class = tax.ocsf;
-    base(&mut doc, class, r.time(), r.failed());
+    base(&mut doc, class, r.time(), r.failed(), r.activity());
     doc.put("metadata.product.name", "Entra ID");
     doc.put("metadata.product.vendor_name", "Microsoft");
     doc.put_opt("metadata.uid", r.id());
