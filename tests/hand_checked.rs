@@ -197,14 +197,18 @@ fn assume_role() {
     check(
         &doc(&r, Format::Ocsf),
         &[
-            ("/class_uid", json!(6003)),
+            // Security Lake's routing: taking a role is an Authentication (Logon).
+            ("/class_uid", json!(3002)),
             ("/activity_id", json!(1)),
+            ("/activity_name", json!("Logon")),
+            ("/type_uid", json!(300201)),
             ("/api/service/name", json!("sts.amazonaws.com")),
+            // Authentication has no `resources`: the role stays in `unmapped`.
+            ("/resources", Value::Null),
             (
-                "/resources/0/uid",
+                "/unmapped/resources/0/ARN",
                 json!("arn:aws:iam::123837392027:role/stratus-red-team-ec2-get-password-data-role"),
             ),
-            ("/resources/0/type", json!("AWS::IAM::Role")),
             (
                 "/api/request/data/roleSessionName",
                 json!("aws-go-sdk-1688990082523310002"),
@@ -354,6 +358,160 @@ fn iam_group_user_rename_and_email_role_session_as_elastic_writes_them() {
     );
     sg["eventSource"] = json!("ec2.amazonaws.com");
     check(&constructed(sg), &[("/group", Value::Null)]);
+}
+
+/// One constructed record's OCSF document, checked against its class schema and the
+/// OCSF server's rules.
+fn ocsf_of(record: Value) -> Value {
+    let d = doc(
+        &only(process(OutputFormat::Ocsf, record.to_string().as_bytes())),
+        Format::Ocsf,
+    );
+    assert_eq!(
+        common::Schemas::load().ocsf_errors(&d),
+        Vec::<String>::new(),
+        "{d}"
+    );
+    let findings = common::ocsf_rules::OcsfRules::load().validate(&d, false);
+    assert!(findings.is_empty(), "{findings:#?} in {d}");
+    d
+}
+
+#[test]
+fn ocsf_classes_as_security_lake_routes_cloudtrail() {
+    let call = |source: &str, name: &str, params: Value, response: Value| {
+        json!({"eventVersion": "1.08", "eventTime": "2024-05-01T10:00:00Z", "eventSource": source,
+            "eventName": name, "awsRegion": "us-east-1", "sourceIPAddress": "198.51.100.7",
+            "userIdentity": {"type": "IAMUser", "principalId": "AIDAEXAMPLE", "userName": "alice",
+                "arn": "arn:aws:iam::111111111111:user/alice", "accountId": "111111111111"},
+            "requestParameters": params, "responseElements": response, "requestID": "r-1",
+            "eventID": format!("e-{name}"), "eventType": "AwsApiCall", "recipientAccountId": "111111111111"})
+    };
+    let policy = ocsf_of(call(
+        "iam.amazonaws.com",
+        "CreatePolicy",
+        json!({"policyName": "escalate", "policyDocument": "{}"}),
+        json!({"policy": {"arn": "arn:aws:iam::111111111111:policy/escalate", "policyName": "escalate"}}),
+    ));
+    check(
+        &policy,
+        &[
+            ("/class_uid", json!(3001)),
+            ("/activity_id", json!(1)),
+            (
+                "/policies",
+                json!([{"uid": "arn:aws:iam::111111111111:policy/escalate", "name": "escalate"}]),
+            ),
+            ("/policy", Value::Null),
+            ("/user/name", json!("alice")),
+        ],
+    );
+    for (name, activity) in [
+        ("CreateVirtualMFADevice", 99),
+        ("AddRoleToInstanceProfile", 99),
+        ("CreateInstanceProfile", 1),
+        ("DeletePolicy", 6),
+    ] {
+        let d = ocsf_of(call(
+            "iam.amazonaws.com",
+            name,
+            json!({"roleName": "r"}),
+            Value::Null,
+        ));
+        check(
+            &d,
+            &[
+                ("/class_uid", json!(3001)),
+                ("/activity_id", json!(activity)),
+            ],
+        );
+    }
+    let password = ocsf_of(call(
+        "signin.amazonaws.com",
+        "PasswordUpdated",
+        Value::Null,
+        Value::Null,
+    ));
+    check(
+        &password,
+        &[
+            ("/class_uid", json!(3001)),
+            ("/activity_id", json!(3)),
+            ("/activity_name", json!("Password Change")),
+        ],
+    );
+    // No ARN: the principal id is the uid.
+    let mut anonymous = call("s3.amazonaws.com", "GetObject", Value::Null, Value::Null);
+    anonymous["userIdentity"] =
+        json!({"type": "AWSAccount", "principalId": "AIDAOTHER", "accountId": "222222222222"});
+    check(
+        &ocsf_of(anonymous),
+        &[
+            ("/actor/user/uid", json!("AIDAOTHER")),
+            ("/actor/user/uid_alt", Value::Null),
+        ],
+    );
+}
+
+#[test]
+fn entra_group_membership_is_group_management() {
+    let audit = |activity: &str, initiated: Value, targets: Value| {
+        json!({"time": "2024-05-01T10:00:00Z", "category": "AuditLogs", "operationName": activity,
+            "tenantId": "t-1", "resultType": "Success", "correlationId": "c-1",
+            "properties": {"id": format!("a-{activity}"), "activityDisplayName": activity,
+                "category": "GroupManagement", "result": "success", "loggedByService": "Core Directory",
+                "operationType": "Assign", "initiatedBy": initiated, "targetResources": targets}})
+    };
+    let admin = json!({"user": {"id": "u-admin", "userPrincipalName": "admin@contoso.com"}});
+    let member = json!({"id": "u-bob", "type": "User", "userPrincipalName": "bob@contoso.com",
+        "modifiedProperties": [
+            {"displayName": "Group.ObjectID", "oldValue": null, "newValue": "\"g-admins\""},
+            {"displayName": "Group.DisplayName", "oldValue": null, "newValue": "\"Admins\""}]});
+    let added = ocsf_of(audit("Add member to group", admin.clone(), json!([member])));
+    check(
+        &added,
+        &[
+            ("/class_uid", json!(3006)),
+            ("/activity_id", json!(3)),
+            ("/activity_name", json!("Add User")),
+            ("/group", json!({"uid": "g-admins", "name": "Admins"})),
+            ("/user/uid", json!("u-bob")),
+            ("/actor/user/uid", json!("u-admin")),
+        ],
+    );
+    let removed = ocsf_of(audit(
+        "Remove member from group",
+        admin,
+        json!([{"id": "u-bob", "type": "User"}, {"id": "g-admins", "type": "Group", "displayName": "Admins"}]),
+    ));
+    check(
+        &removed,
+        &[
+            ("/class_uid", json!(3006)),
+            ("/activity_id", json!(4)),
+            ("/group/uid", json!("g-admins")),
+        ],
+    );
+    // Initiated by an application: its service principal is the actor; a target key
+    // spelled `Type`, as Log Analytics exports write it, still names the user.
+    let by_app = json!({"app": {"appId": "app-1", "displayName": "Provisioner",
+        "servicePrincipalId": "sp-1"}});
+    let mut add_user = audit(
+        "Add user",
+        by_app,
+        json!([{"id": "u-new", "Type": "User", "userPrincipalName": "new@contoso.com"}]),
+    );
+    add_user["properties"]["category"] = json!("UserManagement");
+    check(
+        &ocsf_of(add_user),
+        &[
+            ("/class_uid", json!(3001)),
+            ("/actor/app_uid", json!("app-1")),
+            ("/actor/user/uid", json!("sp-1")),
+            ("/actor/user/type_id", json!(4)),
+            ("/user/uid", json!("u-new")),
+        ],
+    );
 }
 
 #[test]

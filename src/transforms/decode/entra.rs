@@ -257,7 +257,12 @@ impl EntraRecord {
             .as_array()?
             .iter()
             .filter_map(Value::as_object)
-            .find(|t| str_of(t, "type").is_some_and(|t| t.eq_ignore_ascii_case(kind)))
+            // Log Analytics exports spell the key `Type`.
+            .find(|t| {
+                str_of(t, "type")
+                    .or_else(|| str_of(t, "Type"))
+                    .is_some_and(|t| t.eq_ignore_ascii_case(kind))
+            })
     }
 
     /// A value from the audit record's `additionalDetails` key/value list.

@@ -159,12 +159,17 @@ pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> D
     doc.put_opt("api.response.message", r.str("errorMessage"));
     doc.put("src_endpoint", endpoint(r.str("sourceIPAddress")));
     doc.put_opt("http_request.user_agent", r.str("userAgent"));
-    let (resources, lossless) = cloudtrail_resources(r);
-    if !resources.is_empty() {
-        doc.put("resources", resources);
-    }
-    if !lossless {
+    // Authentication has no `resources`: an assumed role's ARN stays in `unmapped`.
+    if matches!(class, OcsfClass::Authentication(_)) {
         homeless.push("resources");
+    } else {
+        let (resources, lossless) = cloudtrail_resources(r);
+        if !resources.is_empty() {
+            doc.put("resources", resources);
+        }
+        if !lossless {
+            homeless.push("resources");
+        }
     }
 
     match class {
@@ -172,7 +177,11 @@ pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> D
             doc.put("user", Value::Object(target_user(r).unwrap_or(user)));
             if let Some(p) = r.request_parameters() {
                 let mut policy = Object::new();
-                policy.put_opt("uid", str_of(p, "policyArn"));
+                let created = r
+                    .response_elements()
+                    .and_then(|e| obj_of(e, "policy"))
+                    .and_then(|p| str_of(p, "arn"));
+                policy.put_opt("uid", str_of(p, "policyArn").or(created));
                 policy.put_opt("name", str_of(p, "policyName"));
                 let policy = policy.into_map();
                 if !policy.is_empty() {
@@ -218,8 +227,14 @@ pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> D
 fn actor_user(r: &CloudTrailRecord) -> Map<String, Value> {
     let mut u = Object::new();
     let kind = r.identity_str("type");
-    u.put_opt("uid", r.identity_str("arn"));
-    u.put_opt("uid_alt", r.identity_str("principalId"));
+    // Without an ARN (AWS services, some federated callers) the principal id is the uid.
+    match r.identity_str("arn") {
+        Some(arn) => {
+            u.put("uid", arn);
+            u.put_opt("uid_alt", r.identity_str("principalId"));
+        }
+        None => u.put_opt("uid", r.identity_str("principalId")),
+    }
     let name = match kind {
         Some("AssumedRole") | Some("FederatedUser") => r
             .session_issuer()
@@ -391,6 +406,12 @@ pub fn entra(r: &EntraRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Document {
                 doc.put("user", subject(target_user, &actor));
                 doc.put("privileges", privileges(r));
             }
+            OcsfClass::GroupManagement(_) => {
+                doc.put("group", entra_group(r));
+                if let Some(user) = target_user {
+                    doc.put("user", user);
+                }
+            }
             _ => doc.put("entity", entity(r)),
         }
     }
@@ -455,8 +476,61 @@ fn audit_actor(r: &EntraRecord) -> Map<String, Value> {
             "app_uid",
             str_of(app, "appId").or_else(|| str_of(app, "servicePrincipalId")),
         );
+        // An application acts through its service principal: that is the acting
+        // identity, and its id must not be lost behind the app id.
+        let by_user = initiated.and_then(|i| obj_of(i, "user")).is_some();
+        if let (false, Some(sp)) = (by_user, str_of(app, "servicePrincipalId")) {
+            let mut u = Object::new();
+            u.put("uid", sp);
+            u.put_opt(
+                "name",
+                str_of(app, "servicePrincipalName").or_else(|| str_of(app, "displayName")),
+            );
+            u.put("type_id", 4);
+            u.put("type", "Service");
+            a.put("user", Value::Object(u.into_map()));
+        }
     }
     a.into_map()
+}
+
+/// The group of a membership or group change: the `Group` target, else the group named
+/// in the modified properties (`Group.ObjectID`, `Group.DisplayName`), which is where
+/// Entra puts it when the target is the member.
+fn entra_group(r: &EntraRecord) -> Value {
+    let target = r.first_target("Group");
+    let modified = |name: &str| {
+        r.properties()
+            .and_then(|p| p.get("targetResources"))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|t| t.get("modifiedProperties").and_then(Value::as_array))
+            .flatten()
+            .filter_map(Value::as_object)
+            .find(|m| str_of(m, "displayName") == Some(name))
+            .and_then(|m| str_of(m, "newValue").or_else(|| str_of(m, "oldValue")))
+            .map(|v| v.trim_matches('"').to_string())
+    };
+    let uid = target
+        .and_then(|t| str_of(t, "id"))
+        .map(str::to_string)
+        .or_else(|| modified("Group.ObjectID"));
+    let name = target
+        .and_then(|t| str_of(t, "displayName"))
+        .map(str::to_string)
+        .or_else(|| modified("Group.DisplayName"));
+    let mut g = Map::new();
+    if uid.is_none() && name.is_none() {
+        g.insert("name".into(), json!(r.activity()));
+    }
+    if let Some(uid) = uid {
+        g.insert("uid".into(), json!(uid));
+    }
+    if let Some(name) = name {
+        g.insert("name".into(), json!(name));
+    }
+    Value::Object(g)
 }
 
 /// The first target resource as a managed entity.

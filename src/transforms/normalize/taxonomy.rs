@@ -13,6 +13,7 @@ pub enum OcsfClass {
     Authentication(u8),
     EntityManagement(u8),
     UserAccess(u8),
+    GroupManagement(u8),
 }
 
 impl OcsfClass {
@@ -23,6 +24,7 @@ impl OcsfClass {
             OcsfClass::Authentication(_) => 3002,
             OcsfClass::EntityManagement(_) => 3004,
             OcsfClass::UserAccess(_) => 3005,
+            OcsfClass::GroupManagement(_) => 3006,
         }
     }
 
@@ -33,6 +35,7 @@ impl OcsfClass {
             OcsfClass::Authentication(_) => "Authentication",
             OcsfClass::EntityManagement(_) => "Entity Management",
             OcsfClass::UserAccess(_) => "User Access Management",
+            OcsfClass::GroupManagement(_) => "Group Management",
         }
     }
 
@@ -49,7 +52,8 @@ impl OcsfClass {
             | OcsfClass::AccountChange(a)
             | OcsfClass::Authentication(a)
             | OcsfClass::EntityManagement(a)
-            | OcsfClass::UserAccess(a) => a,
+            | OcsfClass::UserAccess(a)
+            | OcsfClass::GroupManagement(a) => a,
         }
     }
 
@@ -78,6 +82,17 @@ impl OcsfClass {
             OcsfClass::Authentication(_) => &["Unknown", "Logon", "Logoff"],
             OcsfClass::EntityManagement(_) => &["Unknown", "Create", "Read", "Update", "Delete"],
             OcsfClass::UserAccess(_) => &["Unknown", "Assign Privileges", "Revoke Privileges"],
+            OcsfClass::GroupManagement(_) => &[
+                "Unknown",
+                "Assign Privileges",
+                "Revoke Privileges",
+                "Add User",
+                "Remove User",
+                "Delete",
+                "Create",
+                "Add Subgroup",
+                "Remove Subgroup",
+            ],
         };
         names.get(a as usize).copied().unwrap_or("Unknown")
     }
@@ -206,15 +221,20 @@ pub fn cloudtrail(r: &CloudTrailRecord) -> Taxonomy {
     let name = r.event_name();
     let source = r.event_source();
     if source == "signin.amazonaws.com" {
+        if name == "PasswordUpdated" {
+            return t(IAM, &["user", "change"], OcsfClass::AccountChange(3));
+        }
         let activity = if name == "ConsoleLogin" { 1 } else { 99 };
         return t(AUTH, &["start"], OcsfClass::Authentication(activity));
     }
-    if source == "sts.amazonaws.com"
-        && (name.starts_with("AssumeRole")
-            || name == "GetSessionToken"
-            || name == "GetFederationToken")
-    {
-        return t(AUTH, &["start"], OcsfClass::ApiActivity(1));
+    if source == "sts.amazonaws.com" {
+        // As Security Lake maps them: taking a role is a logon to it.
+        if name.starts_with("AssumeRole") {
+            return t(AUTH, &["start"], OcsfClass::Authentication(1));
+        }
+        if name == "GetSessionToken" || name == "GetFederationToken" {
+            return t(AUTH, &["start"], OcsfClass::ApiActivity(1));
+        }
     }
     if source == "iam.amazonaws.com" {
         if let Some(tax) = iam(name) {
@@ -231,7 +251,7 @@ pub fn cloudtrail(r: &CloudTrailRecord) -> Taxonomy {
 }
 
 fn iam(name: &str) -> Option<Taxonomy> {
-    use OcsfClass::{AccountChange as Acct, ApiActivity as Api};
+    use OcsfClass::AccountChange as Acct;
     const USER_CREATION: &[&str] = &["user", "creation"];
     const USER_CHANGE: &[&str] = &["user", "change"];
     const USER_DELETION: &[&str] = &["user", "deletion"];
@@ -269,9 +289,21 @@ fn iam(name: &str) -> Option<Taxonomy> {
         "CreateGroup" => t(IAM, GROUP_CREATION, Acct(1)),
         "DeleteGroup" => t(IAM, GROUP_DELETION, Acct(6)),
         "AddUserToGroup" | "RemoveUserFromGroup" => t(IAM, GROUP_CHANGE, Acct(99)),
-        "CreatePolicy" | "CreatePolicyVersion" => t(IAM, &["creation"], Api(1)),
-        "DeletePolicy" | "DeletePolicyVersion" => t(IAM, &["deletion"], Api(4)),
-        "SetDefaultPolicyVersion" => t(IAM, &["change"], Api(3)),
+        // Policies, MFA devices and instance profiles change what an identity may do:
+        // Account Change, as Security Lake routes them.
+        "CreatePolicy" => t(IAM, &["creation"], Acct(1)),
+        "DeletePolicy" => t(IAM, &["deletion"], Acct(6)),
+        "CreatePolicyVersion" | "DeletePolicyVersion" | "SetDefaultPolicyVersion" => {
+            t(IAM, &["change"], Acct(99))
+        }
+        "CreateVirtualMFADevice" | "DeleteVirtualMFADevice" | "ResyncMFADevice" => {
+            t(IAM, USER_CHANGE, Acct(99))
+        }
+        "CreateInstanceProfile" => t(IAM, &["creation"], Acct(1)),
+        "DeleteInstanceProfile" => t(IAM, &["deletion"], Acct(6)),
+        "AddRoleToInstanceProfile" | "RemoveRoleFromInstanceProfile" => {
+            t(IAM, &["change"], Acct(99))
+        }
         _ => return None,
     };
     Some(tax)
@@ -285,7 +317,17 @@ pub fn entra(r: &EntraRecord) -> Taxonomy {
     let activity = r.activity();
     let lower = activity.to_ascii_lowercase();
     let has = |p: &str| lower.starts_with(p);
-    use OcsfClass::{AccountChange as Acct, EntityManagement as Ent, UserAccess as Access};
+    use OcsfClass::{
+        AccountChange as Acct, EntityManagement as Ent, GroupManagement as Group,
+        UserAccess as Access,
+    };
+    match lower.as_str() {
+        "add member to group" => return t(IAM, &["group", "change"], Group(3)),
+        "remove member from group" => return t(IAM, &["group", "change"], Group(4)),
+        "add group" => return t(IAM, &["group", "creation"], Group(6)),
+        "delete group" | "hard delete group" => return t(IAM, &["group", "deletion"], Group(5)),
+        _ => {}
+    }
     if has("add member to role") || has("add eligible member to role") {
         return t(IAM, &["user", "change", "admin"], Access(1));
     }
