@@ -29,9 +29,12 @@ const RECORDS: usize = 100_000;
 /// Lines per input unit, as a CloudTrail file or an SQS batch would carry them.
 const CHUNK: usize = 1_000;
 
-fn transformer(format: OutputFormat) -> Transformer {
+fn transformer(format: OutputFormat, user_agent: bool) -> Transformer {
     let rules = Arc::new(RuleSet::builtin().unwrap());
-    let enrichment = Enrichment::new(rules, Arc::new(KeyInventory::new(100_000)), 90);
+    let mut enrichment = Enrichment::new(rules, Arc::new(KeyInventory::new(100_000)), 90);
+    if user_agent {
+        enrichment = enrichment.with_user_agent();
+    }
     Transformer::new(format, enrichment, Arc::new(Metrics::default()))
 }
 
@@ -77,11 +80,16 @@ fn main() {
     let origin = Origin::Inline {
         name: "bench".into(),
     };
-    for (name, format) in [
-        ("ECS + ATT&CK + key age", OutputFormat::Ecs),
-        ("ECS and OCSF (with findings)", OutputFormat::Both),
+    for (name, format, user_agent) in [
+        ("ECS + ATT&CK + key age", OutputFormat::Ecs, false),
+        (
+            "ECS + ATT&CK + key age + user agents (enrich.user_agent)",
+            OutputFormat::Ecs,
+            true,
+        ),
+        ("ECS and OCSF (with findings)", OutputFormat::Both, false),
     ] {
-        let t = transformer(format);
+        let t = transformer(format, user_agent);
         let (took, n) = best_of(3, || {
             chunks
                 .iter()

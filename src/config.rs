@@ -20,6 +20,7 @@ use crate::sinks::splunk_hec::SplunkHecConfig;
 use crate::sources::eventhubs::EventHubsSourceConfig;
 use crate::sources::sqs::SqsSourceConfig;
 use crate::telemetry::TelemetryConfig;
+pub use crate::transforms::enrich::EnrichConfig;
 use crate::transforms::normalize::OutputFormat;
 pub use crate::transforms::settings::{Limits, Routing, SpecialRoute};
 
@@ -65,6 +66,8 @@ pub struct Config {
     pub rules: RulesConfig,
     #[serde(default)]
     pub keys: KeysConfig,
+    #[serde(default)]
+    pub enrich: EnrichConfig,
     #[serde(default)]
     pub dedup: DedupConfig,
     /// The admin HTTP endpoint (health, Prometheus metrics); off when absent.

@@ -7,8 +7,8 @@ use clap::{Parser, Subcommand};
 use tokio::sync::watch;
 
 use auditbridge::config::{
-    sink_formats, Config, DeadLetterConfig, KeysConfig, Limits, PipelineConfig, Routing,
-    RulesConfig, SinkConfig, SourceConfig,
+    sink_formats, Config, DeadLetterConfig, EnrichConfig, KeysConfig, Limits, PipelineConfig,
+    Routing, RulesConfig, SinkConfig, SourceConfig,
 };
 use auditbridge::dead_letter::DeadLetterSink;
 use auditbridge::dedup::DedupConfig;
@@ -83,6 +83,9 @@ enum Command {
         /// Directory of rule files to tag with instead of the built-in rules.
         #[arg(long)]
         rules: Option<PathBuf>,
+        /// Parse user agents into ECS `user_agent.*` (as `enrich.user_agent`).
+        #[arg(long)]
+        user_agent: bool,
         /// Files, directories or glob patterns.
         #[arg(required = true)]
         paths: Vec<String>,
@@ -352,6 +355,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Replay {
             format,
             rules,
+            user_agent,
             paths,
         } => {
             let config = Config {
@@ -364,6 +368,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 dead_letter: DeadLetterConfig::default(),
                 rules: RulesConfig { dir: rules },
                 keys: KeysConfig::default(),
+                enrich: EnrichConfig { user_agent },
                 // A replay shows every record it reads, repeated ids included.
                 dedup: DedupConfig {
                     enabled: false,

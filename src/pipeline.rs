@@ -141,8 +141,11 @@ impl Pipeline {
             None => RuleSet::builtin()?,
         };
         let keys = Arc::new(load_keys(&config.keys)?);
-        let enrichment =
+        let mut enrichment =
             Enrichment::new(Arc::new(rules), Arc::clone(&keys), config.keys.max_age_days);
+        if config.enrich.user_agent {
+            enrichment = enrichment.with_user_agent();
+        }
         let mut transformer =
             Transformer::new(config.pipeline.format, enrichment, Arc::clone(&metrics));
         transformer.raw |= sinks.iter().any(|(_, _, f)| f.contains(&Format::Raw));

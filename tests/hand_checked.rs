@@ -515,6 +515,46 @@ fn entra_group_membership_is_group_management() {
 }
 
 #[test]
+fn user_agents_parsed_as_elastics_user_agent_processor_does() {
+    let t = auditbridge::transforms::Transformer::new(
+        OutputFormat::Ecs,
+        common::enrichment().with_user_agent(),
+        std::sync::Arc::new(auditbridge::metrics::Metrics::default()),
+    );
+    let parsed = |agent: &str| {
+        let record = json!({"eventVersion": "1.08", "eventTime": "2024-05-01T10:00:00Z",
+            "eventSource": "sts.amazonaws.com", "eventName": "GetCallerIdentity", "userAgent": agent,
+            "userIdentity": {"type": "IAMUser", "principalId": "AIDAEXAMPLE", "userName": "alice"},
+            "eventID": "e-ua", "eventType": "AwsApiCall"});
+        let out = t.process(
+            record.to_string().as_bytes(),
+            &auditbridge::event::Origin::Inline { name: "ua".into() },
+        );
+        doc(&only(out), Format::Ecs)["user_agent"].clone()
+    };
+    // Elastic's expected output for this agent (its CloudTrail pipeline test
+    // `test-assume-role-email-session-json.log-expected.json`).
+    let agent = "aws-cli/1.16.248 Python/3.4.7 Linux/4.9.184-0.1.ac.235.83.329.metal1.x86_64 botocore/1.12.239";
+    assert_eq!(
+        parsed(agent),
+        json!({"original": agent, "name": "aws-cli", "version": "1.16.248",
+            "os": {"name": "Linux", "version": "4.9.184", "full": "Linux 4.9.184"},
+            "device": {"name": "Spider"}})
+    );
+    // And for a service calling (`test-assume-role-aws-service-json.log-expected.json`).
+    assert_eq!(
+        parsed("ec2.amazonaws.com"),
+        json!({"original": "ec2.amazonaws.com", "name": "Other", "device": {"name": "Other"}})
+    );
+    // Off unless asked for.
+    let plain = doc(
+        &only(process(OutputFormat::Ecs, format!("{{\"eventSource\":\"s3.amazonaws.com\",\"eventName\":\"GetObject\",\"eventTime\":\"2024-05-01T10:00:00Z\",\"userAgent\":\"{agent}\"}}").as_bytes())),
+        Format::Ecs,
+    );
+    assert_eq!(plain["user_agent"], json!({"original": agent}));
+}
+
+#[test]
 fn root_event() {
     let r = cloudtrail_matching(&[
         "\"eventID\":\"1111\"",

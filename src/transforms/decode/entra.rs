@@ -265,6 +265,12 @@ impl EntraRecord {
             })
     }
 
+    /// The caller's user agent: a sign-in's `userAgent`, or an audit's `User-Agent` detail.
+    pub fn user_agent(&self) -> Option<&str> {
+        self.prop_str("userAgent")
+            .or_else(|| self.additional_detail("User-Agent"))
+    }
+
     /// A value from the audit record's `additionalDetails` key/value list.
     pub fn additional_detail(&self, key: &str) -> Option<&str> {
         self.properties()?

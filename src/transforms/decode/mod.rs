@@ -66,6 +66,14 @@ impl SourceRecord {
         }
     }
 
+    /// The caller's user agent, as the log wrote it.
+    pub fn user_agent(&self) -> Option<&str> {
+        match self {
+            SourceRecord::CloudTrail(r) => r.str("userAgent"),
+            SourceRecord::Entra(r) => r.user_agent(),
+        }
+    }
+
     pub fn fields(&self) -> &Map<String, Value> {
         match self {
             SourceRecord::CloudTrail(r) => r.fields(),

@@ -4,12 +4,21 @@
 
 pub mod attack;
 pub mod key_age;
+pub mod user_agent;
 
 use std::sync::Arc;
 
 use super::normalize::Normalized;
 use crate::keys::inventory::KeyInventory;
 use crate::rules::RuleSet;
+
+/// The `[enrich]` settings: enrichment that costs enough to be asked for.
+#[derive(Debug, Clone, Copy, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EnrichConfig {
+    /// Parse user agents into `user_agent.name`, `.version`, `.os.*`, `.device.name`.
+    pub user_agent: bool,
+}
 
 /// One enrichment stage.
 pub trait Enricher: Send + Sync {
@@ -30,6 +39,12 @@ impl Enrichment {
                 Box::new(attack::AttackTagger::new(rules)),
             ],
         }
+    }
+
+    /// Also parse user agents (`enrich.user_agent`).
+    pub fn with_user_agent(mut self) -> Self {
+        self.stages.push(Box::new(user_agent::UserAgent::build()));
+        self
     }
 
     pub fn apply(&self, record: &mut Normalized) {

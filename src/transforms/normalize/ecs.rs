@@ -342,8 +342,7 @@ pub fn entra(r: &EntraRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Document {
             "event.reason",
             prop("resultReason").filter(|r| !r.is_empty()),
         );
-        let agent = prop("userAgent").or_else(|| r.additional_detail("User-Agent"));
-        doc.put_opt("user_agent.original", agent);
+        doc.put_opt("user_agent.original", r.user_agent());
     }
     related.write(&mut doc);
 
