@@ -19,6 +19,7 @@ use auditbridge::event::Origin;
 use auditbridge::keys::inventory::KeyInventory;
 use auditbridge::metrics::Metrics;
 use auditbridge::rules::RuleSet;
+use auditbridge::transforms::enrich::geoip::GeoIp;
 use auditbridge::transforms::enrich::Enrichment;
 use auditbridge::transforms::normalize::OutputFormat;
 use auditbridge::transforms::Transformer;
@@ -29,11 +30,29 @@ const RECORDS: usize = 100_000;
 /// Lines per input unit, as a CloudTrail file or an SQS batch would carry them.
 const CHUNK: usize = 1_000;
 
-fn transformer(format: OutputFormat, user_agent: bool) -> Transformer {
+/// Optional enrichment a case turns on.
+#[derive(Clone, Copy)]
+enum Extra {
+    None,
+    UserAgent,
+    GeoIp,
+}
+
+fn transformer(format: OutputFormat, extra: Extra) -> Transformer {
     let rules = Arc::new(RuleSet::builtin().unwrap());
     let mut enrichment = Enrichment::new(rules, Arc::new(KeyInventory::new(100_000)), 90);
-    if user_agent {
-        enrichment = enrichment.with_user_agent();
+    match extra {
+        Extra::None => {}
+        Extra::UserAgent => enrichment = enrichment.with_user_agent(),
+        Extra::GeoIp => {
+            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/geoip");
+            let geoip = GeoIp::open(
+                Some(&dir.join("City-Test.mmdb")),
+                Some(&dir.join("ASN-Test.mmdb")),
+            )
+            .unwrap();
+            enrichment = enrichment.with_geoip(geoip);
+        }
     }
     Transformer::new(format, enrichment, Arc::new(Metrics::default()))
 }
@@ -80,16 +99,25 @@ fn main() {
     let origin = Origin::Inline {
         name: "bench".into(),
     };
-    for (name, format, user_agent) in [
-        ("ECS + ATT&CK + key age", OutputFormat::Ecs, false),
+    for (name, format, extra) in [
+        ("ECS + ATT&CK + key age", OutputFormat::Ecs, Extra::None),
         (
             "ECS + ATT&CK + key age + user agents (enrich.user_agent)",
             OutputFormat::Ecs,
-            true,
+            Extra::UserAgent,
         ),
-        ("ECS and OCSF (with findings)", OutputFormat::Both, false),
+        (
+            "ECS + ATT&CK + key age + GeoIP/ASN (test databases)",
+            OutputFormat::Ecs,
+            Extra::GeoIp,
+        ),
+        (
+            "ECS and OCSF (with findings)",
+            OutputFormat::Both,
+            Extra::None,
+        ),
     ] {
-        let t = transformer(format, user_agent);
+        let t = transformer(format, extra);
         let (took, n) = best_of(3, || {
             chunks
                 .iter()

@@ -368,7 +368,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 dead_letter: DeadLetterConfig::default(),
                 rules: RulesConfig { dir: rules },
                 keys: KeysConfig::default(),
-                enrich: EnrichConfig { user_agent },
+                enrich: EnrichConfig {
+                    user_agent,
+                    ..EnrichConfig::default()
+                },
                 // A replay shows every record it reads, repeated ids included.
                 dedup: DedupConfig {
                     enabled: false,

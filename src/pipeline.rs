@@ -31,6 +31,7 @@ use crate::sinks::{self, SinkBatch, SinkEnv};
 use crate::sources::file::FileProgress;
 use crate::sources::{self, SourceEnv};
 use crate::supervisor::Supervisor;
+use crate::transforms::enrich::geoip::GeoIp;
 use crate::transforms::enrich::Enrichment;
 use crate::transforms::normalize::OutputFormat;
 use crate::transforms::{Input, Transformer};
@@ -68,6 +69,8 @@ pub enum PipelineError {
     },
     #[error(transparent)]
     Sink(#[from] sinks::SinkError),
+    #[error(transparent)]
+    GeoIp(#[from] crate::transforms::enrich::geoip::GeoIpError),
     #[error("sink `{sink}` stayed faulted for {secs} s (pipeline.sink_fault_timeout_secs): {reason}; what it held was left unacknowledged for its source to redeliver")]
     SinkFault {
         sink: String,
@@ -145,6 +148,10 @@ impl Pipeline {
             Enrichment::new(Arc::new(rules), Arc::clone(&keys), config.keys.max_age_days);
         if config.enrich.user_agent {
             enrichment = enrichment.with_user_agent();
+        }
+        let (city, asn) = (&config.enrich.geoip_city, &config.enrich.geoip_asn);
+        if city.is_some() || asn.is_some() {
+            enrichment = enrichment.with_geoip(GeoIp::open(city.as_deref(), asn.as_deref())?);
         }
         let mut transformer =
             Transformer::new(config.pipeline.format, enrichment, Arc::clone(&metrics));

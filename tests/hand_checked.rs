@@ -555,6 +555,59 @@ fn user_agents_parsed_as_elastics_user_agent_processor_does() {
 }
 
 #[test]
+fn geoip_and_asn_as_elastics_geoip_processor_writes_them() {
+    let geoip = auditbridge::transforms::enrich::geoip::GeoIp::open(
+        Some(&repo("tests/fixtures/geoip/City-Test.mmdb")),
+        Some(&repo("tests/fixtures/geoip/ASN-Test.mmdb")),
+    )
+    .unwrap();
+    let t = auditbridge::transforms::Transformer::new(
+        OutputFormat::Ecs,
+        common::enrichment().with_geoip(geoip),
+        std::sync::Arc::new(auditbridge::metrics::Metrics::default()),
+    );
+    let source = |ip: &str| {
+        let record = json!({"eventVersion": "1.08", "eventTime": "2024-05-01T10:00:00Z",
+            "eventSource": "sts.amazonaws.com", "eventName": "GetCallerIdentity",
+            "sourceIPAddress": ip, "eventID": "e-geo", "eventType": "AwsApiCall"});
+        let out = t.process(
+            record.to_string().as_bytes(),
+            &auditbridge::event::Origin::Inline { name: "geo".into() },
+        );
+        doc(&only(out), Format::Ecs)["source"].clone()
+    };
+    // Elastic's expected `source.geo` for this address
+    // (`test-assume-role-email-session-json.log-expected.json`).
+    assert_eq!(
+        source("81.2.69.144"),
+        json!({"address": "81.2.69.144", "ip": "81.2.69.144",
+            "geo": {"city_name": "London", "continent_name": "Europe", "country_iso_code": "GB",
+                "country_name": "United Kingdom", "location": {"lat": 51.5142, "lon": -0.0931},
+                "region_iso_code": "GB-ENG", "region_name": "England"},
+            "as": {"number": 20712, "organization": {"name": "Andrews & Arnold Ltd"}}})
+    );
+    assert_eq!(
+        source("198.51.100.7"),
+        json!({"address": "198.51.100.7", "ip": "198.51.100.7"})
+    );
+    assert_eq!(
+        source("ec2.amazonaws.com"),
+        json!({"address": "ec2.amazonaws.com"})
+    );
+    let missing = auditbridge::transforms::enrich::geoip::GeoIp::open(
+        Some(std::path::Path::new("/nonexistent/GeoLite2-City.mmdb")),
+        None,
+    );
+    let err = missing.err().unwrap().to_string();
+    assert!(
+        err.starts_with(
+            "cannot open the MaxMind database /nonexistent/GeoLite2-City.mmdb (enrich.geoip_city)"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
 fn root_event() {
     let r = cloudtrail_matching(&[
         "\"eventID\":\"1111\"",

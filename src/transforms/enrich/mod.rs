@@ -3,6 +3,7 @@
 //! or raise OCSF findings.
 
 pub mod attack;
+pub mod geoip;
 pub mod key_age;
 pub mod user_agent;
 
@@ -13,11 +14,15 @@ use crate::keys::inventory::KeyInventory;
 use crate::rules::RuleSet;
 
 /// The `[enrich]` settings: enrichment that costs enough to be asked for.
-#[derive(Debug, Clone, Copy, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EnrichConfig {
     /// Parse user agents into `user_agent.name`, `.version`, `.os.*`, `.device.name`.
     pub user_agent: bool,
+    /// A GeoLite2/GeoIP2 City database (`.mmdb`) for `source.geo.*`.
+    pub geoip_city: Option<std::path::PathBuf>,
+    /// A GeoLite2/GeoIP2 ASN database (`.mmdb`) for `source.as.*`.
+    pub geoip_asn: Option<std::path::PathBuf>,
 }
 
 /// One enrichment stage.
@@ -44,6 +49,12 @@ impl Enrichment {
     /// Also parse user agents (`enrich.user_agent`).
     pub fn with_user_agent(mut self) -> Self {
         self.stages.push(Box::new(user_agent::UserAgent::build()));
+        self
+    }
+
+    /// Also add location and network owner of the source address.
+    pub fn with_geoip(mut self, geoip: geoip::GeoIp) -> Self {
+        self.stages.push(Box::new(geoip));
         self
     }
 
