@@ -12,6 +12,15 @@ fn bin() -> Command {
     common::auditbridge()
 }
 
+/// A run that must have succeeded; a failure shows what auditbridge said.
+fn succeeded(out: &std::process::Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn summary(stderr: &[u8]) -> Value {
     let text = String::from_utf8_lossy(stderr);
     let line = text
@@ -28,11 +37,7 @@ fn replay_prints_one_ecs_document_per_record() {
         .args(["replay", "--format", "ecs", "samples/cloudtrail/218007301253_CloudTrail_us-east-1_20230710T1230Z_ZtUNbBkwAu98FPZb.json.gz"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     let lines: Vec<Value> = String::from_utf8(out.stdout)
         .unwrap()
         .lines()
@@ -68,11 +73,7 @@ fn replay_format_raw_returns_every_corpus_record_json_equal() {
         .args(&inputs)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     let s = summary(&out.stderr);
     assert_eq!(s["dead_lettered"], 0, "{s}");
     let mut got: Vec<String> = String::from_utf8(out.stdout)
@@ -120,11 +121,7 @@ fn run_writes_records_and_dead_letters_to_files() {
         .arg(&config)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     let records = std::fs::read_to_string(&out_path).unwrap();
     let docs: Vec<Value> = records
         .lines()
@@ -174,11 +171,7 @@ fn validate_names_the_bad_key() {
         .args(["validate", "--config", "config/local.toml"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
 }
 
 /// A HEC token over `http://` to another machine: `validate` refuses it, naming the key,
