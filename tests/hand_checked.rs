@@ -128,6 +128,10 @@ fn create_access_key() {
                 json!([{"uid": "AKIATFQR7NSC8Q4X20BJ", "type": "AWS Access Key"}]),
             ),
             ("/actor/user/credential_uid", Value::Null),
+            // Recommended attributes the log does carry.
+            ("/timezone_offset", json!(0)),
+            ("/cloud/account/type_id", json!(10)),
+            ("/cloud/account/type", json!("AWS Account")),
             ("/actor/user/type_id", json!(99)),
             ("/actor/user/type", json!("IAMUser")),
             // Activity "Other" carries the operation, not the caption.

@@ -48,6 +48,8 @@ fn base(doc: &mut Document, class: OcsfClass, time: DateTime<Utc>, failed: bool,
     doc.put("status", if failed { "Failure" } else { "Success" });
     doc.put("time", epoch_ms(time));
     doc.put("time_dt", dt(time));
+    // CloudTrail and Entra write their times in UTC.
+    doc.put("timezone_offset", 0);
     doc.put("metadata.version", OCSF_VERSION);
     doc.put("metadata.profiles", json!(["cloud", "datetime"]));
 }
@@ -107,7 +109,11 @@ pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> D
     doc.put("metadata.processed_time_dt", dt(now));
     doc.put("cloud.provider", "AWS");
     doc.put_opt("cloud.region", r.str("awsRegion"));
-    doc.put_opt("cloud.account.uid", r.account_id());
+    if let Some(account) = r.account_id() {
+        doc.put("cloud.account.uid", account);
+        doc.put("cloud.account.type_id", 10);
+        doc.put("cloud.account.type", "AWS Account");
+    }
     doc.put_opt("status_code", r.str("errorCode"));
     doc.put_opt("status_detail", r.str("errorMessage"));
 
