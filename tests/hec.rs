@@ -276,7 +276,6 @@ type = "splunk_hec"
 endpoint = "{url}"
 token = "good-token"
 formats = ["raw", "ecs"]
-ack_poll_interval_ms = 50
 "#,
         s = samples.display(),
         url = hec.url()

@@ -3,7 +3,6 @@
 //! ASN), written as Elastic's `geoip` processor writes them: `source.geo.*`,
 //! `source.as.number`, `source.as.organization.name`. Off unless a database is given.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
@@ -23,25 +22,31 @@ pub struct GeoIpError {
     source: maxminddb::MaxMindDbError,
 }
 
-/// The parts of a City record Elastic writes.
+/// The parts of a City record Elastic writes, borrowed from the database: only the
+/// English names are read, so a lookup allocates no map of every language.
 #[derive(Deserialize)]
-struct City {
-    city: Option<Named>,
-    continent: Option<Named>,
-    country: Option<Place>,
+struct City<'a> {
+    #[serde(borrow)]
+    city: Option<Named<'a>>,
+    #[serde(borrow)]
+    continent: Option<Named<'a>>,
+    #[serde(borrow)]
+    country: Option<Named<'a>>,
     location: Option<Location>,
-    subdivisions: Option<Vec<Place>>,
+    #[serde(borrow)]
+    subdivisions: Option<Vec<Named<'a>>>,
 }
 
 #[derive(Deserialize)]
-struct Named {
-    names: Option<HashMap<String, String>>,
+struct Named<'a> {
+    iso_code: Option<&'a str>,
+    #[serde(borrow)]
+    names: Option<Names<'a>>,
 }
 
 #[derive(Deserialize)]
-struct Place {
-    iso_code: Option<String>,
-    names: Option<HashMap<String, String>>,
+struct Names<'a> {
+    en: Option<&'a str>,
 }
 
 #[derive(Deserialize)]
@@ -51,13 +56,13 @@ struct Location {
 }
 
 #[derive(Deserialize)]
-struct Asn {
+struct Asn<'a> {
     autonomous_system_number: Option<u32>,
-    autonomous_system_organization: Option<String>,
+    autonomous_system_organization: Option<&'a str>,
 }
 
-fn english(names: &Option<HashMap<String, String>>) -> Option<&str> {
-    names.as_ref()?.get("en").map(String::as_str)
+fn english<'a>(named: Option<&Named<'a>>) -> Option<&'a str> {
+    named?.names.as_ref()?.en
 }
 
 pub struct GeoIp {
@@ -85,11 +90,11 @@ impl GeoIp {
         })
     }
 
-    fn city(&self, ip: IpAddr) -> Option<City> {
+    fn city(&self, ip: IpAddr) -> Option<City<'_>> {
         self.city.as_ref()?.lookup(ip).ok()?.decode::<City>().ok()?
     }
 
-    fn asn(&self, ip: IpAddr) -> Option<Asn> {
+    fn asn(&self, ip: IpAddr) -> Option<Asn<'_>> {
         self.asn.as_ref()?.lookup(ip).ok()?.decode::<Asn>().ok()?
     }
 }
@@ -117,37 +122,25 @@ impl Enricher for GeoIp {
             return;
         };
         if let Some(c) = self.city(ip).filter(|_| !located) {
-            ecs.put_opt(
-                "source.geo.city_name",
-                c.city.as_ref().and_then(|n| english(&n.names)),
-            );
-            ecs.put_opt(
-                "source.geo.continent_name",
-                c.continent.as_ref().and_then(|n| english(&n.names)),
-            );
             let country = c.country.as_ref();
+            let region = c.subdivisions.as_ref().and_then(|s| s.first());
+            ecs.put_opt("source.geo.city_name", english(c.city.as_ref()));
+            ecs.put_opt("source.geo.continent_name", english(c.continent.as_ref()));
             ecs.put_opt(
                 "source.geo.country_iso_code",
-                country.and_then(|p| p.iso_code.as_deref()),
+                country.and_then(|p| p.iso_code),
             );
-            ecs.put_opt(
-                "source.geo.country_name",
-                country.and_then(|p| english(&p.names)),
-            );
+            ecs.put_opt("source.geo.country_name", english(country));
             if let Some((lat, lon)) = c.location.and_then(|l| Some((l.latitude?, l.longitude?))) {
                 ecs.put("source.geo.location", json!({"lat": lat, "lon": lon}));
             }
-            let region = c.subdivisions.as_ref().and_then(|s| s.first());
             if let (Some(country), Some(region)) = (
-                country.and_then(|p| p.iso_code.as_deref()),
-                region.and_then(|p| p.iso_code.as_deref()),
+                country.and_then(|p| p.iso_code),
+                region.and_then(|p| p.iso_code),
             ) {
                 ecs.put("source.geo.region_iso_code", format!("{country}-{region}"));
             }
-            ecs.put_opt(
-                "source.geo.region_name",
-                region.and_then(|p| english(&p.names)),
-            );
+            ecs.put_opt("source.geo.region_name", english(region));
         }
         if let Some(a) = self.asn(ip) {
             ecs.put_opt("source.as.number", a.autonomous_system_number);
