@@ -22,7 +22,7 @@ use crate::sources::sqs::SqsSourceConfig;
 use crate::telemetry::TelemetryConfig;
 pub use crate::transforms::enrich::EnrichConfig;
 use crate::transforms::normalize::OutputFormat;
-pub use crate::transforms::settings::{Limits, Routing, SpecialRoute};
+pub use crate::transforms::settings::{InsightRoute, Limits, Routing, SpecialRoute};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -437,6 +437,7 @@ mod tests {
         let c = Config::parse(MINIMAL, "test").unwrap();
         assert_eq!(c.pipeline.format, OutputFormat::Both);
         assert_eq!(c.routing.digest, SpecialRoute::Skip);
+        assert_eq!(c.routing.insight, InsightRoute::Normalize);
         assert_eq!(c.limits.max_decompressed_bytes, 1 << 30);
     }
 

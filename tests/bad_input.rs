@@ -4,6 +4,7 @@ mod common;
 
 use std::io::Write;
 
+use auditbridge::config::InsightRoute;
 use auditbridge::transforms::normalize::OutputFormat;
 use common::{process, repo};
 use serde_json::Value;
@@ -196,7 +197,7 @@ fn deep_nesting_is_refused_without_overflow() {
 }
 
 #[test]
-fn digest_and_insight_are_counted_not_decoded() {
+fn digests_are_counted_not_decoded() {
     let digest = br#"{"awsAccountId":"123456789012","digestStartTime":"2023-07-10T11:00:00Z","digestEndTime":"2023-07-10T12:00:00Z","logFiles":[]}"#;
     let metrics = std::sync::Arc::new(auditbridge::metrics::Metrics::default());
     let t = auditbridge::transforms::Transformer::new(
@@ -212,6 +213,36 @@ fn digest_and_insight_are_counted_not_decoded() {
     );
     assert!(out.records.is_empty() && out.dead_letters.is_empty());
     assert_eq!(metrics.skip_reasons().get("cloudtrail_digest"), Some(&1));
+}
+
+#[test]
+fn insight_events_follow_their_routing() {
+    let insight = std::fs::read(repo(
+        "tests/fixtures/cloudtrail/aws-docs-insight-events.json",
+    ))
+    .unwrap();
+    let origin = auditbridge::event::Origin::Inline {
+        name: "insight".into(),
+    };
+    let run = |route: InsightRoute| {
+        let metrics = std::sync::Arc::new(auditbridge::metrics::Metrics::default());
+        let mut t = auditbridge::transforms::Transformer::new(
+            OutputFormat::Ecs,
+            common::enrichment(),
+            metrics.clone(),
+        );
+        t.insight = route;
+        (t.process(&insight, &origin), metrics)
+    };
+    let (out, _) = run(InsightRoute::Normalize);
+    assert_eq!(out.records.len(), 2);
+    let (out, metrics) = run(InsightRoute::Skip);
+    assert!(out.records.is_empty() && out.dead_letters.is_empty());
+    assert_eq!(metrics.skip_reasons().get("cloudtrail_insight"), Some(&2));
+    let (out, _) = run(InsightRoute::DeadLetter);
+    assert!(out.records.is_empty());
+    let kinds: Vec<_> = out.dead_letters.iter().map(|d| d.kind).collect();
+    assert_eq!(kinds, ["cloudtrail_insight", "cloudtrail_insight"]);
 }
 
 /// What one file, through the whole pipeline (file source → file sink) with `limits`,

@@ -364,6 +364,43 @@ fn iam_group_user_rename_and_email_role_session_as_elastic_writes_them() {
     check(&constructed(sg), &[("/group", Value::Null)]);
 }
 
+/// `related.entity` as Elastic's entity pipeline lists it: the caller's identifiers on every
+/// record, and per action the ids it touches. "Customer-managed policy attached to role"
+/// excludes AWS-managed policies with `not related.entity: arn\:aws\:iam\:\:aws\:policy*`.
+#[test]
+fn related_entities_as_elastic_lists_them() {
+    let attach = |policy: &str| {
+        constructed(
+            json!({"eventVersion": "1.08", "eventTime": "2024-05-01T10:00:00Z",
+            "eventSource": "iam.amazonaws.com", "eventName": "AttachRolePolicy", "awsRegion": "us-east-1",
+            "userIdentity": {"type": "IAMUser", "principalId": "AIDAEXAMPLE", "userName": "alice",
+                "arn": "arn:aws:iam::111111111111:user/alice", "accountId": "111111111111"},
+            "requestParameters": {"roleName": "ops", "policyArn": policy},
+            "eventID": "e-attach", "eventType": "AwsApiCall", "recipientAccountId": "111111111111"}),
+        )
+    };
+    check(
+        &attach("arn:aws:iam::aws:policy/AdministratorAccess"),
+        &[(
+            "/related/entity",
+            json!([
+                "AIDAEXAMPLE",
+                "alice",
+                "arn:aws:iam::111111111111:user/alice",
+                "arn:aws:iam::aws:policy/AdministratorAccess",
+                "ops"
+            ]),
+        )],
+    );
+    check(
+        &attach("arn:aws:iam::111111111111:policy/escalate"),
+        &[(
+            "/related/entity/2",
+            json!("arn:aws:iam::111111111111:policy/escalate"),
+        )],
+    );
+}
+
 /// One constructed record's OCSF document, checked against its class schema and the
 /// OCSF server's rules.
 fn ocsf_of(record: Value) -> Value {
@@ -379,6 +416,81 @@ fn ocsf_of(record: Value) -> Value {
     let findings = common::ocsf_rules::OcsfRules::load().validate(&d, false);
     assert!(findings.is_empty(), "{findings:#?} in {d}");
     d
+}
+
+/// An Insight's Start and End, as AWS documents them: ECS as Elastic indexes Insight events
+/// (no action, the details flattened), OCSF as one Detection Finding opened and closed.
+#[test]
+fn cloudtrail_insight_start_and_end() {
+    let bytes = std::fs::read(repo(
+        "tests/fixtures/cloudtrail/aws-docs-insight-events.json",
+    ))
+    .unwrap();
+    let out = process(OutputFormat::Both, &bytes);
+    assert!(out.dead_letters.is_empty(), "{:?}", out.dead_letters);
+    let [start, end] = &out.records[..] else {
+        panic!("{} records", out.records.len())
+    };
+    check(
+        &doc(start, Format::Ecs),
+        &[
+            ("/@timestamp", json!("2019-10-17T10:05:00.000Z")),
+            ("/event/kind", json!("event")),
+            ("/event/type", json!(["info"])),
+            ("/event/category", Value::Null),
+            ("/event/action", Value::Null),
+            ("/event/outcome", json!("success")),
+            ("/data_stream/dataset", json!("aws.cloudtrail")),
+            ("/cloud/account/id", json!("123456789012")),
+            ("/aws/cloudtrail/event_type", json!("AwsCloudTrailInsight")),
+            ("/aws/cloudtrail/event_category", json!("Insight")),
+            ("/aws/cloudtrail/flattened/insight_details/insightType", json!("ApiCallRateInsight")),
+            ("/aws/cloudtrail/flattened/insight_details/eventName", json!("UpdateInstanceAssociationStatus")),
+            ("/aws/cloudtrail/insight_details", Value::Null),
+            ("/message", json!("CloudTrail Insight Start: ApiCallRateInsight on ssm.amazonaws.com UpdateInstanceAssociationStatus (baseline average 1.7561507937, insight average 50.1)")),
+        ],
+    );
+    let rules = common::ocsf_rules::OcsfRules::load();
+    for (r, activity, status) in [(start, 1, 1), (end, 3, 99)] {
+        let d = doc(r, Format::Ocsf);
+        assert!(rules.validate(&d, false).is_empty(), "{d}");
+        check(
+            &d,
+            &[
+                ("/class_uid", json!(2004)),
+                ("/activity_id", json!(activity)),
+                ("/type_uid", json!(200400 + activity)),
+                ("/status_id", json!(status)),
+                ("/severity_id", json!(0)),
+                (
+                    "/finding_info/uid",
+                    json!("12edc982-3348-4794-83d3-a3db26525049"),
+                ),
+                ("/finding_info/analytic/type_id", json!(3)),
+                ("/finding_info/analytic/uid", json!("ApiCallRateInsight")),
+                ("/api/operation", json!("UpdateInstanceAssociationStatus")),
+                ("/api/service/name", json!("ssm.amazonaws.com")),
+                (
+                    "/anomaly_analyses/0/baselines/0/observations/0/value",
+                    json!("1.7561507937"),
+                ),
+                (
+                    "/unmapped/insightDetails/state",
+                    json!(if activity == 1 { "Start" } else { "End" }),
+                ),
+            ],
+        );
+    }
+    check(
+        &doc(end, Format::Ocsf),
+        &[
+            ("/status", json!("End")),
+            (
+                "/anomaly_analyses/0/anomalies/0/observations/0/value",
+                json!("50"),
+            ),
+        ],
+    );
 }
 
 #[test]
@@ -496,14 +608,13 @@ fn entra_group_membership_is_group_management() {
             ("/group/uid", json!("g-admins")),
         ],
     );
-    // Initiated by an application: its service principal is the actor; a target key
-    // spelled `Type`, as Log Analytics exports write it, still names the user.
+    // Initiated by an application: its service principal is the actor.
     let by_app = json!({"app": {"appId": "app-1", "displayName": "Provisioner",
         "servicePrincipalId": "sp-1"}});
     let mut add_user = audit(
         "Add user",
         by_app,
-        json!([{"id": "u-new", "Type": "User", "userPrincipalName": "new@contoso.com"}]),
+        json!([{"id": "u-new", "type": "User", "userPrincipalName": "new@contoso.com"}]),
     );
     add_user["properties"]["category"] = json!("UserManagement");
     check(
@@ -822,6 +933,20 @@ fn entra_service_principal_sign_in() {
             (
                 "/source/geo/location",
                 json!({"lat": 17.385000228881836, "lon": 78.48670196533203}),
+            ),
+            // The three names Elastic's pipeline does not spell in plain snake_case.
+            (
+                "/azure/signinlogs/properties/created_at",
+                json!("2022-02-08T06:22:28.3518405+00:00"),
+            ),
+            ("/azure/signinlogs/properties/processing_time_ms", json!(0)),
+            (
+                "/azure/signinlogs/properties/risk_level_during_signin",
+                json!("low"),
+            ),
+            (
+                "/azure/signinlogs/properties/risk_level_during_sign_in",
+                Value::Null,
             ),
         ],
     );

@@ -16,6 +16,10 @@ fn documents() -> Vec<Value> {
     let mut inputs = vec![
         gunzip(&shared("data/corpus/cloudtrail_real_union.ndjson.gz")),
         gunzip(&shared("data/corpus/entra_real_union.ndjson.gz")),
+        std::fs::read(common::repo(
+            "tests/fixtures/cloudtrail/aws-docs-insight-events.json",
+        ))
+        .unwrap(),
     ];
     for dir in ["samples/cloudtrail", "samples/entra"] {
         for entry in std::fs::read_dir(common::repo(dir)).unwrap() {

@@ -70,6 +70,15 @@ fn invictus_s3_files_all_records_valid() {
 }
 
 #[test]
+fn cloudtrail_insight_events_valid() {
+    let bytes = std::fs::read(common::repo(
+        "tests/fixtures/cloudtrail/aws-docs-insight-events.json",
+    ))
+    .unwrap();
+    assert_clean("insight events", &bytes, 2);
+}
+
+#[test]
 fn log_analytics_dialect_valid() {
     let bytes = std::fs::read(common::repo(
         "samples/entra/otrf-aad-audit-log-analytics.ndjson",

@@ -23,7 +23,7 @@ use decode::{DecodeError, Decoded, EntraKind, SourceRecord, Special};
 use enrich::Enrichment;
 use flate2::read::MultiGzDecoder;
 use normalize::{Normalized, OutputFormat};
-use settings::{Limits, SpecialRoute};
+use settings::{InsightRoute, Limits, SpecialRoute};
 
 /// What came out of one input unit.
 #[derive(Debug, Default)]
@@ -39,7 +39,7 @@ pub struct Transformer {
     pub raw: bool,
     pub limits: Limits,
     pub digest: SpecialRoute,
-    pub insight: SpecialRoute,
+    pub insight: InsightRoute,
     pub enrichment: Enrichment,
     pub metrics: Arc<Metrics>,
     /// Bytes of a streaming input read at once ([`BLOCK`]).
@@ -53,7 +53,7 @@ impl Transformer {
             raw: format == OutputFormat::Raw,
             limits: Limits::default(),
             digest: SpecialRoute::Skip,
-            insight: SpecialRoute::Skip,
+            insight: InsightRoute::Normalize,
             enrichment,
             metrics,
             block: BLOCK,
@@ -464,13 +464,34 @@ impl Transformer {
         unit: &mut Unit<impl FnMut(Record)>,
     ) {
         match decoded {
+            Ok(Decoded::Record(SourceRecord::CloudTrail(r)))
+                if r.is_insight() && self.insight != InsightRoute::Normalize =>
+            {
+                let route = match self.insight {
+                    InsightRoute::DeadLetter => SpecialRoute::DeadLetter,
+                    _ => SpecialRoute::Skip,
+                };
+                self.special(
+                    &mut unit.dead,
+                    Special::Insight,
+                    route,
+                    &unit.origin,
+                    position,
+                    text,
+                )
+            }
             Ok(Decoded::Record(source)) => {
                 let record = self.finish(source, text, unit.now, &unit.origin);
                 (unit.emit)(record)
             }
-            Ok(Decoded::Special(special)) => {
-                self.special(&mut unit.dead, special, &unit.origin, position, text)
-            }
+            Ok(Decoded::Special(special)) => self.special(
+                &mut unit.dead,
+                special,
+                self.digest,
+                &unit.origin,
+                position,
+                text,
+            ),
             Err(err) => self.dead(
                 &mut unit.dead,
                 err.kind(),
@@ -515,14 +536,11 @@ impl Transformer {
         &self,
         out: &mut Vec<DeadLetter>,
         special: Special,
+        route: SpecialRoute,
         origin: &Origin,
         position: Position,
         raw: &str,
     ) {
-        let route = match special {
-            Special::Digest => self.digest,
-            Special::Insight => self.insight,
-        };
         match route {
             SpecialRoute::Skip => self.metrics.skipped(special.as_str()),
             SpecialRoute::DeadLetter => self.dead(

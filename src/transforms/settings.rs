@@ -39,20 +39,34 @@ pub enum SpecialRoute {
     DeadLetter,
 }
 
+/// What to do with CloudTrail Insight events: anomaly summaries CloudTrail writes about
+/// unusual API call or error rates, not API calls themselves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InsightRoute {
+    /// Build documents for them (ECS as Elastic indexes them, an OCSF Detection Finding).
+    #[default]
+    Normalize,
+    /// Count and drop.
+    Skip,
+    /// Write to the dead-letter destination with the reason.
+    DeadLetter,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Routing {
     /// CloudTrail digest files.
     pub digest: SpecialRoute,
     /// CloudTrail Insight events.
-    pub insight: SpecialRoute,
+    pub insight: InsightRoute,
 }
 
 impl Default for Routing {
     fn default() -> Self {
         Routing {
             digest: SpecialRoute::Skip,
-            insight: SpecialRoute::Skip,
+            insight: InsightRoute::Normalize,
         }
     }
 }

@@ -146,6 +146,11 @@ pub struct Schemas {
 
 const VENDOR_NAMESPACES: &[&str] = &["aws.cloudtrail", "azure", "auditbridge"];
 
+/// Fields outside ECS that Elastic's integrations define in their own field lists, and that
+/// Elastic's rules query, with their types: `related.entity` (the AWS integration's
+/// identifiers of principals and resources, `keyword`).
+const INTEGRATION_FIELDS: &[(&str, &str)] = &[("related.entity", "keyword")];
+
 impl Schemas {
     pub fn load() -> Schemas {
         let mut ocsf = HashMap::new();
@@ -164,6 +169,9 @@ impl Schemas {
         for row in reader.records() {
             let row = row.unwrap();
             ecs.insert(row[3].to_string(), row[4].to_string());
+        }
+        for (field, ty) in INTEGRATION_FIELDS {
+            ecs.insert(field.to_string(), ty.to_string());
         }
         Schemas { ocsf, ecs }
     }

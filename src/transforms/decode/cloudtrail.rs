@@ -108,6 +108,8 @@ pub struct CloudTrailRecord {
     time_source: TimeSource,
     /// Taken out of an EventBridge event's `detail`, so the input text is not the record.
     unwrapped: bool,
+    /// An Insight event: CloudTrail's summary of unusual activity, not an API call.
+    insight: bool,
 }
 
 impl CloudTrailRecord {
@@ -119,6 +121,7 @@ impl CloudTrailRecord {
         expect_strings(&fields, "", TOP_LEVEL_STRINGS)?;
         expect_object(&fields, "", "userIdentity")?;
         expect_object(&fields, "", "tlsDetails")?;
+        expect_object(&fields, "", "insightDetails")?;
         if let Some(Value::Object(identity)) = fields.get_mut("userIdentity") {
             canonicalize_keys(identity, IDENTITY);
             expect_strings(identity, "userIdentity", IDENTITY_STRINGS)?;
@@ -137,6 +140,7 @@ impl CloudTrailRecord {
             None => (now, TimeSource::Ingest),
         };
         Ok(CloudTrailRecord {
+            insight: is_insight(&fields),
             fields,
             time,
             time_source,
@@ -152,6 +156,15 @@ impl CloudTrailRecord {
 
     pub fn is_unwrapped(&self) -> bool {
         self.unwrapped
+    }
+
+    pub fn is_insight(&self) -> bool {
+        self.insight
+    }
+
+    /// `insightDetails` of an Insight event.
+    pub fn insight_details(&self) -> Option<&Map<String, Value>> {
+        obj_of(&self.fields, "insightDetails")
     }
 
     pub fn fields(&self) -> &Map<String, Value> {

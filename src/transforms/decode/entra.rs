@@ -257,12 +257,7 @@ impl EntraRecord {
             .as_array()?
             .iter()
             .filter_map(Value::as_object)
-            // Log Analytics exports spell the key `Type`.
-            .find(|t| {
-                str_of(t, "type")
-                    .or_else(|| str_of(t, "Type"))
-                    .is_some_and(|t| t.eq_ignore_ascii_case(kind))
-            })
+            .find(|t| str_of(t, "type").is_some_and(|t| t.eq_ignore_ascii_case(kind)))
     }
 
     /// The caller's user agent: a sign-in's `userAgent`, or an audit's `User-Agent` detail.

@@ -184,7 +184,8 @@ fn classify(mut map: Map<String, Value>, now: DateTime<Utc>) -> Result<Decoded, 
     if cloudtrail::is_digest(&map) {
         return Ok(Decoded::Special(Special::Digest));
     }
-    if cloudtrail::looks_like(&map) {
+    // An Insight event names its API only inside `insightDetails`.
+    if cloudtrail::looks_like(&map) || cloudtrail::is_insight(&map) {
         return classify_cloudtrail(map, now);
     }
     if entra::looks_like_log_analytics(&map) {
@@ -205,9 +206,6 @@ fn classify_cloudtrail(
     map: Map<String, Value>,
     now: DateTime<Utc>,
 ) -> Result<Decoded, DecodeError> {
-    if cloudtrail::is_insight(&map) {
-        return Ok(Decoded::Special(Special::Insight));
-    }
     Ok(Decoded::Record(SourceRecord::CloudTrail(
         CloudTrailRecord::new(map, now)?,
     )))
@@ -243,10 +241,11 @@ mod tests {
                 .unwrap(),
             Decoded::Special(Special::Digest)
         ));
-        assert!(matches!(
-            run(r#"{"eventVersion":"1.07","eventType":"AwsCloudTrailInsight","eventName":"PutObject","eventSource":"s3.amazonaws.com","insightDetails":{}}"#).unwrap(),
-            Decoded::Special(Special::Insight)
-        ));
+        // As AWS writes them: no top-level eventName or eventSource.
+        match run(r#"{"eventVersion":"1.07","eventTime":"2019-10-17T10:05:00Z","eventType":"AwsCloudTrailInsight","eventID":"e","insightDetails":{"state":"Start","eventSource":"ssm.amazonaws.com","eventName":"UpdateInstanceAssociationStatus"},"eventCategory":"Insight"}"#).unwrap() {
+            Decoded::Record(SourceRecord::CloudTrail(r)) => assert!(r.is_insight()),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

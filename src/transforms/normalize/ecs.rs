@@ -102,12 +102,14 @@ fn put_user_name(doc: &mut Document, prefix: &str, name: &str) {
     }
 }
 
-/// Build the ECS document for a CloudTrail record.
-pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Document {
-    let mut doc = Document::default();
-    let mut related = Related::default();
-    let categories = super::taxonomy::cloudtrail_ecs(r, tax);
-    base(&mut doc, r.time(), r.time_source(), now, categories);
+/// The fields every CloudTrail document starts with.
+fn cloudtrail_head(
+    doc: &mut Document,
+    r: &CloudTrailRecord,
+    categories: EcsCategories,
+    now: DateTime<Utc>,
+) {
+    base(doc, r.time(), r.time_source(), now, categories);
     doc.put_opt("event.id", r.id());
     doc.put_opt("event.action", r.str("eventName"));
     doc.put_opt("event.provider", r.str("eventSource"));
@@ -115,7 +117,7 @@ pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> D
         "event.outcome",
         if r.failed() { "failure" } else { "success" },
     );
-    put_dataset(&mut doc, "aws.cloudtrail");
+    put_dataset(doc, "aws.cloudtrail");
     doc.put("event.module", "aws");
     doc.put("cloud.provider", "aws");
     doc.put_opt("cloud.account.id", r.account_id());
@@ -127,6 +129,13 @@ pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> D
         r.str("eventSource")
             .map(|s| s.strip_suffix(".amazonaws.com").unwrap_or(s)),
     );
+}
+
+/// Build the ECS document for a CloudTrail record.
+pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Document {
+    let mut doc = Document::default();
+    let mut related = Related::default();
+    cloudtrail_head(&mut doc, r, super::taxonomy::cloudtrail_ecs(r, tax), now);
 
     let identity_type = r.identity_str("type");
     let user_name = match identity_type {
@@ -217,9 +226,53 @@ pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> D
         );
     }
     related.write(&mut doc);
+    let entities = super::entities::cloudtrail(r);
+    if !entities.is_empty() {
+        doc.put("related.entity", entities);
+    }
 
     doc.splice("aws.cloudtrail", Part::EcsCloudTrail);
     doc
+}
+
+/// Build the ECS document for a CloudTrail Insight event as Elastic indexes it: no
+/// `event.action` or actor, since the record names no call of its own (the API it is about
+/// stays in `aws.cloudtrail.flattened.insight_details`, so rules keyed on an action do not
+/// fire on a summary of it), and a `message` a person can read in an alert list.
+pub fn cloudtrail_insight(r: &CloudTrailRecord, now: DateTime<Utc>) -> Document {
+    let mut doc = Document::default();
+    cloudtrail_head(&mut doc, r, (&[], &["info"], false), now);
+    if let Some(details) = r.insight_details() {
+        doc.put("message", insight_message(details));
+    }
+    doc.splice("aws.cloudtrail", Part::EcsCloudTrail);
+    doc
+}
+
+/// "CloudTrail Insight Start: ApiCallRateInsight on ssm.amazonaws.com
+/// UpdateInstanceAssociationStatus (baseline average 1.7561507937, insight average 50.1)".
+pub fn insight_message(details: &serde_json::Map<String, Value>) -> String {
+    let field = |k: &str| str_of(details, k).unwrap_or("?");
+    let mut message = format!(
+        "CloudTrail Insight {}: {} on {} {}",
+        field("state"),
+        field("insightType"),
+        field("eventSource"),
+        field("eventName"),
+    );
+    let statistics = obj_of(details, "insightContext").and_then(|c| obj_of(c, "statistics"));
+    let average = |k: &str| {
+        statistics
+            .and_then(|s| obj_of(s, k))
+            .and_then(|a| a.get("average"))
+            .filter(|a| a.is_number())
+    };
+    if let (Some(baseline), Some(insight)) = (average("baseline"), average("insight")) {
+        message.push_str(&format!(
+            " (baseline average {baseline}, insight average {insight})"
+        ));
+    }
+    message
 }
 
 /// Build the ECS document for an Entra record.

@@ -2,6 +2,7 @@
 
 pub mod document;
 pub mod ecs;
+pub mod entities;
 pub mod field;
 pub mod java_text;
 pub mod ocsf;
@@ -63,6 +64,10 @@ pub fn normalize(
     now: DateTime<Utc>,
 ) -> Normalized {
     let (ecs, ocsf) = match &source {
+        SourceRecord::CloudTrail(r) if r.is_insight() => (
+            format.ecs().then(|| ecs::cloudtrail_insight(r, now)),
+            format.ocsf().then(|| ocsf::cloudtrail_insight(r, now)),
+        ),
         SourceRecord::CloudTrail(r) => {
             let tax = taxonomy::cloudtrail(r);
             (

@@ -230,6 +230,136 @@ pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> D
     doc
 }
 
+/// A CloudTrail Insight event as an OCSF Detection Finding: CloudTrail's statistical
+/// analysis found an API's call or error rate far from its baseline. `Start` opens the
+/// finding and `End` closes it; both carry the same `sharedEventID`, which becomes the
+/// finding's uid so the two pair up.
+pub fn cloudtrail_insight(r: &CloudTrailRecord, now: DateTime<Utc>) -> Document {
+    let mut doc = Document::default();
+    let empty = Map::new();
+    let details = r.insight_details().unwrap_or(&empty);
+    let state = str_of(details, "state");
+    let (activity_id, activity_name) = match state {
+        Some("Start") => (1, "Create"),
+        Some("End") => (3, "Close"),
+        Some(other) => (99, other),
+        None => (0, "Unknown"),
+    };
+    doc.put("activity_id", activity_id);
+    doc.put("activity_name", activity_name);
+    doc.put("category_uid", 2);
+    doc.put("category_name", "Findings");
+    doc.put("class_uid", 2004);
+    doc.put("class_name", "Detection Finding");
+    doc.put("type_uid", 200400 + activity_id);
+    doc.put(
+        "type_name",
+        format!(
+            "Detection Finding: {}",
+            if activity_id == 99 {
+                "Other"
+            } else {
+                activity_name
+            }
+        ),
+    );
+    // CloudTrail grades no Insight; the SIEM's analyst does.
+    doc.put("severity_id", 0);
+    doc.put("severity", "Unknown");
+    match state {
+        Some("Start") => {
+            doc.put("status_id", 1);
+            doc.put("status", "New");
+        }
+        Some(other) => {
+            doc.put("status_id", 99);
+            doc.put("status", other);
+        }
+        None => {}
+    }
+    doc.put("time", epoch_ms(r.time()));
+    doc.put("time_dt", dt(r.time()));
+    doc.put("timezone_offset", 0);
+    doc.put("metadata.version", OCSF_VERSION);
+    doc.put("metadata.profiles", json!(["cloud", "datetime"]));
+    doc.put("metadata.product.name", "CloudTrail");
+    doc.put("metadata.product.vendor_name", "AWS");
+    doc.put_opt("metadata.product.version", r.str("eventVersion"));
+    doc.put_opt("metadata.uid", r.id());
+    doc.put_opt("metadata.event_code", r.str("eventType"));
+    doc.put_opt("metadata.original_time", r.str("eventTime"));
+    doc.put("metadata.processed_time", epoch_ms(now));
+    doc.put("metadata.processed_time_dt", dt(now));
+    doc.put("cloud.provider", "AWS");
+    doc.put_opt("cloud.region", r.str("awsRegion"));
+    if let Some(account) = r.account_id() {
+        doc.put("cloud.account.uid", account);
+        doc.put("cloud.account.type_id", 10);
+        doc.put("cloud.account.type", "AWS Account");
+    }
+
+    let insight_type = str_of(details, "insightType");
+    let operation = str_of(details, "eventName");
+    doc.put_opt("api.operation", operation);
+    doc.put_opt("api.service.name", str_of(details, "eventSource"));
+    doc.put_opt(
+        "finding_info.uid",
+        r.str("sharedEventID").or_else(|| r.id()),
+    );
+    doc.put(
+        "finding_info.title",
+        format!(
+            "CloudTrail Insight: {} on {} {}",
+            insight_type.unwrap_or("?"),
+            str_of(details, "eventSource").unwrap_or("?"),
+            operation.unwrap_or("?"),
+        ),
+    );
+    doc.put_opt("finding_info.types", insight_type.map(|t| json!([t])));
+    let mut analytic = Object::new();
+    analytic.put("type_id", 3);
+    analytic.put("type", "Statistical");
+    analytic.put("name", "CloudTrail Insights");
+    analytic.put_opt("uid", insight_type);
+    doc.put("finding_info.analytic", Value::Object(analytic.into_map()));
+    if let Some(analysis) = anomaly_analysis(details, operation) {
+        doc.put("anomaly_analyses", json!([analysis]));
+    }
+    doc.put("message", super::ecs::insight_message(details));
+    doc.splice(
+        "unmapped",
+        Part::OcsfCloudTrailUnmapped {
+            request_parameters: false,
+            resources: false,
+        },
+    );
+    doc
+}
+
+/// The Insight's averages as OCSF's baseline and anomaly observations.
+fn anomaly_analysis(details: &Map<String, Value>, operation: Option<&str>) -> Option<Value> {
+    let statistics = obj_of(details, "insightContext").and_then(|c| obj_of(c, "statistics"))?;
+    let observed = |k: &str| {
+        let average = obj_of(statistics, k)?.get("average")?;
+        average.is_number().then(|| {
+            json!([{
+                "observation_parameter": "average",
+                "observation_type": str_of(details, "insightType").unwrap_or("Insight"),
+                "observations": [{ "value": average.to_string() }],
+            }])
+        })
+    };
+    let anomalies = observed("insight")?;
+    let mut analysis = Object::new();
+    analysis.put(
+        "analysis_targets",
+        json!([{ "name": operation.unwrap_or("Unknown"), "type": "API" }]),
+    );
+    analysis.put("anomalies", anomalies);
+    analysis.put_opt("baselines", observed("baseline"));
+    Some(Value::Object(analysis.into_map()))
+}
+
 fn actor_user(r: &CloudTrailRecord) -> Map<String, Value> {
     let mut u = Object::new();
     let kind = r.identity_str("type");

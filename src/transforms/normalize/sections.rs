@@ -79,6 +79,9 @@ pub fn ecs_cloudtrail(r: &CloudTrailRecord) -> Field<'_> {
                 nested.push((Cow::Borrowed(name), Field::Value(value)));
                 entries.push((Cow::Borrowed(name), Field::Text(text)));
             }
+        } else if key == "insightDetails" {
+            // Elastic keeps the details only as an object, with no text form.
+            nested.push((Cow::Borrowed("insight_details"), Field::Value(value)));
         } else if key == "userIdentity" {
             if let Value::Object(identity) = value {
                 entries.push((Cow::Borrowed("user_identity"), user_identity(identity)));
@@ -182,13 +185,38 @@ pub fn ecs_entra(r: &EntraRecord) -> Field<'_> {
         .iter()
         .filter_map(|(key, value)| match (key.as_str(), value) {
             ("properties", Value::Object(p)) if sign_in => {
-                Some((Cow::Borrowed("properties"), Field::Snake(p, 8)))
+                Some((Cow::Borrowed("properties"), sign_in_properties(p)))
             }
             ("properties", Value::Object(p)) => {
                 Some((Cow::Borrowed("properties"), audit_properties(p)))
             }
             ("properties", _) => None,
             _ => Some((snake_key(key), Field::Value(value))),
+        })
+        .collect();
+    Field::object(entries)
+}
+
+/// Sign-in `properties` in snake_case at every level, except three names Elastic's pipeline
+/// spells its own way (and its dashboards and ML jobs read).
+fn sign_in_properties(properties: &Map<String, Value>) -> Field<'_> {
+    let entries = properties
+        .iter()
+        .map(|(key, value)| {
+            let name = match key.as_str() {
+                "createdDateTime" => Cow::Borrowed("created_at"),
+                "processingTimeInMilliseconds" => Cow::Borrowed("processing_time_ms"),
+                "riskLevelDuringSignIn" => Cow::Borrowed("risk_level_during_signin"),
+                _ => snake_key(key),
+            };
+            let field = match value {
+                Value::Object(inner) => Field::Snake(inner, 7),
+                Value::Array(items) if items.iter().any(Value::is_object) => {
+                    Field::SnakeList(items, 7)
+                }
+                other => Field::Value(other),
+            };
+            (name, field)
         })
         .collect();
     Field::object(entries)
