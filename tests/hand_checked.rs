@@ -608,13 +608,14 @@ fn entra_group_membership_is_group_management() {
             ("/group/uid", json!("g-admins")),
         ],
     );
-    // Initiated by an application: its service principal is the actor.
+    // Initiated by an application: its service principal is the actor; a target whose
+    // keys are spelled in PascalCase still names the user.
     let by_app = json!({"app": {"appId": "app-1", "displayName": "Provisioner",
         "servicePrincipalId": "sp-1"}});
     let mut add_user = audit(
         "Add user",
         by_app,
-        json!([{"id": "u-new", "type": "User", "userPrincipalName": "new@contoso.com"}]),
+        json!([{"Id": "u-new", "Type": "User", "UserPrincipalName": "new@contoso.com"}]),
     );
     add_user["properties"]["category"] = json!("UserManagement");
     check(

@@ -29,6 +29,17 @@ const TOP_LEVEL: &[&str] = &[
     "properties",
 ];
 
+/// The keys of an audit record's target resource, as Microsoft Graph spells them.
+const TARGET: &[&str] = &[
+    "id",
+    "displayName",
+    "type",
+    "userPrincipalName",
+    "groupType",
+    "modifiedProperties",
+    "administrativeUnits",
+];
+
 const TOP_LEVEL_STRINGS: &[&str] = &[
     "time",
     "operationName",
@@ -202,6 +213,16 @@ impl EntraRecord {
             expect_object(props, "properties", "status")?;
             expect_object(props, "properties", "location")?;
             expect_array(props, "properties", "targetResources")?;
+        }
+        // Some exports spell a target's keys in PascalCase (`Type`, `Id`); readers look
+        // for one spelling.
+        if let Some(Value::Array(targets)) = fields
+            .get_mut("properties")
+            .and_then(|p| p.get_mut("targetResources"))
+        {
+            for target in targets.iter_mut().filter_map(Value::as_object_mut) {
+                canonicalize_keys(target, TARGET);
+            }
         }
         let kind = EntraKind::of(str_of(&fields, "category").unwrap_or(""));
         let props = obj_of(&fields, "properties");
