@@ -1,0 +1,91 @@
+//! What a user sees: the whole `auditbridge replay` process on one core, against a plain
+//! serde_json round-trip of the same lines on the same core that writes nothing.
+//!
+//!   cargo bench --bench replay              (200,000 records)
+//!   cargo bench --bench replay -- --records 50000
+//!
+//! The bench pins itself to CPU 0 with `taskset` (util-linux); the `replay` process it starts
+//! inherits the pinning. Output goes to /dev/null, the summary on stderr is discarded.
+
+#[path = "common/mod.rs"]
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const RECORDS: usize = 200_000;
+
+fn best_of<F: FnMut()>(runs: usize, mut f: F) -> Duration {
+    (0..runs)
+        .map(|_| {
+            let start = Instant::now();
+            f();
+            start.elapsed()
+        })
+        .min()
+        .expect("at least one run")
+}
+
+fn main() {
+    let pinned = Command::new("taskset")
+        .args(["-cp", "0", &std::process::id().to_string()])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        pinned,
+        "taskset (util-linux) is needed to pin the bench to one core"
+    );
+
+    let records = common::records_arg().unwrap_or(RECORDS);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("corpus.ndjson");
+    std::fs::write(&file, common::corpus(records)).unwrap();
+    let mb = std::fs::metadata(&file).unwrap().len() as f64 / 1e6;
+    println!(
+        "corpus: {records} records ({mb:.1} MB) from cloudtrail_real_union.ndjson.gz, eventID and eventTime rewritten per copy; one core (taskset -c 0), best of 3"
+    );
+
+    let base = best_of(3, || {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let mut bytes = 0;
+        for line in text.lines() {
+            let v: Value = serde_json::from_str(line).unwrap();
+            bytes += serde_json::to_string(&v).unwrap().len();
+        }
+        assert!(bytes > 0);
+    });
+    let base_rate = records as f64 / base.as_secs_f64();
+    println!("| case | records/s | ratio | goal | met |");
+    println!("|---|---|---|---|---|");
+    println!("| serde_json round-trip (`Value`), reads the file, writes nothing | {base_rate:.0} | 1.00 | | |");
+
+    for (format, goal) in [("ecs", Some(1.0)), ("both", Some(0.6)), ("raw", None)] {
+        let took = best_of(3, || {
+            let status = Command::new(env!("CARGO_BIN_EXE_auditbridge"))
+                .args(["replay", "--format", format])
+                .arg(&file)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .unwrap();
+            assert!(status.success(), "replay --format {format}: {status}");
+        });
+        let rate = records as f64 / took.as_secs_f64();
+        let ratio = rate / base_rate;
+        let (goal, met) = match goal {
+            Some(g) => (
+                format!("≥ {g:.1}"),
+                if ratio >= g {
+                    "yes".to_string()
+                } else {
+                    format!("no (−{:.2})", g - ratio)
+                },
+            ),
+            None => (String::new(), String::new()),
+        };
+        println!("| `replay --format {format}` > /dev/null | {rate:.0} | **{ratio:.2}** | {goal} | {met} |");
+    }
+}
