@@ -99,21 +99,7 @@ pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> D
     let mut doc = Document::default();
     let class = tax.ocsf;
     base(&mut doc, class, r.time(), r.failed(), r.event_name());
-    doc.put("metadata.product.name", "CloudTrail");
-    doc.put("metadata.product.vendor_name", "AWS");
-    doc.put_opt("metadata.product.version", r.str("eventVersion"));
-    doc.put_opt("metadata.uid", r.id());
-    doc.put_opt("metadata.event_code", r.str("eventName"));
-    doc.put_opt("metadata.original_time", r.str("eventTime"));
-    doc.put("metadata.processed_time", epoch_ms(now));
-    doc.put("metadata.processed_time_dt", dt(now));
-    doc.put("cloud.provider", "AWS");
-    doc.put_opt("cloud.region", r.str("awsRegion"));
-    if let Some(account) = r.account_id() {
-        doc.put("cloud.account.uid", account);
-        doc.put("cloud.account.type_id", 10);
-        doc.put("cloud.account.type", "AWS Account");
-    }
+    cloudtrail_source(&mut doc, r, r.str("eventName"), now);
     doc.put_opt("status_code", r.str("errorCode"));
     doc.put_opt("status_detail", r.str("errorMessage"));
 
@@ -230,6 +216,31 @@ pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> D
     doc
 }
 
+/// `metadata` and `cloud` of a CloudTrail record: the product, the record's ids and times,
+/// and the account it was delivered to.
+fn cloudtrail_source(
+    doc: &mut Document,
+    r: &CloudTrailRecord,
+    event_code: Option<&str>,
+    now: DateTime<Utc>,
+) {
+    doc.put("metadata.product.name", "CloudTrail");
+    doc.put("metadata.product.vendor_name", "AWS");
+    doc.put_opt("metadata.product.version", r.str("eventVersion"));
+    doc.put_opt("metadata.uid", r.id());
+    doc.put_opt("metadata.event_code", event_code);
+    doc.put_opt("metadata.original_time", r.str("eventTime"));
+    doc.put("metadata.processed_time", epoch_ms(now));
+    doc.put("metadata.processed_time_dt", dt(now));
+    doc.put("cloud.provider", "AWS");
+    doc.put_opt("cloud.region", r.str("awsRegion"));
+    if let Some(account) = r.account_id() {
+        doc.put("cloud.account.uid", account);
+        doc.put("cloud.account.type_id", 10);
+        doc.put("cloud.account.type", "AWS Account");
+    }
+}
+
 /// A CloudTrail Insight event as an OCSF Detection Finding: CloudTrail's statistical
 /// analysis found an API's call or error rate far from its baseline. `Start` opens the
 /// finding and `End` closes it; both carry the same `sharedEventID`, which becomes the
@@ -282,21 +293,7 @@ pub fn cloudtrail_insight(r: &CloudTrailRecord, now: DateTime<Utc>) -> Document 
     doc.put("timezone_offset", 0);
     doc.put("metadata.version", OCSF_VERSION);
     doc.put("metadata.profiles", json!(["cloud", "datetime"]));
-    doc.put("metadata.product.name", "CloudTrail");
-    doc.put("metadata.product.vendor_name", "AWS");
-    doc.put_opt("metadata.product.version", r.str("eventVersion"));
-    doc.put_opt("metadata.uid", r.id());
-    doc.put_opt("metadata.event_code", r.str("eventType"));
-    doc.put_opt("metadata.original_time", r.str("eventTime"));
-    doc.put("metadata.processed_time", epoch_ms(now));
-    doc.put("metadata.processed_time_dt", dt(now));
-    doc.put("cloud.provider", "AWS");
-    doc.put_opt("cloud.region", r.str("awsRegion"));
-    if let Some(account) = r.account_id() {
-        doc.put("cloud.account.uid", account);
-        doc.put("cloud.account.type_id", 10);
-        doc.put("cloud.account.type", "AWS Account");
-    }
+    cloudtrail_source(&mut doc, r, r.str("eventType"), now);
 
     let insight_type = str_of(details, "insightType");
     let operation = str_of(details, "eventName");
