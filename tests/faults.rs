@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use auditbridge::metrics::Metrics;
 use auditbridge::pipeline::PipelineError;
-use common::aws::{clients, endpoint, ids, queue_counts, queue_with_dlq, send_api_calls};
+use common::aws::{
+    clients, endpoint, ids, queue_counts, queue_with_dlq, send_api_calls, ONE_RECEIVER,
+};
 use common::hec::{Behaviour, HecReceiver, Token};
 use common::kafka::{broker, unique_topic};
 
@@ -220,7 +222,7 @@ async fn sqs_messages_are_held(kind: &str) {
     let dir = tempfile::tempdir().unwrap();
     let port = common::free_port();
     let config = format!(
-        "{}[sources.q]\ntype = \"sqs\"\nqueue_url = \"{queue}\"\nendpoint = \"{}\"\nregion = \"us-east-1\"\nwait_time_secs = 1\nvisibility_timeout_secs = 4\nretry_delay_secs = 1\n{sink}",
+        "{}[sources.q]\ntype = \"sqs\"\nqueue_url = \"{queue}\"\nendpoint = \"{}\"\nregion = \"us-east-1\"\nwait_time_secs = 1\nvisibility_timeout_secs = 4\nretry_delay_secs = 1\n{ONE_RECEIVER}{sink}",
         pipeline(port, 12),
         endpoint(),
     );
@@ -407,7 +409,7 @@ impl Upstream {
                     .unwrap();
             }
             up.toml = format!(
-                "[sources.q]\ntype = \"sqs\"\nqueue_url = \"{queue}\"\nendpoint = \"{}\"\nregion = \"us-east-1\"\nwait_time_secs = 1\nvisibility_timeout_secs = 4\nretry_delay_secs = 1\n",
+                "[sources.q]\ntype = \"sqs\"\nqueue_url = \"{queue}\"\nendpoint = \"{}\"\nregion = \"us-east-1\"\nwait_time_secs = 1\nvisibility_timeout_secs = 4\nretry_delay_secs = 1\n{ONE_RECEIVER}",
                 endpoint()
             );
             up.sqs = Some((sqs, dlq));

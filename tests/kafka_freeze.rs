@@ -11,7 +11,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use auditbridge::metrics::Metrics;
-use common::aws::{clients, endpoint, ids, queue_counts, queue_with_dlq, send_api_calls};
+use common::aws::{
+    clients, endpoint, ids, queue_counts, queue_with_dlq, send_api_calls, ONE_RECEIVER,
+};
 use common::kafka::{broker, consume, create_topics, unique_topic};
 
 /// Inputs each long-running source holds.
@@ -87,7 +89,7 @@ endpoint = "{aws}"
 region = "us-east-1"
 wait_time_secs = 1
 visibility_timeout_secs = 20
-[sources.entra]
+{ONE_RECEIVER}[sources.entra]
 type = "eventhubs"
 custom_endpoint = "{hub_endpoint}"
 checkpoint_interval_secs = 1

@@ -12,6 +12,7 @@ use auditbridge::metrics::Metrics;
 use aws_sdk_s3::primitives::ByteStream;
 use common::aws::{
     clients, endpoint, gzip, queue_counts, queue_with_dlq, run_until, send_api_calls, unique, wire,
+    ONE_RECEIVER,
 };
 use serde_json::Value;
 
@@ -329,7 +330,7 @@ async fn a_sink_slower_than_the_visibility_timeout_gets_extensions_not_duplicate
         std::thread::sleep(Duration::from_secs(10));
         std::fs::read_to_string(reader_path).unwrap()
     });
-    let config = config(&queue, dir.path(), "", fifo.to_str().unwrap()).replace(
+    let config = config(&queue, dir.path(), ONE_RECEIVER, fifo.to_str().unwrap()).replace(
         "visibility_timeout_secs = 30",
         "visibility_timeout_secs = 4",
     );
@@ -516,7 +517,12 @@ async fn poison_objects_are_dead_lettered_and_deleted_while_good_ones_flow() {
     let dir = tempfile::tempdir().unwrap();
     let config = format!(
         "{}[limits]\nmax_decompressed_bytes = 500000\n",
-        config(&queue, dir.path(), "max_object_bytes = 50000", "")
+        config(
+            &queue,
+            dir.path(),
+            &format!("max_object_bytes = 50000\n{ONE_RECEIVER}"),
+            ""
+        )
     );
     let (m, result) = run_until(
         &config,

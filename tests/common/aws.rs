@@ -8,6 +8,11 @@ use auditbridge::metrics::Metrics;
 use aws_config::BehaviorVersion;
 use aws_sdk_sqs::types::QueueAttributeName;
 
+/// moto answers concurrent ReceiveMessage calls without a lock, so two receive loops can
+/// both be handed the same message (getmoto/moto#519), as real SQS may do now and then.
+/// Tests that count receipts or deliveries exactly give their source one loop.
+pub const ONE_RECEIVER: &str = "receivers = 1\n";
+
 pub fn endpoint() -> String {
     std::env::var("AUDITBRIDGE_TEST_AWS_ENDPOINT").expect(
         "AUDITBRIDGE_TEST_AWS_ENDPOINT is not set: run the suite with scripts/test.sh, which starts moto",
