@@ -32,6 +32,13 @@ fn documents() -> Vec<Value> {
             });
         }
     }
+    // Elastic's Activity Log pipeline inputs, read in place (Elastic License 2.0).
+    for entry in std::fs::read_dir(shared("data/azure-activity/elastic")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "log") {
+            inputs.push(std::fs::read(&path).unwrap());
+        }
+    }
     let mut docs = Vec::new();
     for input in inputs {
         let out = process(OutputFormat::Ocsf, &input);

@@ -134,5 +134,23 @@ mod tests {
                 "aws-sts-federation-token".into()
             ])
         );
+        // The Activity Log fills the Azure column wherever an ARM event reveals the row.
+        let azure_na: Vec<&str> = rows
+            .iter()
+            .filter(|r| matches!(r.azure, Cell::NotObservable(_)))
+            .map(|r| r.name.as_str())
+            .collect();
+        assert_eq!(
+            azure_na,
+            ["Subdomain takeover", "Refresh token persistence"]
+        );
+        let runbook = rows
+            .iter()
+            .find(|r| r.name == "Automation runbook")
+            .unwrap();
+        assert_eq!(
+            runbook.azure,
+            Cell::Covered(vec!["azure-automation-runbook".into()])
+        );
     }
 }

@@ -42,6 +42,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "config/rules/entra.toml",
         include_str!("../../config/rules/entra.toml"),
     ),
+    (
+        "config/rules/azure-activity.toml",
+        include_str!("../../config/rules/azure-activity.toml"),
+    ),
 ];
 
 /// A rule file problem, with where it is.
@@ -100,7 +104,7 @@ impl<'a> Subject<'a> {
     fn of(record: &'a SourceRecord) -> Self {
         let values = match record {
             SourceRecord::CloudTrail(r) => [r.event_source(), r.event_name(), "", ""],
-            SourceRecord::Entra(r) => ["", "", r.category(), r.activity()],
+            SourceRecord::Azure(r) => ["", "", r.category(), r.activity()],
         };
         Subject { record, values }
     }
@@ -139,7 +143,7 @@ impl Rule {
         let provider_ok = matches!(
             (self.provider, record),
             (ProviderName::Aws, SourceRecord::CloudTrail(_))
-                | (ProviderName::Azure, SourceRecord::Entra(_))
+                | (ProviderName::Azure, SourceRecord::Azure(_))
         );
         if !step(
             &|| format!("provider is {:?}", self.provider),
@@ -176,7 +180,7 @@ impl Rule {
         // Only rules whose names matched get this far.
         let (fields, account) = match record {
             SourceRecord::CloudTrail(r) => (r.fields(), r.account_id()),
-            SourceRecord::Entra(r) => (r.fields(), r.str("tenantId")),
+            SourceRecord::Azure(r) => (r.fields(), r.str("tenantId")),
         };
         for c in &self.all {
             if !step(
@@ -322,7 +326,7 @@ impl RuleSet {
         let subject = Subject::of(record);
         let (indexed, scan) = match record {
             SourceRecord::CloudTrail(r) => (self.by_event_name.get(r.event_name()), &self.aws_scan),
-            SourceRecord::Entra(r) => (
+            SourceRecord::Azure(r) => (
                 self.by_activity.get(&activity_key(r.activity())),
                 &self.azure_scan,
             ),

@@ -19,7 +19,7 @@ use crate::metrics::Metrics;
 use crate::record::{Format, Output, Record};
 use decode::cutter::{Cutter, Piece};
 use decode::framing::{self, Frame};
-use decode::{DecodeError, Decoded, EntraKind, SourceRecord, Special};
+use decode::{AzureLog, DecodeError, Decoded, SourceRecord, Special};
 use enrich::Enrichment;
 use flate2::read::MultiGzDecoder;
 use normalize::{Normalized, OutputFormat};
@@ -521,8 +521,8 @@ impl Transformer {
         if source.time_source() == decode::time::TimeSource::Ingest {
             Metrics::add(&self.metrics.records_time_from_ingest, 1);
         }
-        if let SourceRecord::Entra(e) = &source {
-            if e.kind() == EntraKind::Other {
+        if let SourceRecord::Azure(e) = &source {
+            if e.kind() == AzureLog::Other {
                 Metrics::add(&self.metrics.records_other_category, 1);
             }
         }
@@ -809,8 +809,7 @@ fn serialize(n: Normalized, raw: Option<Vec<u8>>, origin: Arc<Origin>) -> Record
     }
     let (dataset, account) = match &n.source {
         SourceRecord::CloudTrail(r) => ("aws.cloudtrail", r.account_id()),
-        SourceRecord::Entra(r) if r.kind().is_sign_in() => ("azure.signinlogs", r.str("tenantId")),
-        SourceRecord::Entra(r) => ("azure.auditlogs", r.str("tenantId")),
+        SourceRecord::Azure(r) => (r.dataset(), r.account()),
     };
     Record {
         id: n.id,

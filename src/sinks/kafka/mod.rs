@@ -290,6 +290,7 @@ pub fn expected_topics(config: &KafkaSinkConfig, formats: &[Format]) -> Vec<Stri
         (crate::event::Provider::Aws, "aws.cloudtrail"),
         (crate::event::Provider::Azure, "azure.auditlogs"),
         (crate::event::Provider::Azure, "azure.signinlogs"),
+        (crate::event::Provider::Azure, "azure.activitylogs"),
     ];
     for &format in formats {
         let candidates: Vec<String> = match config.topics.get(&format) {

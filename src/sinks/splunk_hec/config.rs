@@ -25,12 +25,14 @@ pub struct SplunkHecConfig {
     /// Index for every event (default: the token's default index).
     #[serde(default)]
     pub index: Option<String>,
-    /// Index per dataset (`aws.cloudtrail`, `azure.auditlogs`, `azure.signinlogs`).
+    /// Index per dataset (`aws.cloudtrail`, `azure.auditlogs`, `azure.signinlogs`,
+    /// `azure.activitylogs`).
     #[serde(default)]
     pub indexes: BTreeMap<String, String>,
     /// Sourcetype per dataset (`aws.cloudtrail`, …) for `raw` events, per format
     /// (`ecs`, `ocsf`, `ocsf_finding`) for documents. Defaults: the vendor's record under
-    /// the sourcetypes Splunk's add-ons read (`aws:cloudtrail`, `azure:monitor:aad`);
+    /// the sourcetypes Splunk's add-ons read (`aws:cloudtrail`, `azure:monitor:aad`,
+    /// `azure:monitor:activity`);
     /// documents under `auditbridge:ecs`, `auditbridge:ocsf`, `auditbridge:ocsf:finding`.
     #[serde(default)]
     pub sourcetypes: BTreeMap<String, String>,
@@ -156,6 +158,7 @@ impl SplunkHecConfig {
             return s;
         }
         match format {
+            Format::Raw if dataset == "azure.activitylogs" => "azure:monitor:activity",
             Format::Raw if dataset.starts_with("azure.") => "azure:monitor:aad",
             Format::Raw => "aws:cloudtrail",
             Format::Ecs => "auditbridge:ecs",

@@ -155,5 +155,8 @@ mod tests {
                 "auditbridge_tagged": "false",
             })
         );
+        untagged.dataset = "azure.activitylogs";
+        let value = parsed(&encode(&config, &untagged, Format::Raw, b"{}"));
+        assert_eq!(value["sourcetype"], "azure:monitor:activity");
     }
 }

@@ -1,6 +1,9 @@
-//! Microsoft Entra ID records: the diagnostic-settings shape (`time`, `category`,
-//! `operationName`, `properties{…}`) and the Log Analytics export dialect (PascalCase
-//! columns, nested JSON inside strings), both brought to the diagnostic shape.
+//! Azure Monitor records: Microsoft Entra ID logs (audits, sign-ins) and the Azure
+//! Activity Log (control-plane operations on subscriptions). Azure streams both in one
+//! envelope (`time`, `category`, `operationName`, `resourceId`, `properties{…}`), and one
+//! hub may carry them mixed, so one record type holds both and the category tells them
+//! apart. Log Analytics exports (PascalCase columns, nested JSON inside strings; the
+//! `AzureActivity` table with its own column names) are brought to the diagnostic shape.
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
@@ -25,6 +28,7 @@ const TOP_LEVEL: &[&str] = &[
     "correlationId",
     "identity",
     "Level",
+    "level",
     "location",
     "properties",
 ];
@@ -50,6 +54,18 @@ const TOP_LEVEL_STRINGS: &[&str] = &[
     "identity",
 ];
 
+const ACTIVITY_STRINGS: &[&str] = &[
+    "time",
+    "operationName",
+    "category",
+    "tenantId",
+    "callerIpAddress",
+    "correlationId",
+    "resourceId",
+    "resultType",
+    "resultSignature",
+];
+
 const PROPERTY_STRINGS: &[&str] = &[
     "id",
     "activityDisplayName",
@@ -65,43 +81,71 @@ const PROPERTY_STRINGS: &[&str] = &[
     "servicePrincipalCredentialKeyId",
 ];
 
-/// The kind of Entra log a category names.
+/// The Azure log a category names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EntraKind {
+pub enum AzureLog {
     Audit,
     SignIn,
     NonInteractiveSignIn,
     ServicePrincipalSignIn,
     ManagedIdentitySignIn,
+    /// The Activity Log: an operation on a subscription's resources.
+    Activity,
     /// A category this version does not map specifically; passed through and counted.
     Other,
 }
 
-impl EntraKind {
-    fn of(category: &str) -> Self {
+/// The Activity Log's categories, with the `Write`/`Delete`/`Action` of its older
+/// schema.
+const ACTIVITY_CATEGORIES: &[&str] = &[
+    "Administrative",
+    "Security",
+    "ServiceHealth",
+    "ResourceHealth",
+    "Alert",
+    "Autoscale",
+    "Recommendation",
+    "Policy",
+    "Write",
+    "Delete",
+    "Action",
+];
+
+impl AzureLog {
+    /// The log a record belongs to. Entra audits may also carry the category `Policy`,
+    /// but name their operation in words ("Authentication Methods Policy Update"); an
+    /// Activity Log operation is always `{namespace}/{type…}/{verb}`.
+    fn of(category: &str, operation: Option<&str>) -> Self {
+        if ACTIVITY_CATEGORIES
+            .iter()
+            .any(|c| c.eq_ignore_ascii_case(category))
+            && operation.is_none_or(|op| op.contains('/'))
+        {
+            return AzureLog::Activity;
+        }
         match category {
-            "AuditLogs" => EntraKind::Audit,
-            "SignInLogs" | "SigninLogs" => EntraKind::SignIn,
+            "AuditLogs" => AzureLog::Audit,
+            "SignInLogs" | "SigninLogs" => AzureLog::SignIn,
             "NonInteractiveUserSignInLogs" | "AADNonInteractiveUserSignInLogs" => {
-                EntraKind::NonInteractiveSignIn
+                AzureLog::NonInteractiveSignIn
             }
             "ServicePrincipalSignInLogs" | "AADServicePrincipalSignInLogs" => {
-                EntraKind::ServicePrincipalSignIn
+                AzureLog::ServicePrincipalSignIn
             }
             "ManagedIdentitySignInLogs" | "AADManagedIdentitySignInLogs" => {
-                EntraKind::ManagedIdentitySignIn
+                AzureLog::ManagedIdentitySignIn
             }
-            _ => EntraKind::Other,
+            _ => AzureLog::Other,
         }
     }
 
     pub fn is_sign_in(self) -> bool {
         matches!(
             self,
-            EntraKind::SignIn
-                | EntraKind::NonInteractiveSignIn
-                | EntraKind::ServicePrincipalSignIn
-                | EntraKind::ManagedIdentitySignIn
+            AzureLog::SignIn
+                | AzureLog::NonInteractiveSignIn
+                | AzureLog::ServicePrincipalSignIn
+                | AzureLog::ManagedIdentitySignIn
         )
     }
 }
@@ -118,6 +162,71 @@ pub fn looks_like(map: &Map<String, Value>) -> bool {
 pub fn looks_like_log_analytics(map: &Map<String, Value>) -> bool {
     map.contains_key("TimeGenerated")
         && (map.contains_key("OperationName") || map.contains_key("Type"))
+}
+
+/// Is this Log Analytics row from the `AzureActivity` table?
+pub fn is_azure_activity_row(map: &Map<String, Value>) -> bool {
+    map.get("Type").and_then(Value::as_str) == Some("AzureActivity")
+        || map.contains_key("OperationNameValue")
+}
+
+/// Bring an `AzureActivity` row to the diagnostic-settings shape: its `…Value` columns
+/// hold what the diagnostic record names without the suffix, `Authorization` and
+/// `Claims` become `identity`, and every other column goes into `properties` with a
+/// camelCase name. The `_d` columns are the parsed forms of the JSON-text columns.
+pub fn from_azure_activity(row: Map<String, Value>) -> Map<String, Value> {
+    let mut out = Map::new();
+    let mut props = Map::new();
+    let mut identity = Map::new();
+    let mut parsed_properties = None;
+    for (key, value) in row {
+        let top = match key.as_str() {
+            "TimeGenerated" => "time",
+            "OperationNameValue" => "operationName",
+            "CategoryValue" => "category",
+            "ActivityStatusValue" => "resultType",
+            "ActivitySubstatusValue" => "resultSignature",
+            "CallerIpAddress" => "callerIpAddress",
+            "CorrelationId" => "correlationId",
+            "_ResourceId" => "resourceId",
+            "TenantId" => "tenantId",
+            "Level" => "level",
+            "Authorization" | "Authorization_d" => {
+                identity.insert("authorization".into(), parse_embedded_json(value));
+                continue;
+            }
+            "Claims" | "Claims_d" => {
+                identity.insert("claims".into(), parse_embedded_json(value));
+                continue;
+            }
+            "Properties_d" => {
+                parsed_properties = Some(value);
+                continue;
+            }
+            "Properties" => {
+                parsed_properties.get_or_insert_with(|| parse_embedded_json(value));
+                continue;
+            }
+            // The resource id again, in the table's older column, and the `Type` of
+            // every row.
+            "ResourceId" | "Type" => continue,
+            other => {
+                props.insert(lower_first(other), parse_embedded_json(value));
+                continue;
+            }
+        };
+        out.insert(top.to_string(), value);
+    }
+    if let Some(Value::Object(parsed)) = parsed_properties {
+        for (k, v) in parsed {
+            props.entry(k).or_insert(v);
+        }
+    }
+    if !identity.is_empty() {
+        out.insert("identity".into(), Value::Object(identity));
+    }
+    out.insert("properties".into(), Value::Object(props));
+    out
 }
 
 /// Bring a Log Analytics row to the diagnostic-settings shape: the envelope columns go to
@@ -191,40 +300,88 @@ fn parse_embedded_json(value: Value) -> Value {
     }
 }
 
-/// An Entra record whose fields the normalizers read have the types they expect.
+/// An Entra log record: the fields its readers take as text are text, and its sections
+/// are objects and arrays.
+fn validate_entra(fields: &mut Map<String, Value>) -> Result<(), WrongType> {
+    expect_strings(fields, "", TOP_LEVEL_STRINGS)?;
+    expect_object(fields, "", "properties")?;
+    if let Some(props) = obj_of(fields, "properties") {
+        expect_strings(props, "properties", PROPERTY_STRINGS)?;
+        expect_object(props, "properties", "initiatedBy")?;
+        expect_object(props, "properties", "status")?;
+        expect_object(props, "properties", "location")?;
+        expect_array(props, "properties", "targetResources")?;
+    }
+    // Some exports spell a target's keys in PascalCase (`Type`, `Id`); readers look
+    // for one spelling.
+    if let Some(Value::Array(targets)) = fields
+        .get_mut("properties")
+        .and_then(|p| p.get_mut("targetResources"))
+    {
+        for target in targets.iter_mut().filter_map(Value::as_object_mut) {
+            canonicalize_keys(target, TARGET);
+        }
+    }
+    Ok(())
+}
+
+/// An Activity Log record. Its `identity` is an object of claims, or in some exports the
+/// caller's name; `properties` sometimes arrives as JSON text, which is parsed as
+/// Elastic's pipeline parses it.
+fn validate_activity(fields: &mut Map<String, Value>) -> Result<(), WrongType> {
+    expect_strings(fields, "", ACTIVITY_STRINGS)?;
+    if let Some(props) = fields.get_mut("properties") {
+        if props.is_string() {
+            *props = parse_embedded_json(props.take());
+        }
+    }
+    expect_object(fields, "", "properties")?;
+    if let Some(Value::Object(identity)) = fields.get("identity") {
+        expect_object(identity, "identity", "authorization")?;
+        expect_object(identity, "identity", "claims")?;
+    }
+    Ok(())
+}
+
+/// A role assignment's principal and role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleAssignment {
+    pub principal_id: String,
+    pub principal_type: Option<String>,
+    pub role_definition_id: Option<String>,
+}
+
+fn get_ignoring_case<'a>(map: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
+    map.get(key).or_else(|| {
+        map.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| v)
+    })
+}
+
+/// An Azure record whose fields the normalizers read have the types they expect.
 #[derive(Debug, Clone)]
-pub struct EntraRecord {
+pub struct AzureRecord {
     fields: Map<String, Value>,
-    kind: EntraKind,
+    kind: AzureLog,
     time: DateTime<Utc>,
     time_source: TimeSource,
 }
 
-impl EntraRecord {
+impl AzureRecord {
     pub fn new(mut fields: Map<String, Value>, now: DateTime<Utc>) -> Result<Self, WrongType> {
         if !fields.contains_key("operationName") || !fields.contains_key("category") {
             canonicalize_keys(&mut fields, TOP_LEVEL);
         }
-        expect_strings(&fields, "", TOP_LEVEL_STRINGS)?;
-        expect_object(&fields, "", "properties")?;
-        if let Some(props) = obj_of(&fields, "properties") {
-            expect_strings(props, "properties", PROPERTY_STRINGS)?;
-            expect_object(props, "properties", "initiatedBy")?;
-            expect_object(props, "properties", "status")?;
-            expect_object(props, "properties", "location")?;
-            expect_array(props, "properties", "targetResources")?;
+        let kind = AzureLog::of(
+            str_of(&fields, "category").unwrap_or(""),
+            str_of(&fields, "operationName"),
+        );
+        if kind == AzureLog::Activity {
+            validate_activity(&mut fields)?;
+        } else {
+            validate_entra(&mut fields)?;
         }
-        // Some exports spell a target's keys in PascalCase (`Type`, `Id`); readers look
-        // for one spelling.
-        if let Some(Value::Array(targets)) = fields
-            .get_mut("properties")
-            .and_then(|p| p.get_mut("targetResources"))
-        {
-            for target in targets.iter_mut().filter_map(Value::as_object_mut) {
-                canonicalize_keys(target, TARGET);
-            }
-        }
-        let kind = EntraKind::of(str_of(&fields, "category").unwrap_or(""));
         let props = obj_of(&fields, "properties");
         let parsed = str_of(&fields, "time")
             .or_else(|| props.and_then(|p| str_of(p, "activityDateTime")))
@@ -234,7 +391,7 @@ impl EntraRecord {
             Some(t) => (t, TimeSource::Event),
             None => (now, TimeSource::Ingest),
         };
-        Ok(EntraRecord {
+        Ok(AzureRecord {
             fields,
             kind,
             time,
@@ -246,7 +403,7 @@ impl EntraRecord {
         &self.fields
     }
 
-    pub fn kind(&self) -> EntraKind {
+    pub fn kind(&self) -> AzureLog {
         self.kind
     }
 
@@ -298,6 +455,69 @@ impl EntraRecord {
             .and_then(|kv| str_of(kv, "value"))
     }
 
+    /// The Elastic dataset of this log.
+    pub fn dataset(&self) -> &'static str {
+        match self.kind {
+            AzureLog::Activity => "azure.activitylogs",
+            k if k.is_sign_in() => "azure.signinlogs",
+            _ => "azure.auditlogs",
+        }
+    }
+
+    /// The account the record belongs to: an Activity Log record's subscription, else the
+    /// tenant.
+    pub fn account(&self) -> Option<&str> {
+        match self.kind {
+            AzureLog::Activity => self.subscription_id().or_else(|| self.str("tenantId")),
+            _ => self.str("tenantId"),
+        }
+    }
+
+    /// The subscription named in `resourceId` (`/subscriptions/{id}/…`, any case).
+    pub fn subscription_id(&self) -> Option<&str> {
+        let mut parts = self.str("resourceId")?.split('/').filter(|p| !p.is_empty());
+        parts.find(|p| p.eq_ignore_ascii_case("subscriptions"))?;
+        parts.next()
+    }
+
+    /// An Activity Log record's caller claims (`identity.claims`).
+    pub fn claims(&self) -> Option<&Map<String, Value>> {
+        obj_of(self.fields.get("identity")?.as_object()?, "claims")
+    }
+
+    /// An Activity Log record's `identity.authorization`.
+    pub fn authorization(&self) -> Option<&Map<String, Value>> {
+        obj_of(self.fields.get("identity")?.as_object()?, "authorization")
+    }
+
+    /// Whom a role assignment gives which role, read from the request or the response
+    /// body (JSON text or an object, its keys capitalised or not).
+    pub fn role_assignment(&self) -> Option<RoleAssignment> {
+        let props = self.properties()?;
+        ["requestbody", "responseBody"].iter().find_map(|name| {
+            let body = get_ignoring_case(props, name)?;
+            let parsed;
+            let body = match body {
+                Value::String(text) => {
+                    parsed = serde_json::from_str::<Value>(text).ok()?;
+                    &parsed
+                }
+                other => other,
+            };
+            let inner = get_ignoring_case(body.as_object()?, "properties")?.as_object()?;
+            let text = |key: &str| {
+                get_ignoring_case(inner, key)
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            };
+            Some(RoleAssignment {
+                principal_id: text("principalId")?,
+                principal_type: text("principalType"),
+                role_definition_id: text("roleDefinitionId"),
+            })
+        })
+    }
+
     pub fn category(&self) -> &str {
         self.str("category").unwrap_or("")
     }
@@ -310,15 +530,28 @@ impl EntraRecord {
             .trim()
     }
 
-    /// The stable id: `properties.id`, else the correlation id.
+    /// The stable id: `properties.id`, else the correlation id. An Activity Log record has
+    /// one only in exports that carry `eventDataId`: its correlation id is shared by the
+    /// start and the end of one operation.
     pub fn id(&self) -> Option<&str> {
+        if self.kind == AzureLog::Activity {
+            return self
+                .prop_str("eventDataId")
+                .or_else(|| self.str("eventDataId"));
+        }
         self.prop_str("id")
             .or_else(|| self.prop_str("correlationId"))
             .or_else(|| self.str("correlationId"))
     }
 
-    /// Sign-ins fail on a non-zero error code; audits on a result other than success.
+    /// Sign-ins fail on a non-zero error code; audits on a result other than success;
+    /// Activity Log operations on a `Failure` result.
     pub fn failed(&self) -> bool {
+        if self.kind == AzureLog::Activity {
+            return self.str("resultType").is_some_and(|r| {
+                r.eq_ignore_ascii_case("failure") || r.eq_ignore_ascii_case("failed")
+            });
+        }
         if self.kind.is_sign_in() {
             let code = self
                 .properties()
@@ -350,8 +583,8 @@ mod tests {
             "InitiatedBy": "{\"user\":{\"userPrincipalName\":\"a@b.c\"}}",
             "TargetResources": "[{\"id\":\"t1\"}]"});
         let m = from_log_analytics(row.as_object().cloned().unwrap());
-        let r = EntraRecord::new(m, Utc::now()).unwrap();
-        assert_eq!(r.kind(), EntraKind::Audit);
+        let r = AzureRecord::new(m, Utc::now()).unwrap();
+        assert_eq!(r.kind(), AzureLog::Audit);
         assert_eq!(r.id(), Some("Directory_1"));
         assert_eq!(r.prop_str("operationType"), Some("Update"));
         assert_eq!(r.prop_str("category"), Some("ApplicationManagement"));
@@ -363,9 +596,42 @@ mod tests {
     }
 
     #[test]
+    fn activity_log_is_told_from_entra_by_category_and_operation() {
+        let kind = |category: &str, operation: Option<&str>| {
+            let mut record = json!({"time": "2024-01-01T00:00:00Z", "category": category});
+            if let Some(op) = operation {
+                record["operationName"] = json!(op);
+            }
+            AzureRecord::new(record.as_object().cloned().unwrap(), Utc::now())
+                .unwrap()
+                .kind()
+        };
+        assert_eq!(
+            kind(
+                "Administrative",
+                Some("MICROSOFT.COMPUTE/VIRTUALMACHINES/WRITE")
+            ),
+            AzureLog::Activity
+        );
+        assert_eq!(
+            kind(
+                "Policy",
+                Some("Microsoft.Authorization/policies/audit/action")
+            ),
+            AzureLog::Activity
+        );
+        assert_eq!(kind("Administrative", None), AzureLog::Activity);
+        assert_eq!(
+            kind("Policy", Some("Authentication Methods Policy Update")),
+            AzureLog::Other
+        );
+        assert_eq!(kind("AuditLogs", Some("Add user")), AzureLog::Audit);
+    }
+
+    #[test]
     fn sign_in_failure_from_error_code() {
         let rec = |code: Value| {
-            EntraRecord::new(
+            AzureRecord::new(
                 json!({"category": "SignInLogs", "time": "2022-01-24T05:10:08Z",
                     "properties": {"status": {"errorCode": code}}})
                 .as_object()

@@ -4,9 +4,9 @@
 //! one is (a CloudTrail record, one wrapped in EventBridge, an Entra record in either
 //! dialect, a digest, an Insight event) and validates it.
 
+pub mod azure;
 pub mod cloudtrail;
 pub mod cutter;
-pub mod entra;
 pub mod fields;
 pub mod framing;
 pub mod time;
@@ -14,8 +14,8 @@ pub mod time;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
+pub use azure::{AzureLog, AzureRecord, RoleAssignment};
 pub use cloudtrail::CloudTrailRecord;
-pub use entra::{EntraKind, EntraRecord};
 pub use fields::WrongType;
 
 use crate::event::Provider;
@@ -33,28 +33,28 @@ pub const CLOUDTRAIL_DETAIL_TYPES: &[&str] = &[
 #[derive(Debug, Clone)]
 pub enum SourceRecord {
     CloudTrail(CloudTrailRecord),
-    Entra(EntraRecord),
+    Azure(AzureRecord),
 }
 
 impl SourceRecord {
     pub fn provider(&self) -> Provider {
         match self {
             SourceRecord::CloudTrail(_) => Provider::Aws,
-            SourceRecord::Entra(_) => Provider::Azure,
+            SourceRecord::Azure(_) => Provider::Azure,
         }
     }
 
     pub fn time(&self) -> DateTime<Utc> {
         match self {
             SourceRecord::CloudTrail(r) => r.time(),
-            SourceRecord::Entra(r) => r.time(),
+            SourceRecord::Azure(r) => r.time(),
         }
     }
 
     pub fn time_source(&self) -> time::TimeSource {
         match self {
             SourceRecord::CloudTrail(r) => r.time_source(),
-            SourceRecord::Entra(r) => r.time_source(),
+            SourceRecord::Azure(r) => r.time_source(),
         }
     }
 
@@ -62,7 +62,7 @@ impl SourceRecord {
     pub fn id(&self) -> Option<&str> {
         match self {
             SourceRecord::CloudTrail(r) => r.id(),
-            SourceRecord::Entra(r) => r.id(),
+            SourceRecord::Azure(r) => r.id(),
         }
     }
 
@@ -70,14 +70,14 @@ impl SourceRecord {
     pub fn user_agent(&self) -> Option<&str> {
         match self {
             SourceRecord::CloudTrail(r) => r.str("userAgent"),
-            SourceRecord::Entra(r) => r.user_agent(),
+            SourceRecord::Azure(r) => r.user_agent(),
         }
     }
 
     pub fn fields(&self) -> &Map<String, Value> {
         match self {
             SourceRecord::CloudTrail(r) => r.fields(),
-            SourceRecord::Entra(r) => r.fields(),
+            SourceRecord::Azure(r) => r.fields(),
         }
     }
 }
@@ -117,8 +117,9 @@ pub enum DecodeError {
     #[error("expected a JSON object, found {0}")]
     NotAnObject(&'static str),
     #[error(
-        "unrecognised record: neither CloudTrail (eventName/eventSource) nor Entra ID \
-         (category with operationName/properties/time) nor a Log Analytics row"
+        "unrecognised record: neither CloudTrail (eventName/eventSource) nor an Azure \
+         Entra ID or Activity Log record (category with operationName/properties/time) \
+         nor a Log Analytics row"
     )]
     Unrecognised,
     #[error("EventBridge event of detail-type `{0}` does not carry a CloudTrail record")]
@@ -188,14 +189,20 @@ fn classify(mut map: Map<String, Value>, now: DateTime<Utc>) -> Result<Decoded, 
     if cloudtrail::looks_like(&map) || cloudtrail::is_insight(&map) {
         return classify_cloudtrail(map, now);
     }
-    if entra::looks_like_log_analytics(&map) {
-        let map = entra::from_log_analytics(map);
-        return Ok(Decoded::Record(SourceRecord::Entra(EntraRecord::new(
+    if azure::is_azure_activity_row(&map) {
+        let map = azure::from_azure_activity(map);
+        return Ok(Decoded::Record(SourceRecord::Azure(AzureRecord::new(
             map, now,
         )?)));
     }
-    if entra::looks_like(&map) {
-        return Ok(Decoded::Record(SourceRecord::Entra(EntraRecord::new(
+    if azure::looks_like_log_analytics(&map) {
+        let map = azure::from_log_analytics(map);
+        return Ok(Decoded::Record(SourceRecord::Azure(AzureRecord::new(
+            map, now,
+        )?)));
+    }
+    if azure::looks_like(&map) {
+        return Ok(Decoded::Record(SourceRecord::Azure(AzureRecord::new(
             map, now,
         )?)));
     }

@@ -66,7 +66,7 @@ impl Enricher for AttackTagger {
 fn failed(source: &SourceRecord) -> bool {
     match source {
         SourceRecord::CloudTrail(r) => r.failed(),
-        SourceRecord::Entra(r) => r.failed(),
+        SourceRecord::Azure(r) => r.failed(),
     }
 }
 

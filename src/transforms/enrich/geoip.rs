@@ -104,7 +104,7 @@ impl GeoIp {
 fn source_ip(source: &SourceRecord) -> Option<(IpAddr, bool)> {
     let (text, located) = match source {
         SourceRecord::CloudTrail(r) => (r.str("sourceIPAddress")?, false),
-        SourceRecord::Entra(r) => (
+        SourceRecord::Azure(r) => (
             r.prop_str("ipAddress")
                 .or_else(|| r.str("callerIpAddress"))?,
             r.kind().is_sign_in(),

@@ -17,7 +17,7 @@ use crate::keys::inventory::{KeyInfo, KeyInventory, Learned};
 use crate::keys::{age_days, key_type, parse_create_date};
 use crate::transforms::decode::fields::{obj_of, str_of};
 use crate::transforms::decode::time::parse_time;
-use crate::transforms::decode::{CloudTrailRecord, EntraRecord, SourceRecord};
+use crate::transforms::decode::{AzureRecord, CloudTrailRecord, SourceRecord};
 use crate::transforms::normalize::Normalized;
 
 pub struct KeyAge {
@@ -118,7 +118,7 @@ impl KeyAge {
         }
     }
 
-    fn entra(&self, r: &EntraRecord, out: &mut Context) {
+    fn entra(&self, r: &AzureRecord, out: &mut Context) {
         for id in added_credentials(r) {
             self.inventory.insert(KeyInfo {
                 id,
@@ -169,7 +169,7 @@ fn new_access_key(r: &CloudTrailRecord) -> Option<KeyInfo> {
 
 /// Key identifiers that a credential-adding audit record's `KeyDescription` lists in its
 /// new value but not in its old one.
-fn added_credentials(r: &EntraRecord) -> Vec<String> {
+fn added_credentials(r: &AzureRecord) -> Vec<String> {
     let activity = r.activity().to_ascii_lowercase().replace('\u{2013}', "-");
     if !(activity.starts_with("add service principal credentials")
         || activity.starts_with("update application - certificates and secrets"))
@@ -211,7 +211,7 @@ fn key_identifiers(v: Option<&Value>) -> Vec<String> {
         .collect()
 }
 
-fn first_target_id(r: &EntraRecord) -> Option<String> {
+fn first_target_id(r: &AzureRecord) -> Option<String> {
     r.properties()?
         .get("targetResources")?
         .as_array()?
@@ -226,7 +226,7 @@ impl Enricher for KeyAge {
         let mut found = Context::default();
         match &record.source {
             SourceRecord::CloudTrail(r) => self.cloudtrail(r, &mut found),
-            SourceRecord::Entra(r) => self.entra(r, &mut found),
+            SourceRecord::Azure(r) => self.entra(r, &mut found),
         }
         if let Some(ecs) = record.ecs.as_mut() {
             if let Some(c) = &found.credential {

@@ -11,7 +11,7 @@ use super::sections::Part;
 use super::taxonomy::{EcsCategories, Taxonomy};
 use crate::transforms::decode::fields::{obj_of, split_email, str_of};
 use crate::transforms::decode::time::TimeSource;
-use crate::transforms::decode::{CloudTrailRecord, EntraRecord};
+use crate::transforms::decode::{AzureRecord, CloudTrailRecord};
 
 pub const ECS_VERSION: &str = "9.4.0";
 
@@ -276,7 +276,7 @@ pub fn insight_message(details: &serde_json::Map<String, Value>) -> String {
 }
 
 /// Build the ECS document for an Entra record.
-pub fn entra(r: &EntraRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Document {
+pub fn entra(r: &AzureRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Document {
     let mut doc = Document::default();
     let mut related = Related::default();
     let sign_in = r.kind().is_sign_in();
@@ -410,17 +410,86 @@ pub fn entra(r: &EntraRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Document {
     doc
 }
 
+/// Build the ECS document for an Activity Log record, as Elastic's `azure.activitylogs`
+/// integration writes it, with `event.category`/`event.type` from the operation's verb,
+/// `cloud.account.id` for the subscription and `user.id` for the caller's object id.
+pub fn azure_activity(r: &AzureRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Document {
+    let mut doc = Document::default();
+    let mut related = Related::default();
+    base(
+        &mut doc,
+        r.time(),
+        r.time_source(),
+        now,
+        (tax.ecs_category, tax.ecs_type, false),
+    );
+    doc.put_opt("event.id", r.id());
+    doc.put_opt(
+        "event.action",
+        r.str("operationName").map(str::to_ascii_uppercase),
+    );
+    // `Start` and `Accept` are not outcomes yet: Elastic leaves those unset.
+    let outcome = r.str("resultType").and_then(|t| {
+        if t.eq_ignore_ascii_case("success") || t.eq_ignore_ascii_case("succeeded") {
+            Some("success")
+        } else if r.failed() {
+            Some("failure")
+        } else {
+            None
+        }
+    });
+    doc.put_opt("event.outcome", outcome);
+    put_dataset(&mut doc, "azure.activitylogs");
+    doc.put("event.module", "azure");
+    doc.put_opt(
+        "event.duration",
+        r.fields().get("durationMs").and_then(duration_ns),
+    );
+    doc.put("cloud.provider", "azure");
+    doc.put_opt("cloud.account.id", r.subscription_id());
+    put_azure(&mut doc, r);
+    let ip = put_source(&mut doc, &mut related, r.str("callerIpAddress"));
+    doc.put_opt("client.ip", ip);
+
+    let claims = r.claims();
+    let claim = |name: &str| claims.and_then(|c| str_of(c, name));
+    let caller = claim("http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name")
+        .or_else(|| claim("http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn"))
+        .or_else(|| r.prop_str("caller"));
+    if let Some(name) = caller {
+        put_user_name(&mut doc, "user", name);
+        related.user(Some(name));
+    }
+    doc.put_opt("user.full_name", claim("name"));
+    let object_id = claim("http://schemas.microsoft.com/identity/claims/objectidentifier");
+    doc.put_opt("user.id", object_id);
+    related.user(object_id);
+    doc.put_opt("message", r.prop_str("statusMessage"));
+
+    let principal = r
+        .authorization()
+        .and_then(|a| obj_of(a, "evidence"))
+        .and_then(|e| str_of(e, "principalId"));
+    let entities: Vec<&str> = r.str("resourceId").into_iter().chain(principal).collect();
+    if !entities.is_empty() {
+        doc.put("related.entity", entities);
+    }
+    related.write(&mut doc);
+    doc.splice("azure.activitylogs", Part::EcsActivity);
+    doc
+}
+
 /// The fields Elastic's Azure integrations write for every dataset: `azure.tenant_id`,
 /// `azure.correlation_id`, `azure.resource.*` (and `azure.subscription_id`) read from the
 /// resource id, and `log.level`.
-fn put_azure(doc: &mut Document, r: &EntraRecord) {
+fn put_azure(doc: &mut Document, r: &AzureRecord) {
     doc.put_opt("azure.tenant_id", r.str("tenantId"));
     doc.put_opt(
         "azure.correlation_id",
         r.str("correlationId")
             .or_else(|| r.prop_str("correlationId")),
     );
-    match r.fields().get("Level") {
+    match r.fields().get("Level").or_else(|| r.fields().get("level")) {
         Some(Value::String(level)) => doc.put("log.level", level.as_str()),
         Some(Value::Number(level)) => doc.put("log.level", level.to_string()),
         _ => {}
@@ -479,10 +548,10 @@ mod tests {
                 "operationName": "Add user",
                 "properties": {"id": "x", "activityDisplayName": "Add user"}
             });
-            let r = EntraRecord::new(record.as_object().cloned().unwrap(), Utc::now()).unwrap();
+            let r = AzureRecord::new(record.as_object().cloned().unwrap(), Utc::now()).unwrap();
             let mut doc = Document::default();
             put_azure(&mut doc, &r);
-            let source = crate::transforms::decode::SourceRecord::Entra(r);
+            let source = crate::transforms::decode::SourceRecord::Azure(r);
             serde_json::from_slice::<Value>(&doc.to_vec(&source)).unwrap()["azure"].clone()
         };
         assert_eq!(

@@ -12,7 +12,7 @@ pub mod taxonomy;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
-use crate::transforms::decode::SourceRecord;
+use crate::transforms::decode::{AzureLog, SourceRecord};
 use document::Document;
 
 /// Which documents to build for every record.
@@ -75,7 +75,14 @@ pub fn normalize(
                 format.ocsf().then(|| ocsf::cloudtrail(r, &tax, now)),
             )
         }
-        SourceRecord::Entra(r) => {
+        SourceRecord::Azure(r) if r.kind() == AzureLog::Activity => {
+            let tax = taxonomy::activity(r);
+            (
+                format.ecs().then(|| ecs::azure_activity(r, &tax, now)),
+                format.ocsf().then(|| ocsf::azure_activity(r, &tax, now)),
+            )
+        }
+        SourceRecord::Azure(r) => {
             let tax = taxonomy::entra(r);
             (
                 format.ecs().then(|| ecs::entra(r, &tax, now)),

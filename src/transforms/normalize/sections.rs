@@ -4,13 +4,14 @@
 //! into the document first. ECS and OCSF both use this module; it uses neither.
 
 use std::borrow::Cow;
+use std::net::IpAddr;
 
 use serde::ser::{Serialize, Serializer};
 use serde_json::{Map, Value};
 
 use super::field::{snake_key, Field};
 use super::java_text::java_text;
-use crate::transforms::decode::{CloudTrailRecord, EntraRecord, SourceRecord};
+use crate::transforms::decode::{AzureRecord, CloudTrailRecord, SourceRecord};
 
 /// A section of a document taken from the source record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +30,10 @@ pub enum Part {
     },
     /// OCSF `unmapped` of an Entra record.
     OcsfEntraUnmapped,
+    /// ECS `azure.activitylogs.*`.
+    EcsActivity,
+    /// OCSF `unmapped` of an Activity Log record.
+    OcsfActivityUnmapped,
 }
 
 impl Part {
@@ -36,7 +41,7 @@ impl Part {
         match (self, source) {
             (Part::Field(key), _) => source.fields().get(key).serialize(s),
             (Part::EcsCloudTrail, SourceRecord::CloudTrail(r)) => ecs_cloudtrail(r).serialize(s),
-            (Part::EcsEntra, SourceRecord::Entra(r)) => ecs_entra(r).serialize(s),
+            (Part::EcsEntra, SourceRecord::Azure(r)) => ecs_entra(r).serialize(s),
             (
                 Part::OcsfCloudTrailUnmapped {
                     request_parameters,
@@ -44,8 +49,12 @@ impl Part {
                 },
                 SourceRecord::CloudTrail(r),
             ) => ocsf_cloudtrail_unmapped(r, request_parameters, resources).serialize(s),
-            (Part::OcsfEntraUnmapped, SourceRecord::Entra(r)) => {
+            (Part::OcsfEntraUnmapped, SourceRecord::Azure(r)) => {
                 ocsf_entra_unmapped(r).serialize(s)
+            }
+            (Part::EcsActivity, SourceRecord::Azure(r)) => ecs_activity(r).serialize(s),
+            (Part::OcsfActivityUnmapped, SourceRecord::Azure(r)) => {
+                Field::Object(unmapped_activity_fields(r)).serialize(s)
             }
             // The normalizers only splice parts of their own provider.
             _ => s.serialize_none(),
@@ -178,7 +187,7 @@ fn console_login(r: &CloudTrailRecord) -> Option<Field<'_>> {
 ///   as Azure wrote it, as in Elastic), and `target_resources` with their
 ///   `modified_properties` as objects keyed by position (`target_resources.0.display_name`,
 ///   `…modified_properties.3.new_value`), the shape Elastic's rules address.
-pub fn ecs_entra(r: &EntraRecord) -> Field<'_> {
+pub fn ecs_entra(r: &AzureRecord) -> Field<'_> {
     let sign_in = r.kind().is_sign_in();
     let entries = r
         .fields()
@@ -274,6 +283,162 @@ fn indexed<'a>(
     Field::object(entries)
 }
 
+/// `azure.activitylogs` as Elastic's integration writes it:
+/// - the envelope's keys in snake_case, without those ECS holds elsewhere (`time`,
+///   `resourceId`, `correlationId`, `durationMs`, `location`, `level`, and
+///   `callerIpAddress` when it is an address);
+/// - `operation_name` in upper case, the spelling Elastic's rules compare with (ARM
+///   operation names are case-insensitive, and Azure writes both);
+/// - `event_category`, and `identity_name` for an `identity` that is only a name;
+/// - `identity.authorization` in snake_case, claim names with `_` for `.`, and
+///   `claims_initiated_by_user` read from the claims;
+/// - `properties` as written, but `status_code` and `service_request_id`, and without
+///   `statusMessage` (ECS `message`) and `eventCategory`.
+pub fn ecs_activity(r: &AzureRecord) -> Field<'_> {
+    let mut entries = Vec::with_capacity(r.fields().len() + 1);
+    for (key, value) in r.fields() {
+        let entry = match (key.as_str(), value) {
+            (
+                "time" | "resourceId" | "correlationId" | "durationMs" | "location" | "level"
+                | "Level",
+                _,
+            ) => continue,
+            ("callerIpAddress", Value::String(ip)) if ip.parse::<IpAddr>().is_ok() => continue,
+            ("operationName", Value::String(op)) => (
+                Cow::Borrowed("operation_name"),
+                Field::Text(op.to_ascii_uppercase()),
+            ),
+            ("identity", Value::String(_)) => (Cow::Borrowed("identity_name"), Field::Value(value)),
+            ("identity", Value::Object(identity)) => {
+                (Cow::Borrowed("identity"), activity_identity(identity))
+            }
+            ("properties", Value::Object(p)) => {
+                (Cow::Borrowed("properties"), activity_properties(p))
+            }
+            _ => (snake_key(key), Field::Value(value)),
+        };
+        entries.push(entry);
+    }
+    entries.push((Cow::Borrowed("event_category"), event_category(r)));
+    Field::object(entries)
+}
+
+/// The Activity Log's own category of the event: `properties.eventCategory`, else
+/// `Policy` for a policy evaluation, else `Administrative`, as Elastic decides it.
+fn event_category(r: &AzureRecord) -> Field<'_> {
+    let props = r.properties();
+    match props.and_then(|p| p.get("eventCategory")) {
+        Some(c @ Value::String(_)) => Field::Value(c),
+        _ if props.is_some_and(|p| p.contains_key("policies")) => Field::Text("Policy".into()),
+        _ => Field::Text("Administrative".into()),
+    }
+}
+
+/// The claims Elastic lifts into `claims_initiated_by_user`, by their claim URIs.
+const INITIATED_BY: &[(&str, &str)] = &[
+    (
+        "name",
+        "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name",
+    ),
+    (
+        "givenname",
+        "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/givenname",
+    ),
+    (
+        "surname",
+        "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/surname",
+    ),
+    ("fullname", "name"),
+];
+
+fn activity_identity(identity: &Map<String, Value>) -> Field<'_> {
+    let mut entries = Vec::with_capacity(identity.len() + 1);
+    for (key, value) in identity {
+        match (key.as_str(), value) {
+            ("authorization", Value::Object(auth)) => {
+                entries.push((Cow::Borrowed("authorization"), Field::Snake(auth, 2)));
+            }
+            ("claims", Value::Object(claims)) => {
+                let renamed = claims
+                    .iter()
+                    .map(|(k, v)| {
+                        let name = if k.contains('.') {
+                            Cow::Owned(k.replace('.', "_"))
+                        } else {
+                            Cow::Borrowed(k.as_str())
+                        };
+                        (name, Field::Value(v))
+                    })
+                    .collect();
+                entries.push((Cow::Borrowed("claims"), Field::object(renamed)));
+                let mut by_user: Vec<(Cow<'_, str>, Field<'_>)> = INITIATED_BY
+                    .iter()
+                    .filter_map(|(name, claim)| {
+                        claims
+                            .get(*claim)
+                            .filter(|v| v.is_string())
+                            .map(|v| (Cow::Borrowed(*name), Field::Value(v)))
+                    })
+                    .collect();
+                if by_user.iter().any(|(k, _)| k == "name") {
+                    by_user.push((
+                        Cow::Borrowed("schema"),
+                        Field::Text("http://schemas.xmlsoap.org/ws/2005/05/identity/claims".into()),
+                    ));
+                }
+                if !by_user.is_empty() {
+                    entries.push((
+                        Cow::Borrowed("claims_initiated_by_user"),
+                        Field::object(by_user),
+                    ));
+                }
+            }
+            _ => entries.push((Cow::Borrowed(key.as_str()), Field::Value(value))),
+        }
+    }
+    Field::object(entries)
+}
+
+fn activity_properties(properties: &Map<String, Value>) -> Field<'_> {
+    let entries = properties
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "statusMessage" | "eventCategory"))
+        .map(|(key, value)| {
+            let name = match key.as_str() {
+                "statusCode" => "status_code",
+                "serviceRequestId" => "service_request_id",
+                other => other,
+            };
+            (Cow::Borrowed(name), Field::Value(value))
+        })
+        .collect();
+    Field::object(entries)
+}
+
+/// Activity Log keys with an OCSF home.
+fn activity_mapped(key: &str) -> bool {
+    matches!(
+        key,
+        "time"
+            | "tenantId"
+            | "correlationId"
+            | "operationName"
+            | "callerIpAddress"
+            | "resourceId"
+            | "category"
+            | "resultType"
+    )
+}
+
+/// The fields of an Activity Log record with no OCSF attribute.
+pub fn unmapped_activity_fields(r: &AzureRecord) -> Vec<(Cow<'_, str>, Field<'_>)> {
+    r.fields()
+        .iter()
+        .filter(|(k, v)| !v.is_null() && !activity_mapped(k))
+        .map(|(k, v)| (Cow::Borrowed(k.as_str()), Field::Value(v)))
+        .collect()
+}
+
 /// CloudTrail keys that have an OCSF home; every other key goes to `unmapped`.
 fn cloudtrail_mapped(key: &str) -> bool {
     matches!(
@@ -354,7 +519,7 @@ pub fn ocsf_cloudtrail_unmapped(
 }
 
 /// The fields of an Entra record with no OCSF attribute.
-pub fn unmapped_entra_fields(r: &EntraRecord) -> Vec<(Cow<'_, str>, Field<'_>)> {
+pub fn unmapped_entra_fields(r: &AzureRecord) -> Vec<(Cow<'_, str>, Field<'_>)> {
     let mut out = Vec::new();
     for (k, v) in r.fields() {
         match (k.as_str(), v) {
@@ -376,6 +541,6 @@ pub fn unmapped_entra_fields(r: &EntraRecord) -> Vec<(Cow<'_, str>, Field<'_>)> 
 }
 
 /// OCSF `unmapped` of an Entra record.
-pub fn ocsf_entra_unmapped(r: &EntraRecord) -> Field<'_> {
+pub fn ocsf_entra_unmapped(r: &AzureRecord) -> Field<'_> {
     Field::Object(unmapped_entra_fields(r))
 }

@@ -3,7 +3,7 @@
 //! One table per provider, keyed by event name (CloudTrail) or activity (Entra). Events
 //! outside the tables are categorised by the verb their name starts with.
 
-use crate::transforms::decode::{CloudTrailRecord, EntraRecord};
+use crate::transforms::decode::{AzureRecord, CloudTrailRecord};
 
 /// An OCSF class with the activity this event represents.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -310,7 +310,7 @@ fn iam(name: &str) -> Option<Taxonomy> {
 }
 
 /// Categorise an Entra record.
-pub fn entra(r: &EntraRecord) -> Taxonomy {
+pub fn entra(r: &AzureRecord) -> Taxonomy {
     if r.kind().is_sign_in() {
         return t(AUTH, &["start"], OcsfClass::Authentication(1));
     }
@@ -404,6 +404,52 @@ pub fn entra(r: &EntraRecord) -> Taxonomy {
         Verb::Other => 99,
     };
     t(category, ecs_type, Ent(activity_id))
+}
+
+/// Categorise an Activity Log record by its operation, `{namespace}/{type…}/{verb}`. A
+/// `write` creates or updates, and its status tells which; a role assignment is the
+/// privilege change it is, when the record names whom it gives the role.
+pub fn activity(r: &AzureRecord) -> Taxonomy {
+    use OcsfClass::UserAccess as Access;
+    let Some(operation) = r.str("operationName").map(str::to_ascii_lowercase) else {
+        return t(NONE, &["info"], OcsfClass::ApiActivity(0));
+    };
+    let last = operation.rsplit('/').next().unwrap_or("");
+    const ADMIN_CHANGE: &[&str] = &["admin", "change"];
+    if operation == "microsoft.authorization/elevateaccess/action" {
+        return t(IAM, ADMIN_CHANGE, Access(1));
+    }
+    if operation.starts_with("microsoft.authorization/roleassignments/")
+        && r.role_assignment().is_some()
+    {
+        match last {
+            "write" => return t(IAM, ADMIN_CHANGE, Access(1)),
+            "delete" => return t(IAM, ADMIN_CHANGE, Access(2)),
+            _ => {}
+        }
+    }
+    let created = r
+        .prop_str("statusCode")
+        .is_some_and(|c| c.eq_ignore_ascii_case("created"))
+        || r.str("resultSignature")
+            .is_some_and(|s| s.ends_with(".Created"));
+    let v = match last {
+        "write" if created => Verb::Create,
+        "write" => Verb::Update,
+        "delete" => Verb::Delete,
+        "read" => Verb::Read,
+        _ => Verb::Other,
+    };
+    let category = if operation.starts_with("microsoft.authorization/") {
+        IAM
+    } else {
+        CONFIG
+    };
+    let ecs_type: &'static [&'static str] = match v {
+        Verb::Read if category == CONFIG => &["access"],
+        v => ecs_type_of(v),
+    };
+    t(category, ecs_type, api_activity(v))
 }
 
 fn capitalise(word: &str) -> String {
