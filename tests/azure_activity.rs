@@ -132,6 +132,10 @@ fn role_assignment_is_tagged_and_mapped_to_user_access_management() {
         "9f3a1b2c-1111-4222-8333-444455556666"
     );
     assert!(activity["properties"].get("eventCategory").is_none());
+    assert_eq!(
+        activity["properties"]["requestbody"]["Properties"]["PrincipalType"], "ServicePrincipal",
+        "the request body parsed, as Elastic parses it"
+    );
     for gone in [
         "time",
         "resourceId",

@@ -83,6 +83,9 @@ fn elastic_prebuilt_rules_fire_on_the_stratus_detonations() {
     )
     .unwrap();
     args.push(format!("entra={}", entra_docs.display()));
+    let activity_docs = work.path().join("activity.ndjson");
+    std::fs::write(&activity_docs, activity_lines()).unwrap();
+    args.push(format!("activity={}", activity_docs.display()));
     let trail_docs = work.path().join("invictus.ndjson");
     std::fs::write(&trail_docs, &trail).unwrap();
     args.push(format!("invictus={}", trail_docs.display()));
@@ -170,4 +173,46 @@ fn elastic_prebuilt_rules_fire_on_the_stratus_detonations() {
         entra_hits.get("Entra ID Service Principal Credentials Created by Unusual User"),
         Some(&1)
     );
+    let activity_hits = fired("activity");
+    println!(
+        "Azure Activity Log (Elastic's samples and our rules' test events): {activity_hits:?}"
+    );
+    // Each needs the operation in upper case and `event.outcome`; the second also
+    // `identity.authorization.evidence.principal_type` and `azure.resource.id`.
+    for rule in [
+        "Azure Automation Runbook Created or Modified",
+        "Azure VM Extension Deployment by User",
+    ] {
+        assert!(
+            activity_hits.contains_key(rule),
+            "{rule}: {activity_hits:?}"
+        );
+    }
+}
+
+/// ECS documents for Azure Activity Log records: Elastic's own pipeline-test inputs, and
+/// the events our Activity Log rules expect to match (`config/rules/azure-activity.toml`).
+fn activity_lines() -> String {
+    let mut lines: String = walk(&common::shared("data/azure-activity/elastic"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .map(|f| ecs_lines(&f))
+        .collect();
+    let rules: toml::Table = toml::from_str(
+        &std::fs::read_to_string(common::repo("config/rules/azure-activity.toml")).unwrap(),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("events.ndjson");
+    let matching: String = rules["rule"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|rule| rule["tests"].as_array().unwrap())
+        .filter(|test| test["expect"].as_bool() == Some(true))
+        .map(|test| format!("{}\n", test["event"].as_str().unwrap()))
+        .collect();
+    std::fs::write(&events, matching).unwrap();
+    lines.push_str(&ecs_lines(&events));
+    lines
 }

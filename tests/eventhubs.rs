@@ -325,6 +325,61 @@ async fn bad_bodies_are_dead_lettered_and_the_checkpoint_moves_past_them() {
     assert_eq!(Metrics::get(&run.metrics.records_other_category), 2);
 }
 
+/// A diagnostic setting on a subscription streams the Activity Log to the same kind of
+/// hub as Entra's: one event may hold both, and each record lands in its own dataset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn activity_log_and_entra_records_share_one_hub() {
+    let hub = Hub::start(HUB, 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.ndjson");
+    let mut entra = samples()[6].clone();
+    entra["properties"]["id"] = json!("entra-1");
+    let activity = json!({
+        "time": "2026-11-01T10:00:00Z", "category": "Administrative",
+        "resourceId": "/SUBSCRIPTIONS/6b1a2c3d-0000-4000-8000-00000000a001/RESOURCEGROUPS/OPS/PROVIDERS/MICROSOFT.AUTOMATION/AUTOMATIONACCOUNTS/OPS/RUNBOOKS/SYNC",
+        "operationName": "MICROSOFT.AUTOMATION/AUTOMATIONACCOUNTS/RUNBOOKS/WRITE",
+        "resultType": "Success", "callerIpAddress": "203.0.113.7", "properties": {"statusCode": "Created"}
+    });
+    hub.append(
+        0,
+        vec![serde_json::to_vec(&json!({"records": [activity, entra]})).unwrap()],
+    );
+    let cfg = config(&hub, "", &file_store(dir.path()), &file_sink(&out));
+    let run = common::start_pipeline(&cfg, &dir.path().join("dlq.ndjson"));
+    wait_until("the checkpoint past the event", 60, || {
+        checkpoint(dir.path(), 0) == Some(0)
+    })
+    .await;
+    run.stop.send(true).unwrap();
+    run.task.await.unwrap().unwrap();
+    let mut docs: Vec<(String, String)> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .map(|d| {
+            let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+            (
+                text(&d["data_stream"]["dataset"]),
+                text(&d["event"]["action"]),
+            )
+        })
+        .collect();
+    docs.sort();
+    assert_eq!(
+        docs,
+        [
+            (
+                "azure.activitylogs".into(),
+                "MICROSOFT.AUTOMATION/AUTOMATIONACCOUNTS/RUNBOOKS/WRITE".into()
+            ),
+            (
+                "azure.auditlogs".into(),
+                "User has elevated their access to User Access Administrator for their Azure Resources".into()
+            ),
+        ]
+    );
+}
+
 fn azurite() -> String {
     std::env::var("AUDITBRIDGE_TEST_AZURITE")
         .expect("AUDITBRIDGE_TEST_AZURITE: run the tests through scripts/test.sh")

@@ -19,7 +19,12 @@ from pathlib import Path
 ERRORS = {}
 
 # Only the datasets auditbridge writes.
-DATASETS = ("logs-aws.cloudtrail", "logs-azure.signinlogs", "logs-azure.auditlogs")
+DATASETS = (
+    "logs-aws.cloudtrail",
+    "logs-azure.signinlogs",
+    "logs-azure.auditlogs",
+    "logs-azure.activitylogs",
+)
 
 
 def load_rules(root):

@@ -292,8 +292,9 @@ fn indexed<'a>(
 /// - `event_category`, and `identity_name` for an `identity` that is only a name;
 /// - `identity.authorization` in snake_case, claim names with `_` for `.`, and
 ///   `claims_initiated_by_user` read from the claims;
-/// - `properties` as written, but `status_code` and `service_request_id`, and without
-///   `statusMessage` (ECS `message`) and `eventCategory`.
+/// - `properties` as written, but `status_code` and `service_request_id`, request and
+///   response bodies parsed, and without `statusMessage` (ECS `message`) and
+///   `eventCategory`.
 pub fn ecs_activity(r: &AzureRecord) -> Field<'_> {
     let mut entries = Vec::with_capacity(r.fields().len() + 1);
     for (key, value) in r.fields() {
@@ -409,10 +410,25 @@ fn activity_properties(properties: &Map<String, Value>) -> Field<'_> {
                 "serviceRequestId" => "service_request_id",
                 other => other,
             };
-            (Cow::Borrowed(name), Field::Value(value))
+            let field = match (name, value) {
+                (
+                    "requestbody" | "requestBody" | "responseBody" | "responsebody",
+                    Value::String(text),
+                ) => body(text).map_or(Field::Value(value), Field::Owned),
+                _ => Field::Value(value),
+            };
+            (Cow::Borrowed(name), field)
         })
         .collect();
     Field::object(entries)
+}
+
+/// A request or response body Azure wrote as JSON text, as the object Elastic's pipeline
+/// parses it into (rules query `properties.requestbody.properties.roleDefinitionId`).
+fn body(text: &str) -> Option<Value> {
+    serde_json::from_str::<Value>(text)
+        .ok()
+        .filter(Value::is_object)
 }
 
 /// Activity Log keys with an OCSF home.
