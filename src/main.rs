@@ -14,6 +14,7 @@ use auditbridge::dead_letter::DeadLetterSink;
 use auditbridge::dedup::DedupConfig;
 use auditbridge::keys;
 use auditbridge::pipeline::Pipeline;
+use auditbridge::rules::sigma::SigmaSet;
 use auditbridge::rules::{coverage, testing, RuleSet};
 use auditbridge::telemetry::TelemetryConfig;
 use auditbridge::transforms::normalize::OutputFormat;
@@ -107,6 +108,10 @@ enum RulesCommand {
         /// Rules directory (default: the built-in rules).
         #[arg(long)]
         rules: Option<PathBuf>,
+        /// Also load the Sigma rules of this directory tree: print how many load, why the
+        /// others do not, and the founding rows they cover.
+        #[arg(long)]
+        sigma: Option<PathBuf>,
     },
 }
 
@@ -302,10 +307,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
         Command::Rules {
-            command: RulesCommand::Coverage { rules },
+            command: RulesCommand::Coverage { rules, sigma },
         } => {
             let rows = coverage::coverage(&load_rules(rules.as_ref())?);
             print!("{}", coverage::render(&rows));
+            if let Some(dir) = sigma {
+                let set = SigmaSet::load(&dir)
+                    .with_context(|| format!("reading Sigma rules from {}", dir.display()))?;
+                print!("{}", coverage::render_sigma(&set, &dir));
+            }
             let missing = rows.iter().any(|r| {
                 matches!(r.aws, coverage::Cell::Missing(_))
                     || matches!(r.azure, coverage::Cell::Missing(_))

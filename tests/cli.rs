@@ -336,6 +336,25 @@ fn rules_test_and_coverage_commands() {
     let out = bin().args(["rules", "coverage"]).output().unwrap();
     assert!(out.status.success());
     assert!(!String::from_utf8(out.stdout).unwrap().contains("MISSING"));
+    let sigma = common::shared("sigma/rules/cloud/aws");
+    let out = bin()
+        .args(["rules", "coverage", "--sigma"])
+        .arg(&sigma)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains(&format!(
+            "sigma ({}): 57 rules loaded, 0 unsupported\n",
+            sigma.display()
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("Extra access keys | T1098.001 | AWS IAM Backdoor Users Keys, "),
+        "{text}"
+    );
 }
 
 #[test]

@@ -4,6 +4,7 @@
 use serde::Deserialize;
 
 use super::model::ProviderName;
+use super::sigma::{SigmaRule, SigmaSet};
 use super::RuleSet;
 
 const FOUNDING: &str = include_str!("../../config/founding-techniques.toml");
@@ -52,10 +53,13 @@ pub struct CoverageRow {
     pub azure: Cell,
 }
 
+fn founding() -> Table {
+    toml::from_str(FOUNDING).expect("config/founding-techniques.toml is valid")
+}
+
 /// The founding table checked against the rule set.
 pub fn coverage(set: &RuleSet) -> Vec<CoverageRow> {
-    let table: Table = toml::from_str(FOUNDING).expect("config/founding-techniques.toml is valid");
-    table
+    founding()
         .technique
         .into_iter()
         .map(|row| {
@@ -102,6 +106,53 @@ pub fn render(rows: &[CoverageRow]) -> String {
             r.attack,
             cell(&r.aws),
             cell(&r.azure)
+        ));
+    }
+    out
+}
+
+/// What a Sigma rule set adds: how many rules loaded, which did not and why, and the
+/// founding rows each loaded rule tags (its technique, or the row's parent technique).
+pub fn render_sigma(set: &SigmaSet, dir: &std::path::Path) -> String {
+    let mut out = format!(
+        "\nsigma ({}): {} rules loaded, {} unsupported\n",
+        dir.display(),
+        set.rules.len(),
+        set.unsupported.len()
+    );
+    for u in &set.unsupported {
+        out.push_str(&format!("  unsupported: {u}\n"));
+    }
+    out.push_str("founding rows the loaded Sigma rules cover:\n");
+    for row in founding().technique {
+        let covers = |rule: &SigmaRule| {
+            rule.techniques.iter().any(|t| {
+                t.id == row.attack
+                    || row
+                        .attack
+                        .strip_prefix(t.id.as_str())
+                        .is_some_and(|rest| rest.starts_with('.'))
+            })
+        };
+        let ids = |provider: ProviderName| {
+            let ids: Vec<&str> = set
+                .rules
+                .iter()
+                .filter(|r| r.scope.provider() == provider && covers(r))
+                .map(|r| r.title.as_str())
+                .collect();
+            if ids.is_empty() {
+                "-".to_string()
+            } else {
+                ids.join(", ")
+            }
+        };
+        out.push_str(&format!(
+            "{} | {} | {} | {}\n",
+            row.name,
+            row.attack,
+            ids(ProviderName::Aws),
+            ids(ProviderName::Azure)
         ));
     }
     out

@@ -7,6 +7,7 @@ pub mod attack;
 pub mod condition;
 pub mod coverage;
 pub mod model;
+pub mod sigma;
 pub mod testing;
 
 use std::collections::HashMap;

@@ -1,0 +1,436 @@
+//! A Sigma search (`selection:` and the like) compiled once: field tests with their
+//! modifiers and values, evaluated on the vendor's own record.
+//!
+//! Values follow the specification: case-insensitive unless `|cased`, `*` and `?` as
+//! wildcards with `\` escaping them, a list of values is any one of them (all of them
+//! with `|all`), a list of maps is any one map, and within a map every field must match.
+
+use base64::Engine;
+use regex::Regex;
+use serde_json::{Map, Value};
+
+/// One search of a rule.
+#[derive(Debug)]
+pub enum Search {
+    /// Any one map, each map's fields all matching.
+    Maps(Vec<Vec<FieldTest>>),
+    /// Keywords: any one value found in any text field of the record.
+    Keywords(Vec<Regex>),
+}
+
+/// A field, its modifiers and the values it is compared with.
+#[derive(Debug)]
+pub struct FieldTest {
+    path: Vec<String>,
+    all: bool,
+    values: Vec<Test>,
+}
+
+#[derive(Debug)]
+enum Test {
+    /// `null`: the field is missing or null.
+    Null,
+    Exists(bool),
+    Text(Regex),
+    Number(Cmp, f64),
+    Cidr(std::net::IpAddr, u8),
+    FieldRef(Vec<String>),
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Cmp {
+    Gt,
+    Gte,
+    Lt,
+    Lte,
+}
+
+/// Which text test a value becomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Anchor {
+    Whole,
+    Contains,
+    Starts,
+    Ends,
+}
+
+impl Search {
+    /// Compile a search's YAML value.
+    pub fn compile(value: &Value) -> Result<Search, String> {
+        match value {
+            Value::Object(map) => Ok(Search::Maps(vec![compile_map(map)?])),
+            Value::Array(items) if items.iter().all(Value::is_object) => Ok(Search::Maps(
+                items
+                    .iter()
+                    .filter_map(Value::as_object)
+                    .map(compile_map)
+                    .collect::<Result<_, _>>()?,
+            )),
+            Value::Array(items) => Ok(Search::Keywords(
+                items
+                    .iter()
+                    .map(|v| text_regex(&scalar_text(v)?, Anchor::Contains, false))
+                    .collect::<Result<_, _>>()?,
+            )),
+            Value::String(s) => Ok(Search::Keywords(vec![text_regex(
+                s,
+                Anchor::Contains,
+                false,
+            )?])),
+            other => Err(format!("a search must be a map or a list, found {other}")),
+        }
+    }
+
+    pub fn matches(&self, record: &Map<String, Value>) -> bool {
+        match self {
+            Search::Maps(maps) => maps
+                .iter()
+                .any(|fields| fields.iter().all(|f| f.matches(record))),
+            Search::Keywords(words) => words.iter().any(|w| any_text(record, w)),
+        }
+    }
+}
+
+fn any_text(map: &Map<String, Value>, re: &Regex) -> bool {
+    fn walk(v: &Value, re: &Regex) -> bool {
+        match v {
+            Value::String(s) => re.is_match(s),
+            Value::Array(items) => items.iter().any(|i| walk(i, re)),
+            Value::Object(m) => m.values().any(|i| walk(i, re)),
+            _ => false,
+        }
+    }
+    map.values().any(|v| walk(v, re))
+}
+
+fn compile_map(map: &Map<String, Value>) -> Result<Vec<FieldTest>, String> {
+    map.iter().map(|(k, v)| FieldTest::compile(k, v)).collect()
+}
+
+impl FieldTest {
+    fn compile(key: &str, value: &Value) -> Result<FieldTest, String> {
+        let mut parts = key.split('|');
+        let field = parts.next().unwrap_or_default();
+        let path = field.split('.').map(str::to_string).collect();
+        let (mut anchor, mut all, mut cased, mut re, mut cidr, mut exists, mut fieldref) =
+            (Anchor::Whole, false, false, false, false, false, false);
+        let mut cmp = None;
+        let mut transform: Option<&str> = None;
+        for m in parts {
+            match m {
+                "contains" => anchor = Anchor::Contains,
+                "startswith" => anchor = Anchor::Starts,
+                "endswith" => anchor = Anchor::Ends,
+                "all" => all = true,
+                "cased" => cased = true,
+                "re" => re = true,
+                "cidr" => cidr = true,
+                "exists" => exists = true,
+                "fieldref" => fieldref = true,
+                "gt" => cmp = Some(Cmp::Gt),
+                "gte" => cmp = Some(Cmp::Gte),
+                "lt" => cmp = Some(Cmp::Lt),
+                "lte" => cmp = Some(Cmp::Lte),
+                "windash" | "base64" | "base64offset" => transform = Some(m),
+                // Flags for `re`, which the regex crate takes inline.
+                "i" | "m" | "s" if re => {}
+                other => return Err(format!("`{key}`: unknown modifier `{other}`")),
+            }
+        }
+        let items: Vec<&Value> = match value {
+            Value::Array(list) => list.iter().collect(),
+            v => vec![v],
+        };
+        let mut values = Vec::new();
+        for item in items {
+            if exists {
+                let Value::Bool(b) = item else {
+                    return Err(format!("`{key}`: `exists` takes true or false"));
+                };
+                values.push(Test::Exists(*b));
+                continue;
+            }
+            if item.is_null() {
+                values.push(Test::Null);
+                continue;
+            }
+            let text = scalar_text(item).map_err(|e| format!("`{key}`: {e}"))?;
+            if fieldref {
+                values.push(Test::FieldRef(
+                    text.split('.').map(str::to_string).collect(),
+                ));
+            } else if let Some(c) = cmp {
+                let n = text
+                    .parse::<f64>()
+                    .map_err(|_| format!("`{key}`: `{text}` is not a number"))?;
+                values.push(Test::Number(c, n));
+            } else if re {
+                let flags = if key.contains("|i") { "(?i)" } else { "" };
+                let r = Regex::new(&format!("{flags}{text}"))
+                    .map_err(|e| format!("`{key}`: bad regular expression: {e}"))?;
+                values.push(Test::Text(r));
+            } else if cidr {
+                let (ip, bits) = text
+                    .split_once('/')
+                    .and_then(|(ip, bits)| Some((ip.parse().ok()?, bits.parse().ok()?)))
+                    .ok_or_else(|| format!("`{key}`: `{text}` is not a CIDR range"))?;
+                values.push(Test::Cidr(ip, bits));
+            } else {
+                for variant in transformed(&text, transform) {
+                    let a = match (transform, anchor) {
+                        // An encoded value is found inside the field.
+                        (Some("base64offset"), _) => Anchor::Contains,
+                        (_, a) => a,
+                    };
+                    values.push(Test::Text(text_regex(&variant, a, cased)?));
+                }
+            }
+        }
+        Ok(FieldTest { path, all, values })
+    }
+
+    fn matches(&self, record: &Map<String, Value>) -> bool {
+        let found = resolve(record, &self.path);
+        let one = |t: &Test| match t {
+            Test::Null => found.iter().all(|v| v.is_null()),
+            Test::Exists(want) => found.iter().any(|v| !v.is_null()) == *want,
+            Test::FieldRef(other) => {
+                let theirs = resolve(record, other);
+                found.iter().any(|v| theirs.contains(v))
+            }
+            _ => found.iter().any(|v| test_value(t, v)),
+        };
+        if self.all {
+            self.values.iter().all(one)
+        } else {
+            self.values.iter().any(one)
+        }
+    }
+}
+
+fn test_value(t: &Test, v: &Value) -> bool {
+    match (t, v) {
+        (Test::Text(re), Value::String(s)) => re.is_match(s),
+        (Test::Text(re), Value::Number(_) | Value::Bool(_)) => re.is_match(&v.to_string()),
+        (Test::Number(c, n), _) => {
+            let x = match v {
+                Value::Number(x) => x.as_f64(),
+                Value::String(s) => s.parse().ok(),
+                _ => None,
+            };
+            x.is_some_and(|x| match c {
+                Cmp::Gt => x > *n,
+                Cmp::Gte => x >= *n,
+                Cmp::Lt => x < *n,
+                Cmp::Lte => x <= *n,
+            })
+        }
+        (Test::Cidr(net, bits), Value::String(s)) => s
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| in_range(ip, *net, *bits)),
+        _ => false,
+    }
+}
+
+fn in_range(ip: std::net::IpAddr, net: std::net::IpAddr, bits: u8) -> bool {
+    use std::net::IpAddr::{V4, V6};
+    match (ip, net) {
+        (V4(a), V4(b)) => {
+            let mask = u32::MAX
+                .checked_shl(32 - u32::from(bits.min(32)))
+                .unwrap_or(0);
+            u32::from(a) & mask == u32::from(b) & mask
+        }
+        (V6(a), V6(b)) => {
+            let mask = u128::MAX
+                .checked_shl(128 - u32::from(bits.min(128)))
+                .unwrap_or(0);
+            u128::from(a) & mask == u128::from(b) & mask
+        }
+        _ => false,
+    }
+}
+
+/// The values at a dotted path: each array on the way stands for its elements. A segment
+/// is matched exactly, else ignoring case (Sigma's Azure rules name Log Analytics columns,
+/// `OperationName` for `operationName`); a path not found at the top is looked for under
+/// `properties`, where Azure records keep most of their fields.
+fn resolve<'a>(record: &'a Map<String, Value>, path: &[String]) -> Vec<&'a Value> {
+    let found = walk(record, path);
+    if !found.is_empty() {
+        return found;
+    }
+    match record.get("properties") {
+        Some(Value::Object(props)) => walk(props, path),
+        _ => Vec::new(),
+    }
+}
+
+fn walk<'a>(map: &'a Map<String, Value>, path: &[String]) -> Vec<&'a Value> {
+    let Some((first, rest)) = path.split_first() else {
+        return Vec::new();
+    };
+    let value = map.get(first).or_else(|| {
+        map.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(first))
+            .map(|(_, v)| v)
+    });
+    let mut out = Vec::new();
+    if let Some(v) = value {
+        collect(v, rest, &mut out);
+    }
+    out
+}
+
+fn collect<'a>(v: &'a Value, rest: &[String], out: &mut Vec<&'a Value>) {
+    match (v, rest.is_empty()) {
+        (Value::Array(items), _) => items.iter().for_each(|i| collect(i, rest, out)),
+        (_, true) => out.push(v),
+        (Value::Object(m), false) => out.extend(walk(m, rest)),
+        _ => {}
+    }
+}
+
+fn scalar_text(v: &Value) -> Result<String, String> {
+    match v {
+        Value::String(s) => Ok(s.clone()),
+        Value::Number(n) => Ok(n.to_string()),
+        Value::Bool(b) => Ok(b.to_string()),
+        other => Err(format!("`{other}` is not a value to compare with")),
+    }
+}
+
+/// The forms a value takes after `windash`, `base64` or `base64offset`.
+fn transformed(text: &str, transform: Option<&str>) -> Vec<String> {
+    let engine = base64::engine::general_purpose::STANDARD;
+    match transform {
+        Some("windash") => ["-", "/", "\u{2013}", "\u{2014}", "\u{2015}"]
+            .iter()
+            .map(|dash| text.replace('-', dash))
+            .collect(),
+        Some("base64") => vec![engine.encode(text)],
+        // The text at each of the three offsets a longer encoded string may hold it,
+        // without the characters that depend on the bytes around it.
+        Some("base64offset") => (0..3usize)
+            .map(|offset| {
+                let mut bytes = vec![0u8; offset];
+                bytes.extend_from_slice(text.as_bytes());
+                let encoded = engine.encode(&bytes);
+                let start = [0, 2, 3][offset];
+                let end = encoded.len() - [0, 3, 2][(text.len() + offset) % 3];
+                encoded[start..end.max(start)].to_string()
+            })
+            .collect(),
+        _ => vec![text.to_string()],
+    }
+}
+
+/// A value as a regular expression: `*` any text, `?` one character, `\*`, `\?` and `\\`
+/// themselves.
+fn text_regex(text: &str, anchor: Anchor, cased: bool) -> Result<Regex, String> {
+    let mut body = String::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if matches!(chars.peek(), Some('*' | '?' | '\\')) => {
+                body.push_str(&regex::escape(&chars.next().unwrap_or('\\').to_string()));
+            }
+            '*' => body.push_str(".*"),
+            '?' => body.push('.'),
+            c => body.push_str(&regex::escape(&c.to_string())),
+        }
+    }
+    let (start, end) = match anchor {
+        Anchor::Whole => ("^", "$"),
+        Anchor::Contains => ("", ""),
+        Anchor::Starts => ("^", ""),
+        Anchor::Ends => ("", "$"),
+    };
+    let flags = if cased { "(?s)" } else { "(?is)" };
+    Regex::new(&format!("{flags}{start}{body}{end}")).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn search(yaml_like: Value) -> Search {
+        Search::compile(&yaml_like).unwrap()
+    }
+
+    fn record(v: Value) -> Map<String, Value> {
+        v.as_object().cloned().unwrap()
+    }
+
+    /// One case per modifier, after the Sigma specification's examples.
+    #[test]
+    fn modifiers_of_the_specification() {
+        let r = record(json!({
+            "CommandLine": "C:\\Windows\\System32\\cmd.exe /c whoami /all",
+            "eventName": "CreateAccessKey",
+            "sourceIPAddress": "10.1.2.3",
+            "count": 7,
+            "userIdentity": {"type": "Root", "arn": "arn:aws:iam::111122223333:root"},
+            "requestParameters": {"policyDocument": "{\"Effect\":\"Allow\"}"},
+            "encoded": "cGF5bG9hZDpldmlsIGNvbW1hbmQ=",
+            "resources": [{"type": "AWS::IAM::User"}, {"type": "AWS::IAM::AccessKey"}],
+            "errorCode": null
+        }));
+        let m = |v: Value| search(v).matches(&r);
+        assert!(
+            m(json!({"eventName": "createaccesskey"})),
+            "case-insensitive"
+        );
+        assert!(!m(json!({"eventName|cased": "createaccesskey"})));
+        assert!(m(json!({"eventName|contains": "Access"})));
+        assert!(m(json!({"eventName|startswith": "Create"})));
+        assert!(m(json!({"eventName|endswith": "Key"})));
+        assert!(m(
+            json!({"CommandLine|contains|all": ["cmd.exe", "whoami"]})
+        ));
+        assert!(!m(
+            json!({"CommandLine|contains|all": ["cmd.exe", "net user"]})
+        ));
+        assert!(m(json!({"CommandLine|windash|contains": "-all"})));
+        assert!(m(json!({"eventName|re": "^Create(Access|Login)"})));
+        assert!(m(json!({"sourceIPAddress|cidr": "10.0.0.0/8"})));
+        assert!(!m(json!({"sourceIPAddress|cidr": "192.168.0.0/16"})));
+        assert!(m(json!({"count|gt": 5})) && m(json!({"count|lte": 7})));
+        assert!(!m(json!({"count|lt": 7})));
+        assert!(m(json!({"userIdentity.type|exists": true})));
+        assert!(m(json!({"missing|exists": false})));
+        assert!(m(json!({"errorCode": null})) && m(json!({"missing": null})));
+        assert!(m(json!({"encoded|base64": "payload:evil command"})));
+        assert!(m(json!({"encoded|base64offset|contains": "evil"})));
+        assert!(m(json!({"userIdentity.arn|endswith": ":root"})), "nested");
+        assert!(
+            m(json!({"resources.type": "AWS::IAM::AccessKey"})),
+            "arrays"
+        );
+        assert!(m(
+            json!({"requestParameters.policyDocument|contains": "\"Allow\""})
+        ));
+        assert!(
+            m(json!({"eventName": ["DeleteUser", "Create*Key"]})),
+            "wildcard"
+        );
+        assert!(m(json!({"eventName": "CreateAccess???"})));
+        assert!(!m(json!({"eventName": "Create\\*"})), "escaped wildcard");
+        assert!(
+            m(json!([{"eventName": "nope"}, {"count": 7}])),
+            "list of maps"
+        );
+        assert!(m(json!(["whoami"])), "keywords");
+        assert!(m(json!({"eventName|fieldref": "eventName"})));
+        assert!(Search::compile(&json!({"eventName|sounds_like": "x"}))
+            .unwrap_err()
+            .contains("unknown modifier `sounds_like`"));
+    }
+
+    #[test]
+    fn azure_columns_are_found_whatever_their_case_and_under_properties() {
+        let r = record(json!({"operationName": "Add user", "properties": {"result": "success"}}));
+        assert!(search(json!({"OperationName": "Add user", "Result": "success"})).matches(&r));
+    }
+}
