@@ -84,6 +84,9 @@ enum Command {
         /// Directory of rule files to tag with instead of the built-in rules.
         #[arg(long)]
         rules: Option<PathBuf>,
+        /// Also tag with the Sigma rules of this directory tree (repeatable).
+        #[arg(long)]
+        sigma: Vec<PathBuf>,
         /// Parse user agents into ECS `user_agent.*` (as `enrich.user_agent`).
         #[arg(long)]
         user_agent: bool,
@@ -365,6 +368,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Replay {
             format,
             rules,
+            sigma,
             user_agent,
             paths,
         } => {
@@ -376,7 +380,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 limits: Limits::default(),
                 routing: Routing::default(),
                 dead_letter: DeadLetterConfig::default(),
-                rules: RulesConfig { dir: rules },
+                rules: RulesConfig {
+                    dir: rules,
+                    sigma_dirs: sigma,
+                },
                 keys: KeysConfig::default(),
                 enrich: EnrichConfig {
                     user_agent,

@@ -139,10 +139,7 @@ impl Pipeline {
                 )
             })
             .collect();
-        let rules = match &config.rules.dir {
-            Some(dir) => RuleSet::from_dir(dir)?,
-            None => RuleSet::builtin()?,
-        };
+        let rules = RuleSet::load(&config.rules)?;
         let keys = Arc::new(load_keys(&config.keys)?);
         let mut enrichment =
             Enrichment::new(Arc::new(rules), Arc::clone(&keys), config.keys.max_age_days);

@@ -6,10 +6,20 @@ mod common;
 
 use std::collections::BTreeMap;
 
+use std::sync::Arc;
+
+use auditbridge::event::Origin;
+use auditbridge::keys::inventory::KeyInventory;
+use auditbridge::metrics::Metrics;
+use auditbridge::record::Format;
 use auditbridge::rules::model::Severity;
 use auditbridge::rules::sigma::{Scope, SigmaSet};
+use auditbridge::rules::{RuleSet, RulesConfig};
 use auditbridge::transforms::decode::{decode, Decoded, SourceRecord};
-use serde_json::Value;
+use auditbridge::transforms::enrich::Enrichment;
+use auditbridge::transforms::normalize::OutputFormat;
+use auditbridge::transforms::Transformer;
+use serde_json::{json, Value};
 
 fn sigma() -> SigmaSet {
     SigmaSet::load(&common::shared("sigma/rules/cloud")).unwrap()
@@ -138,4 +148,73 @@ fn sigma_matches_on_the_stratus_persistence_detonations_and_rarely_on_a_real_tra
         share * 100.0
     );
     assert!(share <= 0.05, "{:.1} % of the trail", share * 100.0);
+}
+
+/// With `rules.sigma_dirs`, a Sigma match lands where our own rules' matches land: ECS
+/// `threat.*` and `rule.*` (ruleset `sigma`, the Sigma id as `rule.uuid`), OCSF
+/// enrichments and a Detection Finding whose analytic is the Sigma rule.
+#[test]
+fn sigma_matches_tag_the_documents_beside_our_rules() {
+    let rules = RuleSet::load(&RulesConfig {
+        dir: None,
+        sigma_dirs: vec![common::shared("sigma/rules/cloud/aws")],
+    })
+    .unwrap();
+    let transformer = Transformer::new(
+        OutputFormat::Both,
+        Enrichment::new(Arc::new(rules), Arc::new(KeyInventory::new(100)), 90),
+        Arc::new(Metrics::default()),
+    );
+    let file = common::shared(
+        "data/cloudtrail/stratus/detonation-logs/aws.persistence.iam-backdoor-user.json",
+    );
+    let out = transformer.process(
+        &std::fs::read(&file).unwrap(),
+        &Origin::Inline {
+            name: "stratus".into(),
+        },
+    );
+    assert!(out.dead_letters.is_empty());
+    let tagged: Vec<_> = out
+        .records
+        .iter()
+        .filter(|r| {
+            r.rules
+                .iter()
+                .any(|id| id == "0a5177f4-6ca9-44c2-aacf-d3f3d8b6e4d2")
+        })
+        .collect();
+    assert_eq!(tagged.len(), 1, "the CreateAccessKey for another user");
+    let r = tagged[0];
+    assert_eq!(
+        r.rules,
+        [
+            "aws-iam-access-key-created",
+            "0a5177f4-6ca9-44c2-aacf-d3f3d8b6e4d2"
+        ]
+    );
+    let ecs = common::doc(r, Format::Ecs);
+    assert_eq!(ecs["rule"]["ruleset"], json!(["auditbridge", "sigma"]));
+    assert_eq!(
+        ecs["rule"]["uuid"],
+        json!(["0a5177f4-6ca9-44c2-aacf-d3f3d8b6e4d2"])
+    );
+    assert_eq!(ecs["rule"]["name"][1], "AWS IAM Backdoor Users Keys");
+    assert!(ecs["threat"]["technique"]["id"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("T1098")));
+    let finding = common::doc(r, Format::OcsfFinding);
+    let related = finding["finding_info"]["related_analytics"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .chain(std::iter::once(&finding["finding_info"]["analytic"]))
+        .find(|a| a["uid"] == "0a5177f4-6ca9-44c2-aacf-d3f3d8b6e4d2")
+        .cloned()
+        .unwrap();
+    assert_eq!(related["name"], "AWS IAM Backdoor Users Keys");
+    assert_eq!(related["type"], "Rule");
+    let violations = common::violations(&common::Schemas::load(), &out.records);
+    assert!(violations.is_empty(), "{violations:#?}");
 }

@@ -12,6 +12,7 @@ pub mod testing;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
@@ -20,6 +21,7 @@ use attack::{Tactic, Technique};
 use condition::{Condition, FieldPath, Pattern};
 use model::{ConditionSpec, ProviderName, RuleFile, RuleSpec, Severity};
 use serde::Deserialize;
+use sigma::{SigmaRule, SigmaSet};
 
 /// The rule files built into the binary, so the default pipeline tags without any setup.
 pub const BUILTIN: &[(&str, &str)] = &[
@@ -78,13 +80,44 @@ pub struct Rule {
     pub techniques: Vec<Technique>,
     pub tactics: Vec<Tactic>,
     pub file: String,
+    matcher: Matcher,
+    pub tests: Vec<RuleTest>,
+}
+
+/// How a rule decides: one of ours, or a Sigma detection.
+#[derive(Debug, Clone)]
+enum Matcher {
+    Native(Box<Native>),
+    Sigma(Arc<SigmaRule>),
+}
+
+/// The match of one of our rule files.
+#[derive(Debug, Clone)]
+struct Native {
     event_source: Vec<Pattern>,
     event_name: Vec<Pattern>,
     category: Vec<Pattern>,
     activity: Vec<Pattern>,
     all: Vec<Condition>,
     any: Vec<Condition>,
-    pub tests: Vec<RuleTest>,
+}
+
+impl Rule {
+    /// The rule set the rule comes from (ECS `rule.ruleset`).
+    pub fn ruleset(&self) -> &'static str {
+        match self.matcher {
+            Matcher::Native(_) => "auditbridge",
+            Matcher::Sigma(_) => "sigma",
+        }
+    }
+
+    /// A Sigma rule's own id (ECS `rule.uuid`).
+    pub fn sigma_id(&self) -> Option<&str> {
+        match &self.matcher {
+            Matcher::Sigma(r) => Some(&r.id),
+            Matcher::Native(_) => None,
+        }
+    }
 }
 
 /// Why a rule did or did not match one record, for `rules test` diffs.
@@ -130,6 +163,21 @@ impl Rule {
         full: bool,
     ) -> Explanation {
         let record = subject.record;
+        let native = match &self.matcher {
+            Matcher::Native(n) => n,
+            Matcher::Sigma(sigma) => {
+                let matched = sigma.matches(record);
+                let steps = if full {
+                    vec![(
+                        format!("Sigma rule {} matches", sigma.file.display()),
+                        matched,
+                    )]
+                } else {
+                    Vec::new()
+                };
+                return Explanation { matched, steps };
+            }
+        };
         let mut steps = Vec::new();
         let mut matched = true;
         // Labels are built only when asked for: matching runs for every record, and
@@ -164,10 +212,10 @@ impl Rule {
                 .join(" | ")
         };
         let keys: [(&str, &[Pattern]); 4] = [
-            ("event_source", &self.event_source),
-            ("event_name", &self.event_name),
-            ("category", &self.category),
-            ("activity", &self.activity),
+            ("event_source", &native.event_source),
+            ("event_name", &native.event_name),
+            ("category", &native.category),
+            ("activity", &native.activity),
         ];
         for ((key, patterns), value) in keys.into_iter().zip(subject.values) {
             if patterns.is_empty() {
@@ -183,7 +231,7 @@ impl Rule {
             SourceRecord::CloudTrail(r) => (r.fields(), r.account_id()),
             SourceRecord::Azure(r) => (r.fields(), r.str("tenantId")),
         };
-        for c in &self.all {
+        for c in &native.all {
             if !step(
                 &|| describe(c),
                 c.holds(fields, context, account),
@@ -192,12 +240,17 @@ impl Rule {
                 return Explanation { matched, steps };
             }
         }
-        if !self.any.is_empty() {
-            let ok = self.any.iter().any(|c| c.holds(fields, context, account));
+        if !native.any.is_empty() {
+            let ok = native.any.iter().any(|c| c.holds(fields, context, account));
             let label = || {
                 format!(
                     "any of: {}",
-                    self.any.iter().map(describe).collect::<Vec<_>>().join("; ")
+                    native
+                        .any
+                        .iter()
+                        .map(describe)
+                        .collect::<Vec<_>>()
+                        .join("; ")
                 )
             };
             step(&label, ok, &mut steps);
@@ -287,14 +340,78 @@ impl RuleSet {
         Ok(set)
     }
 
+    /// Add the Sigma rules of a set (their ids must not clash with loaded rules).
+    pub fn add_sigma(&mut self, set: SigmaSet) -> Result<(), RuleError> {
+        for sigma in set.rules {
+            if self.rules.iter().any(|r| r.id == sigma.id) {
+                return Err(RuleError {
+                    file: sigma.file.display().to_string(),
+                    line: 0,
+                    message: format!("duplicate rule id `{}`", sigma.id),
+                });
+            }
+            self.add(Rule {
+                id: sigma.id.clone(),
+                title: sigma.title.clone(),
+                description: sigma.description.clone(),
+                severity: sigma.severity,
+                provider: sigma.scope.provider(),
+                techniques: sigma.techniques.clone(),
+                tactics: sigma.tactics.clone(),
+                file: sigma.file.display().to_string(),
+                matcher: Matcher::Sigma(Arc::new(sigma)),
+                tests: Vec::new(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The rules a `[rules]` section names: a directory or the built-in rules, and the
+    /// Sigma rules of `sigma_dirs`. A Sigma rule that cannot be loaded is logged with its
+    /// file, line and reason, and the others are used.
+    pub fn load(config: &RulesConfig) -> Result<RuleSet, RuleError> {
+        let mut set = match &config.dir {
+            Some(dir) => RuleSet::from_dir(dir)?,
+            None => RuleSet::builtin()?,
+        };
+        for dir in &config.sigma_dirs {
+            let sigma = SigmaSet::load(dir).map_err(|e| RuleError {
+                file: dir.display().to_string(),
+                line: 0,
+                message: format!("cannot read the Sigma rules: {e}"),
+            })?;
+            for u in &sigma.unsupported {
+                tracing::warn!(rule = %u, "Sigma rule not loaded");
+            }
+            tracing::info!(
+                dir = %dir.display(),
+                loaded = sigma.rules.len(),
+                unsupported = sigma.unsupported.len(),
+                "Sigma rules"
+            );
+            set.add_sigma(sigma)?;
+        }
+        Ok(set)
+    }
+
     fn add(&mut self, rule: Rule) {
         let i = self.rules.len();
+        let Matcher::Native(native) = &rule.matcher else {
+            // Sigma rules are scanned: their detections name no single event to index by.
+            match rule.provider {
+                ProviderName::Aws => self.aws_scan.push(i),
+                ProviderName::Azure => self.azure_scan.push(i),
+                ProviderName::Gcp => {}
+            }
+            self.rules.push(rule);
+            return;
+        };
         match rule.provider {
             ProviderName::Aws
-                if !rule.event_name.is_empty()
-                    && rule.event_name.iter().all(Pattern::is_literal) =>
+                if !native.event_name.is_empty()
+                    && native.event_name.iter().all(Pattern::is_literal) =>
             {
-                for p in &rule.event_name {
+                for p in &native.event_name {
                     self.by_event_name
                         .entry(p.text.clone())
                         .or_default()
@@ -303,9 +420,10 @@ impl RuleSet {
             }
             ProviderName::Aws => self.aws_scan.push(i),
             ProviderName::Azure
-                if !rule.activity.is_empty() && rule.activity.iter().all(Pattern::is_literal) =>
+                if !native.activity.is_empty()
+                    && native.activity.iter().all(Pattern::is_literal) =>
             {
-                for p in &rule.activity {
+                for p in &native.activity {
                     self.by_activity
                         .entry(activity_key(&p.text))
                         .or_default()
@@ -511,12 +629,14 @@ fn compile(spec: RuleSpec, file: &str, text: &str, dir: Option<&Path>) -> Result
         techniques,
         tactics,
         file: file.to_string(),
-        event_source: patterns(&m.event_source, false)?,
-        event_name: patterns(&m.event_name, false)?,
-        category: patterns(&m.category, true)?,
-        activity: patterns(&m.activity, true)?,
-        all: conditions(&m.all)?,
-        any: conditions(&m.any)?,
+        matcher: Matcher::Native(Box::new(Native {
+            event_source: patterns(&m.event_source, false)?,
+            event_name: patterns(&m.event_name, false)?,
+            category: patterns(&m.category, true)?,
+            activity: patterns(&m.activity, true)?,
+            all: conditions(&m.all)?,
+            any: conditions(&m.any)?,
+        })),
         tests,
         id,
     })
@@ -584,6 +704,8 @@ fn condition(
 pub struct RulesConfig {
     /// Directory of rule files (`*.toml`) used instead of the built-in rules.
     pub dir: Option<PathBuf>,
+    /// Directories of Sigma rules (`*.yml`, searched recursively) evaluated beside them.
+    pub sigma_dirs: Vec<PathBuf>,
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
-use super::attack::{self, Technique};
+use super::attack::{self, Tactic, Technique};
 use super::model::{ProviderName, Severity};
 use crate::transforms::decode::{AzureLog, SourceRecord};
 use condition::Condition;
@@ -69,6 +69,8 @@ pub struct SigmaRule {
     pub scope: Scope,
     /// The ATT&CK techniques of its `attack.t…` tags that ATT&CK v18.1 still lists.
     pub techniques: Vec<Technique>,
+    /// Every tactic of those techniques, as our rules default to.
+    pub tactics: Vec<Tactic>,
     pub file: PathBuf,
     searches: Vec<Search>,
     condition: Condition,
@@ -205,7 +207,7 @@ fn compile(text: &str, file: &Path) -> Result<SigmaRule, (usize, String)> {
         _ => Err("no `condition`".into()),
     }
     .map_err(|e| (at("condition:"), e))?;
-    let techniques = doc
+    let techniques: Vec<Technique> = doc
         .get("tags")
         .and_then(Value::as_array)
         .into_iter()
@@ -214,6 +216,14 @@ fn compile(text: &str, file: &Path) -> Result<SigmaRule, (usize, String)> {
         .filter_map(|t| t.strip_prefix("attack.t"))
         .filter_map(|t| attack::technique(&format!("T{}", t.to_ascii_uppercase())).ok())
         .collect();
+    let mut tactics: Vec<Tactic> = Vec::new();
+    for short in techniques.iter().flat_map(|t| &t.tactics) {
+        if let Some(tac) = attack::tactic(short) {
+            if !tactics.contains(&tac) {
+                tactics.push(tac);
+            }
+        }
+    }
     let severity = match str_of("level") {
         "informational" => Severity::Informational,
         "low" => Severity::Low,
@@ -235,6 +245,7 @@ fn compile(text: &str, file: &Path) -> Result<SigmaRule, (usize, String)> {
         severity,
         scope,
         techniques,
+        tactics,
         file: file.to_path_buf(),
         searches,
         condition,

@@ -181,7 +181,20 @@ fn write_ecs(doc: &mut Document, rules: &[&Rule], attempt: bool) {
             .map(|r| r.description.clone())
             .collect::<Vec<_>>(),
     );
-    doc.put("rule.ruleset", "auditbridge");
+    let mut rulesets: Vec<&str> = Vec::new();
+    for r in rules {
+        if !rulesets.contains(&r.ruleset()) {
+            rulesets.push(r.ruleset());
+        }
+    }
+    match rulesets.as_slice() {
+        [one] => doc.put("rule.ruleset", *one),
+        many => doc.put("rule.ruleset", many.to_vec()),
+    }
+    let sigma_ids: Vec<&str> = rules.iter().filter_map(|r| r.sigma_id()).collect();
+    if !sigma_ids.is_empty() {
+        doc.put("rule.uuid", sigma_ids);
+    }
     let mut tags: Vec<String> = rules
         .iter()
         .flat_map(|r| r.techniques.iter().map(|t| format!("attack.{}", t.id)))
