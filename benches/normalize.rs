@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use auditbridge::event::Origin;
 use auditbridge::keys::inventory::KeyInventory;
 use auditbridge::metrics::Metrics;
-use auditbridge::rules::RuleSet;
+use auditbridge::rules::{RuleSet, RulesConfig};
 use auditbridge::transforms::enrich::geoip::GeoIp;
 use auditbridge::transforms::enrich::Enrichment;
 use auditbridge::transforms::normalize::OutputFormat;
@@ -36,13 +36,27 @@ enum Extra {
     None,
     UserAgent,
     GeoIp,
+    /// Every SigmaHQ cloud rule of `../shared/sigma` beside the built-in rules.
+    Sigma,
 }
 
 fn transformer(format: OutputFormat, extra: Extra) -> Transformer {
-    let rules = Arc::new(RuleSet::builtin().unwrap());
+    let sigma_dirs =
+        match extra {
+            Extra::Sigma => vec![std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../shared/sigma/rules/cloud")],
+            _ => Vec::new(),
+        };
+    let rules = Arc::new(
+        RuleSet::load(&RulesConfig {
+            dir: None,
+            sigma_dirs,
+        })
+        .unwrap(),
+    );
     let mut enrichment = Enrichment::new(rules, Arc::new(KeyInventory::new(100_000)), 90);
     match extra {
-        Extra::None => {}
+        Extra::None | Extra::Sigma => {}
         Extra::UserAgent => enrichment = enrichment.with_user_agent(),
         Extra::GeoIp => {
             let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/geoip");
@@ -110,6 +124,11 @@ fn main() {
             "ECS + ATT&CK + key age + GeoIP/ASN (test databases)",
             OutputFormat::Ecs,
             Extra::GeoIp,
+        ),
+        (
+            "ECS + ATT&CK + key age + SigmaHQ's 154 cloud rules (rules.sigma_dirs)",
+            OutputFormat::Ecs,
+            Extra::Sigma,
         ),
         (
             "ECS and OCSF (with findings)",

@@ -272,6 +272,9 @@ pub struct RuleSet {
     rules: Vec<Rule>,
     by_event_name: HashMap<String, Vec<usize>>,
     by_activity: HashMap<String, Vec<usize>>,
+    /// Sigma rules by the event names (lower case) they require: Sigma compares names
+    /// ignoring case.
+    sigma_by_event_name: HashMap<String, Vec<usize>>,
     aws_scan: Vec<usize>,
     azure_scan: Vec<usize>,
 }
@@ -396,15 +399,22 @@ impl RuleSet {
 
     fn add(&mut self, rule: Rule) {
         let i = self.rules.len();
-        let Matcher::Native(native) = &rule.matcher else {
-            // Sigma rules are scanned: their detections name no single event to index by.
-            match rule.provider {
-                ProviderName::Aws => self.aws_scan.push(i),
-                ProviderName::Azure => self.azure_scan.push(i),
-                ProviderName::Gcp => {}
+        let native = match &rule.matcher {
+            Matcher::Native(native) => native,
+            Matcher::Sigma(sigma) => {
+                match (sigma.event_names(), rule.provider) {
+                    (Some(names), _) => {
+                        for name in names {
+                            self.sigma_by_event_name.entry(name).or_default().push(i);
+                        }
+                    }
+                    (None, ProviderName::Aws) => self.aws_scan.push(i),
+                    (None, ProviderName::Azure) => self.azure_scan.push(i),
+                    (None, ProviderName::Gcp) => {}
+                }
+                self.rules.push(rule);
+                return;
             }
-            self.rules.push(rule);
-            return;
         };
         match rule.provider {
             ProviderName::Aws
@@ -450,9 +460,16 @@ impl RuleSet {
                 &self.azure_scan,
             ),
         };
+        let sigma = match record {
+            SourceRecord::CloudTrail(r) if !self.sigma_by_event_name.is_empty() => {
+                self.sigma_by_event_name.get(&r.event_name().to_lowercase())
+            }
+            _ => None,
+        };
         let mut hits: Vec<usize> = indexed
             .into_iter()
             .flatten()
+            .chain(sigma.into_iter().flatten())
             .chain(scan.iter())
             .copied()
             .filter(|&i| {

@@ -24,6 +24,9 @@ pub struct FieldTest {
     path: Vec<String>,
     all: bool,
     values: Vec<Test>,
+    /// The values in lower case when each is a whole text with no wildcard: what the
+    /// field must equal, ignoring case, for the test to hold (an index key).
+    literals: Option<Vec<String>>,
 }
 
 #[derive(Debug)]
@@ -79,6 +82,22 @@ impl Search {
             )?])),
             other => Err(format!("a search must be a map or a list, found {other}")),
         }
+    }
+
+    /// The values (lower case) `field` must equal for the search to match, when every
+    /// map of it tests the field against plain values.
+    pub fn literals(&self, field: &str) -> Option<Vec<String>> {
+        let Search::Maps(maps) = self else {
+            return None;
+        };
+        let mut out = Vec::new();
+        for fields in maps {
+            let test = fields
+                .iter()
+                .find(|f| f.path.len() == 1 && f.path[0] == field && !f.all)?;
+            out.extend(test.literals.clone()?);
+        }
+        Some(out)
     }
 
     pub fn matches(&self, record: &Map<String, Value>) -> bool {
@@ -141,6 +160,17 @@ impl FieldTest {
             Value::Array(list) => list.iter().collect(),
             v => vec![v],
         };
+        let plain = !(exists || fieldref || cmp.is_some() || re || cidr || transform.is_some())
+            && anchor == Anchor::Whole;
+        let literals = items
+            .iter()
+            .map(|v| match v {
+                Value::String(t) if plain && !t.contains(['*', '?', '\\']) => {
+                    Some(t.to_lowercase())
+                }
+                _ => None,
+            })
+            .collect::<Option<Vec<String>>>();
         let mut values = Vec::new();
         for item in items {
             if exists {
@@ -186,7 +216,12 @@ impl FieldTest {
                 }
             }
         }
-        Ok(FieldTest { path, all, values })
+        Ok(FieldTest {
+            path,
+            all,
+            values,
+            literals,
+        })
     }
 
     fn matches(&self, record: &Map<String, Value>) -> bool {

@@ -77,6 +77,29 @@ pub struct SigmaRule {
 }
 
 impl SigmaRule {
+    /// The CloudTrail event names (lower case) the rule can match at all, when its
+    /// condition requires a search that tests `eventName` against plain values: the
+    /// rule set indexes it by them instead of trying it on every record.
+    pub fn event_names(&self) -> Option<Vec<String>> {
+        if self.scope != Scope::CloudTrail {
+            return None;
+        }
+        let required = match &self.condition {
+            Condition::Search(i) => vec![*i],
+            Condition::And(parts) => parts
+                .iter()
+                .filter_map(|p| match p {
+                    Condition::Search(i) => Some(*i),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        required
+            .into_iter()
+            .find_map(|i| self.searches[i].literals("eventName"))
+    }
+
     /// Does the rule match this record?
     pub fn matches(&self, record: &SourceRecord) -> bool {
         if !self.scope.covers(record) {
