@@ -104,6 +104,10 @@ enum RulesCommand {
         /// Rules directory (default: the built-in rules).
         #[arg(long)]
         rules: Option<PathBuf>,
+        /// Also the Sigma rules of this directory tree, with the test events of its
+        /// `tests/` folder (repeatable).
+        #[arg(long)]
+        sigma: Vec<PathBuf>,
     },
     /// Print which founding techniques the rules tag for AWS and Azure; exit 1 when an
     /// observable one is not covered.
@@ -290,9 +294,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
         Command::Rules {
-            command: RulesCommand::Test { rules },
+            command: RulesCommand::Test { rules, sigma },
         } => {
-            let set = load_rules(rules.as_ref())?;
+            let set = RuleSet::load(&RulesConfig {
+                dir: rules,
+                sigma_dirs: sigma,
+            })?;
             let report = testing::run(&set);
             for failure in &report.failures {
                 print!("{failure}");

@@ -242,3 +242,46 @@ fn sigma_matches_tag_the_documents_beside_our_rules() {
     let violations = common::violations(&common::Schemas::load(), &out.records);
     assert!(violations.is_empty(), "{violations:#?}");
 }
+
+/// `rules test --sigma DIR` runs the events of the set's `tests/` folder: each
+/// `<rule id>.match.ndjson` line must match, each `<rule id>.no_match.ndjson` line must not.
+#[test]
+fn a_sigma_sets_test_events_run_with_rules_test() {
+    let fixture = common::repo("tests/fixtures/sigma/rules");
+    let out = common::auditbridge()
+        .args(["rules", "test", "--sigma"])
+        .arg(&fixture)
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success(), "{text}");
+    assert!(text.ends_with(" 102 passed, 0 failed\n"), "{text}");
+
+    // The matching event filed as one that must not match: a failure, explained.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("tests")).unwrap();
+    std::fs::copy(
+        fixture.join("aws_iam_backdoor_users_keys.yml"),
+        dir.path().join("rule.yml"),
+    )
+    .unwrap();
+    let id = "0a5177f4-6ca9-44c2-aacf-d3f3d8b6e4d2";
+    std::fs::copy(
+        fixture.join(format!("tests/{id}.match.ndjson")),
+        dir.path().join(format!("tests/{id}.no_match.ndjson")),
+    )
+    .unwrap();
+    let out = common::auditbridge()
+        .args(["rules", "test", "--sigma"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(&format!(
+            "FAIL {id} / {id}.no_match.ndjson:1: expected no match, the rule matched\n    + Sigma rule "
+        )),
+        "{text}"
+    );
+}

@@ -362,8 +362,17 @@ impl RuleSet {
                 techniques: sigma.techniques.clone(),
                 tactics: sigma.tactics.clone(),
                 file: sigma.file.display().to_string(),
+                tests: sigma
+                    .tests
+                    .iter()
+                    .map(|(name, expect, event)| RuleTest {
+                        name: name.clone(),
+                        expect: *expect,
+                        event: event.clone(),
+                        context: Map::new(),
+                    })
+                    .collect(),
                 matcher: Matcher::Sigma(Arc::new(sigma)),
-                tests: Vec::new(),
             });
         }
         Ok(())

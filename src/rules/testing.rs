@@ -33,11 +33,16 @@ pub struct Report {
     pub failures: Vec<Failure>,
 }
 
-/// Run every test of every rule. A rule without both a positive and a negative test fails.
+/// Run every test of every rule. One of our rules without both a positive and a negative
+/// test fails; a Sigma rule is tested with whatever events its set carries.
 pub fn run(set: &RuleSet) -> Report {
     let mut report = Report::default();
     for rule in set.rules() {
-        for (want, label) in [(true, "positive"), (false, "negative")] {
+        let required: &[(bool, &str)] = match rule.ruleset() {
+            "sigma" => &[],
+            _ => &[(true, "positive"), (false, "negative")],
+        };
+        for &(want, label) in required {
             if !rule.tests.iter().any(|t| t.expect == want) {
                 report.failures.push(Failure {
                     rule: rule.id.clone(),

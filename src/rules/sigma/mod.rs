@@ -72,6 +72,8 @@ pub struct SigmaRule {
     /// Every tactic of those techniques, as our rules default to.
     pub tactics: Vec<Tactic>,
     pub file: PathBuf,
+    /// Test events from the set's `tests/` folder: (name, expected match, vendor record).
+    pub tests: Vec<(String, bool, String)>,
     searches: Vec<Search>,
     condition: Condition,
 }
@@ -127,6 +129,10 @@ impl std::fmt::Display for Unsupported {
 }
 
 /// The Sigma rules of a directory tree (`*.yml`, `*.yaml`), and those it could not load.
+///
+/// Test events live in a `tests/` folder at the top of the tree: `<rule id>.match.ndjson`
+/// holds vendor records the rule must match, `<rule id>.no_match.ndjson` records it must
+/// not, one per line.
 #[derive(Debug, Default)]
 pub struct SigmaSet {
     pub rules: Vec<SigmaRule>,
@@ -146,7 +152,50 @@ impl SigmaSet {
                 Err((line, reason)) => set.unsupported.push(Unsupported { file, line, reason }),
             }
         }
+        set.attach_tests(&dir.join("tests"))?;
         Ok(set)
+    }
+
+    fn attach_tests(&mut self, tests: &Path) -> Result<(), std::io::Error> {
+        if !tests.is_dir() {
+            return Ok(());
+        }
+        let mut files: Vec<PathBuf> = std::fs::read_dir(tests)?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<Result<_, _>>()?;
+        files.sort();
+        for file in files {
+            let name = file
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let (id, expect) = match (
+                name.strip_suffix(".no_match.ndjson"),
+                name.strip_suffix(".match.ndjson"),
+            ) {
+                (Some(id), _) => (id, false),
+                (None, Some(id)) => (id, true),
+                (None, None) => continue,
+            };
+            let Some(rule) = self.rules.iter_mut().find(|r| r.id == id) else {
+                self.unsupported.push(Unsupported {
+                    file: file.clone(),
+                    line: 0,
+                    reason: format!("test events for `{id}`, which is no loaded rule"),
+                });
+                continue;
+            };
+            let text = std::fs::read_to_string(&file)?;
+            for (i, line) in text
+                .lines()
+                .enumerate()
+                .filter(|(_, l)| !l.trim().is_empty())
+            {
+                rule.tests
+                    .push((format!("{name}:{}", i + 1), expect, line.to_string()));
+            }
+        }
+        Ok(())
     }
 
     /// The rules that match a record, in load order.
@@ -270,6 +319,7 @@ fn compile(text: &str, file: &Path) -> Result<SigmaRule, (usize, String)> {
         techniques,
         tactics,
         file: file.to_path_buf(),
+        tests: Vec::new(),
         searches,
         condition,
     })
