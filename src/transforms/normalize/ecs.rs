@@ -275,11 +275,10 @@ pub fn insight_message(details: &serde_json::Map<String, Value>) -> String {
     message
 }
 
-/// Build the ECS document for an Entra record.
-pub fn entra(r: &AzureRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Document {
+/// The fields every Azure document starts with: the base, `event.id`, the dataset,
+/// `event.module`, `event.duration`, `cloud.*` and Elastic's `azure.*`.
+fn azure_head(r: &AzureRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Document {
     let mut doc = Document::default();
-    let mut related = Related::default();
-    let sign_in = r.kind().is_sign_in();
     base(
         &mut doc,
         r.time(),
@@ -288,6 +287,23 @@ pub fn entra(r: &AzureRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Document {
         (tax.ecs_category, tax.ecs_type, false),
     );
     doc.put_opt("event.id", r.id());
+    put_dataset(&mut doc, r.dataset());
+    doc.put("event.module", "azure");
+    doc.put_opt(
+        "event.duration",
+        r.fields().get("durationMs").and_then(duration_ns),
+    );
+    doc.put("cloud.provider", "azure");
+    doc.put_opt("cloud.account.id", r.account());
+    put_azure(&mut doc, r);
+    doc
+}
+
+/// Build the ECS document for an Entra record.
+pub fn entra(r: &AzureRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Document {
+    let mut doc = azure_head(r, tax, now);
+    let mut related = Related::default();
+    let sign_in = r.kind().is_sign_in();
     doc.put(
         "event.action",
         r.str("operationName").unwrap_or(r.activity()),
@@ -296,23 +312,7 @@ pub fn entra(r: &AzureRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Document {
         "event.outcome",
         if r.failed() { "failure" } else { "success" },
     );
-    put_dataset(
-        &mut doc,
-        if sign_in {
-            "azure.signinlogs"
-        } else {
-            "azure.auditlogs"
-        },
-    );
-    doc.put("event.module", "azure");
     doc.put_opt("event.provider", r.prop_str("loggedByService"));
-    doc.put_opt(
-        "event.duration",
-        r.fields().get("durationMs").and_then(duration_ns),
-    );
-    doc.put("cloud.provider", "azure");
-    doc.put_opt("cloud.account.id", r.str("tenantId"));
-    put_azure(&mut doc, r);
 
     let props = r.properties();
     let prop = |k: &str| props.and_then(|p| str_of(p, k));
@@ -414,16 +414,8 @@ pub fn entra(r: &AzureRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Document {
 /// integration writes it, with `event.category`/`event.type` from the operation's verb,
 /// `cloud.account.id` for the subscription and `user.id` for the caller's object id.
 pub fn azure_activity(r: &AzureRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Document {
-    let mut doc = Document::default();
+    let mut doc = azure_head(r, tax, now);
     let mut related = Related::default();
-    base(
-        &mut doc,
-        r.time(),
-        r.time_source(),
-        now,
-        (tax.ecs_category, tax.ecs_type, false),
-    );
-    doc.put_opt("event.id", r.id());
     doc.put_opt(
         "event.action",
         r.str("operationName").map(str::to_ascii_uppercase),
@@ -439,15 +431,6 @@ pub fn azure_activity(r: &AzureRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Do
         }
     });
     doc.put_opt("event.outcome", outcome);
-    put_dataset(&mut doc, "azure.activitylogs");
-    doc.put("event.module", "azure");
-    doc.put_opt(
-        "event.duration",
-        r.fields().get("durationMs").and_then(duration_ns),
-    );
-    doc.put("cloud.provider", "azure");
-    doc.put_opt("cloud.account.id", r.subscription_id());
-    put_azure(&mut doc, r);
     let ip = put_source(&mut doc, &mut related, r.str("callerIpAddress"));
     doc.put_opt("client.ip", ip);
 
