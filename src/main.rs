@@ -299,6 +299,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let set = RuleSet::load(&RulesConfig {
                 dir: rules,
                 sigma_dirs: sigma,
+                sigma_min_level: None,
             })?;
             let report = testing::run(&set);
             for failure in &report.failures {
@@ -390,6 +391,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 rules: RulesConfig {
                     dir: rules,
                     sigma_dirs: sigma,
+                    sigma_min_level: None,
                 },
                 keys: KeysConfig::default(),
                 enrich: EnrichConfig {

@@ -182,6 +182,7 @@ fn sigma_matches_tag_the_documents_beside_our_rules() {
     let rules = RuleSet::load(&RulesConfig {
         dir: None,
         sigma_dirs: vec![common::shared("sigma/rules/cloud/aws")],
+        sigma_min_level: None,
     })
     .unwrap();
     let transformer = Transformer::new(
@@ -284,4 +285,30 @@ fn a_sigma_sets_test_events_run_with_rules_test() {
         )),
         "{text}"
     );
+}
+
+/// `rules.sigma_min_level` keeps only the rules at or above a level.
+#[test]
+fn sigma_min_level_keeps_the_rules_at_or_above_it() {
+    let dir = common::shared("sigma/rules/cloud/aws");
+    let all = SigmaSet::load(&dir).unwrap();
+    let want = all
+        .rules
+        .iter()
+        .filter(|r| r.severity >= Severity::Medium)
+        .count();
+    assert!(want > 0 && want < all.rules.len(), "{want}");
+    let set = RuleSet::load(&RulesConfig {
+        dir: None,
+        sigma_dirs: vec![dir],
+        sigma_min_level: Some(Severity::Medium),
+    })
+    .unwrap();
+    let loaded: Vec<_> = set
+        .rules()
+        .iter()
+        .filter(|r| r.ruleset() == "sigma")
+        .collect();
+    assert_eq!(loaded.len(), want);
+    assert!(loaded.iter().all(|r| r.severity >= Severity::Medium));
 }

@@ -392,6 +392,11 @@ impl RuleSet {
                 line: 0,
                 message: format!("cannot read the Sigma rules: {e}"),
             })?;
+            let mut sigma = sigma;
+            let before = sigma.rules.len();
+            if let Some(min) = config.sigma_min_level {
+                sigma.rules.retain(|r| r.severity >= min);
+            }
             for u in &sigma.unsupported {
                 tracing::warn!(rule = %u, "Sigma rule not loaded");
             }
@@ -399,6 +404,7 @@ impl RuleSet {
                 dir = %dir.display(),
                 loaded = sigma.rules.len(),
                 unsupported = sigma.unsupported.len(),
+                below_min_level = before - sigma.rules.len(),
                 "Sigma rules"
             );
             set.add_sigma(sigma)?;
@@ -732,6 +738,9 @@ pub struct RulesConfig {
     pub dir: Option<PathBuf>,
     /// Directories of Sigma rules (`*.yml`, searched recursively) evaluated beside them.
     pub sigma_dirs: Vec<PathBuf>,
+    /// Sigma rules below this `level` are not loaded (SigmaHQ's `low` and
+    /// `informational` rules are hunting aids more than alerts).
+    pub sigma_min_level: Option<Severity>,
 }
 
 #[cfg(test)]
