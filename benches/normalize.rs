@@ -51,7 +51,7 @@ fn transformer(format: OutputFormat, extra: Extra) -> Transformer {
         RuleSet::load(&RulesConfig {
             dir: None,
             sigma_dirs,
-            sigma_min_level: None,
+            ..RulesConfig::default()
         })
         .unwrap(),
     );

@@ -219,13 +219,6 @@ fn keys_audit(args: AuditArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn load_rules(dir: Option<&PathBuf>) -> anyhow::Result<RuleSet> {
-    Ok(match dir {
-        Some(d) => RuleSet::from_dir(d)?,
-        None => RuleSet::builtin()?,
-    })
-}
-
 fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_env("AUDITBRIDGE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -299,7 +292,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let set = RuleSet::load(&RulesConfig {
                 dir: rules,
                 sigma_dirs: sigma,
-                sigma_min_level: None,
+                ..RulesConfig::default()
             })?;
             let report = testing::run(&set);
             for failure in &report.failures {
@@ -320,7 +313,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rules {
             command: RulesCommand::Coverage { rules, sigma },
         } => {
-            let rows = coverage::coverage(&load_rules(rules.as_ref())?);
+            let rows = coverage::coverage(&RuleSet::load(&RulesConfig {
+                dir: rules,
+                ..RulesConfig::default()
+            })?);
             print!("{}", coverage::render(&rows));
             if let Some(dir) = sigma {
                 let set = SigmaSet::load(&dir)
@@ -391,7 +387,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 rules: RulesConfig {
                     dir: rules,
                     sigma_dirs: sigma,
-                    sigma_min_level: None,
+                    ..RulesConfig::default()
                 },
                 keys: KeysConfig::default(),
                 enrich: EnrichConfig {

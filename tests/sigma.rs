@@ -52,13 +52,13 @@ fn sigmahq_cloud_rules_load_or_say_why_not() {
     let set = sigma();
     let mut loaded: BTreeMap<String, usize> = BTreeMap::new();
     for r in &set.rules {
-        *loaded.entry(format!("{:?}", r.scope)).or_default() += 1;
+        *loaded.entry(format!("{:?}", r.scope())).or_default() += 1;
     }
     for u in &set.unsupported {
         println!("unsupported: {u}");
     }
     println!("loaded: {loaded:?}");
-    let count = |scope: Scope| set.rules.iter().filter(|r| r.scope == scope).count();
+    let count = |scope: Scope| set.rules.iter().filter(|r| r.scope() == scope).count();
     // Every CloudTrail, Entra ID and Activity Log rule of the shared set loads.
     assert_eq!(count(Scope::CloudTrail), 57);
     assert_eq!(count(Scope::EntraAudit), 44);
@@ -182,7 +182,7 @@ fn sigma_matches_tag_the_documents_beside_our_rules() {
     let rules = RuleSet::load(&RulesConfig {
         dir: None,
         sigma_dirs: vec![common::shared("sigma/rules/cloud/aws")],
-        sigma_min_level: None,
+        ..RulesConfig::default()
     })
     .unwrap();
     let transformer = Transformer::new(
@@ -272,6 +272,13 @@ fn a_sigma_sets_test_events_run_with_rules_test() {
         dir.path().join(format!("tests/{id}.no_match.ndjson")),
     )
     .unwrap();
+    std::fs::write(dir.path().join("tests/no-such-rule.match.ndjson"), "{}\n").unwrap();
+    let loaded = SigmaSet::load(dir.path()).unwrap();
+    assert_eq!(loaded.unsupported.len(), 1);
+    assert_eq!(
+        loaded.unsupported[0].reason,
+        "test events for `no-such-rule`, which is no loaded rule"
+    );
     let out = common::auditbridge()
         .args(["rules", "test", "--sigma"])
         .arg(dir.path())

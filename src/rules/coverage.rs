@@ -138,7 +138,7 @@ pub fn render_sigma(set: &SigmaSet, dir: &std::path::Path) -> String {
             let ids: Vec<&str> = set
                 .rules
                 .iter()
-                .filter(|r| r.scope.provider() == provider && covers(r))
+                .filter(|r| r.scope().provider() == provider && covers(r))
                 .map(|r| r.title.as_str())
                 .collect();
             if ids.is_empty() {

@@ -21,7 +21,7 @@ use attack::{Tactic, Technique};
 use condition::{Condition, FieldPath, Pattern};
 use model::{ConditionSpec, ProviderName, RuleFile, RuleSpec, Severity};
 use serde::Deserialize;
-use sigma::{SigmaRule, SigmaSet};
+use sigma::{Detection, SigmaRule, SigmaSet};
 
 /// The rule files built into the binary, so the default pipeline tags without any setup.
 pub const BUILTIN: &[(&str, &str)] = &[
@@ -88,7 +88,7 @@ pub struct Rule {
 #[derive(Debug, Clone)]
 enum Matcher {
     Native(Box<Native>),
-    Sigma(Arc<SigmaRule>),
+    Sigma(Arc<Detection>),
 }
 
 /// The match of one of our rule files.
@@ -114,7 +114,7 @@ impl Rule {
     /// A Sigma rule's own id (ECS `rule.uuid`).
     pub fn sigma_id(&self) -> Option<&str> {
         match &self.matcher {
-            Matcher::Sigma(r) => Some(&r.id),
+            Matcher::Sigma(_) => Some(&self.id),
             Matcher::Native(_) => None,
         }
     }
@@ -165,13 +165,10 @@ impl Rule {
         let record = subject.record;
         let native = match &self.matcher {
             Matcher::Native(n) => n,
-            Matcher::Sigma(sigma) => {
-                let matched = sigma.matches(record);
+            Matcher::Sigma(detection) => {
+                let matched = detection.matches(record);
                 let steps = if full {
-                    vec![(
-                        format!("Sigma rule {} matches", sigma.file.display()),
-                        matched,
-                    )]
+                    vec![(format!("Sigma rule {} matches", self.file), matched)]
                 } else {
                     Vec::new()
                 };
@@ -229,7 +226,7 @@ impl Rule {
         // Only rules whose names matched get this far.
         let (fields, account) = match record {
             SourceRecord::CloudTrail(r) => (r.fields(), r.account_id()),
-            SourceRecord::Azure(r) => (r.fields(), r.str("tenantId")),
+            SourceRecord::Azure(r) => (r.fields(), r.account()),
         };
         for c in &native.all {
             if !step(
@@ -346,33 +343,43 @@ impl RuleSet {
     /// Add the Sigma rules of a set (their ids must not clash with loaded rules).
     pub fn add_sigma(&mut self, set: SigmaSet) -> Result<(), RuleError> {
         for sigma in set.rules {
-            if self.rules.iter().any(|r| r.id == sigma.id) {
+            let SigmaRule {
+                id,
+                title,
+                description,
+                severity,
+                techniques,
+                tactics,
+                file,
+                tests,
+                detection,
+            } = sigma;
+            if self.rules.iter().any(|r| r.id == id) {
                 return Err(RuleError {
-                    file: sigma.file.display().to_string(),
+                    file: file.display().to_string(),
                     line: 0,
-                    message: format!("duplicate rule id `{}`", sigma.id),
+                    message: format!("duplicate rule id `{id}`"),
                 });
             }
             self.add(Rule {
-                id: sigma.id.clone(),
-                title: sigma.title.clone(),
-                description: sigma.description.clone(),
-                severity: sigma.severity,
-                provider: sigma.scope.provider(),
-                techniques: sigma.techniques.clone(),
-                tactics: sigma.tactics.clone(),
-                file: sigma.file.display().to_string(),
-                tests: sigma
-                    .tests
-                    .iter()
+                id,
+                title,
+                description,
+                severity,
+                provider: detection.scope().provider(),
+                techniques,
+                tactics,
+                file: file.display().to_string(),
+                tests: tests
+                    .into_iter()
                     .map(|(name, expect, event)| RuleTest {
-                        name: name.clone(),
-                        expect: *expect,
-                        event: event.clone(),
+                        name,
+                        expect,
+                        event,
                         context: Map::new(),
                     })
                     .collect(),
-                matcher: Matcher::Sigma(Arc::new(sigma)),
+                matcher: Matcher::Sigma(Arc::new(detection)),
             });
         }
         Ok(())
@@ -387,12 +394,11 @@ impl RuleSet {
             None => RuleSet::builtin()?,
         };
         for dir in &config.sigma_dirs {
-            let sigma = SigmaSet::load(dir).map_err(|e| RuleError {
+            let mut sigma = SigmaSet::load(dir).map_err(|e| RuleError {
                 file: dir.display().to_string(),
                 line: 0,
                 message: format!("cannot read the Sigma rules: {e}"),
             })?;
-            let mut sigma = sigma;
             let before = sigma.rules.len();
             if let Some(min) = config.sigma_min_level {
                 sigma.rules.retain(|r| r.severity >= min);
@@ -416,8 +422,8 @@ impl RuleSet {
         let i = self.rules.len();
         let native = match &rule.matcher {
             Matcher::Native(native) => native,
-            Matcher::Sigma(sigma) => {
-                match (sigma.event_names(), rule.provider) {
+            Matcher::Sigma(detection) => {
+                match (detection.event_names(), rule.provider) {
                     (Some(names), _) => {
                         for name in names {
                             self.sigma_by_event_name.entry(name).or_default().push(i);

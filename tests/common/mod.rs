@@ -266,6 +266,20 @@ fn scalar_fits(ty: &str, v: &Value) -> bool {
     }
 }
 
+/// The records of an input, after checking that none was dead-lettered and that every
+/// document validates; `name` says which input failed.
+pub fn valid_records(schemas: &Schemas, name: &str, bytes: &[u8]) -> Vec<Record> {
+    let out = process(OutputFormat::Both, bytes);
+    assert!(
+        out.dead_letters.is_empty(),
+        "{name}: {:?}",
+        out.dead_letters.first()
+    );
+    let v = violations(schemas, &out.records);
+    assert!(v.is_empty(), "{name}: {:#?}", &v[..v.len().min(10)]);
+    out.records
+}
+
 /// Check every document of every record; returns the violations found.
 pub fn violations(schemas: &Schemas, records: &[Record]) -> Vec<String> {
     let mut out = Vec::new();

@@ -72,11 +72,11 @@ impl Search {
             Value::Array(items) => Ok(Search::Keywords(
                 items
                     .iter()
-                    .map(|v| text_regex(&scalar_text(v)?, Anchor::Contains, false))
+                    .map(|v| text_regex(&[scalar_text(v)?], Anchor::Contains, false))
                     .collect::<Result<_, _>>()?,
             )),
             Value::String(s) => Ok(Search::Keywords(vec![text_regex(
-                s,
+                std::slice::from_ref(s),
                 Anchor::Contains,
                 false,
             )?])),
@@ -135,6 +135,7 @@ impl FieldTest {
             (Anchor::Whole, false, false, false, false, false, false);
         let mut cmp = None;
         let mut transform: Option<&str> = None;
+        let mut re_flags = String::new();
         for m in parts {
             match m {
                 "contains" => anchor = Anchor::Contains,
@@ -152,7 +153,7 @@ impl FieldTest {
                 "lte" => cmp = Some(Cmp::Lte),
                 "windash" | "base64" | "base64offset" => transform = Some(m),
                 // Flags for `re`, which the regex crate takes inline.
-                "i" | "m" | "s" if re => {}
+                "i" | "m" | "s" if re => re_flags.push_str(m),
                 other => return Err(format!("`{key}`: unknown modifier `{other}`")),
             }
         }
@@ -195,7 +196,11 @@ impl FieldTest {
                     .map_err(|_| format!("`{key}`: `{text}` is not a number"))?;
                 values.push(Test::Number(c, n));
             } else if re {
-                let flags = if key.contains("|i") { "(?i)" } else { "" };
+                let flags = if re_flags.is_empty() {
+                    String::new()
+                } else {
+                    format!("(?{re_flags})")
+                };
                 let r = Regex::new(&format!("{flags}{text}"))
                     .map_err(|e| format!("`{key}`: bad regular expression: {e}"))?;
                 values.push(Test::Text(r));
@@ -206,14 +211,18 @@ impl FieldTest {
                     .ok_or_else(|| format!("`{key}`: `{text}` is not a CIDR range"))?;
                 values.push(Test::Cidr(ip, bits));
             } else {
-                for variant in transformed(&text, transform) {
-                    let a = match (transform, anchor) {
-                        // An encoded value is found inside the field.
-                        (Some("base64offset"), _) => Anchor::Contains,
-                        (_, a) => a,
-                    };
-                    values.push(Test::Text(text_regex(&variant, a, cased)?));
-                }
+                // An encoded value is found inside the field.
+                let a = match transform {
+                    Some("base64offset") => Anchor::Contains,
+                    _ => anchor,
+                };
+                // The forms a transform makes of one value are alternatives: one test, so
+                // that `|all` still asks for every value, not for every form.
+                values.push(Test::Text(text_regex(
+                    &transformed(&text, transform),
+                    a,
+                    cased,
+                )?));
             }
         }
         Ok(FieldTest {
@@ -360,21 +369,27 @@ fn transformed(text: &str, transform: Option<&str>) -> Vec<String> {
     }
 }
 
-/// A value as a regular expression: `*` any text, `?` one character, `\*`, `\?` and `\\`
-/// themselves.
-fn text_regex(text: &str, anchor: Anchor, cased: bool) -> Result<Regex, String> {
-    let mut body = String::new();
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' if matches!(chars.peek(), Some('*' | '?' | '\\')) => {
-                body.push_str(&regex::escape(&chars.next().unwrap_or('\\').to_string()));
+/// The forms of a value as one regular expression, any form matching: `*` any text, `?`
+/// one character, `\*`, `\?` and `\\` themselves.
+fn text_regex(forms: &[String], anchor: Anchor, cased: bool) -> Result<Regex, String> {
+    let mut body = String::from("(?:");
+    for (i, text) in forms.iter().enumerate() {
+        if i > 0 {
+            body.push('|');
+        }
+        let mut chars = text.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' if matches!(chars.peek(), Some('*' | '?' | '\\')) => {
+                    body.push_str(&regex::escape(&chars.next().unwrap_or('\\').to_string()));
+                }
+                '*' => body.push_str(".*"),
+                '?' => body.push('.'),
+                c => body.push_str(&regex::escape(&c.to_string())),
             }
-            '*' => body.push_str(".*"),
-            '?' => body.push('.'),
-            c => body.push_str(&regex::escape(&c.to_string())),
         }
     }
+    body.push(')');
     let (start, end) = match anchor {
         Anchor::Whole => ("^", "$"),
         Anchor::Contains => ("", ""),
@@ -406,6 +421,7 @@ mod tests {
             "eventName": "CreateAccessKey",
             "sourceIPAddress": "10.1.2.3",
             "count": 7,
+            "multi": "first\nsecond",
             "userIdentity": {"type": "Root", "arn": "arn:aws:iam::111122223333:root"},
             "requestParameters": {"policyDocument": "{\"Effect\":\"Allow\"}"},
             "encoded": "cGF5bG9hZDpldmlsIGNvbW1hbmQ=",
@@ -428,6 +444,22 @@ mod tests {
             json!({"CommandLine|contains|all": ["cmd.exe", "net user"]})
         ));
         assert!(m(json!({"CommandLine|windash|contains": "-all"})));
+        assert!(
+            m(json!({"CommandLine|windash|contains|all": ["-all", "whoami"]})),
+            "`all` over the values, each in any of its forms"
+        );
+        assert!(m(json!({"CommandLine|re|i": "WHOAMI /ALL$"})));
+        assert!(
+            !m(json!({"CommandLine|re": "WHOAMI"})),
+            "`re` is case-sensitive"
+        );
+        assert!(m(json!({"multi|re|s": "first.second"})), "`s`: `.` is any");
+        assert!(!m(json!({"multi|re": "first.second"})));
+        assert!(
+            m(json!({"multi|re|m": "^second$"})),
+            "`m`: `^`/`$` per line"
+        );
+        assert!(!m(json!({"multi|re": "^second$"})));
         assert!(m(json!({"eventName|re": "^Create(Access|Login)"})));
         assert!(m(json!({"sourceIPAddress|cidr": "10.0.0.0/8"})));
         assert!(!m(json!({"sourceIPAddress|cidr": "192.168.0.0/16"})));

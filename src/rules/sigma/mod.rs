@@ -66,7 +66,6 @@ pub struct SigmaRule {
     pub title: String,
     pub description: String,
     pub severity: Severity,
-    pub scope: Scope,
     /// The ATT&CK techniques of its `attack.t…` tags that ATT&CK v18.1 still lists.
     pub techniques: Vec<Technique>,
     /// Every tactic of those techniques, as our rules default to.
@@ -74,11 +73,36 @@ pub struct SigmaRule {
     pub file: PathBuf,
     /// Test events from the set's `tests/` folder: (name, expected match, vendor record).
     pub tests: Vec<(String, bool, String)>,
+    pub detection: Detection,
+}
+
+impl SigmaRule {
+    pub fn scope(&self) -> Scope {
+        self.detection.scope
+    }
+
+    pub fn matches(&self, record: &SourceRecord) -> bool {
+        self.detection.matches(record)
+    }
+
+    pub fn event_names(&self) -> Option<Vec<String>> {
+        self.detection.event_names()
+    }
+}
+
+/// What a Sigma rule matches: its log, its searches and its condition, compiled.
+#[derive(Debug)]
+pub struct Detection {
+    scope: Scope,
     searches: Vec<Search>,
     condition: Condition,
 }
 
-impl SigmaRule {
+impl Detection {
+    pub fn scope(&self) -> Scope {
+        self.scope
+    }
+
     /// The CloudTrail event names (lower case) the rule can match at all, when its
     /// condition requires a search that tests `eventName` against plain values: the
     /// rule set indexes it by them instead of trying it on every record.
@@ -315,13 +339,15 @@ fn compile(text: &str, file: &Path) -> Result<SigmaRule, (usize, String)> {
         title: str_of("title").to_string(),
         description: str_of("description").to_string(),
         severity,
-        scope,
         techniques,
         tactics,
         file: file.to_path_buf(),
         tests: Vec::new(),
-        searches,
-        condition,
+        detection: Detection {
+            scope,
+            searches,
+            condition,
+        },
     })
 }
 
@@ -368,7 +394,7 @@ level: high
         let r = rule(ROOT_KEY).unwrap();
         assert_eq!(r.id, "00000000-0000-4000-8000-000000000001");
         assert_eq!(r.severity, Severity::High);
-        assert_eq!(r.scope, Scope::CloudTrail);
+        assert_eq!(r.scope(), Scope::CloudTrail);
         assert_eq!(
             r.techniques
                 .iter()
@@ -382,6 +408,21 @@ level: high
         let mut failed = event;
         failed["errorCode"] = "AccessDenied".into();
         assert!(!r.matches(&cloudtrail(failed)));
+    }
+
+    #[test]
+    fn a_list_of_conditions_matches_when_any_does() {
+        let list = ROOT_KEY.replace(
+            "condition: selection and not filter",
+            "condition:\n        - filter\n        - selection and not filter",
+        );
+        let r = rule(&list).unwrap();
+        let event = serde_json::json!({"eventTime": "2024-01-01T00:00:00Z", "eventSource": "iam.amazonaws.com",
+            "eventName": "CreateAccessKey", "userIdentity": {"type": "Root"}, "errorCode": "AccessDenied"});
+        assert!(r.matches(&cloudtrail(event)), "the first condition holds");
+        let other = serde_json::json!({"eventTime": "2024-01-01T00:00:00Z", "eventSource": "iam.amazonaws.com",
+            "eventName": "DeleteUser", "userIdentity": {"type": "Root"}});
+        assert!(!r.matches(&cloudtrail(other)));
     }
 
     #[test]

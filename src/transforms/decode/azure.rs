@@ -485,6 +485,25 @@ impl AzureRecord {
         obj_of(self.fields.get("identity")?.as_object()?, "claims")
     }
 
+    /// Who called an Activity Log operation: the `name` claim (a user principal name), else
+    /// the `upn` claim, else a Log Analytics row's `Caller`.
+    pub fn caller_name(&self) -> Option<&str> {
+        let claim = |name: &str| self.claims().and_then(|c| str_of(c, name));
+        claim("http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name")
+            .or_else(|| claim("http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn"))
+            .or_else(|| self.prop_str("caller"))
+    }
+
+    /// The caller's Entra object id, from its `objectidentifier` claim.
+    pub fn caller_object_id(&self) -> Option<&str> {
+        self.claims().and_then(|c| {
+            str_of(
+                c,
+                "http://schemas.microsoft.com/identity/claims/objectidentifier",
+            )
+        })
+    }
+
     /// An Activity Log record's `identity.authorization`.
     pub fn authorization(&self) -> Option<&Map<String, Value>> {
         obj_of(self.fields.get("identity")?.as_object()?, "authorization")

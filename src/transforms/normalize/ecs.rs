@@ -434,17 +434,12 @@ pub fn azure_activity(r: &AzureRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Do
     let ip = put_source(&mut doc, &mut related, r.str("callerIpAddress"));
     doc.put_opt("client.ip", ip);
 
-    let claims = r.claims();
-    let claim = |name: &str| claims.and_then(|c| str_of(c, name));
-    let caller = claim("http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name")
-        .or_else(|| claim("http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn"))
-        .or_else(|| r.prop_str("caller"));
-    if let Some(name) = caller {
+    if let Some(name) = r.caller_name() {
         put_user_name(&mut doc, "user", name);
         related.user(Some(name));
     }
-    doc.put_opt("user.full_name", claim("name"));
-    let object_id = claim("http://schemas.microsoft.com/identity/claims/objectidentifier");
+    doc.put_opt("user.full_name", r.claims().and_then(|c| str_of(c, "name")));
+    let object_id = r.caller_object_id();
     doc.put_opt("user.id", object_id);
     related.user(object_id);
     doc.put_opt("message", r.prop_str("statusMessage"));

@@ -7,7 +7,9 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Map, Value};
 
 use super::document::{Document, Object};
-use super::sections::{unmapped_activity_fields, unmapped_cloudtrail, unmapped_entra_fields, Part};
+use super::sections::{
+    has_unmapped_activity_fields, unmapped_cloudtrail, unmapped_entra_fields, Part,
+};
 use super::taxonomy::{OcsfClass, Taxonomy};
 use crate::transforms::decode::fields::{obj_of, split_email, str_of};
 use crate::transforms::decode::time::parse_time;
@@ -556,7 +558,6 @@ pub fn entra(r: &AzureRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Document {
     doc
 }
 
-/// The user an account or access change is about: the target user, else the initiator.
 /// Build the OCSF record for an Activity Log record: API Activity, or User Access
 /// Management for a role assignment whose principal the record names.
 pub fn azure_activity(r: &AzureRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Document {
@@ -645,7 +646,7 @@ pub fn azure_activity(r: &AzureRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Do
         doc.put("user", Value::Object(activity_caller(r)));
         doc.put("privileges", json!(["User Access Administrator"]));
     }
-    if !unmapped_activity_fields(r).is_empty() {
+    if has_unmapped_activity_fields(r) {
         doc.splice("unmapped", Part::OcsfActivityUnmapped);
     }
     doc
@@ -654,17 +655,10 @@ pub fn azure_activity(r: &AzureRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Do
 /// The caller of an Activity Log operation, from its token's claims: a user by name, or
 /// an application by its id.
 fn activity_caller(r: &AzureRecord) -> Map<String, Value> {
-    let claims = r.claims();
-    let claim = |name: &str| claims.and_then(|c| str_of(c, name));
+    let claim = |name: &str| r.claims().and_then(|c| str_of(c, name));
     let mut u = Object::new();
-    u.put_opt(
-        "uid",
-        claim("http://schemas.microsoft.com/identity/claims/objectidentifier"),
-    );
-    let name = claim("http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name")
-        .or_else(|| claim("http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn"))
-        .or_else(|| r.prop_str("caller"));
-    if let Some(name) = name {
+    u.put_opt("uid", r.caller_object_id());
+    if let Some(name) = r.caller_name() {
         u.put("name", name);
         if is_email(name) {
             u.put("email_addr", name);
@@ -672,9 +666,7 @@ fn activity_caller(r: &AzureRecord) -> Map<String, Value> {
         u.put("type_id", 1);
         u.put("type", "User");
     } else if let Some(app) = claim("appid") {
-        if claims.is_some_and(|c| {
-            !c.contains_key("http://schemas.microsoft.com/identity/claims/objectidentifier")
-        }) {
+        if r.caller_object_id().is_none() {
             u.put("uid", app);
         }
         u.put("type_id", 4);
@@ -684,6 +676,7 @@ fn activity_caller(r: &AzureRecord) -> Map<String, Value> {
     identified(u.into_map())
 }
 
+/// The user an account or access change is about: the target user, else the initiator.
 fn subject(target: Option<Value>, actor: &Map<String, Value>) -> Value {
     let user = target
         .or_else(|| actor.get("user").cloned())

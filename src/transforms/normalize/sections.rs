@@ -446,13 +446,23 @@ fn activity_mapped(key: &str) -> bool {
     )
 }
 
+/// Does this Activity Log field belong in OCSF `unmapped`?
+fn activity_unmapped(key: &str, value: &Value) -> bool {
+    !value.is_null() && !activity_mapped(key)
+}
+
 /// The fields of an Activity Log record with no OCSF attribute.
-pub fn unmapped_activity_fields(r: &AzureRecord) -> Vec<(Cow<'_, str>, Field<'_>)> {
+fn unmapped_activity_fields(r: &AzureRecord) -> Vec<(Cow<'_, str>, Field<'_>)> {
     r.fields()
         .iter()
-        .filter(|(k, v)| !v.is_null() && !activity_mapped(k))
+        .filter(|(k, v)| activity_unmapped(k, v))
         .map(|(k, v)| (Cow::Borrowed(k.as_str()), Field::Value(v)))
         .collect()
+}
+
+/// Does an Activity Log record have any field for OCSF `unmapped`?
+pub fn has_unmapped_activity_fields(r: &AzureRecord) -> bool {
+    r.fields().iter().any(|(k, v)| activity_unmapped(k, v))
 }
 
 /// CloudTrail keys that have an OCSF home; every other key goes to `unmapped`.
