@@ -352,7 +352,9 @@ fn rules_test_and_coverage_commands() {
         "{text}"
     );
     assert!(
-        text.contains("Extra access keys | T1098.001 | AWS IAM Backdoor Users Keys, "),
+        text.contains(
+            "Extra access keys | T1098.001 | -; by parent T1098: AWS IAM Backdoor Users Keys, "
+        ),
         "{text}"
     );
 }

@@ -4,7 +4,7 @@
 use serde::Deserialize;
 
 use super::model::ProviderName;
-use super::sigma::{SigmaRule, SigmaSet};
+use super::sigma::SigmaSet;
 use super::RuleSet;
 
 const FOUNDING: &str = include_str!("../../config/founding-techniques.toml");
@@ -112,7 +112,8 @@ pub fn render(rows: &[CoverageRow]) -> String {
 }
 
 /// What a Sigma rule set adds: how many rules loaded, which did not and why, and the
-/// founding rows each loaded rule tags (its technique, or the row's parent technique).
+/// founding rows each loaded rule tags: with the row's technique, or apart, with its
+/// parent technique.
 pub fn render_sigma(set: &SigmaSet, dir: &std::path::Path) -> String {
     let mut out = format!(
         "\nsigma ({}): {} rules loaded, {} unsupported\n",
@@ -125,27 +126,33 @@ pub fn render_sigma(set: &SigmaSet, dir: &std::path::Path) -> String {
     }
     out.push_str("founding rows the loaded Sigma rules cover:\n");
     for row in founding().technique {
-        let covers = |rule: &SigmaRule| {
-            rule.techniques.iter().any(|t| {
-                t.id == row.attack
-                    || row
-                        .attack
-                        .strip_prefix(t.id.as_str())
-                        .is_some_and(|rest| rest.starts_with('.'))
-            })
+        // A rule tagged with the row's parent technique (T1098 for T1098.001) may or may
+        // not detect the sub-technique: it is listed apart, so the row does not look
+        // covered on its strength alone.
+        let parent = row.attack.split_once('.').map(|(p, _)| p);
+        let titles = |provider: ProviderName, technique: Option<&str>| {
+            set.rules
+                .iter()
+                .filter(|r| r.scope().provider() == provider)
+                .filter(|r| technique.is_some_and(|want| r.techniques.iter().any(|t| t.id == want)))
+                .map(|r| r.title.as_str())
+                .collect::<Vec<_>>()
         };
         let ids = |provider: ProviderName| {
-            let ids: Vec<&str> = set
-                .rules
-                .iter()
-                .filter(|r| r.scope().provider() == provider && covers(r))
-                .map(|r| r.title.as_str())
+            let exact = titles(provider, Some(&row.attack));
+            let by_parent: Vec<&str> = titles(provider, parent)
+                .into_iter()
+                .filter(|t| !exact.contains(t))
                 .collect();
-            if ids.is_empty() {
+            let mut cell = if exact.is_empty() {
                 "-".to_string()
             } else {
-                ids.join(", ")
+                exact.join(", ")
+            };
+            if let (Some(p), false) = (parent, by_parent.is_empty()) {
+                cell.push_str(&format!("; by parent {p}: {}", by_parent.join(", ")));
             }
+            cell
         };
         out.push_str(&format!(
             "{} | {} | {} | {}\n",

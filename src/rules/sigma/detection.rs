@@ -9,6 +9,9 @@ use base64::Engine;
 use regex::Regex;
 use serde_json::{Map, Value};
 
+use super::fields::{self, Field};
+use super::Scope;
+
 /// One search of a rule.
 #[derive(Debug)]
 pub enum Search {
@@ -21,7 +24,7 @@ pub enum Search {
 /// A field, its modifiers and the values it is compared with.
 #[derive(Debug)]
 pub struct FieldTest {
-    path: Vec<String>,
+    field: Field,
     all: bool,
     values: Vec<Test>,
     /// The values in lower case when each is a whole text with no wildcard: what the
@@ -58,15 +61,15 @@ enum Anchor {
 }
 
 impl Search {
-    /// Compile a search's YAML value.
-    pub fn compile(value: &Value) -> Result<Search, String> {
+    /// Compile a search's YAML value, for rules on the records of `scope`.
+    pub fn compile(value: &Value, scope: Scope) -> Result<Search, String> {
         match value {
-            Value::Object(map) => Ok(Search::Maps(vec![compile_map(map)?])),
+            Value::Object(map) => Ok(Search::Maps(vec![compile_map(map, scope)?])),
             Value::Array(items) if items.iter().all(Value::is_object) => Ok(Search::Maps(
                 items
                     .iter()
                     .filter_map(Value::as_object)
-                    .map(compile_map)
+                    .map(|m| compile_map(m, scope))
                     .collect::<Result<_, _>>()?,
             )),
             Value::Array(items) => Ok(Search::Keywords(
@@ -94,7 +97,7 @@ impl Search {
         for fields in maps {
             let test = fields
                 .iter()
-                .find(|f| f.path.len() == 1 && f.path[0] == field && !f.all)?;
+                .find(|f| f.field.path() == Some(&[field.to_string()][..]) && !f.all)?;
             out.extend(test.literals.clone()?);
         }
         Some(out)
@@ -122,15 +125,17 @@ fn any_text(map: &Map<String, Value>, re: &Regex) -> bool {
     map.values().any(|v| walk(v, re))
 }
 
-fn compile_map(map: &Map<String, Value>) -> Result<Vec<FieldTest>, String> {
-    map.iter().map(|(k, v)| FieldTest::compile(k, v)).collect()
+fn compile_map(map: &Map<String, Value>, scope: Scope) -> Result<Vec<FieldTest>, String> {
+    map.iter()
+        .map(|(k, v)| FieldTest::compile(k, v, scope))
+        .collect()
 }
 
 impl FieldTest {
-    fn compile(key: &str, value: &Value) -> Result<FieldTest, String> {
+    fn compile(key: &str, value: &Value, scope: Scope) -> Result<FieldTest, String> {
         let mut parts = key.split('|');
-        let field = parts.next().unwrap_or_default();
-        let path = field.split('.').map(str::to_string).collect();
+        let field = fields::field(scope, parts.next().unwrap_or_default())
+            .map_err(|why| format!("`{key}`: {why}"))?;
         let (mut anchor, mut all, mut cased, mut re, mut cidr, mut exists, mut fieldref) =
             (Anchor::Whole, false, false, false, false, false, false);
         let mut cmp = None;
@@ -226,7 +231,7 @@ impl FieldTest {
             }
         }
         Ok(FieldTest {
-            path,
+            field,
             all,
             values,
             literals,
@@ -234,13 +239,13 @@ impl FieldTest {
     }
 
     fn matches(&self, record: &Map<String, Value>) -> bool {
-        let found = resolve(record, &self.path);
+        let found = self.field.values(record);
         let one = |t: &Test| match t {
             Test::Null => found.iter().all(|v| v.is_null()),
             Test::Exists(want) => found.iter().any(|v| !v.is_null()) == *want,
             Test::FieldRef(other) => {
-                let theirs = resolve(record, other);
-                found.iter().any(|v| theirs.contains(v))
+                let theirs = fields::resolve(record, other);
+                found.iter().any(|v| theirs.contains(&v.as_ref()))
             }
             _ => found.iter().any(|v| test_value(t, v)),
         };
@@ -292,46 +297,6 @@ fn in_range(ip: std::net::IpAddr, net: std::net::IpAddr, bits: u8) -> bool {
             u128::from(a) & mask == u128::from(b) & mask
         }
         _ => false,
-    }
-}
-
-/// The values at a dotted path: each array on the way stands for its elements. A segment
-/// is matched exactly, else ignoring case (Sigma's Azure rules name Log Analytics columns,
-/// `OperationName` for `operationName`); a path not found at the top is looked for under
-/// `properties`, where Azure records keep most of their fields.
-fn resolve<'a>(record: &'a Map<String, Value>, path: &[String]) -> Vec<&'a Value> {
-    let found = walk(record, path);
-    if !found.is_empty() {
-        return found;
-    }
-    match record.get("properties") {
-        Some(Value::Object(props)) => walk(props, path),
-        _ => Vec::new(),
-    }
-}
-
-fn walk<'a>(map: &'a Map<String, Value>, path: &[String]) -> Vec<&'a Value> {
-    let Some((first, rest)) = path.split_first() else {
-        return Vec::new();
-    };
-    let value = map.get(first).or_else(|| {
-        map.iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(first))
-            .map(|(_, v)| v)
-    });
-    let mut out = Vec::new();
-    if let Some(v) = value {
-        collect(v, rest, &mut out);
-    }
-    out
-}
-
-fn collect<'a>(v: &'a Value, rest: &[String], out: &mut Vec<&'a Value>) {
-    match (v, rest.is_empty()) {
-        (Value::Array(items), _) => items.iter().for_each(|i| collect(i, rest, out)),
-        (_, true) => out.push(v),
-        (Value::Object(m), false) => out.extend(walk(m, rest)),
-        _ => {}
     }
 }
 
@@ -406,7 +371,7 @@ mod tests {
     use serde_json::json;
 
     fn search(yaml_like: Value) -> Search {
-        Search::compile(&yaml_like).unwrap()
+        Search::compile(&yaml_like, Scope::CloudTrail).unwrap()
     }
 
     fn record(v: Value) -> Map<String, Value> {
@@ -490,14 +455,20 @@ mod tests {
         );
         assert!(m(json!(["whoami"])), "keywords");
         assert!(m(json!({"eventName|fieldref": "eventName"})));
-        assert!(Search::compile(&json!({"eventName|sounds_like": "x"}))
-            .unwrap_err()
-            .contains("unknown modifier `sounds_like`"));
+        assert!(
+            Search::compile(&json!({"eventName|sounds_like": "x"}), Scope::CloudTrail)
+                .unwrap_err()
+                .contains("unknown modifier `sounds_like`")
+        );
     }
 
     #[test]
     fn azure_columns_are_found_whatever_their_case_and_under_properties() {
         let r = record(json!({"operationName": "Add user", "properties": {"result": "success"}}));
-        assert!(search(json!({"OperationName": "Add user", "Result": "success"})).matches(&r));
+        let s = Search::compile(
+            &json!({"OperationName": "Add user", "Result": "success"}),
+            Scope::EntraAudit,
+        );
+        assert!(s.unwrap().matches(&r));
     }
 }

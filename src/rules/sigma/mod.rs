@@ -6,6 +6,7 @@
 
 pub mod condition;
 pub mod detection;
+mod fields;
 
 use std::path::{Path, PathBuf};
 
@@ -18,7 +19,7 @@ use condition::Condition;
 use detection::Search;
 
 /// The logs a Sigma rule's `logsource` names, among those auditbridge reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Scope {
     CloudTrail,
     EntraAudit,
@@ -277,7 +278,7 @@ fn compile(text: &str, file: &Path) -> Result<SigmaRule, (usize, String)> {
     let mut names = Vec::new();
     let mut searches = Vec::new();
     for (name, value) in detection.iter().filter(|(k, _)| *k != "condition") {
-        let search = Search::compile(value).map_err(|e| {
+        let search = Search::compile(value, scope).map_err(|e| {
             // The message names the offending `field|modifier` key first, where it can.
             let key = e.split('`').nth(1).filter(|k| !k.is_empty());
             let line = key.map_or(0, &at);

@@ -1,0 +1,394 @@
+//! Where a Sigma field is found in a record, when the rule's name for it is not the
+//! record's own path: the table is data, `config/sigma/azure-fields.toml`, and its
+//! header explains each kind of place.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::OnceLock;
+
+use regex::Regex;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::Scope;
+
+const AZURE_FIELDS: &str = include_str!("../../../config/sigma/azure-fields.toml");
+
+/// Where a field's values come from.
+#[derive(Debug)]
+pub enum Field {
+    /// The rule's own dotted path (looked for at the top, then under `properties`).
+    Path(Vec<String>),
+    /// Places from the field table; the values of all of them.
+    Mapped(&'static [Place]),
+}
+
+#[derive(Debug)]
+pub enum Place {
+    Path(Vec<String>),
+    Text(Vec<String>),
+    Capture(Vec<String>, Regex),
+    Values {
+        path: Vec<String>,
+        renames: HashMap<String, String>,
+        otherwise: Option<String>,
+    },
+    Entries {
+        list: Vec<String>,
+        key: String,
+        name_field: String,
+        value_field: String,
+        json: bool,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum PlaceSpec {
+    Path(String),
+    Text {
+        text: String,
+    },
+    Capture {
+        path: String,
+        capture: String,
+    },
+    Values {
+        path: String,
+        values: BTreeMap<String, String>,
+        otherwise: Option<String>,
+    },
+    Entries {
+        entries: String,
+        key: String,
+        #[serde(default = "default_name")]
+        name_field: String,
+        #[serde(default = "default_value")]
+        value_field: String,
+        #[serde(default)]
+        json: bool,
+    },
+    Unavailable {
+        unavailable: String,
+    },
+}
+
+fn default_name() -> String {
+    "key".into()
+}
+
+fn default_value() -> String {
+    "value".into()
+}
+
+/// A field's places, or why the field has none.
+type Entry = Result<Vec<Place>, String>;
+
+struct Table(HashMap<(Scope, String), Entry>);
+
+fn table() -> &'static Table {
+    static TABLE: OnceLock<Table> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        Table::parse(AZURE_FIELDS)
+            .unwrap_or_else(|e| panic!("config/sigma/azure-fields.toml is built in: {e}"))
+    })
+}
+
+impl Table {
+    fn parse(text: &str) -> Result<Table, String> {
+        let raw: BTreeMap<String, BTreeMap<String, Vec<PlaceSpec>>> =
+            toml::from_str(text).map_err(|e| e.to_string())?;
+        let mut out = HashMap::new();
+        for (service, fields) in raw {
+            let scope = Scope::of("azure", &service)?;
+            for (name, specs) in fields {
+                let entry = specs
+                    .into_iter()
+                    .map(|s| {
+                        s.compile()
+                            .map_err(|e| e.map_err(|e| format!("`{name}`: {e}")))
+                    })
+                    .collect::<Result<Vec<_>, _>>();
+                let entry = match entry {
+                    Ok(places) => Ok(places),
+                    Err(Ok(why)) => Err(why),
+                    Err(Err(bad)) => return Err(format!("[{service}] {bad}")),
+                };
+                out.insert((scope, name.to_lowercase()), entry);
+            }
+        }
+        Ok(Table(out))
+    }
+}
+
+impl PlaceSpec {
+    /// The place, or `Err(Ok(why))` when the field has none, `Err(Err(_))` when the entry
+    /// is malformed.
+    fn compile(self) -> Result<Place, Result<String, String>> {
+        let path = |p: &str| p.split('.').map(str::to_string).collect::<Vec<_>>();
+        Ok(match self {
+            PlaceSpec::Path(p) => Place::Path(path(&p)),
+            PlaceSpec::Text { text } => Place::Text(path(&text)),
+            PlaceSpec::Capture { path: p, capture } => Place::Capture(
+                path(&p),
+                Regex::new(&capture).map_err(|e| Err(format!("bad capture: {e}")))?,
+            ),
+            PlaceSpec::Values {
+                path: p,
+                values,
+                otherwise,
+            } => Place::Values {
+                path: path(&p),
+                renames: values
+                    .into_iter()
+                    .map(|(k, v)| (k.to_lowercase(), v))
+                    .collect(),
+                otherwise,
+            },
+            PlaceSpec::Entries {
+                entries,
+                key,
+                name_field,
+                value_field,
+                json,
+            } => Place::Entries {
+                list: path(&entries),
+                key,
+                name_field,
+                value_field,
+                json,
+            },
+            PlaceSpec::Unavailable { unavailable } => return Err(Ok(unavailable)),
+        })
+    }
+}
+
+/// Where `name` is found in the records of `scope`, or why it cannot be.
+pub fn field(scope: Scope, name: &str) -> Result<Field, String> {
+    match table().0.get(&(scope, name.to_lowercase())) {
+        Some(Ok(places)) => Ok(Field::Mapped(places)),
+        Some(Err(why)) => Err(why.clone()),
+        None => Ok(Field::Path(name.split('.').map(str::to_string).collect())),
+    }
+}
+
+impl Field {
+    /// The rule's own path, when it is one.
+    pub fn path(&self) -> Option<&[String]> {
+        match self {
+            Field::Path(p) => Some(p),
+            Field::Mapped(_) => None,
+        }
+    }
+
+    /// The field's values in a record.
+    pub fn values<'a>(&self, record: &'a Map<String, Value>) -> Vec<Cow<'a, Value>> {
+        match self {
+            Field::Path(p) => resolve(record, p).into_iter().map(Cow::Borrowed).collect(),
+            Field::Mapped(places) => places.iter().flat_map(|p| p.values(record)).collect(),
+        }
+    }
+}
+
+impl Place {
+    fn values<'a>(&self, record: &'a Map<String, Value>) -> Vec<Cow<'a, Value>> {
+        let text = |v: &Value| match v {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        match self {
+            Place::Path(p) => walk(record, p).into_iter().map(Cow::Borrowed).collect(),
+            Place::Text(p) => at(record, p)
+                .map(|v| Cow::Owned(Value::String(v.to_string())))
+                .into_iter()
+                .collect(),
+            Place::Capture(p, re) => walk(record, p)
+                .into_iter()
+                .filter_map(|v| {
+                    let t = text(v);
+                    let group = re.captures(&t)?.get(1)?.as_str().to_string();
+                    Some(Cow::Owned(Value::String(group)))
+                })
+                .collect(),
+            Place::Values {
+                path,
+                renames,
+                otherwise,
+            } => walk(record, path)
+                .into_iter()
+                .map(
+                    |v| match (renames.get(&text(v).to_lowercase()), otherwise) {
+                        (Some(to), _) | (None, Some(to)) => Cow::Owned(Value::String(to.clone())),
+                        (None, None) => Cow::Borrowed(v),
+                    },
+                )
+                .collect(),
+            Place::Entries {
+                list,
+                key,
+                name_field,
+                value_field,
+                json,
+            } => walk(record, list)
+                .into_iter()
+                .filter_map(Value::as_object)
+                .filter(|e| {
+                    e.get(name_field)
+                        .and_then(Value::as_str)
+                        .is_some_and(|n| n.eq_ignore_ascii_case(key))
+                })
+                .filter_map(|e| e.get(value_field))
+                .map(|v| match (json, v) {
+                    (true, Value::String(s)) => {
+                        serde_json::from_str(s).map_or(Cow::Borrowed(v), Cow::Owned)
+                    }
+                    _ => Cow::Borrowed(v),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The values at a dotted path: each array on the way stands for its elements. A segment
+/// is matched exactly, else ignoring case (Sigma's Azure rules name Log Analytics columns,
+/// `OperationName` for `operationName`); a path not found at the top is looked for under
+/// `properties`, where Azure records keep most of their fields.
+pub fn resolve<'a>(record: &'a Map<String, Value>, path: &[String]) -> Vec<&'a Value> {
+    let found = walk(record, path);
+    if !found.is_empty() {
+        return found;
+    }
+    match record.get("properties") {
+        Some(Value::Object(props)) => walk(props, path),
+        _ => Vec::new(),
+    }
+}
+
+fn member<'a>(map: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
+    map.get(key).or_else(|| {
+        map.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| v)
+    })
+}
+
+fn walk<'a>(map: &'a Map<String, Value>, path: &[String]) -> Vec<&'a Value> {
+    let Some((first, rest)) = path.split_first() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    if let Some(v) = member(map, first) {
+        collect(v, rest, &mut out);
+    }
+    out
+}
+
+fn collect<'a>(v: &'a Value, rest: &[String], out: &mut Vec<&'a Value>) {
+    match (v, rest.is_empty()) {
+        (Value::Array(items), _) => items.iter().for_each(|i| collect(i, rest, out)),
+        (_, true) => out.push(v),
+        (Value::Object(m), false) => out.extend(walk(m, rest)),
+        _ => {}
+    }
+}
+
+/// The one value at a path of objects, arrays kept whole.
+fn at<'a>(map: &'a Map<String, Value>, path: &[String]) -> Option<&'a Value> {
+    let (first, rest) = path.split_first()?;
+    let v = member(map, first)?;
+    match rest {
+        [] => Some(v),
+        _ => at(v.as_object()?, rest),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn values(scope: Scope, name: &str, record: Value) -> Vec<Value> {
+        let r = record.as_object().unwrap();
+        field(scope, name)
+            .unwrap()
+            .values(r)
+            .into_iter()
+            .map(Cow::into_owned)
+            .collect()
+    }
+
+    #[test]
+    fn every_kind_of_place_finds_its_values() {
+        let audit = json!({"category": "AuditLogs", "operationName": "Consent to application",
+            "properties": {"category": "ApplicationManagement",
+                "targetResources": [{"type": "ServicePrincipal", "modifiedProperties": [
+                    {"displayName": "ConsentContext.IsAdminConsent", "newValue": "\"False\""}]}],
+                "additionalDetails": [{"key": "AdditionalInfo", "value": "recovered"}]}});
+        assert_eq!(
+            values(Scope::EntraAudit, "Category", audit.clone()),
+            [json!("ApplicationManagement")]
+        );
+        assert_eq!(
+            values(Scope::EntraAudit, "properties.message", audit.clone()),
+            [json!("Consent to application")]
+        );
+        assert_eq!(
+            values(
+                Scope::EntraAudit,
+                "consentcontext.isadminconsent",
+                audit.clone()
+            ),
+            [json!("False")]
+        );
+        assert_eq!(
+            values(
+                Scope::EntraAudit,
+                "additionalDetails.additionalInfo",
+                audit.clone()
+            ),
+            [json!("recovered")]
+        );
+        let text = values(Scope::EntraAudit, "TargetResources", audit);
+        assert!(text[0]
+            .as_str()
+            .unwrap()
+            .starts_with("[{\"modifiedProperties\""));
+
+        let failed = json!({"resultType": "50126", "properties": {"status": {"errorCode": 50126,
+            "failureReason": "Invalid username or password."}, "authenticationProtocol": "ropc"}});
+        assert_eq!(
+            values(Scope::EntraSignIn, "Status", failed.clone()),
+            [json!("Failure"), json!("Invalid username or password.")]
+        );
+        assert_eq!(
+            values(Scope::EntraSignIn, "properties.message", failed),
+            [json!("ROPC")]
+        );
+        assert_eq!(
+            values(
+                Scope::EntraSignIn,
+                "Status",
+                json!({"resultType": "0", "properties": {"status": {"errorCode": 0}}})
+            ),
+            [json!("Success")]
+        );
+
+        let activity = json!({"resourceId": "/SUBSCRIPTIONS/X/PROVIDERS/MICROSOFT.ADHYBRIDHEALTHSERVICE/SERVICES/AdFederationService-a"});
+        assert_eq!(
+            values(Scope::AzureActivity, "ResourceProviderValue", activity),
+            [json!("MICROSOFT.ADHYBRIDHEALTHSERVICE")]
+        );
+        assert!(field(Scope::EntraSignIn, "ActivityDetails")
+            .unwrap_err()
+            .contains("no field of sign-in records"));
+    }
+
+    #[test]
+    fn a_malformed_table_says_which_entry() {
+        let err = Table::parse("[signinlogs]\nX = [{ path = \"a\", capture = \"(\" }]\n")
+            .err()
+            .unwrap();
+        assert!(err.starts_with("[signinlogs] `X`: bad capture"), "{err}");
+        assert!(Table::parse("[nosuchlog]\nX = [\"a\"]\n").is_err());
+    }
+}
