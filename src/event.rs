@@ -11,6 +11,7 @@ use crate::ack::AckToken;
 pub enum Provider {
     Aws,
     Azure,
+    Gcp,
 }
 
 impl Provider {
@@ -18,6 +19,7 @@ impl Provider {
         match self {
             Provider::Aws => "aws",
             Provider::Azure => "azure",
+            Provider::Gcp => "gcp",
         }
     }
 }

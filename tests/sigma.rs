@@ -64,39 +64,82 @@ fn sigmahq_cloud_rules_load_or_say_why_not() {
     assert_eq!(count(Scope::EntraAudit), 44);
     assert_eq!(count(Scope::EntraSignIn), 17);
     assert_eq!(count(Scope::AzureActivity), 35);
-    // The GCP rules wait for a GCP source, and say so with their file and line; one
-    // sign-in rule names a column sign-in records do not have.
-    assert_eq!(set.unsupported.len(), 17);
-    let (gcp, other): (Vec<_>, Vec<_>) = set
-        .unsupported
-        .iter()
-        .partition(|u| u.file.to_string_lossy().contains("/gcp/"));
-    assert!(gcp
-        .iter()
-        .all(|u| u.line > 0 && u.reason == "logsource product `gcp`: no GCP source yet"));
-    assert_eq!(other.len(), 1);
-    assert!(other[0]
+    assert_eq!(count(Scope::GcpAudit), 16);
+    // One sign-in rule names a column sign-in records do not have, and says so with its
+    // file and line.
+    assert_eq!(set.unsupported.len(), 1);
+    let only = &set.unsupported[0];
+    assert!(only
         .file
         .ends_with("signin_logs/azure_legacy_authentication_protocols.yml"));
-    assert_eq!(other[0].line, 22);
+    assert_eq!(only.line, 22);
     assert!(
-        other[0]
-            .reason
+        only.reason
             .starts_with("`ActivityDetails`: `ActivityDetails` is no field of sign-in records"),
         "{}",
-        other[0].reason
+        only.reason
     );
-    // 32 of the 154 carry no `attack.t…` tag; 4 more name only techniques ATT&CK v18.1
-    // no longer lists; the unsupported sign-in rule had one.
+    // Of the 169 loaded, 32 carry no `attack.t…` tag and 14 more name only techniques
+    // ATT&CK v18.1 no longer lists.
     let tagged = set
         .rules
         .iter()
         .filter(|r| !r.techniques.is_empty())
         .count();
-    assert_eq!(tagged, 117);
+    assert_eq!(tagged, 123);
 }
 
-/// SigmaHQ's Azure rules name Log Analytics columns; `config/sigma/azure-fields.toml`
+/// SigmaHQ's GCP rules name Elastic's `gcp.audit.method_name` and the Pub/Sub message's
+/// `data.protoPayload.*`; the field table finds both in the LogEntry itself.
+#[test]
+fn sigmahq_gcp_rules_match_audit_log_entries_through_the_field_table() {
+    let set = sigma();
+    let entry = |method: &str, service: &str, permission: &str| {
+        let text = json!({
+            "insertId": "s1", "logName": "projects/p1/logs/cloudaudit.googleapis.com%2Factivity",
+            "timestamp": "2026-11-30T10:00:00Z",
+            "resource": {"type": "audited_resource", "labels": {"project_id": "p1"}},
+            "protoPayload": {"@type": "type.googleapis.com/google.cloud.audit.AuditLog",
+                "methodName": method, "serviceName": service,
+                "authorizationInfo": [{"permission": permission, "granted": true}]}
+        })
+        .to_string();
+        match decode(&text, 1 << 20, chrono::Utc::now()).unwrap() {
+            Decoded::Record(r) => r,
+            other => panic!("{other:?}"),
+        }
+    };
+    let titles = |r: &SourceRecord| -> Vec<String> {
+        set.evaluate(r)
+            .into_iter()
+            .map(|r| r.title.clone())
+            .collect()
+    };
+    assert_eq!(
+        titles(&entry(
+            "google.identity.accesscontextmanager.v1.AccessContextManager.DeleteAccessPolicy",
+            "accesscontextmanager.googleapis.com",
+            "accesscontextmanager.accessPolicies.delete"
+        )),
+        ["GCP Access Policy Deleted"]
+    );
+    assert_eq!(
+        titles(&entry(
+            "storage.buckets.list",
+            "storage.googleapis.com",
+            "storage.buckets.list"
+        )),
+        ["Google Cloud Storage Buckets Enumeration"]
+    );
+    assert!(titles(&entry(
+        "storage.objects.get",
+        "storage.googleapis.com",
+        "storage.objects.get"
+    ))
+    .is_empty());
+}
+
+/// SigmaHQ's Azure rules name Log Analytics columns; `config/sigma/fields.toml`
 /// finds them in the diagnostic records Event Hubs delivers. On the real Entra ID records
 /// of the shared corpus and Elastic's samples, each rule below matches exactly these
 /// records, which it could not without the table (`properties.message`, the sign-in
@@ -373,7 +416,7 @@ fn a_sigma_sets_test_events_run_with_rules_test() {
         .unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(out.status.success(), "{text}");
-    assert!(text.ends_with(" 102 passed, 0 failed\n"), "{text}");
+    assert!(text.ends_with(" 129 passed, 0 failed\n"), "{text}");
 
     // The matching event filed as one that must not match: a failure, explained.
     let dir = tempfile::tempdir().unwrap();

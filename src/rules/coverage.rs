@@ -22,6 +22,7 @@ struct Row {
     attack: String,
     aws: Observable,
     azure: Observable,
+    gcp: Observable,
 }
 
 /// How a founding technique shows in a provider's logs.
@@ -51,6 +52,7 @@ pub struct CoverageRow {
     pub attack: String,
     pub aws: Cell,
     pub azure: Cell,
+    pub gcp: Cell,
 }
 
 fn founding() -> Table {
@@ -84,6 +86,7 @@ pub fn coverage(set: &RuleSet) -> Vec<CoverageRow> {
             CoverageRow {
                 aws: cell(ProviderName::Aws, &row.aws),
                 azure: cell(ProviderName::Azure, &row.azure),
+                gcp: cell(ProviderName::Gcp, &row.gcp),
                 name: row.name,
                 attack: row.attack,
             }
@@ -98,14 +101,15 @@ pub fn render(rows: &[CoverageRow]) -> String {
         Cell::Missing(signal) => format!("MISSING (expected a rule for: {signal})"),
         Cell::NotObservable(why) => format!("n/a ({why})"),
     };
-    let mut out = String::from("technique | ATT&CK | aws | azure\n");
+    let mut out = String::from("technique | ATT&CK | aws | azure | gcp\n");
     for r in rows {
         out.push_str(&format!(
-            "{} | {} | {} | {}\n",
+            "{} | {} | {} | {} | {}\n",
             r.name,
             r.attack,
             cell(&r.aws),
-            cell(&r.azure)
+            cell(&r.azure),
+            cell(&r.gcp)
         ));
     }
     out
@@ -155,11 +159,12 @@ pub fn render_sigma(set: &SigmaSet, dir: &std::path::Path) -> String {
             cell
         };
         out.push_str(&format!(
-            "{} | {} | {} | {}\n",
+            "{} | {} | {} | {} | {}\n",
             row.name,
             row.attack,
             ids(ProviderName::Aws),
-            ids(ProviderName::Azure)
+            ids(ProviderName::Azure),
+            ids(ProviderName::Gcp)
         ));
     }
     out
@@ -176,7 +181,7 @@ mod tests {
         let missing: Vec<String> = rows
             .iter()
             .flat_map(|r| {
-                [("aws", &r.aws), ("azure", &r.azure)]
+                [("aws", &r.aws), ("azure", &r.azure), ("gcp", &r.gcp)]
                     .into_iter()
                     .filter(|(_, c)| matches!(c, Cell::Missing(_)))
                     .map(move |(p, _)| format!("{} on {p}", r.name))

@@ -49,6 +49,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "config/rules/azure-activity.toml",
         include_str!("../../config/rules/azure-activity.toml"),
     ),
+    (
+        "config/rules/gcp.toml",
+        include_str!("../../config/rules/gcp.toml"),
+    ),
 ];
 
 /// A rule file problem, with where it is.
@@ -130,7 +134,8 @@ pub struct Explanation {
 /// What every rule reads first, looked up once per record instead of once per rule.
 struct Subject<'a> {
     record: &'a SourceRecord,
-    /// `event_source`, `event_name`, `category`, `activity` ("" where the provider has none).
+    /// `event_source`, `event_name`, `category`, `activity` ("" where the provider has none;
+    /// a GCP record's service and method are its event source and name).
     values: [&'a str; 4],
 }
 
@@ -139,6 +144,7 @@ impl<'a> Subject<'a> {
         let values = match record {
             SourceRecord::CloudTrail(r) => [r.event_source(), r.event_name(), "", ""],
             SourceRecord::Azure(r) => ["", "", r.category(), r.activity()],
+            SourceRecord::Gcp(r) => [r.service(), r.method(), "", ""],
         };
         Subject { record, values }
     }
@@ -190,6 +196,7 @@ impl Rule {
             (self.provider, record),
             (ProviderName::Aws, SourceRecord::CloudTrail(_))
                 | (ProviderName::Azure, SourceRecord::Azure(_))
+                | (ProviderName::Gcp, SourceRecord::Gcp(_))
         );
         if !step(
             &|| format!("provider is {:?}", self.provider),
@@ -227,6 +234,7 @@ impl Rule {
         let (fields, account) = match record {
             SourceRecord::CloudTrail(r) => (r.fields(), r.account_id()),
             SourceRecord::Azure(r) => (r.fields(), r.account()),
+            SourceRecord::Gcp(r) => (r.fields(), r.project_id()),
         };
         for c in &native.all {
             if !step(
@@ -274,6 +282,9 @@ pub struct RuleSet {
     sigma_by_event_name: HashMap<String, Vec<usize>>,
     aws_scan: Vec<usize>,
     azure_scan: Vec<usize>,
+    /// GCP rules by the method names they require.
+    by_method: HashMap<String, Vec<usize>>,
+    gcp_scan: Vec<usize>,
 }
 
 impl RuleSet {
@@ -431,7 +442,7 @@ impl RuleSet {
                     }
                     (None, ProviderName::Aws) => self.aws_scan.push(i),
                     (None, ProviderName::Azure) => self.azure_scan.push(i),
-                    (None, ProviderName::Gcp) => {}
+                    (None, ProviderName::Gcp) => self.gcp_scan.push(i),
                 }
                 self.rules.push(rule);
                 return;
@@ -462,7 +473,15 @@ impl RuleSet {
                 }
             }
             ProviderName::Azure => self.azure_scan.push(i),
-            ProviderName::Gcp => {}
+            ProviderName::Gcp
+                if !native.event_name.is_empty()
+                    && native.event_name.iter().all(Pattern::is_literal) =>
+            {
+                for p in &native.event_name {
+                    self.by_method.entry(p.text.clone()).or_default().push(i);
+                }
+            }
+            ProviderName::Gcp => self.gcp_scan.push(i),
         }
         self.rules.push(rule);
     }
@@ -480,6 +499,7 @@ impl RuleSet {
                 self.by_activity.get(&activity_key(r.activity())),
                 &self.azure_scan,
             ),
+            SourceRecord::Gcp(r) => (self.by_method.get(r.method()), &self.gcp_scan),
         };
         let sigma = match record {
             SourceRecord::CloudTrail(r) if !self.sigma_by_event_name.is_empty() => {

@@ -49,7 +49,7 @@ impl Severity {
 pub enum ProviderName {
     Aws,
     Azure,
-    /// Reserved: no GCP source exists yet, so a GCP rule never matches.
+    /// Cloud Audit Logs: `event_source` is the service, `event_name` the method.
     Gcp,
 }
 
@@ -75,10 +75,10 @@ pub struct RuleSpec {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MatchSpec {
-    /// AWS: `eventSource` patterns (`*` and `?` wildcards).
+    /// AWS: `eventSource` patterns (`*` and `?` wildcards); GCP: `serviceName`.
     #[serde(default)]
     pub event_source: Vec<Spanned<String>>,
-    /// AWS: `eventName` patterns, e.g. `CreateFunction*`.
+    /// AWS: `eventName` patterns, e.g. `CreateFunction*`; GCP: `methodName`.
     #[serde(default)]
     pub event_name: Vec<Spanned<String>>,
     /// Entra: log category patterns (`AuditLogs`, `SignInLogs`, …).

@@ -810,6 +810,7 @@ fn serialize(n: Normalized, raw: Option<Vec<u8>>, origin: Arc<Origin>) -> Record
     let (dataset, account) = match &n.source {
         SourceRecord::CloudTrail(r) => ("aws.cloudtrail", r.account_id()),
         SourceRecord::Azure(r) => (r.dataset(), r.account()),
+        SourceRecord::Gcp(r) => ("gcp.audit", r.project_id()),
     };
     Record {
         id: n.id,

@@ -144,7 +144,7 @@ pub struct Schemas {
     ecs: HashMap<String, String>,
 }
 
-const VENDOR_NAMESPACES: &[&str] = &["aws.cloudtrail", "azure", "auditbridge"];
+const VENDOR_NAMESPACES: &[&str] = &["aws.cloudtrail", "azure", "gcp.audit", "auditbridge"];
 
 /// Fields outside ECS that Elastic's integrations define in their own field lists, and that
 /// Elastic's rules query, with their types: `related.entity` (the AWS integration's

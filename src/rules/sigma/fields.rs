@@ -1,6 +1,6 @@
 //! Where a Sigma field is found in a record, when the rule's name for it is not the
-//! record's own path: the table is data, `config/sigma/azure-fields.toml`, and its
-//! header explains each kind of place.
+//! record's own path: the table is data, `config/sigma/fields.toml`, and its header
+//! explains each kind of place.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 
 use super::Scope;
 
-const AZURE_FIELDS: &str = include_str!("../../../config/sigma/azure-fields.toml");
+const FIELDS: &str = include_str!("../../../config/sigma/fields.toml");
 
 /// Where a field's values come from.
 #[derive(Debug)]
@@ -89,18 +89,21 @@ struct Table(HashMap<(Scope, String), Entry>);
 fn table() -> &'static Table {
     static TABLE: OnceLock<Table> = OnceLock::new();
     TABLE.get_or_init(|| {
-        Table::parse(AZURE_FIELDS)
-            .unwrap_or_else(|e| panic!("config/sigma/azure-fields.toml is built in: {e}"))
+        Table::parse(FIELDS).unwrap_or_else(|e| panic!("config/sigma/fields.toml is built in: {e}"))
     })
 }
 
 impl Table {
     fn parse(text: &str) -> Result<Table, String> {
-        let raw: BTreeMap<String, BTreeMap<String, Vec<PlaceSpec>>> =
+        type Fields = BTreeMap<String, Vec<PlaceSpec>>;
+        let raw: BTreeMap<String, BTreeMap<String, Fields>> =
             toml::from_str(text).map_err(|e| e.to_string())?;
         let mut out = HashMap::new();
-        for (service, fields) in raw {
-            let scope = Scope::of("azure", &service)?;
+        for (product, service, fields) in raw
+            .into_iter()
+            .flat_map(|(p, services)| services.into_iter().map(move |(s, f)| (p.clone(), s, f)))
+        {
+            let scope = Scope::of(&product, &service)?;
             for (name, specs) in fields {
                 let entry = specs
                     .into_iter()
@@ -112,7 +115,7 @@ impl Table {
                 let entry = match entry {
                     Ok(places) => Ok(places),
                     Err(Ok(why)) => Err(why),
-                    Err(Err(bad)) => return Err(format!("[{service}] {bad}")),
+                    Err(Err(bad)) => return Err(format!("[{product}.{service}] {bad}")),
                 };
                 out.insert((scope, name.to_lowercase()), entry);
             }
@@ -385,10 +388,13 @@ mod tests {
 
     #[test]
     fn a_malformed_table_says_which_entry() {
-        let err = Table::parse("[signinlogs]\nX = [{ path = \"a\", capture = \"(\" }]\n")
+        let err = Table::parse("[azure.signinlogs]\nX = [{ path = \"a\", capture = \"(\" }]\n")
             .err()
             .unwrap();
-        assert!(err.starts_with("[signinlogs] `X`: bad capture"), "{err}");
-        assert!(Table::parse("[nosuchlog]\nX = [\"a\"]\n").is_err());
+        assert!(
+            err.starts_with("[azure.signinlogs] `X`: bad capture"),
+            "{err}"
+        );
+        assert!(Table::parse("[azure.nosuchlog]\nX = [\"a\"]\n").is_err());
     }
 }

@@ -1,6 +1,6 @@
 //! Sigma rules, loaded from a directory and evaluated on the vendor's own record (Sigma
-//! field names are CloudTrail's and Azure's: `eventName`, `requestParameters.*`,
-//! `operationName`). A rule for a log auditbridge does not read, a correlation rule or a
+//! field names are the vendor's: `eventName`, `requestParameters.*`, `operationName`,
+//! with Log Analytics and Elastic names found through `config/sigma/fields.toml`). A rule for a log auditbridge does not read, a correlation rule or a
 //! detection this evaluator cannot compile is reported with its file, line and reason,
 //! never silently left out.
 
@@ -25,6 +25,7 @@ pub enum Scope {
     EntraAudit,
     EntraSignIn,
     AzureActivity,
+    GcpAudit,
 }
 
 impl Scope {
@@ -34,7 +35,7 @@ impl Scope {
             ("azure", "auditlogs") => Ok(Scope::EntraAudit),
             ("azure", "signinlogs") => Ok(Scope::EntraSignIn),
             ("azure", "activitylogs") => Ok(Scope::AzureActivity),
-            ("gcp", _) => Err("logsource product `gcp`: no GCP source yet".into()),
+            ("gcp", "gcp.audit") => Ok(Scope::GcpAudit),
             (p, s) => Err(format!(
                 "logsource product `{p}`, service `{s}`: not a log auditbridge reads"
             )),
@@ -44,6 +45,7 @@ impl Scope {
     pub fn provider(self) -> ProviderName {
         match self {
             Scope::CloudTrail => ProviderName::Aws,
+            Scope::GcpAudit => ProviderName::Gcp,
             _ => ProviderName::Azure,
         }
     }
@@ -54,6 +56,7 @@ impl Scope {
             (Scope::EntraAudit, SourceRecord::Azure(r)) => r.kind() == AzureLog::Audit,
             (Scope::EntraSignIn, SourceRecord::Azure(r)) => r.kind().is_sign_in(),
             (Scope::AzureActivity, SourceRecord::Azure(r)) => r.kind() == AzureLog::Activity,
+            (Scope::GcpAudit, SourceRecord::Gcp(_)) => true,
             _ => false,
         }
     }
@@ -428,10 +431,16 @@ level: high
 
     #[test]
     fn what_cannot_load_says_where_and_why() {
-        let gcp = ROOT_KEY.replace("product: aws", "product: gcp");
+        let windows = ROOT_KEY
+            .replace("product: aws", "product: windows")
+            .replace("service: cloudtrail", "service: security");
         assert_eq!(
-            rule(&gcp).unwrap_err(),
-            (8, "logsource product `gcp`: no GCP source yet".into())
+            rule(&windows).unwrap_err(),
+            (
+                8,
+                "logsource product `windows`, service `security`: not a log auditbridge reads"
+                    .into()
+            )
         );
         let bad = ROOT_KEY.replace(
             "eventName: CreateAccessKey",

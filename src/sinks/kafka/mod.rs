@@ -291,6 +291,7 @@ pub fn expected_topics(config: &KafkaSinkConfig, formats: &[Format]) -> Vec<Stri
         (crate::event::Provider::Azure, "azure.auditlogs"),
         (crate::event::Provider::Azure, "azure.signinlogs"),
         (crate::event::Provider::Azure, "azure.activitylogs"),
+        (crate::event::Provider::Gcp, "gcp.audit"),
     ];
     for &format in formats {
         let candidates: Vec<String> = match config.topics.get(&format) {

@@ -26,13 +26,13 @@ pub struct SplunkHecConfig {
     #[serde(default)]
     pub index: Option<String>,
     /// Index per dataset (`aws.cloudtrail`, `azure.auditlogs`, `azure.signinlogs`,
-    /// `azure.activitylogs`).
+    /// `azure.activitylogs`, `gcp.audit`).
     #[serde(default)]
     pub indexes: BTreeMap<String, String>,
     /// Sourcetype per dataset (`aws.cloudtrail`, …) for `raw` events, per format
     /// (`ecs`, `ocsf`, `ocsf_finding`) for documents. Defaults: the vendor's record under
     /// the sourcetypes Splunk's add-ons read (`aws:cloudtrail`, `azure:monitor:aad`,
-    /// `azure:monitor:activity`);
+    /// `azure:monitor:activity`, `google:gcp:pubsub:message`);
     /// documents under `auditbridge:ecs`, `auditbridge:ocsf`, `auditbridge:ocsf:finding`.
     #[serde(default)]
     pub sourcetypes: BTreeMap<String, String>,
@@ -160,6 +160,9 @@ impl SplunkHecConfig {
         match format {
             Format::Raw if dataset == "azure.activitylogs" => "azure:monitor:activity",
             Format::Raw if dataset.starts_with("azure.") => "azure:monitor:aad",
+            // The Google Cloud add-on's Pub/Sub input type; its own transforms assign the
+            // audit log sourcetypes from there.
+            Format::Raw if dataset == "gcp.audit" => "google:gcp:pubsub:message",
             Format::Raw => "aws:cloudtrail",
             Format::Ecs => "auditbridge:ecs",
             Format::Ocsf => "auditbridge:ocsf",

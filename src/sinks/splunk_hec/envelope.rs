@@ -158,5 +158,8 @@ mod tests {
         untagged.dataset = "azure.activitylogs";
         let value = parsed(&encode(&config, &untagged, Format::Raw, b"{}"));
         assert_eq!(value["sourcetype"], "azure:monitor:activity");
+        untagged.dataset = "gcp.audit";
+        let value = parsed(&encode(&config, &untagged, Format::Raw, b"{}"));
+        assert_eq!(value["sourcetype"], "google:gcp:pubsub:message");
     }
 }

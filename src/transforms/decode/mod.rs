@@ -1,14 +1,16 @@
-//! Decoding: from raw input bytes to validated CloudTrail and Entra records.
+//! Decoding: from raw input bytes to validated CloudTrail, Azure and GCP audit records.
 //!
 //! `framing` splits the input into candidate records; this module recognises what each
 //! one is (a CloudTrail record, one wrapped in EventBridge, an Entra record in either
-//! dialect, a digest, an Insight event) and validates it.
+//! dialect, an Activity Log record, a Cloud Audit Logs entry, a digest, an Insight event)
+//! and validates it.
 
 pub mod azure;
 pub mod cloudtrail;
 pub mod cutter;
 pub mod fields;
 pub mod framing;
+pub mod gcp;
 pub mod time;
 
 use chrono::{DateTime, Utc};
@@ -17,6 +19,7 @@ use serde_json::{Map, Value};
 pub use azure::{AzureLog, AzureRecord, RoleAssignment};
 pub use cloudtrail::CloudTrailRecord;
 pub use fields::WrongType;
+pub use gcp::GcpRecord;
 
 use crate::event::Provider;
 
@@ -34,6 +37,7 @@ pub const CLOUDTRAIL_DETAIL_TYPES: &[&str] = &[
 pub enum SourceRecord {
     CloudTrail(CloudTrailRecord),
     Azure(AzureRecord),
+    Gcp(GcpRecord),
 }
 
 impl SourceRecord {
@@ -41,6 +45,7 @@ impl SourceRecord {
         match self {
             SourceRecord::CloudTrail(_) => Provider::Aws,
             SourceRecord::Azure(_) => Provider::Azure,
+            SourceRecord::Gcp(_) => Provider::Gcp,
         }
     }
 
@@ -48,6 +53,7 @@ impl SourceRecord {
         match self {
             SourceRecord::CloudTrail(r) => r.time(),
             SourceRecord::Azure(r) => r.time(),
+            SourceRecord::Gcp(r) => r.time(),
         }
     }
 
@@ -55,6 +61,7 @@ impl SourceRecord {
         match self {
             SourceRecord::CloudTrail(r) => r.time_source(),
             SourceRecord::Azure(r) => r.time_source(),
+            SourceRecord::Gcp(r) => r.time_source(),
         }
     }
 
@@ -63,6 +70,7 @@ impl SourceRecord {
         match self {
             SourceRecord::CloudTrail(r) => r.id(),
             SourceRecord::Azure(r) => r.id(),
+            SourceRecord::Gcp(r) => r.id(),
         }
     }
 
@@ -71,6 +79,7 @@ impl SourceRecord {
         match self {
             SourceRecord::CloudTrail(r) => r.str("userAgent"),
             SourceRecord::Azure(r) => r.user_agent(),
+            SourceRecord::Gcp(r) => r.user_agent(),
         }
     }
 
@@ -78,6 +87,7 @@ impl SourceRecord {
         match self {
             SourceRecord::CloudTrail(r) => r.fields(),
             SourceRecord::Azure(r) => r.fields(),
+            SourceRecord::Gcp(r) => r.fields(),
         }
     }
 }
@@ -119,9 +129,15 @@ pub enum DecodeError {
     #[error(
         "unrecognised record: neither CloudTrail (eventName/eventSource) nor an Azure \
          Entra ID or Activity Log record (category with operationName/properties/time) \
-         nor a Log Analytics row"
+         nor a Log Analytics row nor a GCP LogEntry (logName/insertId with protoPayload)"
     )]
     Unrecognised,
+    #[error(
+        "GCP LogEntry whose protoPayload is `{0}`, not a Cloud Audit Logs AuditLog \
+         (type.googleapis.com/google.cloud.audit.AuditLog): route only audit logs to \
+         this subscription"
+    )]
+    NotAuditLog(String),
     #[error("EventBridge event of detail-type `{0}` does not carry a CloudTrail record")]
     NotCloudTrailDetail(String),
     #[error("EventBridge event has no `detail` object")]
@@ -138,6 +154,7 @@ impl DecodeError {
             DecodeError::Json(_) => "invalid_json",
             DecodeError::NotAnObject(_) => "not_an_object",
             DecodeError::Unrecognised => "unrecognised",
+            DecodeError::NotAuditLog(_) => "gcp_not_audit_log",
             DecodeError::NotCloudTrailDetail(_) | DecodeError::MissingDetail => {
                 "eventbridge_not_cloudtrail"
             }
@@ -203,6 +220,14 @@ fn classify(mut map: Map<String, Value>, now: DateTime<Utc>) -> Result<Decoded, 
     }
     if azure::looks_like(&map) {
         return Ok(Decoded::Record(SourceRecord::Azure(AzureRecord::new(
+            map, now,
+        )?)));
+    }
+    if gcp::looks_like(&map) {
+        if let Some(other) = gcp::payload_type(&map) {
+            return Err(DecodeError::NotAuditLog(other.to_string()));
+        }
+        return Ok(Decoded::Record(SourceRecord::Gcp(GcpRecord::new(
             map, now,
         )?)));
     }

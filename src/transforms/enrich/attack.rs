@@ -67,6 +67,7 @@ fn failed(source: &SourceRecord) -> bool {
     match source {
         SourceRecord::CloudTrail(r) => r.failed(),
         SourceRecord::Azure(r) => r.failed(),
+        SourceRecord::Gcp(r) => r.failed(),
     }
 }
 

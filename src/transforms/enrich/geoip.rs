@@ -109,6 +109,7 @@ fn source_ip(source: &SourceRecord) -> Option<(IpAddr, bool)> {
                 .or_else(|| r.str("callerIpAddress"))?,
             r.kind().is_sign_in(),
         ),
+        SourceRecord::Gcp(r) => (r.caller_ip()?, false),
     };
     Some((text.parse().ok()?, located))
 }

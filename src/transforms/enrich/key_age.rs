@@ -227,6 +227,8 @@ impl Enricher for KeyAge {
         match &record.source {
             SourceRecord::CloudTrail(r) => self.cloudtrail(r, &mut found),
             SourceRecord::Azure(r) => self.entra(r, &mut found),
+            // Service-account keys are not aged yet (issue #22).
+            SourceRecord::Gcp(_) => {}
         }
         if let Some(ecs) = record.ecs.as_mut() {
             if let Some(c) = &found.credential {

@@ -89,6 +89,12 @@ pub fn normalize(
                 format.ocsf().then(|| ocsf::entra(r, &tax, now)),
             )
         }
+        SourceRecord::Gcp(r) => (
+            format.ecs().then(|| ecs::gcp_audit(r, now)),
+            format
+                .ocsf()
+                .then(|| ocsf::gcp_audit(r, taxonomy::gcp(r), now)),
+        ),
     };
     let id = source.id().map_or_else(fallback_id, str::to_string);
     Normalized {

@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 
 use super::field::{snake_key, Field};
 use super::java_text::java_text;
-use crate::transforms::decode::{AzureRecord, CloudTrailRecord, SourceRecord};
+use crate::transforms::decode::{AzureRecord, CloudTrailRecord, GcpRecord, SourceRecord};
 
 /// A section of a document taken from the source record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -569,4 +569,112 @@ pub fn unmapped_entra_fields(r: &AzureRecord) -> Vec<(Cow<'_, str>, Field<'_>)> 
 /// OCSF `unmapped` of an Entra record.
 pub fn ocsf_entra_unmapped(r: &AzureRecord) -> Field<'_> {
     Field::Object(unmapped_entra_fields(r))
+}
+
+/// ECS `gcp.audit.*` as Elastic's `gcp.audit` pipeline writes it: the payload's fields
+/// that have no ECS home, in snake case, with `request`, `response`, `metadata` and
+/// `serviceData` kept as Google wrote them (IAM policy deltas live there).
+pub fn ecs_gcp_audit(r: &GcpRecord) -> Map<String, Value> {
+    let proto = r.proto();
+    let mut out = Map::new();
+    let mut put = |key: &str, v: Option<&Value>| {
+        if let Some(v) = v.filter(|v| !is_empty(v)) {
+            out.insert(key.to_string(), v.clone());
+        }
+    };
+    put("type", proto.get("@type"));
+    put("resource_name", proto.get("resourceName"));
+    put("request", proto.get("request"));
+    put("response", proto.get("response"));
+    put("metadata", proto.get("metadata"));
+    put("service_data", proto.get("serviceData"));
+    put("labels", r.fields().get("labels"));
+    if let Some(Value::Array(checks)) = proto.get("authorizationInfo") {
+        let checks: Vec<Value> = checks
+            .iter()
+            .map(|c| match c {
+                Value::Object(m) => Value::Object(
+                    m.iter()
+                        .filter(|(_, v)| !is_empty(v))
+                        .map(|(k, v)| (snake_key(k).into_owned(), v.clone()))
+                        .collect(),
+                ),
+                other => other.clone(),
+            })
+            .collect();
+        out.insert("authorization_info".into(), Value::Array(checks));
+    }
+    let auth = proto.get("authenticationInfo").and_then(Value::as_object);
+    let delegated: Map<String, Value> = auth
+        .into_iter()
+        .flatten()
+        .filter(|(k, v)| {
+            !matches!(k.as_str(), "principalEmail" | "principalSubject") && !is_empty(v)
+        })
+        .map(|(k, v)| (snake_key(k).into_owned(), v.clone()))
+        .collect();
+    if !delegated.is_empty() {
+        out.insert("authentication_info".into(), Value::Object(delegated));
+    }
+    if let Some(locations) = proto
+        .get("resourceLocation")
+        .and_then(|l| l.get("currentLocations"))
+        .filter(|v| !is_empty(v))
+    {
+        out.insert(
+            "resource_location".into(),
+            serde_json::json!({ "current_locations": locations }),
+        );
+    }
+    if let Some(n) = proto.get("numResponseItems").and_then(|n| {
+        n.as_i64()
+            .or_else(|| n.as_str().and_then(|s| s.parse().ok()))
+    }) {
+        out.insert("num_response_items".into(), n.into());
+    }
+    let mut status = Map::new();
+    if let Some(code) = r.status_code() {
+        status.insert("code".into(), code.into());
+    }
+    if let Some(message) = r.status_message() {
+        status.insert("message".into(), message.into());
+    }
+    if !status.is_empty() {
+        out.insert("status".into(), Value::Object(status));
+    }
+    if let Some(t) = r
+        .fields()
+        .get("receiveTimestamp")
+        .and_then(Value::as_str)
+        .and_then(crate::transforms::decode::time::parse_time)
+    {
+        out.insert(
+            "receive_timestamp".into(),
+            t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+                .into(),
+        );
+    }
+    if let Some(kind) = r.fields().get("resource").and_then(|x| x.get("type")) {
+        out.insert("resource".into(), serde_json::json!({ "type": kind }));
+    }
+    if let Some(op) = r
+        .fields()
+        .get("operation")
+        .and_then(|o| o.get("id"))
+        .filter(|id| id.as_str() != r.id())
+    {
+        out.insert("logentry_operation".into(), serde_json::json!({ "id": op }));
+    }
+    out
+}
+
+/// Elastic's pipeline drops null and empty values.
+fn is_empty(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::String(s) => s.is_empty(),
+        Value::Object(m) => m.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        _ => false,
+    }
 }

@@ -3,7 +3,7 @@
 //! One table per provider, keyed by event name (CloudTrail) or activity (Entra). Events
 //! outside the tables are categorised by the verb their name starts with.
 
-use crate::transforms::decode::{AzureRecord, CloudTrailRecord};
+use crate::transforms::decode::{AzureRecord, CloudTrailRecord, GcpRecord};
 
 /// An OCSF class with the activity this event represents.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -450,6 +450,42 @@ pub fn activity(r: &AzureRecord) -> Taxonomy {
         v => ecs_type_of(v),
     };
     t(category, ecs_type, api_activity(v))
+}
+
+/// The OCSF class of a Cloud Audit Logs entry, chosen as for CloudTrail: a service
+/// account's life cycle is Account Change, an IAM policy set is User Access Management,
+/// anything else API Activity by the verb of the method's last segment
+/// (`v1.compute.instances.insert`, `google.iam.admin.v1.CreateServiceAccountKey`).
+pub fn gcp(r: &GcpRecord) -> OcsfClass {
+    use OcsfClass::AccountChange as Acct;
+    let method = r.method();
+    let name = capitalise(method.rsplit('.').next().unwrap_or(method));
+    if r.service() == "iam.googleapis.com" {
+        match name.as_str() {
+            "CreateServiceAccount" => return Acct(1),
+            "DeleteServiceAccount" => return Acct(6),
+            "EnableServiceAccount" | "UndeleteServiceAccount" => return Acct(2),
+            "DisableServiceAccount" => return Acct(5),
+            "CreateServiceAccountKey"
+            | "UploadServiceAccountKey"
+            | "DeleteServiceAccountKey"
+            | "EnableServiceAccountKey"
+            | "DisableServiceAccountKey"
+            | "PatchServiceAccount"
+            | "UpdateServiceAccount" => return Acct(99),
+            _ => {}
+        }
+    }
+    if name.eq_ignore_ascii_case("SetIamPolicy") {
+        return OcsfClass::UserAccess(1);
+    }
+    // Compute and storage name their verbs in REST style.
+    let v = match name.as_str() {
+        "Insert" => Verb::Create,
+        "Patch" => Verb::Update,
+        other => verb(other),
+    };
+    api_activity(v)
 }
 
 fn capitalise(word: &str) -> String {
