@@ -25,6 +25,8 @@ type Key = Cow<'static, str>;
 #[derive(Debug, Clone)]
 enum Node {
     Value(Value),
+    /// A constant text (`event`, `aws.cloudtrail`): written as it is, never allocated.
+    Static(&'static str),
     Object(Vec<(Key, Node)>),
     /// Written from the source record at serialization.
     Part(Part),
@@ -133,6 +135,11 @@ impl Document {
         }
     }
 
+    /// Set `path` to a constant text.
+    pub fn put_static(&mut self, path: &'static str, value: &'static str) {
+        self.set(Cow::Borrowed(path), Node::Static(value));
+    }
+
     /// Set a non-empty list of strings.
     pub fn put_list<'s>(&mut self, path: &'static str, values: impl IntoIterator<Item = &'s str>) {
         let list: Vec<Value> = values.into_iter().map(Value::from).collect();
@@ -214,6 +221,7 @@ impl Object {
                 .map(|(k, node)| {
                     let value = match node {
                         Node::Value(v) => v,
+                        Node::Static(text) => Value::from(text),
                         Node::Object(inner) => Value::Object(map(inner)),
                         Node::Part(_) => unreachable!("an Object has nothing spliced in"),
                     };
@@ -255,6 +263,7 @@ impl Serialize for NodeView<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self.node {
             Node::Value(v) => v.serialize(s),
+            Node::Static(text) => s.serialize_str(text),
             Node::Object(children) => ObjectView {
                 children,
                 source: self.source,

@@ -69,8 +69,24 @@ pub fn cloudtrail(r: &CloudTrailRecord) -> Vec<&str> {
             .map(|(_, list)| list)
     });
     let mut out = Vec::new();
+    // Paths come grouped by their first field (`userIdentity.…`, `requestParameters.…`):
+    // the record's top level is searched once per group, not once per path.
+    let mut top: Option<(&str, Option<&Value>)> = None;
     for path in paths.always.iter().chain(event.into_iter().flatten()) {
-        within(r.fields(), path, &mut out);
+        let Some((first, rest)) = path.split_first() else {
+            continue;
+        };
+        let value = match top {
+            Some((name, value)) if name == first => value,
+            _ => {
+                let value = r.fields().get(first);
+                top = Some((first, value));
+                value
+            }
+        };
+        if let Some(v) = value {
+            at(v, rest, &mut out);
+        }
     }
     out.sort_unstable();
     out.dedup();

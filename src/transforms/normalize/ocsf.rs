@@ -33,26 +33,26 @@ fn base(doc: &mut Document, class: OcsfClass, time: DateTime<Utc>, failed: bool,
     if class.activity_id() == 99 && !operation.is_empty() {
         doc.put("activity_name", operation);
     } else {
-        doc.put("activity_name", class.activity_name());
+        doc.put_static("activity_name", class.activity_name());
     }
     doc.put("category_uid", category_uid);
-    doc.put("category_name", category_name);
+    doc.put_static("category_name", category_name);
     doc.put("class_uid", class.class_uid());
-    doc.put("class_name", class.class_name());
+    doc.put_static("class_name", class.class_name());
     doc.put("type_uid", class.type_uid());
     doc.put(
         "type_name",
         format!("{}: {}", class.class_name(), class.activity_name()),
     );
     doc.put("severity_id", 1);
-    doc.put("severity", "Informational");
+    doc.put_static("severity", "Informational");
     doc.put("status_id", if failed { 2 } else { 1 });
-    doc.put("status", if failed { "Failure" } else { "Success" });
+    doc.put_static("status", if failed { "Failure" } else { "Success" });
     doc.put("time", epoch_ms(time));
     doc.put("time_dt", dt(time));
     // CloudTrail and Entra write their times in UTC.
     doc.put("timezone_offset", 0);
-    doc.put("metadata.version", OCSF_VERSION);
+    doc.put_static("metadata.version", OCSF_VERSION);
     doc.put("metadata.profiles", json!(["cloud", "datetime"]));
 }
 
