@@ -251,3 +251,66 @@ fn a_gcloud_json_array_and_ndjson_give_the_same_records() {
     );
     assert_eq!(ids(array.as_bytes()), ids(ndjson.as_bytes()));
 }
+
+/// A service-account key is remembered when it is created and aged when a call is signed
+/// with it (`authenticationInfo.serviceAccountKeyName`), as AWS access keys are.
+#[test]
+fn a_service_account_key_is_aged_when_it_is_used() {
+    const SA: &str = "projects/p1/serviceAccounts/ci@p1.iam.gserviceaccount.com";
+    let entry = |id: &str, time: &str, method: &str, proto: Value| {
+        let mut payload = json!({
+            "@type": "type.googleapis.com/google.cloud.audit.AuditLog",
+            "methodName": method,
+            "serviceName": "iam.googleapis.com",
+            "resourceName": SA,
+            "authorizationInfo": [{"granted": true}],
+        });
+        payload
+            .as_object_mut()
+            .unwrap()
+            .extend(proto.as_object().unwrap().clone());
+        json!({"insertId": id, "logName": "projects/p1/logs/cloudaudit.googleapis.com%2Factivity",
+            "timestamp": time, "resource": {"type": "service_account", "labels": {"project_id": "p1"}},
+            "protoPayload": payload})
+        .to_string()
+    };
+    let created = entry(
+        "k1",
+        "2026-01-10T08:00:00Z",
+        "google.iam.admin.v1.CreateServiceAccountKey",
+        json!({"authenticationInfo": {"principalEmail": "mallory@example.com"},
+            "response": {"@type": "type.googleapis.com/google.iam.admin.v1.ServiceAccountKey",
+                "name": format!("{SA}/keys/0a1b2c3d4e5f"), "valid_after_time": {"seconds": 1768032000}}}),
+    );
+    let used = entry(
+        "k2",
+        "2026-05-20T08:00:00Z",
+        "google.iam.admin.v1.ListServiceAccounts",
+        json!({"authenticationInfo": {"principalEmail": "ci@p1.iam.gserviceaccount.com",
+            "serviceAccountKeyName": format!("//iam.googleapis.com/{SA}/keys/0a1b2c3d4e5f")}}),
+    );
+    let out = process(
+        OutputFormat::Both,
+        format!("{created}\n{used}\n").as_bytes(),
+    );
+    assert!(out.dead_letters.is_empty(), "{:?}", out.dead_letters);
+    let ecs = doc(by_id(&out.records, "k1"), Format::Ecs);
+    assert_eq!(
+        ecs["auditbridge"]["created_credential"],
+        json!({"key_id": "0a1b2c3d4e5f", "created": "2026-01-10T08:00:00Z",
+            "owner": "ci@p1.iam.gserviceaccount.com"})
+    );
+    assert_eq!(
+        by_id(&out.records, "k1").rules,
+        ["gcp-service-account-key-created"]
+    );
+    let ecs = doc(by_id(&out.records, "k2"), Format::Ecs);
+    let credential = &ecs["auditbridge"]["credential"];
+    assert_eq!(credential["key_id"], "0a1b2c3d4e5f");
+    assert_eq!(credential["type"], "service-account-key");
+    assert_eq!(credential["age_days"], 130);
+    assert_eq!(credential["over_max_age"], true);
+    assert_eq!(credential["source"], "stream");
+    let ocsf = doc(by_id(&out.records, "k2"), Format::Ocsf);
+    assert_eq!(ocsf["enrichments"][0]["value"], "130 days");
+}

@@ -17,8 +17,13 @@ const FIELDS: &str = include_str!("../../../config/sigma/fields.toml");
 /// Where a field's values come from.
 #[derive(Debug)]
 pub enum Field {
-    /// The rule's own dotted path (looked for at the top, then under `properties`).
+    /// The rule's own dotted path, as written: CloudTrail and Cloud Audit Logs keys are
+    /// exact.
     Path(Vec<String>),
+    /// The rule's own dotted path in an Azure record: each segment matched exactly, else
+    /// ignoring case (Log Analytics columns, `OperationName` for `operationName`), at the
+    /// top and then under `properties`.
+    AzurePath(Vec<String>),
     /// Places from the field table; the values of all of them.
     Mapped(&'static [Place]),
 }
@@ -171,7 +176,15 @@ pub fn field(scope: Scope, name: &str) -> Result<Field, String> {
     match table().0.get(&(scope, name.to_lowercase())) {
         Some(Ok(places)) => Ok(Field::Mapped(places)),
         Some(Err(why)) => Err(why.clone()),
-        None => Ok(Field::Path(name.split('.').map(str::to_string).collect())),
+        None => {
+            let path = name.split('.').map(str::to_string).collect();
+            Ok(match scope {
+                Scope::CloudTrail | Scope::GcpAudit => Field::Path(path),
+                Scope::EntraAudit | Scope::EntraSignIn | Scope::AzureActivity => {
+                    Field::AzurePath(path)
+                }
+            })
+        }
     }
 }
 
@@ -179,7 +192,7 @@ impl Field {
     /// The rule's own path, when it is one.
     pub fn path(&self) -> Option<&[String]> {
         match self {
-            Field::Path(p) => Some(p),
+            Field::Path(p) | Field::AzurePath(p) => Some(p),
             Field::Mapped(_) => None,
         }
     }
@@ -187,7 +200,12 @@ impl Field {
     /// The field's values in a record.
     pub fn values<'a>(&self, record: &'a Map<String, Value>) -> Vec<Cow<'a, Value>> {
         match self {
-            Field::Path(p) => resolve(record, p).into_iter().map(Cow::Borrowed).collect(),
+            Field::Path(p) => {
+                let mut out = Vec::new();
+                exact(record, p, &mut out);
+                out
+            }
+            Field::AzurePath(p) => resolve(record, p).into_iter().map(Cow::Borrowed).collect(),
             Field::Mapped(places) => places.iter().flat_map(|p| p.values(record)).collect(),
         }
     }
@@ -292,6 +310,23 @@ fn collect<'a>(v: &'a Value, rest: &[String], out: &mut Vec<&'a Value>) {
         (_, true) => out.push(v),
         (Value::Object(m), false) => out.extend(walk(m, rest)),
         _ => {}
+    }
+}
+
+/// The values at an exact dotted path, each array on the way standing for its elements.
+fn exact<'a>(map: &'a Map<String, Value>, path: &[String], out: &mut Vec<Cow<'a, Value>>) {
+    fn at<'a>(v: &'a Value, rest: &[String], out: &mut Vec<Cow<'a, Value>>) {
+        match (v, rest) {
+            (Value::Array(items), _) => items.iter().for_each(|i| at(i, rest, out)),
+            (_, []) => out.push(Cow::Borrowed(v)),
+            (Value::Object(m), _) => exact(m, rest, out),
+            _ => {}
+        }
+    }
+    if let Some((first, rest)) = path.split_first() {
+        if let Some(v) = map.get(first) {
+            at(v, rest, out);
+        }
     }
 }
 

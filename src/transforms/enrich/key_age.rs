@@ -1,7 +1,8 @@
 //! Says how old the credential behind an action is. AWS access keys are classified by
 //! prefix (`AKIA…` long-term, `ASIA…` temporary); long-term keys are looked up in the key
 //! inventory for creation time and status; temporary keys get their session's age. Entra
-//! service-principal credentials are remembered when added and aged at sign-in.
+//! service-principal credentials and GCP service-account keys are remembered when added
+//! and aged when used.
 //!
 //! The result goes to ECS `auditbridge.credential.*` / `auditbridge.session.*`, to an
 //! OCSF `enrichments[]` entry, and to the rule context (`context.key.*`,
@@ -17,7 +18,7 @@ use crate::keys::inventory::{KeyInfo, KeyInventory, Learned};
 use crate::keys::{age_days, key_type, parse_create_date};
 use crate::transforms::decode::fields::{obj_of, str_of};
 use crate::transforms::decode::time::parse_time;
-use crate::transforms::decode::{AzureRecord, CloudTrailRecord, SourceRecord};
+use crate::transforms::decode::{AzureRecord, CloudTrailRecord, GcpRecord, SourceRecord};
 use crate::transforms::normalize::Normalized;
 
 pub struct KeyAge {
@@ -140,6 +141,104 @@ impl KeyAge {
     }
 }
 
+impl KeyAge {
+    fn gcp(&self, r: &GcpRecord, out: &mut Context) {
+        let key_name = r
+            .resource_name()
+            .filter(|n| n.contains("/keys/"))
+            .or_else(|| {
+                r.proto()
+                    .get("request")
+                    .and_then(|q| q.get("name"))
+                    .and_then(Value::as_str)
+            })
+            .and_then(service_account_key);
+        if r.service() == "iam.googleapis.com" && !r.failed() {
+            let method = r.method();
+            let verb = method.rsplit('.').next().unwrap_or(method);
+            match verb {
+                "CreateServiceAccountKey" | "UploadServiceAccountKey" => {
+                    if let Some(k) = new_service_account_key(r) {
+                        out.created = Some(json!({
+                            "key_id": k.id, "created": ts(k.created), "owner": k.owner,
+                        }));
+                        self.inventory.insert(k);
+                    }
+                }
+                "DeleteServiceAccountKey" => {
+                    if let Some((_, id)) = key_name {
+                        self.inventory.remove(id);
+                    }
+                }
+                "DisableServiceAccountKey" | "EnableServiceAccountKey" => {
+                    if let Some((_, id)) = key_name {
+                        let status = if verb.starts_with("Disable") {
+                            "Inactive"
+                        } else {
+                            "Active"
+                        };
+                        self.inventory.set_status(id, status);
+                    }
+                }
+                _ => {}
+            }
+        }
+        // A call made with a service-account key names the key it was signed with.
+        let used = obj_of(r.proto(), "authenticationInfo")
+            .and_then(|a| str_of(a, "serviceAccountKeyName"))
+            .and_then(service_account_key);
+        if let Some((owner, id)) = used {
+            let mut cred = Map::new();
+            cred.insert("key_id".into(), json!(id));
+            cred.insert("type".into(), json!("service-account-key"));
+            cred.insert("owner".into(), json!(owner));
+            if let Some(info) = self.inventory.get(id, None) {
+                self.aged(&mut cred, &info, r.time());
+            }
+            out.credential = Some(cred);
+        }
+    }
+}
+
+/// The service account and key id of a key's resource name
+/// (`[//iam.googleapis.com/]projects/P/serviceAccounts/SA/keys/ID`).
+fn service_account_key(name: &str) -> Option<(&str, &str)> {
+    let (account, id) = name
+        .split_once("/serviceAccounts/")?
+        .1
+        .split_once("/keys/")?;
+    Some((account, id)).filter(|(a, i)| !a.is_empty() && !i.is_empty() && !i.contains('/'))
+}
+
+/// The key a CreateServiceAccountKey (or Upload) call returned, created at its
+/// `valid_after_time`, else at the call.
+fn new_service_account_key(r: &GcpRecord) -> Option<KeyInfo> {
+    let response = r.proto().get("response")?;
+    let (account, id) = response
+        .get("name")
+        .and_then(Value::as_str)
+        .and_then(service_account_key)?;
+    let valid_after = response
+        .get("valid_after_time")
+        .or_else(|| response.get("validAfterTime"));
+    let seconds = valid_after.and_then(|v| v.get("seconds")).and_then(|s| {
+        s.as_i64()
+            .or_else(|| s.as_str().and_then(|t| t.parse().ok()))
+    });
+    let created = match (seconds, valid_after.and_then(Value::as_str)) {
+        (Some(secs), _) => DateTime::from_timestamp(secs, 0),
+        (None, Some(text)) => parse_time(text),
+        (None, None) => None,
+    };
+    Some(KeyInfo {
+        id: id.to_string(),
+        owner: Some(account.to_string()),
+        created: created.unwrap_or(r.time()),
+        status: "Active".into(),
+        learned: Learned::Stream,
+    })
+}
+
 /// What the enricher found for one record.
 #[derive(Default)]
 struct Context {
@@ -227,8 +326,7 @@ impl Enricher for KeyAge {
         match &record.source {
             SourceRecord::CloudTrail(r) => self.cloudtrail(r, &mut found),
             SourceRecord::Azure(r) => self.entra(r, &mut found),
-            // Service-account keys are not aged yet (issue #22).
-            SourceRecord::Gcp(_) => {}
+            SourceRecord::Gcp(r) => self.gcp(r, &mut found),
         }
         if let Some(ecs) = record.ecs.as_mut() {
             if let Some(c) = &found.credential {
