@@ -151,7 +151,10 @@ fn ocsf_names_the_caller_the_api_and_the_changed_account() {
     );
     assert_eq!(created["actor"]["user"]["uid"], "user:john.doe@elastic.co");
     assert_eq!(created["cloud"]["provider"], "GCP");
-    assert_eq!(created["cloud"]["project_uid"], "test-project");
+    assert_eq!(
+        created["cloud"]["account"],
+        json!({"uid": "test-project", "type_id": 11, "type": "GCP Project"})
+    );
     assert_eq!(created["src_endpoint"]["ip"], "203.0.113.1");
     assert_eq!(
         created["user"]["uid"],

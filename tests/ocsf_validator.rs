@@ -1,5 +1,5 @@
 //! The OCSF server's validation rules on every OCSF document built from the real corpora
-//! (CloudTrail and Entra, findings included): no error and no warning with the server's
+//! (CloudTrail, Entra, the Activity Log and Cloud Audit Logs, findings included): no error and no warning with the server's
 //! default options. Missing recommended attributes (the server's opt-in
 //! `missing_recommended` warnings) are reported, not asserted: most name what CloudTrail
 //! and Entra do not record (a process, a source port, HTTP headers).
@@ -32,11 +32,14 @@ fn documents() -> Vec<Value> {
             });
         }
     }
-    // Elastic's Activity Log pipeline inputs, read in place (Elastic License 2.0).
-    for entry in std::fs::read_dir(shared("data/azure-activity/elastic")).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "log") {
-            inputs.push(std::fs::read(&path).unwrap());
+    // Elastic's Activity Log and Cloud Audit Logs pipeline inputs, read in place (Elastic
+    // License 2.0).
+    for dir in ["data/azure-activity/elastic", "data/gcp/elastic"] {
+        for entry in std::fs::read_dir(shared(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "log") {
+                inputs.push(std::fs::read(&path).unwrap());
+            }
         }
     }
     let mut docs = Vec::new();

@@ -124,53 +124,58 @@ impl GcpRecord {
         self.proto_str("serviceName").unwrap_or("")
     }
 
+    /// The monitored resource's type (`service_account`, `gce_instance`, `k8s_cluster`).
+    pub fn resource_type(&self) -> Option<&str> {
+        obj_of(&self.fields, "resource").and_then(|r| str_of(r, "type"))
+    }
+
+    /// One of the monitored resource's labels (`project_id`, `instance_id`).
+    pub fn resource_label(&self, key: &str) -> Option<&str> {
+        obj_of(&self.fields, "resource")
+            .and_then(|r| obj_of(r, "labels"))
+            .and_then(|l| str_of(l, key))
+            .filter(|s| !s.is_empty())
+    }
+
     pub fn resource_name(&self) -> Option<&str> {
         self.proto_str("resourceName").filter(|s| !s.is_empty())
     }
 
-    fn auth(&self, key: &str) -> Option<&str> {
-        obj_of(self.proto(), "authenticationInfo")
-            .and_then(|a| str_of(a, key))
+    /// A non-empty text of one of the payload's objects (`authenticationInfo`,
+    /// `requestMetadata`, `status`).
+    fn payload_str(&self, object: &str, key: &str) -> Option<&str> {
+        obj_of(self.proto(), object)
+            .and_then(|o| str_of(o, key))
             .filter(|s| !s.is_empty())
     }
 
     pub fn principal_email(&self) -> Option<&str> {
-        self.auth("principalEmail")
+        self.payload_str("authenticationInfo", "principalEmail")
     }
 
     /// `user:alice@example.com`, `serviceAccount:…`, `principal://…`.
     pub fn principal_subject(&self) -> Option<&str> {
-        self.auth("principalSubject")
-    }
-
-    fn request_metadata(&self, key: &str) -> Option<&str> {
-        obj_of(self.proto(), "requestMetadata")
-            .and_then(|m| str_of(m, key))
-            .filter(|s| !s.is_empty())
+        self.payload_str("authenticationInfo", "principalSubject")
     }
 
     /// The caller's address as written: an IP, or `private` / `gce-internal-ip`.
     pub fn caller_ip(&self) -> Option<&str> {
-        self.request_metadata("callerIp")
+        self.payload_str("requestMetadata", "callerIp")
     }
 
     pub fn user_agent(&self) -> Option<&str> {
-        self.request_metadata("callerSuppliedUserAgent")
+        self.payload_str("requestMetadata", "callerSuppliedUserAgent")
     }
 
     /// The project the entry was logged in: the resource's `project_id` label, else the
     /// project in `logName`.
     pub fn project_id(&self) -> Option<&str> {
-        obj_of(&self.fields, "resource")
-            .and_then(|r| obj_of(r, "labels"))
-            .and_then(|l| str_of(l, "project_id"))
-            .filter(|s| !s.is_empty())
-            .or_else(|| {
-                str_of(&self.fields, "logName")?
-                    .strip_prefix("projects/")?
-                    .split('/')
-                    .next()
-            })
+        self.resource_label("project_id").or_else(|| {
+            str_of(&self.fields, "logName")?
+                .strip_prefix("projects/")?
+                .split('/')
+                .next()
+        })
     }
 
     /// The audit log's kind, from `logName`: `activity`, `data_access`, `system_event` or
@@ -191,9 +196,7 @@ impl GcpRecord {
     }
 
     pub fn status_message(&self) -> Option<&str> {
-        obj_of(self.proto(), "status")
-            .and_then(|s| str_of(s, "message"))
-            .filter(|s| !s.is_empty())
+        self.payload_str("status", "message")
     }
 
     /// The single authorization check's `granted`, when there is exactly one.

@@ -577,17 +577,10 @@ pub fn gcp_audit(r: &GcpRecord, now: DateTime<Utc>) -> Document {
         },
     );
     put_dataset(&mut doc, "gcp.audit");
-    doc.put("event.module", "gcp");
-    doc.put("cloud.provider", "gcp");
+    doc.put_static("event.module", "gcp");
+    doc.put_static("cloud.provider", "gcp");
     doc.put_opt("cloud.project.id", r.project_id());
-    let label = |k: &str| {
-        r.fields()
-            .get("resource")
-            .and_then(|x| x.get("labels"))
-            .and_then(|l| l.get(k))
-            .and_then(Value::as_str)
-    };
-    doc.put_opt("cloud.instance.id", label("instance_id"));
+    doc.put_opt("cloud.instance.id", r.resource_label("instance_id"));
     doc.put_opt("service.name", Some(r.service()).filter(|s| !s.is_empty()));
     doc.put_opt("log.logger", str_of(r.fields(), "logName"));
     doc.put_opt("log.level", str_of(r.fields(), "severity"));
@@ -604,21 +597,15 @@ pub fn gcp_audit(r: &GcpRecord, now: DateTime<Utc>) -> Document {
         doc.put("source.ip", ip);
     }
     doc.put_opt("user_agent.original", r.user_agent());
-    if matches!(
-        r.fields()
-            .get("resource")
-            .and_then(|x| x.get("type"))
-            .and_then(Value::as_str),
-        Some("k8s_cluster" | "gke_cluster")
-    ) {
-        doc.put("orchestrator.type", "kubernetes");
-        doc.put_opt("orchestrator.cluster.name", label("cluster_name"));
+    if matches!(r.resource_type(), Some("k8s_cluster" | "gke_cluster")) {
+        doc.put_static("orchestrator.type", "kubernetes");
+        doc.put_opt(
+            "orchestrator.cluster.name",
+            r.resource_label("cluster_name"),
+        );
     }
     related.write(&mut doc);
-    doc.put(
-        "gcp.audit",
-        Value::Object(super::sections::ecs_gcp_audit(r)),
-    );
+    doc.splice("gcp.audit", Part::EcsGcp);
     doc
 }
 

@@ -866,8 +866,12 @@ pub fn gcp_audit(r: &GcpRecord, class: OcsfClass, now: DateTime<Utc>) -> Documen
     doc.put("metadata.processed_time", epoch_ms(now));
     doc.put("metadata.processed_time_dt", dt(now));
     doc.put("cloud.provider", "GCP");
-    doc.put_opt("cloud.project_uid", r.project_id());
-    doc.put_opt("cloud.account.uid", r.project_id());
+    // `cloud.project_uid` is deprecated in 1.8: the project is the account.
+    if let Some(project) = r.project_id() {
+        doc.put("cloud.account.uid", project);
+        doc.put("cloud.account.type_id", 11);
+        doc.put_static("cloud.account.type", "GCP Project");
+    }
     doc.put("api.operation", method);
     doc.put_opt(
         "api.service.name",
@@ -909,13 +913,7 @@ pub fn gcp_audit(r: &GcpRecord, class: OcsfClass, now: DateTime<Utc>) -> Documen
     user.put_opt("uid", r.principal_subject());
     doc.put("actor.user", Value::Object(identified(user.into_map())));
     doc.put("src_endpoint", endpoint(r.caller_ip()));
-    if let Some(agent) = r.user_agent() {
-        doc.put(
-            "src_endpoint.agent_list",
-            json!([{ "name": agent, "type_id": 99, "type": "User Agent" }]),
-        );
-        doc.put("http_request.user_agent", agent);
-    }
+    doc.put_opt("http_request.user_agent", r.user_agent());
     // Account Change has no `resources`: the account is its `user`.
     if let (Some(name), false) = (
         r.resource_name(),
@@ -923,13 +921,7 @@ pub fn gcp_audit(r: &GcpRecord, class: OcsfClass, now: DateTime<Utc>) -> Documen
     ) {
         let mut resource = Object::new();
         resource.put("uid", name);
-        resource.put_opt(
-            "type",
-            r.fields()
-                .get("resource")
-                .and_then(|x| x.get("type"))
-                .and_then(Value::as_str),
-        );
+        resource.put_opt("type", r.resource_type());
         resource.put_opt("name", name.rsplit('/').next());
         doc.put("resources", json!([Value::Object(resource.into_map())]));
     }

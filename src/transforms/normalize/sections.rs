@@ -1,5 +1,5 @@
-//! The sections of a document copied from the source record: ECS `aws.cloudtrail` and
-//! `azure.*`, OCSF `unmapped`, and single fields. A document only marks where each goes
+//! The sections of a document copied from the source record: ECS `aws.cloudtrail`,
+//! `azure.*` and `gcp.audit`, OCSF `unmapped`, and single fields. A document only marks where each goes
 //! ([`Part`]); it is written straight from the record at serialization, never cloned
 //! into the document first. ECS and OCSF both use this module; it uses neither.
 
@@ -34,6 +34,8 @@ pub enum Part {
     EcsActivity,
     /// OCSF `unmapped` of an Activity Log record.
     OcsfActivityUnmapped,
+    /// ECS `gcp.audit.*`.
+    EcsGcp,
 }
 
 impl Part {
@@ -53,6 +55,7 @@ impl Part {
                 ocsf_entra_unmapped(r).serialize(s)
             }
             (Part::EcsActivity, SourceRecord::Azure(r)) => ecs_activity(r).serialize(s),
+            (Part::EcsGcp, SourceRecord::Gcp(r)) => ecs_gcp_audit(r).serialize(s),
             (Part::OcsfActivityUnmapped, SourceRecord::Azure(r)) => {
                 Field::Object(unmapped_activity_fields(r)).serialize(s)
             }
@@ -574,7 +577,7 @@ pub fn ocsf_entra_unmapped(r: &AzureRecord) -> Field<'_> {
 /// ECS `gcp.audit.*` as Elastic's `gcp.audit` pipeline writes it: the payload's fields
 /// that have no ECS home, in snake case, with `request`, `response`, `metadata` and
 /// `serviceData` kept as Google wrote them (IAM policy deltas live there).
-pub fn ecs_gcp_audit(r: &GcpRecord) -> Map<String, Value> {
+fn ecs_gcp_audit(r: &GcpRecord) -> Map<String, Value> {
     let proto = r.proto();
     let mut out = Map::new();
     let mut put = |key: &str, v: Option<&Value>| {
@@ -654,7 +657,7 @@ pub fn ecs_gcp_audit(r: &GcpRecord) -> Map<String, Value> {
                 .into(),
         );
     }
-    if let Some(kind) = r.fields().get("resource").and_then(|x| x.get("type")) {
+    if let Some(kind) = r.resource_type() {
         out.insert("resource".into(), serde_json::json!({ "type": kind }));
     }
     if let Some(op) = r
