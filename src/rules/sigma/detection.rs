@@ -37,10 +37,58 @@ enum Test {
     /// `null`: the field is missing or null.
     Null,
     Exists(bool),
+    /// A value with no wildcard, compared without a regex: most of SigmaHQ's values are
+    /// names (`CreateAccessKey`), and a regex per test cost more than the rest of Sigma.
+    Plain(Plain),
     Text(Regex),
     Number(Cmp, f64),
     Cidr(std::net::IpAddr, u8),
     FieldRef(Vec<String>),
+}
+
+#[derive(Debug)]
+struct Plain {
+    /// In lower case unless `cased`; ASCII whenever case is ignored.
+    text: String,
+    anchor: Anchor,
+    cased: bool,
+}
+
+impl Plain {
+    /// The plain test for a value, when it has no wildcard and its case can be folded
+    /// byte by byte.
+    fn of(text: &str, anchor: Anchor, cased: bool) -> Option<Plain> {
+        if text.contains(['*', '?', '\\']) || !(cased || text.is_ascii()) {
+            return None;
+        }
+        Some(Plain {
+            text: if cased {
+                text.to_string()
+            } else {
+                text.to_ascii_lowercase()
+            },
+            anchor,
+            cased,
+        })
+    }
+
+    fn matches(&self, s: &str) -> bool {
+        let (hay, needle) = (s.as_bytes(), self.text.as_bytes());
+        let same = |a: &[u8]| {
+            if self.cased {
+                a == needle
+            } else {
+                a.eq_ignore_ascii_case(needle)
+            }
+        };
+        let n = needle.len();
+        match self.anchor {
+            Anchor::Whole => hay.len() == n && same(hay),
+            Anchor::Starts => hay.len() >= n && same(&hay[..n]),
+            Anchor::Ends => hay.len() >= n && same(&hay[hay.len() - n..]),
+            Anchor::Contains => n == 0 || hay.windows(n).any(same),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -223,11 +271,11 @@ impl FieldTest {
                 };
                 // The forms a transform makes of one value are alternatives: one test, so
                 // that `|all` still asks for every value, not for every form.
-                values.push(Test::Text(text_regex(
-                    &transformed(&text, transform),
-                    a,
-                    cased,
-                )?));
+                let plain = transform.is_none().then(|| Plain::of(&text, a, cased));
+                values.push(match plain.flatten() {
+                    Some(p) => Test::Plain(p),
+                    None => Test::Text(text_regex(&transformed(&text, transform), a, cased)?),
+                });
             }
         }
         Ok(FieldTest {
@@ -259,6 +307,8 @@ impl FieldTest {
 
 fn test_value(t: &Test, v: &Value) -> bool {
     match (t, v) {
+        (Test::Plain(p), Value::String(s)) => p.matches(s),
+        (Test::Plain(p), Value::Number(_) | Value::Bool(_)) => p.matches(&v.to_string()),
         (Test::Text(re), Value::String(s)) => re.is_match(s),
         (Test::Text(re), Value::Number(_) | Value::Bool(_)) => re.is_match(&v.to_string()),
         (Test::Number(c, n), _) => {
@@ -460,6 +510,44 @@ mod tests {
                 .unwrap_err()
                 .contains("unknown modifier `sounds_like`")
         );
+    }
+
+    /// A value without wildcards is compared without a regex, exactly as its regex would.
+    #[test]
+    fn plain_values_match_as_their_regexes_do() {
+        let hays = [
+            "CreateAccessKey",
+            "createaccesskey",
+            "xCreateAccessKeyx",
+            "Create",
+            "",
+        ];
+        for anchor in [
+            Anchor::Whole,
+            Anchor::Contains,
+            Anchor::Starts,
+            Anchor::Ends,
+        ] {
+            for cased in [false, true] {
+                for value in ["CreateAccessKey", "access", "Create", ""] {
+                    let plain = Plain::of(value, anchor, cased).unwrap();
+                    let re = text_regex(&[value.to_string()], anchor, cased).unwrap();
+                    for hay in hays {
+                        assert_eq!(
+                            plain.matches(hay),
+                            re.is_match(hay),
+                            "{value:?} {anchor:?} cased={cased} on {hay:?}"
+                        );
+                    }
+                }
+            }
+        }
+        assert!(Plain::of("Create*", Anchor::Whole, false).is_none());
+        assert!(
+            Plain::of("Grüße", Anchor::Whole, false).is_none(),
+            "non-ASCII folds by regex"
+        );
+        assert!(Plain::of("Grüße", Anchor::Whole, true).is_some());
     }
 
     #[test]
