@@ -160,8 +160,7 @@ impl SplunkHecConfig {
         match format {
             Format::Raw if dataset == "azure.activitylogs" => "azure:monitor:activity",
             Format::Raw if dataset.starts_with("azure.") => "azure:monitor:aad",
-            // The Google Cloud add-on's Pub/Sub input type; its own transforms assign the
-            // audit log sourcetypes from there.
+            // The sourcetype the Google Cloud add-on's Pub/Sub input writes.
             Format::Raw if dataset == "gcp.audit" => "google:gcp:pubsub:message",
             Format::Raw => "aws:cloudtrail",
             Format::Ecs => "auditbridge:ecs",
