@@ -50,6 +50,14 @@ else
   echo "eql: present"
 fi
 
+if [ ! -x "$TOOLS/pubsub/bin/python" ] || ! "$TOOLS/pubsub/bin/python" -c "import grpc, google.pubsub_v1" 2>/dev/null; then
+  echo "installing google-cloud-pubsub 2.44.0 and grpcio (the Pub/Sub test endpoint, tests/common/pubsub_server.py) into $TOOLS/pubsub"
+  python3 -m venv "$TOOLS/pubsub"
+  "$TOOLS/pubsub/bin/pip" install --quiet google-cloud-pubsub==2.44.0 grpcio==1.85.3
+else
+  echo "pubsub endpoint: present"
+fi
+
 if [ ! -x "$TOOLS/azurite/node_modules/.bin/azurite-blob" ]; then
   echo "installing azurite 3.35.0 (Azure Storage API server, for the Event Hubs blob checkpoint store) into $TOOLS/azurite"
   command -v npm >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm; }

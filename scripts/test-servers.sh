@@ -17,6 +17,8 @@ LADING="${LADING:-$BIN/lading}"
 LADING_HEC_PORT="${AUDITBRIDGE_TEST_LADING_PORT:-18088}"
 LADING_METRICS_PORT="${AUDITBRIDGE_TEST_LADING_METRICS_PORT:-19000}"
 AZURITE_PORT="${AUDITBRIDGE_TEST_AZURITE_PORT:-10000}"
+PUBSUB_PORT="${AUDITBRIDGE_TEST_PUBSUB_PORT:-18085}"
+PUBSUB_ADMIN_PORT="${AUDITBRIDGE_TEST_PUBSUB_ADMIN_PORT:-18086}"
 
 wait_for() { # description, timeout seconds, command...
   local what=$1 limit=$2; shift 2
@@ -86,6 +88,15 @@ YAML
   wait_for "azurite" 60 "$TOOLS/moto/bin/python" -c "import socket; socket.create_connection(('127.0.0.1', $AZURITE_PORT), 1)"
   # Azurite's documented development account; not a secret.
   echo "AUDITBRIDGE_TEST_AZURITE='DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;BlobEndpoint=http://127.0.0.1:$AZURITE_PORT/devstoreaccount1'" >> "$dir/env"
+  [ -x "$TOOLS/pubsub/bin/python" ] || { echo "the Pub/Sub endpoint's Python is not installed: run scripts/install-test-servers.sh" >&2; exit 1; }
+  "$TOOLS/pubsub/bin/python" tests/common/pubsub_server.py --port "$PUBSUB_PORT" \
+    --admin-port "$PUBSUB_ADMIN_PORT" > "$dir/pubsub.log" 2>&1 &
+  echo $! > "$dir/pubsub.pid"
+  wait_for "pubsub endpoint" 60 "$TOOLS/moto/bin/python" -c "import socket; socket.create_connection(('127.0.0.1', $PUBSUB_ADMIN_PORT), 1)"
+  {
+    echo "AUDITBRIDGE_TEST_PUBSUB=127.0.0.1:$PUBSUB_PORT"
+    echo "AUDITBRIDGE_TEST_PUBSUB_ADMIN=http://127.0.0.1:$PUBSUB_ADMIN_PORT"
+  } >> "$dir/env"
   echo "test servers up: $(tr '\n' ' ' < "$dir/env")"
 }
 

@@ -18,6 +18,7 @@ pub use crate::rules::RulesConfig;
 use crate::sinks::kafka::KafkaSinkConfig;
 use crate::sinks::splunk_hec::SplunkHecConfig;
 use crate::sources::eventhubs::EventHubsSourceConfig;
+use crate::sources::gcp_pubsub::GcpPubsubSourceConfig;
 use crate::sources::sqs::SqsSourceConfig;
 use crate::telemetry::TelemetryConfig;
 pub use crate::transforms::enrich::EnrichConfig;
@@ -89,6 +90,8 @@ pub enum SourceConfig {
     Sqs(SqsSourceConfig),
     /// Entra ID logs from an Azure Event Hub (diagnostic settings).
     Eventhubs(Box<EventHubsSourceConfig>),
+    /// Cloud Audit Logs from a Pub/Sub subscription (a Log Router sink's topic).
+    GcpPubsub(GcpPubsubSourceConfig),
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -223,6 +226,11 @@ impl Config {
                 }
                 SourceConfig::Eventhubs(e) => {
                     if let Err((key, message)) = e.check() {
+                        return Err(invalid(&format!("sources.{name}.{key}"), message));
+                    }
+                }
+                SourceConfig::GcpPubsub(p) => {
+                    if let Err((key, message)) = p.check() {
                         return Err(invalid(&format!("sources.{name}.{key}"), message));
                     }
                 }

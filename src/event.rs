@@ -41,6 +41,11 @@ pub enum Origin {
         queue: String,
         message_id: String,
     },
+    /// A Pub/Sub message.
+    PubSub {
+        subscription: String,
+        message_id: String,
+    },
     Inline {
         name: String,
     },
@@ -62,6 +67,10 @@ impl fmt::Display for Origin {
                 message_id,
             } => write!(f, "s3://{bucket}/{key} (sqs message {message_id})"),
             Origin::Sqs { queue, message_id } => write!(f, "sqs message {message_id} on {queue}"),
+            Origin::PubSub {
+                subscription,
+                message_id,
+            } => write!(f, "pub/sub message {message_id} on {subscription}"),
             Origin::Inline { name } => write!(f, "{name}"),
             Origin::EventHubs {
                 hub,
@@ -97,7 +106,8 @@ impl fmt::Display for Position {
     }
 }
 
-/// One redeliverable unit of input (a file, a queue message, an event-hub event).
+/// One redeliverable unit of input (a file, a queue message, an event-hub event, a Pub/Sub
+/// message).
 #[derive(Debug)]
 pub struct RawInput {
     pub origin: Origin,

@@ -408,6 +408,7 @@ fn every_example_config_validates() {
             .env("SPLUNK_HEC_TOKEN", "placeholder")
             .env("EVENTHUB_NAMESPACE", "contoso.servicebus.windows.net")
             .env("EVENTHUB_NAME", "insights-logs-auditlogs")
+            .env("GCP_SUBSCRIPTION", "projects/p/subscriptions/auditbridge")
             .env(
                 "STORAGE_CONNECTION_STRING",
                 "DefaultEndpointsProtocol=https;AccountName=a;AccountKey=a2V5;EndpointSuffix=core.windows.net",

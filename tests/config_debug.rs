@@ -40,6 +40,10 @@ fn set_environment() {
         ("SPLUNK_HEC_URL", "https://splunk.example.com:8088".into()),
         ("EVENTHUB_NAMESPACE", "contoso.servicebus.windows.net".into()),
         ("EVENTHUB_NAME", "insights-logs-auditlogs".into()),
+        (
+            "GCP_SUBSCRIPTION",
+            "projects/p/subscriptions/auditbridge".into(),
+        ),
     ] {
         std::env::set_var(var, value);
     }

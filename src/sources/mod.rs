@@ -2,6 +2,7 @@
 
 pub mod eventhubs;
 pub mod file;
+pub mod gcp_pubsub;
 pub mod sqs;
 
 use std::sync::Arc;
@@ -68,6 +69,7 @@ pub fn build(name: &str, config: &SourceConfig) -> Result<Box<dyn Source>, Sourc
             })?))
         }
         SourceConfig::Sqs(q) => Box::new(sqs::Queue::new(q.clone())),
+        SourceConfig::GcpPubsub(p) => Box::new(gcp_pubsub::Subscription::new(p.clone())),
         SourceConfig::Eventhubs(e) => {
             Box::new(
                 eventhubs::Prepared::new(e).map_err(|source| SourceError::EventHubs {
@@ -131,6 +133,12 @@ pub async fn check(config: &SourceConfig) -> Vec<String> {
             }
         }
         SourceConfig::Eventhubs(e) => eventhubs::check(e).await,
+        // The subscriber role cannot read the subscription's settings, and a pull would
+        // take messages: the credentials and endpoint are what can be checked without.
+        SourceConfig::GcpPubsub(p) => match gcp_pubsub::client::build(p).await {
+            Ok(_) => Vec::new(),
+            Err(e) => vec![e.to_string()],
+        },
     }
 }
 

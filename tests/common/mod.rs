@@ -8,6 +8,7 @@ pub mod eventhubs;
 pub mod hec;
 pub mod kafka;
 pub mod ocsf_rules;
+pub mod pubsub;
 
 use std::collections::HashMap;
 use std::io::Read;
