@@ -51,7 +51,7 @@ else
 fi
 
 if [ ! -x "$TOOLS/pubsub/bin/python" ] || ! "$TOOLS/pubsub/bin/python" -c "import grpc, google.pubsub_v1" 2>/dev/null; then
-  echo "installing google-cloud-pubsub 2.44.0 and grpcio (the Pub/Sub test endpoint, tests/common/pubsub_server.py) into $TOOLS/pubsub"
+  echo "installing google-cloud-pubsub 2.44.0 and grpcio (the Pub/Sub test endpoint, tests/common/gcp_server.py) into $TOOLS/pubsub"
   python3 -m venv "$TOOLS/pubsub"
   "$TOOLS/pubsub/bin/pip" install --quiet google-cloud-pubsub==2.44.0 grpcio==1.85.3
 else

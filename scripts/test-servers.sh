@@ -89,7 +89,7 @@ YAML
   # Azurite's documented development account; not a secret.
   echo "AUDITBRIDGE_TEST_AZURITE='DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;BlobEndpoint=http://127.0.0.1:$AZURITE_PORT/devstoreaccount1'" >> "$dir/env"
   [ -x "$TOOLS/pubsub/bin/python" ] || { echo "the Pub/Sub endpoint's Python is not installed: run scripts/install-test-servers.sh" >&2; exit 1; }
-  "$TOOLS/pubsub/bin/python" tests/common/pubsub_server.py --port "$PUBSUB_PORT" \
+  "$TOOLS/pubsub/bin/python" tests/common/gcp_server.py --port "$PUBSUB_PORT" \
     --admin-port "$PUBSUB_ADMIN_PORT" > "$dir/pubsub.log" 2>&1 &
   echo $! > "$dir/pubsub.pid"
   wait_for "pubsub endpoint" 60 "$TOOLS/moto/bin/python" -c "import socket; socket.create_connection(('127.0.0.1', $PUBSUB_ADMIN_PORT), 1)"

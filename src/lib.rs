@@ -1,5 +1,5 @@
-//! auditbridge: AWS CloudTrail and Microsoft Entra ID logs → ECS and OCSF, tagged with
-//! MITRE ATT&CK, delivered at least once.
+//! auditbridge: AWS CloudTrail, Microsoft Entra ID, Azure Activity Log and Google Cloud
+//! audit logs → ECS and OCSF, tagged with MITRE ATT&CK, delivered at least once.
 //!
 //! Data flows `sources` → `transforms` (decode, normalize, enrich) → `sinks`; `pipeline`
 //! wires them together and `ack` carries each input's acknowledgement along.
@@ -11,6 +11,7 @@ pub mod config;
 pub mod dead_letter;
 pub mod dedup;
 pub mod event;
+pub mod google_auth;
 pub mod keys;
 pub mod metrics;
 pub mod pipeline;

@@ -284,6 +284,10 @@ impl Pipeline {
                 shutdown_rx.clone(),
             ));
         }
+        if !self.iam_poll.gcp_projects.is_empty() {
+            // Before any source starts, like the AWS poll above.
+            crate::keys::gcp_iam::start(&self.iam_poll, &self.keys, &shutdown_rx).await;
+        }
         let progress = Arc::new(FileProgress::default());
         let source_env = SourceEnv {
             out: input_tx,

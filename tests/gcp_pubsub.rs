@@ -1,4 +1,4 @@
-//! The `gcp_pubsub` source against the Pub/Sub test endpoint (`tests/common/pubsub_server.py`,
+//! The `gcp_pubsub` source against the Pub/Sub test endpoint (`tests/common/gcp_server.py`,
 //! started by `scripts/test-servers.sh`), through Google's official Rust client
 //! unmodified: every message acked once and only after its records were delivered, ack
 //! deadlines extended while a slow sink works, nothing acked while a sink fails, bad

@@ -1,5 +1,7 @@
 //! Access keys from the IAM API of the local AWS API server (moto): `keys audit --iam`,
-//! its dry-run and real deactivation, and the key inventory's IAM poll.
+//! its dry-run and real deactivation, and the key inventory's IAM poll; service-account
+//! keys from Google's IAM API (the REST calls of the test endpoint in
+//! `tests/common/gcp_server.py`).
 
 mod common;
 
@@ -157,4 +159,70 @@ async fn the_pipeline_ages_keys_it_learned_from_iam() {
     assert_eq!(c["status"], "Active");
     assert_eq!(c["age_days"], 0);
     assert_eq!(c["over_max_age"], false);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pipeline_ages_service_account_keys_it_learned_from_googles_iam() {
+    let project = format!("keys-{}", unique("p"));
+    // Three accounts (the endpoint pages two at a time); a system-managed key, which
+    // Google rotates itself, is not listed.
+    common::pubsub::iam_accounts(
+        &project,
+        serde_json::json!({
+            "ci@p.iam.gserviceaccount.com": [{"id": "aaaa1111", "valid_after": "2026-01-01T00:00:00Z"}],
+            "deploy@p.iam.gserviceaccount.com": [{"id": "bbbb2222", "valid_after": "2026-05-01T00:00:00Z", "disabled": true}],
+            "web@p.iam.gserviceaccount.com": [{"id": "cccc3333", "valid_after": "2026-01-01T00:00:00Z", "type": "SYSTEM_MANAGED"}],
+        }),
+    )
+    .await;
+    let used = |id: &str, account: &str, key: &str| {
+        format!(
+            r#"{{"insertId":"{id}","logName":"projects/{project}/logs/cloudaudit.googleapis.com%2Factivity","timestamp":"2026-05-20T08:00:00Z","resource":{{"type":"gcs_bucket","labels":{{"project_id":"{project}"}}}},"protoPayload":{{"@type":"type.googleapis.com/google.cloud.audit.AuditLog","serviceName":"storage.googleapis.com","methodName":"storage.buckets.list","authenticationInfo":{{"principalEmail":"{account}","serviceAccountKeyName":"//iam.googleapis.com/projects/{project}/serviceAccounts/{account}/keys/{key}"}}}}}}"#
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("in.ndjson"),
+        [
+            used("u1", "ci@p.iam.gserviceaccount.com", "aaaa1111"),
+            used("u2", "deploy@p.iam.gserviceaccount.com", "bbbb2222"),
+            used("u3", "web@p.iam.gserviceaccount.com", "cccc3333"),
+        ]
+        .join("\n"),
+    )
+    .unwrap();
+    let config = format!(
+        "[pipeline]\nformat = \"ecs\"\n[keys]\ngcp_projects = [\"{project}\"]\ngcp_iam_endpoint = \"{}\"\n[sources.in]\ntype = \"file\"\npaths = [\"{}/in.ndjson\"]\n[sinks.out]\ntype = \"file\"\npath = \"{}/out.ndjson\"\n",
+        common::pubsub::rest_endpoint(),
+        dir.path().display(),
+        dir.path().display()
+    );
+    common::run_pipeline(&config, &dir.path().join("dlq.ndjson")).await;
+    let docs: Vec<Value> = std::fs::read_to_string(dir.path().join("out.ndjson"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let credential = |id: &str| {
+        docs.iter()
+            .find(|d| d["event"]["id"] == id)
+            .unwrap_or_else(|| panic!("{id} delivered"))["auditbridge"]["credential"]
+            .clone()
+    };
+    let ci = credential("u1");
+    assert_eq!(ci["source"], "iam");
+    assert_eq!(ci["owner"], "ci@p.iam.gserviceaccount.com");
+    assert_eq!(ci["status"], "Active");
+    assert_eq!(ci["age_days"], 139);
+    assert_eq!(ci["over_max_age"], true);
+    let deploy = credential("u2");
+    assert_eq!(deploy["status"], "Inactive");
+    assert_eq!(deploy["age_days"], 19);
+    assert_eq!(deploy["over_max_age"], false);
+    let web = credential("u3");
+    assert_eq!(web["key_id"], "cccc3333");
+    assert!(
+        web.get("age_days").is_none(),
+        "a system-managed key is not aged: {web}"
+    );
 }

@@ -15,7 +15,7 @@ pub enum Learned {
     Stream,
     /// An IAM credential report.
     CredentialReport,
-    /// The IAM API (ListAccessKeys).
+    /// A cloud's IAM API: AWS ListAccessKeys, Google's serviceAccounts.keys.list.
     Iam,
 }
 

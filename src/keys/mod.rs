@@ -4,6 +4,7 @@
 //! and by `auditbridge keys audit`.
 
 pub mod audit;
+pub mod gcp_iam;
 pub mod iam;
 pub mod inventory;
 pub mod report;
@@ -53,6 +54,15 @@ pub struct KeysConfig {
     /// Region and endpoint for the IAM poll (default: from the environment).
     pub iam_region: Option<String>,
     pub iam_endpoint: Option<String>,
+    /// Google Cloud projects whose service-account keys are read from the IAM API at
+    /// start and every `gcp_poll_interval_secs`; empty: none.
+    pub gcp_projects: Vec<String>,
+    pub gcp_poll_interval_secs: u64,
+    /// A service-account key file for those calls (default: Application Default
+    /// Credentials).
+    pub gcp_credentials_file: Option<PathBuf>,
+    /// Endpoint override for Google's IAM API (tests; `http://` is sent no credentials).
+    pub gcp_iam_endpoint: Option<String>,
 }
 
 impl Default for KeysConfig {
@@ -65,6 +75,10 @@ impl Default for KeysConfig {
             iam_poll_interval_secs: None,
             iam_region: None,
             iam_endpoint: None,
+            gcp_projects: Vec::new(),
+            gcp_poll_interval_secs: 3600,
+            gcp_credentials_file: None,
+            gcp_iam_endpoint: None,
         }
     }
 }

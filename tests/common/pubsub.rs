@@ -1,6 +1,7 @@
-//! The Pub/Sub test endpoint (`tests/common/pubsub_server.py`, started by
-//! `scripts/test-servers.sh`): its address, and its JSON admin API to create
-//! subscriptions, publish, and read what happened to the messages.
+//! The Google Cloud test endpoint (`tests/common/gcp_server.py`, started by
+//! `scripts/test-servers.sh`): the Pub/Sub address, and the JSON admin API to create
+//! subscriptions, publish, read what happened to the messages, and give the IAM REST API
+//! service accounts and keys.
 
 use std::time::{Duration, Instant};
 
@@ -29,6 +30,21 @@ async fn post(path: &str, body: Value) -> Value {
         .unwrap();
     assert!(reply.status().is_success(), "{path}: {}", reply.status());
     serde_json::from_str(&reply.text().await.unwrap()).unwrap()
+}
+
+/// The base URL of the IAM REST API (`keys.gcp_iam_endpoint`).
+pub fn rest_endpoint() -> String {
+    admin("")
+}
+
+/// Give `project` these service accounts, replacing any: `{email: [{"id",
+/// "valid_after", "disabled"?, "type"?}]}`.
+pub async fn iam_accounts(project: &str, accounts: Value) {
+    post(
+        "/admin/iam",
+        json!({"project": project, "accounts": accounts}),
+    )
+    .await;
 }
 
 /// A new subscription with a name no other test uses.

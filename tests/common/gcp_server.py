@@ -1,4 +1,4 @@
-"""A Google Cloud Pub/Sub endpoint for the tests, on 127.0.0.1.
+"""Google Cloud endpoints for the tests, on 127.0.0.1: Pub/Sub over gRPC, IAM over REST.
 
 Google's emulator needs the Cloud SDK, which cannot be installed here. This server speaks
 the Subscriber service of the real gRPC API (google.pubsub.v1: StreamingPull, Pull,
@@ -8,12 +8,15 @@ what the tests must observe: leases that expire at their deadline and redeliver,
 (a deadline of 0) that redeliver at once, flow control per stream, delivery attempts and
 a dead-letter subscription after `max_delivery_attempts`.
 
-Tests drive it over a small JSON API on a second port:
+The same second port serves the IAM API's two REST list calls
+(projects.serviceAccounts.list, projects.serviceAccounts.keys.list) for the key inventory,
+and tests drive everything over a small JSON API on it:
+  POST /admin/iam      {"project", "accounts": {EMAIL: [{"id", "valid_after", "disabled"?, "type"?}]}}
   POST /admin/create   {"name", "ack_deadline_seconds"?, "dead_letter"?: {"subscription", "max_delivery_attempts"}}
   POST /admin/publish  {"subscription", "messages": [{"data": base64, "attributes"?: {}}]}
   GET  /admin/stats?subscription=NAME
 
-Started by scripts/test-servers.sh:  python pubsub_server.py --port 18085 --admin-port 18086
+Started by scripts/test-servers.sh:  python gcp_server.py --port 18085 --admin-port 18086
 """
 
 import argparse
@@ -34,6 +37,9 @@ from google.pubsub_v1 import types
 LOCK = threading.Condition()
 SUBSCRIPTIONS = {}
 IDS = itertools.count(1)
+KEY_TYPES = {"USER_MANAGED": "1", "SYSTEM_MANAGED": "2"}
+# IAM: project -> service-account email -> [{"id", "valid_after", "disabled", "type"}]
+SERVICE_ACCOUNTS = {}
 
 
 class Subscription:
@@ -262,6 +268,8 @@ class Admin(BaseHTTPRequestHandler):
 
     def do_GET(self):
         url = urllib.parse.urlparse(self.path)
+        if url.path.startswith("/v1/projects/"):
+            return self.iam(url)
         name = urllib.parse.parse_qs(url.query).get("subscription", [""])[0]
         with LOCK:
             sub = SUBSCRIPTIONS.get(name)
@@ -269,9 +277,64 @@ class Admin(BaseHTTPRequestHandler):
                 return self.reply(404, {"error": f"no subscription {name!r}"})
             return self.reply(200, sub.summary())
 
+    def iam(self, url):
+        """The IAM API's REST list calls, two accounts per page to exercise paging."""
+        parts = urllib.parse.unquote(url.path).split("/")
+        query = urllib.parse.parse_qs(url.query)
+        with LOCK:
+            # /v1/projects/P/serviceAccounts
+            if len(parts) == 5 and parts[4] == "serviceAccounts":
+                project = parts[3]
+                emails = sorted(SERVICE_ACCOUNTS.get(project, {}))
+                start = int(query.get("pageToken", ["0"])[0] or 0)
+                page = emails[start : start + 2]
+                body = {
+                    "accounts": [
+                        {
+                            "name": f"projects/{project}/serviceAccounts/{e}",
+                            "email": e,
+                            "projectId": project,
+                        }
+                        for e in page
+                    ]
+                }
+                if start + 2 < len(emails):
+                    body["nextPageToken"] = str(start + 2)
+                return self.reply(200, body)
+            # /v1/projects/P/serviceAccounts/EMAIL/keys
+            if len(parts) == 7 and parts[4] == "serviceAccounts" and parts[6] == "keys":
+                project, email = parts[3], parts[5]
+                keys = SERVICE_ACCOUNTS.get(project, {}).get(email)
+                if keys is None:
+                    return self.reply(404, {"error": {"code": 404, "status": "NOT_FOUND"}})
+                # Google's clients ask for enums as numbers (`$alt=json;enum-encoding=int`).
+                as_int = "enum-encoding=int" in query.get("$alt", [""])[0]
+                wanted = {KEY_TYPES.get(t, t) for t in query.get("keyTypes", [])}
+                return self.reply(
+                    200,
+                    {
+                        "keys": [
+                            {
+                                "name": f"projects/{project}/serviceAccounts/{email}/keys/{k['id']}",
+                                "validAfterTime": k["valid_after"],
+                                "keyType": int(KEY_TYPES[k.get("type", "USER_MANAGED")])
+                                if as_int
+                                else k.get("type", "USER_MANAGED"),
+                                "disabled": k.get("disabled", False),
+                            }
+                            for k in keys
+                            if not wanted or KEY_TYPES[k.get("type", "USER_MANAGED")] in wanted
+                        ]
+                    },
+                )
+        return self.reply(404, {"error": {"code": 404, "status": "NOT_FOUND"}})
+
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["content-length"])))
         with LOCK:
+            if self.path == "/admin/iam":
+                SERVICE_ACCOUNTS[body["project"]] = body["accounts"]
+                return self.reply(200, {"project": body["project"]})
             if self.path == "/admin/create":
                 dead = body.get("dead_letter") or {}
                 SUBSCRIPTIONS[body["name"]] = Subscription(
