@@ -475,12 +475,7 @@ async fn two_replicas_split_the_partitions_and_one_takes_over_when_the_other_is_
             format!("{}\n{dlq}\n", config(&hub, &extra, &store, &sink)),
         )
         .unwrap();
-        let child = common::auditbridge()
-            .args(["run", "--config"])
-            .arg(&path)
-            .stderr(std::fs::File::create(dir.path().join(format!("{name}.log"))).unwrap())
-            .spawn()
-            .unwrap();
+        let child = common::spawn_run(&path, &dir.path().join(format!("{name}.log")));
         replicas.push(child);
     }
     let all = |dir: &Path| {

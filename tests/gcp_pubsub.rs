@@ -231,14 +231,7 @@ async fn sigkill_mid_stream_then_restart_loses_nothing() {
         ),
     )
     .unwrap();
-    let start = |log: &str| {
-        common::auditbridge()
-            .args(["run", "--config"])
-            .arg(&config)
-            .stderr(std::fs::File::create(dir.path().join(log)).unwrap())
-            .spawn()
-            .unwrap()
-    };
+    let start = |log: &str| common::spawn_run(&config, &dir.path().join(log));
     let mut first = start("first.log");
     stats_until(&sub, 120, |s| count(s, "acked") >= 1_000).await;
     Command::new("kill")

@@ -88,14 +88,7 @@ topic = "{topic}"
         ),
     )
     .unwrap();
-    let start = |log: &str| {
-        common::auditbridge()
-            .args(["run", "--config"])
-            .arg(&config)
-            .stderr(std::fs::File::create(dir.path().join(log)).unwrap())
-            .spawn()
-            .unwrap()
-    };
+    let start = |log: &str| common::spawn_run(&config, &dir.path().join(log));
 
     let mut first = start("first.log");
     // Kill it once part of the queue is done and more is in flight.

@@ -156,15 +156,10 @@ async fn poll(
     projects: Vec<String>,
     inventory: Arc<KeyInventory>,
     interval: Duration,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
-            _ = shutdown.changed() => return,
-        }
-        if let Err(e) = refresh(&iam, &projects, &inventory).await {
-            tracing::warn!(error = %e, "Google IAM key poll failed; key ages use what the stream and earlier polls showed");
-        }
-    }
+    super::repeat("Google IAM", interval, shutdown, || {
+        refresh(&iam, &projects, &inventory)
+    })
+    .await
 }

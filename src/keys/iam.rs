@@ -122,15 +122,7 @@ pub async fn poll(
     iam: aws_sdk_iam::Client,
     inventory: Arc<KeyInventory>,
     interval: Duration,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
-            _ = shutdown.changed() => return,
-        }
-        if let Err(e) = refresh(&iam, &inventory).await {
-            tracing::warn!(error = %e, "IAM key poll failed; key ages use what the stream and earlier polls showed");
-        }
-    }
+    super::repeat("AWS IAM", interval, shutdown, || refresh(&iam, &inventory)).await
 }

@@ -83,6 +83,30 @@ impl Default for KeysConfig {
     }
 }
 
+/// Call `refresh` every `interval` until `shutdown` (the first refresh is the caller's,
+/// before records flow). A failed refresh is logged; key ages then use what the stream
+/// and earlier refreshes showed.
+pub(crate) async fn repeat<F, Fut, E>(
+    what: &'static str,
+    interval: std::time::Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    mut refresh: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<usize, E>>,
+    E: std::fmt::Display,
+{
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = shutdown.changed() => return,
+        }
+        if let Err(e) = refresh().await {
+            tracing::warn!(error = %e, api = what, "key poll failed; key ages use what the stream and earlier polls showed");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -37,6 +37,16 @@ pub fn auditbridge() -> std::process::Command {
     c
 }
 
+/// `auditbridge run --config <config>` started in the background, its log in `log`.
+pub fn spawn_run(config: &Path, log: &Path) -> std::process::Child {
+    auditbridge()
+        .args(["run", "--config"])
+        .arg(config)
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap()
+}
+
 /// `auditbridge validate --check-sinks --config <path>`, run to completion.
 pub fn validate_check_sinks(path: &std::path::Path) -> std::process::Output {
     auditbridge()
