@@ -301,3 +301,22 @@ async fn a_missing_subscription_makes_readiness_name_the_source() {
     run.task.await.unwrap().unwrap();
     assert!(run.metrics.named("pubsub_stream_errors") >= 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_subscription_is_ready() {
+    let port = common::free_port();
+    let sub = subscription("idle", None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "{PIPELINE}[admin]\naddress = \"127.0.0.1:{port}\"\n{}{}",
+        source(&sub, ""),
+        file_sink(dir.path())
+    );
+    let run = common::start_pipeline(&config, &dir.path().join("dlq.ndjson"));
+    let body = common::readiness_until(port, 30, |status, _| status == 200).await;
+    assert!(body.contains("\"source.gcp\":\"ok\""), "{body}");
+    run.stop.send(true).unwrap();
+    run.task.await.unwrap().unwrap();
+    assert!(count(&stats(&sub).await, "streams") >= 1, "a stream was opened");
+    assert_eq!(run.metrics.named("pubsub_stream_errors"), 0);
+}

@@ -29,6 +29,9 @@ use crate::sources::{retry_backoff, Source, SourceContext};
 use crate::supervisor::Intake;
 pub use config::GcpPubsubSourceConfig;
 
+/// How long a stream must stay open without an error to count as healthy.
+const HEALTHY_AFTER: Duration = Duration::from_secs(5);
+
 /// Shared by the streams and message tasks.
 struct Ctx {
     config: GcpPubsubSourceConfig,
@@ -108,6 +111,12 @@ async fn pull(ctx: Arc<Ctx>, mut shutdown: watch::Receiver<bool>, mut intake: In
             .set_max_outstanding_bytes(ctx.config.max_outstanding_bytes)
             .build();
         let mut settling = JoinSet::new();
+        // The client opens the stream lazily and only returns when a message or an error
+        // comes: a stream that stayed open this long without an error is healthy, so an
+        // idle subscription does not keep the replica unready.
+        let quiet = tokio::time::sleep(HEALTHY_AFTER);
+        tokio::pin!(quiet);
+        let mut proven = false;
         let failed = loop {
             if !intake.is_open() {
                 ctx.metrics.count("pubsub_intake_pauses", 1);
@@ -122,10 +131,16 @@ async fn pull(ctx: Arc<Ctx>, mut shutdown: watch::Receiver<bool>, mut intake: In
             while settling.try_join_next().is_some() {}
             let next = tokio::select! {
                 n = stream.next() => n,
+                () = &mut quiet, if !proven => {
+                    proven = true;
+                    ctx.health.ok();
+                    continue;
+                }
                 _ = shutdown.changed() => break false,
             };
             match next {
                 Some(Ok((message, handler))) => {
+                    proven = true;
                     ctx.health.ok();
                     backoff = retry_backoff(Duration::from_millis(500));
                     let ctx = Arc::clone(&ctx);
