@@ -317,6 +317,9 @@ async fn an_idle_subscription_is_ready() {
     assert!(body.contains("\"source.gcp\":\"ok\""), "{body}");
     run.stop.send(true).unwrap();
     run.task.await.unwrap().unwrap();
-    assert!(count(&stats(&sub).await, "streams") >= 1, "a stream was opened");
+    assert!(
+        count(&stats(&sub).await, "streams") >= 1,
+        "a stream was opened"
+    );
     assert_eq!(run.metrics.named("pubsub_stream_errors"), 0);
 }
