@@ -243,6 +243,21 @@ impl Config {
                 return Err(invalid(&key, cleartext.refusal(fix, &opt_in)));
             }
         }
+        if self.dead_letter.is_stdout() {
+            if let Some(name) = self
+                .sinks
+                .iter()
+                .find_map(|(name, sink)| matches!(sink, SinkConfig::Stdout { .. }).then_some(name))
+            {
+                return Err(invalid(
+                    "dead_letter.path",
+                    format!(
+                        "is `-` (standard output), which sink `{name}` writes records to; \
+                         give the dead letters a file, or the records another sink"
+                    ),
+                ));
+            }
+        }
         let produced = self.pipeline.format;
         for (name, sink) in &self.sinks {
             for f in sink.formats().unwrap_or(&[]) {
@@ -561,5 +576,25 @@ mod tests {
         let text = "[pipeline]\nformat = \"ecs\"\n[sources.in]\ntype = \"file\"\npaths = [\"x\"]\n[sinks.out]\ntype = \"stdout\"\nformats = [\"ocsf\"]\n";
         let err = Config::parse(text, "test").unwrap_err().to_string();
         assert!(err.contains("sinks.out.formats"), "{err}");
+    }
+
+    #[test]
+    fn dead_letters_on_stdout_cannot_share_it_with_a_stdout_sink() {
+        let sources = "[sources.in]\ntype = \"file\"\npaths = [\"x\"]\n";
+        let text =
+            format!("[dead_letter]\npath = \"-\"\n{sources}[sinks.out]\ntype = \"stdout\"\n");
+        let err = Config::parse(&text, "test").unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "config test: `dead_letter.path` is `-` (standard output), which sink `out` writes \
+             records to; give the dead letters a file, or the records another sink"
+        );
+        let text = format!(
+            "[dead_letter]\npath = \"-\"\n{sources}[sinks.out]\ntype = \"file\"\npath = \"o\"\n"
+        );
+        assert!(Config::parse(&text, "test")
+            .unwrap()
+            .dead_letter
+            .is_stdout());
     }
 }

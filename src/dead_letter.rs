@@ -173,6 +173,7 @@ struct Request {
 
 enum Target {
     File(BufWriter<File>),
+    Stdout,
     Stderr,
 }
 
@@ -182,6 +183,15 @@ const QUEUE: usize = 1024;
 const GROUP: usize = 256;
 
 impl DeadLetterSink {
+    /// The destination `[dead_letter]` names: its file, or standard output for `-`.
+    pub fn open(config: &DeadLetterConfig) -> io::Result<Self> {
+        if config.is_stdout() {
+            Self::start(Target::Stdout, "stdout".into())
+        } else {
+            Self::file(&config.path)
+        }
+    }
+
     pub fn file(path: &Path) -> io::Result<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
@@ -273,23 +283,36 @@ fn write_group(target: &mut Target, group: &[Request]) -> io::Result<()> {
             out.flush()?;
             out.get_ref().sync_data()
         }
-        Target::Stderr => {
-            let mut err = io::stderr().lock();
-            for l in letters {
-                serde_json::to_writer(&mut err, &l.to_json())?;
-                err.write_all(b"\n")?;
-            }
-            err.flush()
-        }
+        // A pipe or a terminal has no sync: a line is handed on once it is flushed.
+        Target::Stdout => write_lines(&mut io::stdout().lock(), letters),
+        Target::Stderr => write_lines(&mut io::stderr().lock(), letters),
     }
+}
+
+fn write_lines<'a>(
+    out: &mut impl Write,
+    letters: impl Iterator<Item = &'a DeadLetter>,
+) -> io::Result<()> {
+    for l in letters {
+        serde_json::to_writer(&mut *out, &l.to_json())?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()
 }
 
 /// The `[dead_letter]` settings.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DeadLetterConfig {
-    /// NDJSON file dead letters are appended to.
+    /// NDJSON file dead letters are appended to; `-` writes them to standard output, where
+    /// a container platform's log collector takes them (logs go to standard error).
     pub path: PathBuf,
+}
+
+impl DeadLetterConfig {
+    pub fn is_stdout(&self) -> bool {
+        self.path.as_os_str() == "-"
+    }
 }
 
 impl Default for DeadLetterConfig {

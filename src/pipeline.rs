@@ -199,9 +199,9 @@ impl Pipeline {
         })
     }
 
-    /// Open the dead-letter file a config names.
+    /// Open the dead-letter destination a config names.
     pub fn dead_letter_file(config: &Config) -> Result<DeadLetterSink, PipelineError> {
-        DeadLetterSink::file(&config.dead_letter.path).map_err(|source| PipelineError::DeadLetter {
+        DeadLetterSink::open(&config.dead_letter).map_err(|source| PipelineError::DeadLetter {
             path: config.dead_letter.path.clone(),
             source,
         })

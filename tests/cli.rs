@@ -150,6 +150,58 @@ fn run_writes_records_and_dead_letters_to_files() {
     assert_eq!(s["batches_acked"], 2);
 }
 
+/// `dead_letter.path = "-"`: dead letters are lines on standard output, where a container
+/// platform's log collector takes them, and logs stay on standard error.
+#[test]
+fn dead_letters_can_go_to_standard_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("bad.ndjson");
+    std::fs::write(
+        &input,
+        "{\"eventName\":\"CreateUser\",\"eventSource\":\"iam.amazonaws.com\"}\nnot json\n",
+    )
+    .unwrap();
+    let out_path = dir.path().join("records.ndjson");
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[pipeline]\nformat = \"ecs\"\n[dead_letter]\npath = \"-\"\n[sources.in]\ntype = \"file\"\npaths = [\"{}\"]\n[sinks.out]\ntype = \"file\"\npath = \"{}\"\n",
+            input.display(),
+            out_path.display()
+        ),
+    )
+    .unwrap();
+    let out = bin()
+        .current_dir(dir.path())
+        .args(["run", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    succeeded(&out);
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let letters: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(letters.len(), 1, "{stdout}");
+    assert_eq!(letters[0]["kind"], "invalid_json");
+    assert_eq!(letters[0]["line"], 2);
+    assert_eq!(letters[0]["original"], "not json");
+    assert_eq!(
+        std::fs::read_to_string(&out_path).unwrap().lines().count(),
+        1
+    );
+    assert!(
+        !dir.path().join("-").exists(),
+        "`-` is standard output, not a file"
+    );
+    assert_eq!(
+        summary(&out.stderr)["dead_letter_reasons"]["invalid_json"],
+        1
+    );
+}
+
 #[test]
 fn validate_names_the_bad_key() {
     let dir = tempfile::tempdir().unwrap();
