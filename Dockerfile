@@ -7,6 +7,10 @@
 
 FROM rust:1.95-slim-bookworm AS build
 # librdkafka (bundled by rdkafka) builds with make and links OpenSSL.
+# Not pinned (hadolint's DL3008): bookworm replaces a package's version with each
+# security fix and drops the old one, so a pin would break the build or keep a fixed
+# OpenSSL hole; the base image's tag is what is pinned.
+# hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends build-essential pkg-config libssl-dev perl python3 \
  && rm -rf /var/lib/apt/lists/*
@@ -15,6 +19,8 @@ COPY . .
 RUN cargo build --release --locked --bin auditbridge
 
 FROM debian:12-slim
+# Not pinned, for the reason given in the build stage.
+# hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates libssl3 \
  && rm -rf /var/lib/apt/lists/* \

@@ -14,6 +14,12 @@ use tokio::sync::watch;
 
 use crate::metrics::Metrics;
 
+/// The paths the admin endpoint serves. Probes and scrapers name them (the Dockerfile's
+/// health check, `deploy/kubernetes/`), and a test holds those to these.
+pub const LIVE_PATH: &str = "/health/live";
+pub const READY_PATH: &str = "/health/ready";
+pub const METRICS_PATH: &str = "/metrics";
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
@@ -138,8 +144,8 @@ fn route<B>(req: &Request<B>, metrics: &Metrics, health: &Health) -> Response<Fu
             .unwrap_or_default()
     };
     match req.uri().path() {
-        "/health/live" => reply(StatusCode::OK, "text/plain", "ok\n".into()),
-        "/health/ready" => {
+        LIVE_PATH => reply(StatusCode::OK, "text/plain", "ok\n".into()),
+        READY_PATH => {
             let (ready, detail) = health.ready();
             let status = if ready {
                 StatusCode::OK
@@ -148,7 +154,7 @@ fn route<B>(req: &Request<B>, metrics: &Metrics, health: &Health) -> Response<Fu
             };
             reply(status, "application/json", format!("{detail}\n"))
         }
-        "/metrics" => reply(
+        METRICS_PATH => reply(
             StatusCode::OK,
             "text/plain; version=0.0.4",
             metrics.prometheus(),
