@@ -196,7 +196,7 @@ pub struct Sample {
 
 /// The metric contract: every name exported (with `auditbridge_` and, for counters,
 /// `_total` in Prometheus; dotted in OTLP), and whether it is a gauge.
-pub const CONTRACT: [(&str, bool); 37] = [
+pub const CONTRACT: [(&str, bool); 38] = [
     ("inputs_received", false),
     ("records_decoded", false),
     ("records_emitted", false),
@@ -229,6 +229,7 @@ pub const CONTRACT: [(&str, bool); 37] = [
     ("eventhubs_checkpoints_written", false),
     ("eventhubs_checkpoint_failures", false),
     ("eventhubs_processor_restarts", false),
+    ("eventhubs_partitions_relinquished", false),
     ("eventhubs_last_sequence_number", true),
     ("eventhubs_checkpoint_sequence_number", true),
     ("eventhubs_checkpoint_lag_events", true),

@@ -512,6 +512,77 @@ async fn two_replicas_split_the_partitions_and_one_takes_over_when_the_other_is_
     );
 }
 
+/// Scaling in: a replica stopped with SIGTERM drains, writes its checkpoints and gives
+/// its partitions up, so the other one claims them at its next balancing round. Claims
+/// here expire only after ten minutes: nothing but the hand-over can explain the takeover.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_stopped_with_sigterm_hands_its_partitions_over_at_once() {
+    let hub = Hub::start(HUB, 4).await;
+    let dir = tempfile::tempdir().unwrap();
+    let container = format!("checkpoints-{}", uuid::Uuid::new_v4().simple());
+    for p in 0..4 {
+        hub.append(p, bodies(p, 0, 100, 5));
+    }
+    let store = format!(
+        "type = \"blob\"\ncontainer = \"{container}\"\nconnection_string = \"${{AUDITBRIDGE_TEST_AZURITE}}\""
+    );
+    let mut replicas = Vec::new();
+    for name in ["a", "b"] {
+        let extra = format!("owner_id = \"replica-{name}\"\npartition_expiration_secs = 600");
+        let path = dir.path().join(format!("{name}.toml"));
+        let sink = file_sink(&dir.path().join(format!("{name}.ndjson")));
+        let dlq = format!(
+            "[dead_letter]\npath = \"{}/{name}-dlq.ndjson\"",
+            dir.path().display()
+        );
+        std::fs::write(
+            &path,
+            format!("{}\n{dlq}\n", config(&hub, &extra, &store, &sink)),
+        )
+        .unwrap();
+        replicas.push(common::spawn_run(
+            &path,
+            &dir.path().join(format!("{name}.log")),
+        ));
+    }
+    let all = |dir: &Path| {
+        let mut ids = delivered(&dir.join("a.ndjson"));
+        ids.extend(delivered(&dir.join("b.ndjson")));
+        ids.into_iter().collect::<HashSet<String>>()
+    };
+    wait_until("the first 2,000 records", 120, || {
+        all(dir.path()).len() >= 2_000
+    })
+    .await;
+    wait_for_owners(&container, "both replicas owning partitions", |o| {
+        o.len() == 4
+            && o.iter().any(|(_, w)| w == "replica-a")
+            && o.iter().any(|(_, w)| w == "replica-b")
+    })
+    .await;
+
+    terminate(&mut replicas[0]);
+    let log = std::fs::read_to_string(dir.path().join("a.log")).unwrap();
+    assert!(
+        log.contains("gave up this replica's partitions to the others"),
+        "{log}"
+    );
+    for p in 0..4 {
+        hub.append(p, bodies(p, 100, 100, 5));
+    }
+    wait_for_owners(&container, "replica b owning every partition", |o| {
+        o.len() == 4 && o.iter().all(|(_, w)| w == "replica-b")
+    })
+    .await;
+    wait_until("all 4,000 records", 120, || all(dir.path()).len() >= 4_000).await;
+    terminate(&mut replicas[1]);
+    assert_eq!(
+        all(dir.path()),
+        expected(4, 0..200, 5),
+        "no record lost across the hand-over"
+    );
+}
+
 /// Stop a child the way a container runtime does, and wait for its drain.
 fn terminate(child: &mut std::process::Child) {
     let _ = std::process::Command::new("kill")

@@ -145,6 +145,26 @@ impl Prepared {
         })
     }
 
+    /// The fully qualified namespace, as the client library names it in ownership and
+    /// checkpoint blobs: the configured one, or the host of the connection string's
+    /// `Endpoint`.
+    pub fn namespace(&self) -> Option<String> {
+        if let Some(namespace) = &self.config.namespace {
+            return Some(namespace.clone());
+        }
+        let Auth::ConnectionString(cs) = &self.auth else {
+            return None;
+        };
+        cs.expose().split(';').find_map(|part| {
+            let (key, value) = part.split_once('=')?;
+            key.trim().eq_ignore_ascii_case("endpoint").then(|| {
+                let host = value.trim();
+                let host = host.split_once("://").map_or(host, |(_, rest)| rest);
+                host.trim_end_matches('/').to_string()
+            })
+        })
+    }
+
     /// The connection's application id is what the processor writes as the owner of
     /// its partitions, so it must be this replica's own.
     pub async fn open(&self, owner_id: &str) -> azure_messaging_eventhubs::Result<ConsumerClient> {

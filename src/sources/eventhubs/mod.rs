@@ -255,6 +255,9 @@ async fn generation(
     let _ = processor.shutdown().await;
     let _ = stop_tx.send(true);
     while partitions.join_next().await.is_some() {}
+    if matches!(finished, Finished::Shutdown) {
+        relinquish(prepared, &hub.name, owner_id, metrics).await;
+    }
     runner.abort();
     let _ = runner.await;
     if let Ok(processor) = Arc::try_unwrap(processor) {
@@ -263,6 +266,50 @@ async fn generation(
         }
     }
     Ok(finished)
+}
+
+/// Give this replica's partitions up in the checkpoint store, once they drained and
+/// wrote their checkpoints: the other replicas claim them at their next balancing round
+/// (`update_interval_secs`), not after `partition_expiration_secs`, so scaling in or a
+/// rolling update stalls no partition. Each write is conditional on the claim being
+/// unchanged, so a partition another replica took meanwhile stays its own. On failure
+/// the claims simply expire.
+async fn relinquish(prepared: &Prepared, hub: &str, owner_id: &str, metrics: &Metrics) {
+    let Some(namespace) = prepared.namespace() else {
+        return;
+    };
+    let group = &prepared.config.consumer_group;
+    let store = &prepared.store;
+    let given = tokio::time::timeout(Duration::from_secs(10), async {
+        let mine: Vec<_> = store
+            .list_ownerships(&namespace, hub, group)
+            .await?
+            .into_iter()
+            .filter(|o| o.owner_id.as_deref() == Some(owner_id))
+            .map(|mut o| {
+                o.owner_id = None;
+                o
+            })
+            .collect();
+        if mine.is_empty() {
+            return Ok(0);
+        }
+        store.claim_ownership(&mine).await.map(|given| given.len())
+    })
+    .await;
+    match given {
+        Ok(Ok(n)) => {
+            metrics.count("eventhubs_partitions_relinquished", n as u64);
+            tracing::info!(partitions = n, "gave up this replica's partitions to the others");
+        }
+        Ok(Err(e)) => tracing::warn!(
+            error = %e,
+            "could not give up this replica's partitions; they pass to the others after partition_expiration_secs"
+        ),
+        Err(_) => tracing::warn!(
+            "giving up this replica's partitions took over 10 s; they pass to the others after partition_expiration_secs"
+        ),
+    }
 }
 
 /// Where partitions without a checkpoint start. `Latest` is never handed to the client

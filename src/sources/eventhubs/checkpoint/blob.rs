@@ -457,7 +457,11 @@ impl CheckpointStore for BlobCheckpointStore {
                 event_hub_name: event_hub_name.to_string(),
                 consumer_group: consumer_group.to_string(),
                 partition_id: partition_of(&b.name),
-                owner_id: meta(&b, "ownerid").map(str::to_string),
+                // An empty owner is a partition given up (by us at shutdown, or by a
+                // .NET or Java processor): unowned, free to claim at once.
+                owner_id: meta(&b, "ownerid")
+                    .filter(|owner| !owner.is_empty())
+                    .map(str::to_string),
                 etag: b.etag.clone().map(Etag::from),
                 last_modified_time: b
                     .last_modified
