@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use auditbridge::admin::{LIVE_PATH, METRICS_PATH, READY_PATH};
 use auditbridge::config::{Config, SourceConfig};
 use auditbridge::sources::eventhubs::config::CheckpointStoreConfig;
+use azure_messaging_eventhubs::models::Checkpoint;
 use serde_json::Value;
 
 const OVERLAYS: [&str; 3] = ["aws-sqs", "azure-eventhubs", "gcp-pubsub"];
@@ -331,5 +332,32 @@ fn each_autoscaler_watches_its_overlays_source_at_one_replicas_window() {
             }
             other => panic!("{overlay}: no autoscaler for {other:?}"),
         }
+    }
+}
+
+/// KEDA's `blobMetadata` strategy reads `<container>/<namespace>/<hub>/<consumer group in
+/// lower case>/checkpoint/<partition>` (kedacore/keda,
+/// `pkg/scalers/azure/azure_eventhub_checkpoint.go`); the blob store writes each
+/// checkpoint under the client library's name for it. They must be the same blob.
+#[test]
+fn keda_reads_the_checkpoint_blob_the_event_hubs_source_writes() {
+    let (config, _) = config("azure-eventhubs");
+    let Some(SourceConfig::Eventhubs(e)) = config.sources.values().next() else {
+        panic!("the azure-eventhubs overlay reads an event hub");
+    };
+    let scaled = yaml(&kube("overlays/azure-eventhubs/scaledobject.yaml"));
+    let meta = &scaled["spec"]["triggers"][0]["metadata"];
+    let namespace = "contoso-security.servicebus.windows.net";
+    let hub = e.event_hub.as_deref().unwrap();
+    for partition in ["0", "3"] {
+        let keda = format!(
+            "{namespace}/{}/{}/checkpoint/{partition}",
+            meta["eventHubName"].as_str().unwrap(),
+            meta["consumerGroup"].as_str().unwrap().to_lowercase()
+        );
+        let written =
+            Checkpoint::get_checkpoint_blob_name(namespace, hub, &e.consumer_group, partition)
+                .unwrap();
+        assert_eq!(written, keda);
     }
 }
