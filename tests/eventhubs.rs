@@ -563,9 +563,13 @@ async fn a_replica_stopped_with_sigterm_hands_its_partitions_over_at_once() {
 
     terminate(&mut replicas[0]);
     let log = std::fs::read_to_string(dir.path().join("a.log")).unwrap();
+    let gave_up = log
+        .lines()
+        .find(|l| l.contains("gave up this replica's partitions to the others"))
+        .unwrap_or_else(|| panic!("{log}"));
     assert!(
-        log.contains("gave up this replica's partitions to the others"),
-        "{log}"
+        gave_up.contains("given=2") && gave_up.contains("owned=2"),
+        "{gave_up}"
     );
     for p in 0..4 {
         hub.append(p, bodies(p, 100, 100, 5));

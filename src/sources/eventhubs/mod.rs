@@ -255,11 +255,14 @@ async fn generation(
     let _ = processor.shutdown().await;
     let _ = stop_tx.send(true);
     while partitions.join_next().await.is_some() {}
+    // The processor's balancing loop renews claims until it is gone; a renewal between
+    // listing the claims and giving them up would make the give-up's conditional write
+    // fail.
+    runner.abort();
+    let _ = runner.await;
     if matches!(finished, Finished::Shutdown) {
         relinquish(prepared, &hub.name, owner_id, metrics).await;
     }
-    runner.abort();
-    let _ = runner.await;
     if let Ok(processor) = Arc::try_unwrap(processor) {
         if let Err(e) = processor.close().await {
             tracing::debug!(error = %e, "closing the event processor");
@@ -281,26 +284,34 @@ async fn relinquish(prepared: &Prepared, hub: &str, owner_id: &str, metrics: &Me
     let group = &prepared.config.consumer_group;
     let store = &prepared.store;
     let given = tokio::time::timeout(Duration::from_secs(10), async {
-        let mine: Vec<_> = store
-            .list_ownerships(&namespace, hub, group)
-            .await?
-            .into_iter()
-            .filter(|o| o.owner_id.as_deref() == Some(owner_id))
-            .map(|mut o| {
-                o.owner_id = None;
-                o
-            })
-            .collect();
-        if mine.is_empty() {
-            return Ok(0);
+        // A renewal the stopped processor had in flight may still land after the claims
+        // are listed and fail a conditional write: list again and give up what is
+        // still ours.
+        let (mut given, mut owned) = (0, None);
+        for _ in 0..3 {
+            let mine: Vec<_> = store
+                .list_ownerships(&namespace, hub, group)
+                .await?
+                .into_iter()
+                .filter(|o| o.owner_id.as_deref() == Some(owner_id))
+                .map(|mut o| {
+                    o.owner_id = None;
+                    o
+                })
+                .collect();
+            owned.get_or_insert(mine.len());
+            if mine.is_empty() {
+                break;
+            }
+            given += store.claim_ownership(&mine).await?.len();
         }
-        store.claim_ownership(&mine).await.map(|given| given.len())
+        Ok::<_, azure_core::Error>((given, owned.unwrap_or(0)))
     })
     .await;
     match given {
-        Ok(Ok(n)) => {
-            metrics.count("eventhubs_partitions_relinquished", n as u64);
-            tracing::info!(partitions = n, "gave up this replica's partitions to the others");
+        Ok(Ok((given, owned))) => {
+            metrics.count("eventhubs_partitions_relinquished", given as u64);
+            tracing::info!(given, owned, "gave up this replica's partitions to the others");
         }
         Ok(Err(e)) => tracing::warn!(
             error = %e,
