@@ -66,12 +66,7 @@ pub fn kafka(security_protocol: Option<&str>, brokers: &str) -> Option<Cleartext
 /// endpoint is another machine (the account key signs every request; a signed request
 /// read off the wire can be replayed).
 pub fn storage_connection_string(connection_string: &str) -> Option<Cleartext> {
-    let field = |name: &str| {
-        connection_string.split(';').find_map(|part| {
-            let (k, v) = part.split_once('=')?;
-            k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-        })
-    };
+    let field = |name: &str| crate::secrets::connection_string_field(connection_string, name);
     const SECRET: &str = "storage account's signed requests";
     if let Some(endpoint) = field("BlobEndpoint") {
         return url(endpoint, "http", SECRET);

@@ -366,7 +366,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             for line in config.cleartext_opt_ins() {
                 tracing::warn!("{line}");
             }
-            let dead_letters = Pipeline::dead_letter_file(&config)?;
+            let dead_letters = Pipeline::open_dead_letters(&config)?;
             execute(&config, dead_letters)
         }
         Command::Replay {

@@ -200,7 +200,7 @@ impl Pipeline {
     }
 
     /// Open the dead-letter destination a config names.
-    pub fn dead_letter_file(config: &Config) -> Result<DeadLetterSink, PipelineError> {
+    pub fn open_dead_letters(config: &Config) -> Result<DeadLetterSink, PipelineError> {
         DeadLetterSink::open(&config.dead_letter).map_err(|source| PipelineError::DeadLetter {
             path: config.dead_letter.path.clone(),
             source,

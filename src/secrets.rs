@@ -7,6 +7,15 @@ use std::path::{Path, PathBuf};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
+/// The value of `name` in an Azure connection string (`Key=Value;…`, keys compared
+/// without case), trimmed.
+pub fn connection_string_field<'a>(connection_string: &'a str, name: &str) -> Option<&'a str> {
+    connection_string.split(';').find_map(|part| {
+        let (key, value) = part.split_once('=')?;
+        key.trim().eq_ignore_ascii_case(name).then(|| value.trim())
+    })
+}
+
 /// A token, key, password or connection string. `Debug` and `Display` print
 /// `[redacted]`, so configs that hold one derive `Debug` safely; the memory is wiped
 /// on drop. The value comes out only through [`Secret::expose`], where a request or a
@@ -84,6 +93,20 @@ pub fn read(path: &Path) -> std::io::Result<Secret> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connection_string_fields_ignore_case_and_spaces_and_keep_equals_signs() {
+        let cs = "Endpoint=sb://ns.servicebus.windows.net/; sharedaccesskey = a2V5== ;EntityPath=h";
+        assert_eq!(
+            connection_string_field(cs, "endpoint"),
+            Some("sb://ns.servicebus.windows.net/")
+        );
+        assert_eq!(
+            connection_string_field(cs, "SharedAccessKey"),
+            Some("a2V5==")
+        );
+        assert_eq!(connection_string_field(cs, "AccountName"), None);
+    }
 
     #[test]
     fn prints_redacted_both_ways_and_exposes_on_request() {

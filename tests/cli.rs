@@ -2,6 +2,7 @@
 
 mod common;
 
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -88,6 +89,38 @@ fn replay_format_raw_returns_every_corpus_record_json_equal() {
     assert!(got == expected, "a raw record differs from its input");
 }
 
+/// One CloudTrail record and, on line 2, a line that is not JSON.
+const ONE_GOOD_ONE_BAD: &str =
+    "{\"eventName\":\"CreateUser\",\"eventSource\":\"iam.amazonaws.com\"}\nnot json\n";
+
+/// `run`, from `dir`, of a config that reads `input` and writes `format` to a file sink,
+/// with dead letters at `dead_letter`: what the process printed, and the sink's file.
+fn run_files(
+    dir: &Path,
+    format: &str,
+    dead_letter: &str,
+    input: &Path,
+) -> (std::process::Output, PathBuf) {
+    let out_path = dir.join("out/records.ndjson");
+    let config = dir.join("c.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[pipeline]\nformat = \"{format}\"\n[dead_letter]\npath = \"{dead_letter}\"\n[sources.in]\ntype = \"file\"\npaths = [\"{}\"]\n[sinks.out]\ntype = \"file\"\npath = \"{}\"\n",
+            input.display(),
+            out_path.display()
+        ),
+    )
+    .unwrap();
+    let out = bin()
+        .current_dir(dir)
+        .args(["run", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    (out, out_path)
+}
+
 #[test]
 fn run_writes_records_and_dead_letters_to_files() {
     let dir = tempfile::tempdir().unwrap();
@@ -98,29 +131,9 @@ fn run_writes_records_and_dead_letters_to_files() {
         input.join("good.json"),
     )
     .unwrap();
-    std::fs::write(
-        input.join("bad.ndjson"),
-        "{\"eventName\":\"CreateUser\",\"eventSource\":\"iam.amazonaws.com\"}\nnot json\n",
-    )
-    .unwrap();
-    let out_path = dir.path().join("out/records.ndjson");
+    std::fs::write(input.join("bad.ndjson"), ONE_GOOD_ONE_BAD).unwrap();
     let dlq = dir.path().join("dlq.ndjson");
-    let config = dir.path().join("c.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[pipeline]\nformat = \"ocsf\"\n[dead_letter]\npath = \"{}\"\n[sources.in]\ntype = \"file\"\npaths = [\"{}\"]\n[sinks.out]\ntype = \"file\"\npath = \"{}\"\n",
-            dlq.display(),
-            input.display(),
-            out_path.display()
-        ),
-    )
-    .unwrap();
-    let out = bin()
-        .args(["run", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
+    let (out, out_path) = run_files(dir.path(), "ocsf", &dlq.display().to_string(), &input);
     succeeded(&out);
     let records = std::fs::read_to_string(&out_path).unwrap();
     let docs: Vec<Value> = records
@@ -156,28 +169,8 @@ fn run_writes_records_and_dead_letters_to_files() {
 fn dead_letters_can_go_to_standard_output() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("bad.ndjson");
-    std::fs::write(
-        &input,
-        "{\"eventName\":\"CreateUser\",\"eventSource\":\"iam.amazonaws.com\"}\nnot json\n",
-    )
-    .unwrap();
-    let out_path = dir.path().join("records.ndjson");
-    let config = dir.path().join("c.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[pipeline]\nformat = \"ecs\"\n[dead_letter]\npath = \"-\"\n[sources.in]\ntype = \"file\"\npaths = [\"{}\"]\n[sinks.out]\ntype = \"file\"\npath = \"{}\"\n",
-            input.display(),
-            out_path.display()
-        ),
-    )
-    .unwrap();
-    let out = bin()
-        .current_dir(dir.path())
-        .args(["run", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
+    std::fs::write(&input, ONE_GOOD_ONE_BAD).unwrap();
+    let (out, out_path) = run_files(dir.path(), "ecs", "-", &input);
     succeeded(&out);
     let stdout = String::from_utf8(out.stdout).unwrap();
     let letters: Vec<Value> = stdout

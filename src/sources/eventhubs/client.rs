@@ -155,14 +155,11 @@ impl Prepared {
         let Auth::ConnectionString(cs) = &self.auth else {
             return None;
         };
-        cs.expose().split(';').find_map(|part| {
-            let (key, value) = part.split_once('=')?;
-            key.trim().eq_ignore_ascii_case("endpoint").then(|| {
-                let host = value.trim();
-                let host = host.split_once("://").map_or(host, |(_, rest)| rest);
-                host.trim_end_matches('/').to_string()
-            })
-        })
+        let endpoint = crate::secrets::connection_string_field(cs.expose(), "Endpoint")?;
+        let host = endpoint
+            .split_once("://")
+            .map_or(endpoint, |(_, rest)| rest);
+        Some(host.trim_end_matches('/').to_string())
     }
 
     /// The connection's application id is what the processor writes as the owner of

@@ -73,12 +73,7 @@ pub fn from_connection_string(
     connection_string: &str,
 ) -> Result<(String, BlobAuth), BlobConfigError> {
     let get = |name: &str| {
-        connection_string.split(';').find_map(|part| {
-            let (k, v) = part.split_once('=')?;
-            k.trim()
-                .eq_ignore_ascii_case(name)
-                .then(|| v.trim().to_string())
-        })
+        crate::secrets::connection_string_field(connection_string, name).map(str::to_string)
     };
     let account = get("AccountName").ok_or(BlobConfigError::Missing("AccountName"))?;
     let key = get("AccountKey").ok_or(BlobConfigError::Missing("AccountKey"))?;
