@@ -4,9 +4,9 @@
 
 use std::borrow::Cow;
 
-use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value};
 
+use super::json;
 use super::sections::Part;
 use crate::transforms::decode::SourceRecord;
 
@@ -168,10 +168,8 @@ impl Document {
     pub fn to_vec(&self, source: &SourceRecord) -> Vec<u8> {
         // A few hundred bytes of headroom: ECS and OCSF add names to every field.
         let mut out = Vec::with_capacity(1024);
-        // sonic-rs escapes strings 16 bytes at a time; escaping was a third of writing.
-        // Writing into a Vec fails only on a non-string key, which a `Map` cannot hold.
-        let _ = sonic_rs::to_writer(&mut out, &self.view(source));
-        // It reserves six times each string's length before writing it; the slack would
+        write_object(&self.root, source, &mut out);
+        // Strings are written after reserving six times their length; the slack would
         // stay with the record until every sink is done with it.
         out.shrink_to_fit();
         out
@@ -180,16 +178,14 @@ impl Document {
     /// The whole document as a map, sections included, for enrichers that copy parts of
     /// it (a finding repeats its activity's `api`, `actor` …).
     pub fn materialize(&self, source: &SourceRecord) -> Map<String, Value> {
-        match serde_json::to_value(self.view(source)) {
+        let text = self.to_vec(source);
+        let mut parser = serde_json::Deserializer::from_slice(&text);
+        // A record may nest as deep as the decoder's limit allows, and the document puts
+        // it a few levels further down; the text is our own, so no limit is needed.
+        parser.disable_recursion_limit();
+        match serde::Deserialize::deserialize(&mut parser) {
             Ok(Value::Object(map)) => map,
             _ => Map::new(),
-        }
-    }
-
-    fn view<'a>(&'a self, source: &'a SourceRecord) -> ObjectView<'a> {
-        ObjectView {
-            children: &self.root,
-            source,
         }
     }
 }
@@ -233,45 +229,18 @@ impl Object {
     }
 }
 
-struct ObjectView<'a> {
-    children: &'a [(Key, Node)],
-    source: &'a SourceRecord,
-}
-
-struct NodeView<'a> {
-    node: &'a Node,
-    source: &'a SourceRecord,
-}
-
-impl Serialize for ObjectView<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut out = s.serialize_map(Some(self.children.len()))?;
-        for (key, node) in self.children {
-            out.serialize_entry(
-                key.as_ref(),
-                &NodeView {
-                    node,
-                    source: self.source,
-                },
-            )?;
-        }
-        out.end()
-    }
-}
-
-impl Serialize for NodeView<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self.node {
-            Node::Value(v) => v.serialize(s),
-            Node::Static(text) => s.serialize_str(text),
-            Node::Object(children) => ObjectView {
-                children,
-                source: self.source,
-            }
-            .serialize(s),
-            Node::Part(part) => part.write(self.source, s),
+fn write_object(children: &[(Key, Node)], source: &SourceRecord, out: &mut Vec<u8>) {
+    let mut object = json::Object::open(out);
+    for (key, node) in children {
+        let out = object.key(key);
+        match node {
+            Node::Value(v) => json::value(out, v),
+            Node::Static(text) => json::string(out, text),
+            Node::Object(inner) => write_object(inner, source, out),
+            Node::Part(part) => part.write(source, out),
         }
     }
+    object.close();
 }
 
 #[cfg(test)]

@@ -2,8 +2,9 @@
 
 use std::borrow::Cow;
 
-use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 use serde_json::{Map, Value};
+
+use super::json;
 
 /// `camelCase`/`PascalCase` → `snake_case`, keeping acronyms together
 /// (`sourceIPAddress` → `source_ip_address`, `requestID` → `request_id`).
@@ -201,12 +202,13 @@ impl<'a> Field<'a> {
     }
 }
 
-impl Serialize for Field<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+impl Field<'_> {
+    /// The field's JSON text.
+    pub fn write(&self, out: &mut Vec<u8>) {
         match self {
-            Field::Value(v) => v.serialize(s),
-            Field::Text(t) => s.serialize_str(t),
-            Field::Owned(v) => v.serialize(s),
+            Field::Value(v) => json::value(out, v),
+            Field::Text(t) => json::string(out, t),
+            Field::Owned(v) => json::value(out, v),
             Field::Snake(map, depth) => {
                 let entries = map
                     .iter()
@@ -223,24 +225,24 @@ impl Serialize for Field<'_> {
                         (snake_key(k), v)
                     })
                     .collect();
-                Field::object(entries).serialize(s)
+                Field::object(entries).write(out);
             }
             Field::SnakeList(items, depth) => {
-                let mut list = s.serialize_seq(Some(items.len()))?;
+                let mut list = json::Array::open(out);
                 for item in *items {
                     match item {
-                        Value::Object(map) => list.serialize_element(&Field::Snake(map, *depth))?,
-                        other => list.serialize_element(other)?,
+                        Value::Object(map) => Field::Snake(map, *depth).write(list.item()),
+                        other => json::value(list.item(), other),
                     }
                 }
-                list.end()
+                list.close();
             }
             Field::Object(entries) => {
-                let mut map = s.serialize_map(Some(entries.len()))?;
+                let mut object = json::Object::open(out);
                 for (k, v) in entries {
-                    map.serialize_entry(k.as_ref(), v)?;
+                    v.write(object.key(k));
                 }
-                map.end()
+                object.close();
             }
         }
     }
@@ -273,8 +275,10 @@ mod tests {
             .as_object()
             .cloned()
             .unwrap();
+        let mut out = Vec::new();
+        Field::Snake(&m, 2).write(&mut out);
         assert_eq!(
-            serde_json::to_value(Field::Snake(&m, 2)).unwrap(),
+            serde_json::from_slice::<Value>(&out).unwrap(),
             json!({"event_name": "b", "user_identity": {"session_context": {"mfaAuthenticated": "true"}}})
         );
     }

@@ -5,6 +5,7 @@ pub mod ecs;
 pub mod entities;
 pub mod field;
 pub mod java_text;
+pub mod json;
 pub mod ocsf;
 pub mod sections;
 pub mod taxonomy;

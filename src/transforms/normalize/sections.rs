@@ -6,11 +6,11 @@
 use std::borrow::Cow;
 use std::net::IpAddr;
 
-use serde::ser::{Serialize, Serializer};
 use serde_json::{Map, Value};
 
 use super::field::{snake_key, Field};
 use super::java_text::java_text;
+use super::json;
 use crate::transforms::decode::{AzureRecord, CloudTrailRecord, GcpRecord, SourceRecord};
 
 /// A section of a document taken from the source record.
@@ -39,28 +39,30 @@ pub enum Part {
 }
 
 impl Part {
-    pub fn write<S: Serializer>(self, source: &SourceRecord, s: S) -> Result<S::Ok, S::Error> {
+    /// This part's JSON text, read from `source`.
+    pub fn write(self, source: &SourceRecord, out: &mut Vec<u8>) {
         match (self, source) {
-            (Part::Field(key), _) => source.fields().get(key).serialize(s),
-            (Part::EcsCloudTrail, SourceRecord::CloudTrail(r)) => ecs_cloudtrail(r).serialize(s),
-            (Part::EcsEntra, SourceRecord::Azure(r)) => ecs_entra(r).serialize(s),
+            (Part::Field(key), _) => match source.fields().get(key) {
+                Some(v) => json::value(out, v),
+                None => json::null(out),
+            },
+            (Part::EcsCloudTrail, SourceRecord::CloudTrail(r)) => ecs_cloudtrail(r).write(out),
+            (Part::EcsEntra, SourceRecord::Azure(r)) => ecs_entra(r).write(out),
             (
                 Part::OcsfCloudTrailUnmapped {
                     request_parameters,
                     resources,
                 },
                 SourceRecord::CloudTrail(r),
-            ) => ocsf_cloudtrail_unmapped(r, request_parameters, resources).serialize(s),
-            (Part::OcsfEntraUnmapped, SourceRecord::Azure(r)) => {
-                ocsf_entra_unmapped(r).serialize(s)
-            }
-            (Part::EcsActivity, SourceRecord::Azure(r)) => ecs_activity(r).serialize(s),
-            (Part::EcsGcp, SourceRecord::Gcp(r)) => ecs_gcp_audit(r).serialize(s),
+            ) => ocsf_cloudtrail_unmapped(r, request_parameters, resources).write(out),
+            (Part::OcsfEntraUnmapped, SourceRecord::Azure(r)) => ocsf_entra_unmapped(r).write(out),
+            (Part::EcsActivity, SourceRecord::Azure(r)) => ecs_activity(r).write(out),
+            (Part::EcsGcp, SourceRecord::Gcp(r)) => json::object(out, &ecs_gcp_audit(r)),
             (Part::OcsfActivityUnmapped, SourceRecord::Azure(r)) => {
-                Field::Object(unmapped_activity_fields(r)).serialize(s)
+                Field::Object(unmapped_activity_fields(r)).write(out)
             }
             // The normalizers only splice parts of their own provider.
-            _ => s.serialize_none(),
+            _ => json::null(out),
         }
     }
 }
