@@ -22,6 +22,9 @@ pub struct Document {
 
 type Key = Cow<'static, str>;
 
+/// The largest scratch buffer a thread keeps between documents.
+const SCRATCH_KEPT: usize = 1 << 20;
+
 #[derive(Debug, Clone)]
 enum Node {
     Value(Value),
@@ -166,13 +169,23 @@ impl Document {
 
     /// The JSON text of the document for `source`, the record it was built from.
     pub fn to_vec(&self, source: &SourceRecord) -> Vec<u8> {
-        // A few hundred bytes of headroom: ECS and OCSF add names to every field.
-        let mut out = Vec::with_capacity(1024);
-        write_object(&self.root, source, &mut out);
-        // Strings are written after reserving six times their length; the slack would
-        // stay with the record until every sink is done with it.
-        out.shrink_to_fit();
-        out
+        // Strings are written after reserving six times their length. Written into a
+        // fresh buffer, that grew it several times per document and left slack to trim;
+        // a scratch buffer per thread grows once, and the text leaves it in one copy.
+        thread_local! {
+            static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            scratch.clear();
+            write_object(&self.root, source, &mut scratch);
+            let text = scratch.to_vec();
+            // One huge record must not keep its buffer's size for the thread's life.
+            if scratch.capacity() > SCRATCH_KEPT {
+                *scratch = Vec::new();
+            }
+            text
+        })
     }
 
     /// The whole document as a map, sections included, for enrichers that copy parts of
