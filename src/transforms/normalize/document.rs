@@ -58,7 +58,7 @@ fn object_at<'a, 'p>(
             Some(dot) => (&rest[..dot], Some(&rest[dot + 1..])),
             None => (rest, None),
         };
-        let at = match level.iter().position(|(k, _)| same(k, segment)) {
+        let at = match level.iter().rposition(|(k, _)| same(k, segment)) {
             Some(at) => at,
             None => {
                 level.push((key(segment), Node::Object(Vec::new())));
@@ -120,7 +120,7 @@ fn slot(root: &mut Vec<(Key, Node)>, path: Key) -> (&mut Vec<(Key, Node)>, Key) 
 impl Document {
     fn set(&mut self, path: Key, node: Node) {
         let (level, last) = slot(&mut self.root, path);
-        match level.iter_mut().find(|(k, _)| same(k, &last)) {
+        match level.iter_mut().rev().find(|(k, _)| same(k, &last)) {
             Some((_, existing)) => *existing = node,
             None => level.push((last, node)),
         }
@@ -154,7 +154,7 @@ impl Document {
     /// Append `item` to the array at `path` (made when missing).
     pub fn push(&mut self, path: &'static str, item: Value) {
         let (level, last) = slot(&mut self.root, Cow::Borrowed(path));
-        match level.iter_mut().find(|(k, _)| same(k, &last)) {
+        match level.iter_mut().rev().find(|(k, _)| same(k, &last)) {
             Some((_, Node::Value(Value::Array(items)))) => items.push(item),
             Some((_, other)) => *other = Node::Value(Value::Array(vec![item])),
             None => level.push((last, Node::Value(Value::Array(vec![item])))),
