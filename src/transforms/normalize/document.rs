@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 
 use super::json;
 use super::sections::Part;
+use crate::transforms::decode::fields::str_of;
 use crate::transforms::decode::SourceRecord;
 
 /// An ECS or OCSF document under construction.
@@ -165,6 +166,21 @@ impl Document {
     /// replaces a field of the same path.
     pub fn splice(&mut self, path: &'static str, part: Part) {
         self.set(Cow::Borrowed(path), Node::Part(part));
+    }
+
+    /// Write the record's top-level string `key` at `path` from the record at
+    /// serialization (no copy), when it is a non-empty string; whether it was.
+    pub fn splice_str(
+        &mut self,
+        path: &'static str,
+        fields: &Map<String, Value>,
+        key: &'static str,
+    ) -> bool {
+        let present = str_of(fields, key).is_some();
+        if present {
+            self.splice(path, Part::Field(key));
+        }
+        present
     }
 
     /// The JSON text of the document for `source`, the record it was built from.

@@ -130,14 +130,8 @@ fn cloudtrail_head(
     base(doc, r.time(), r.time_source(), now, categories);
     doc.put_opt("event.id", r.id());
     // Written from the record at serialization, not copied into the document.
-    for (path, key) in [
-        ("event.action", "eventName"),
-        ("event.provider", "eventSource"),
-    ] {
-        if r.str(key).is_some() {
-            doc.splice(path, Part::Field(key));
-        }
-    }
+    doc.splice_str("event.action", r.fields(), "eventName");
+    doc.splice_str("event.provider", r.fields(), "eventSource");
     doc.put_static(
         "event.outcome",
         if r.failed() { "failure" } else { "success" },
@@ -146,9 +140,7 @@ fn cloudtrail_head(
     doc.put_static("event.module", "aws");
     doc.put_static("cloud.provider", "aws");
     doc.put_opt("cloud.account.id", r.account_id());
-    if r.str("awsRegion").is_some() {
-        doc.splice("cloud.region", Part::Field("awsRegion"));
-    }
+    doc.splice_str("cloud.region", r.fields(), "awsRegion");
 
     // `cloud.service.name` is the service's short name, as Elastic writes it (`sts`).
     doc.put_opt(
@@ -234,15 +226,9 @@ pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> D
     }
 
     let _ = put_source(&mut doc, &mut related, r.str("sourceIPAddress"));
-    for (path, key) in [
-        ("user_agent.original", "userAgent"),
-        ("error.code", "errorCode"),
-        ("error.message", "errorMessage"),
-    ] {
-        if r.str(key).is_some() {
-            doc.splice(path, Part::Field(key));
-        }
-    }
+    doc.splice_str("user_agent.original", r.fields(), "userAgent");
+    doc.splice_str("error.code", r.fields(), "errorCode");
+    doc.splice_str("error.message", r.fields(), "errorMessage");
     if let Some(tls) = obj_of(r.fields(), "tlsDetails") {
         if let Some(v) = str_of(tls, "tlsVersion") {
             let (proto, version) = v

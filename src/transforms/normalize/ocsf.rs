@@ -103,11 +103,10 @@ pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> D
     let class = tax.ocsf;
     base(&mut doc, class, r.time(), r.failed(), r.event_name());
     cloudtrail_source(&mut doc, r, r.str("eventName"), now);
-    doc.put_opt("status_code", r.str("errorCode"));
-    doc.put_opt("status_detail", r.str("errorMessage"));
+    doc.splice_str("status_code", r.fields(), "errorCode");
+    doc.splice_str("status_detail", r.fields(), "errorMessage");
 
-    let user = identified(actor_user(r));
-    doc.put("actor.user", Value::Object(user.clone()));
+    doc.put("actor.user", Value::Object(identified(actor_user(r))));
     // The service that made the call for the principal (`invoked_by` is deprecated).
     doc.put_opt("actor.app_name", r.identity_str("invokedBy"));
     if let Some(attrs) = r.session_attributes() {
@@ -129,9 +128,14 @@ pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> D
     );
     doc.put_opt("actor.idp.name", r.identity_str("identityProvider"));
 
-    doc.put("api.operation", r.event_name());
-    doc.put("api.service.name", r.event_source());
-    doc.put_opt("api.version", r.str("apiVersion"));
+    // Strings of the record are written from it at serialization, not copied.
+    if !doc.splice_str("api.operation", r.fields(), "eventName") {
+        doc.put_static("api.operation", "");
+    }
+    if !doc.splice_str("api.service.name", r.fields(), "eventSource") {
+        doc.put_static("api.service.name", "");
+    }
+    doc.splice_str("api.version", r.fields(), "apiVersion");
     // Mapped keys that found no OCSF home in this record stay in `unmapped`.
     let mut homeless: Vec<&str> = Vec::new();
     // OCSF's request object requires a uid; without requestID the parameters stay in
@@ -150,10 +154,10 @@ pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> D
     if present("responseElements") {
         parts.push(("api.response.data", Part::Field("responseElements")));
     }
-    doc.put_opt("api.response.error", r.str("errorCode"));
-    doc.put_opt("api.response.message", r.str("errorMessage"));
+    doc.splice_str("api.response.error", r.fields(), "errorCode");
+    doc.splice_str("api.response.message", r.fields(), "errorMessage");
     doc.put("src_endpoint", endpoint(r.str("sourceIPAddress")));
-    doc.put_opt("http_request.user_agent", r.str("userAgent"));
+    doc.splice_str("http_request.user_agent", r.fields(), "userAgent");
     // Authentication has no `resources`: an assumed role's ARN stays in `unmapped`.
     if matches!(class, OcsfClass::Authentication(_)) {
         homeless.push("resources");
@@ -169,7 +173,8 @@ pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> D
 
     match class {
         OcsfClass::AccountChange(_) => {
-            doc.put("user", Value::Object(target_user(r).unwrap_or(user)));
+            let user = target_user(r).unwrap_or_else(|| identified(actor_user(r)));
+            doc.put("user", Value::Object(user));
             if let Some(p) = r.request_parameters() {
                 let mut policy = Object::new();
                 let created = r
@@ -185,8 +190,10 @@ pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> D
             }
         }
         OcsfClass::Authentication(_) => {
-            doc.put("user", Value::Object(user));
-            doc.put("service.name", r.event_source());
+            doc.put("user", Value::Object(identified(actor_user(r))));
+            if !doc.splice_str("service.name", r.fields(), "eventSource") {
+                doc.put_static("service.name", "");
+            }
             if let Some(mfa) = r
                 .fields()
                 .get("additionalEventData")
@@ -227,20 +234,20 @@ fn cloudtrail_source(
     event_code: Option<&str>,
     now: DateTime<Utc>,
 ) {
-    doc.put("metadata.product.name", "CloudTrail");
-    doc.put("metadata.product.vendor_name", "AWS");
-    doc.put_opt("metadata.product.version", r.str("eventVersion"));
+    doc.put_static("metadata.product.name", "CloudTrail");
+    doc.put_static("metadata.product.vendor_name", "AWS");
+    doc.splice_str("metadata.product.version", r.fields(), "eventVersion");
     doc.put_opt("metadata.uid", r.id());
     doc.put_opt("metadata.event_code", event_code);
-    doc.put_opt("metadata.original_time", r.str("eventTime"));
+    doc.splice_str("metadata.original_time", r.fields(), "eventTime");
     doc.put("metadata.processed_time", epoch_ms(now));
     doc.put("metadata.processed_time_dt", dt(now));
-    doc.put("cloud.provider", "AWS");
-    doc.put_opt("cloud.region", r.str("awsRegion"));
+    doc.put_static("cloud.provider", "AWS");
+    doc.splice_str("cloud.region", r.fields(), "awsRegion");
     if let Some(account) = r.account_id() {
         doc.put("cloud.account.uid", account);
         doc.put("cloud.account.type_id", 10);
-        doc.put("cloud.account.type", "AWS Account");
+        doc.put_static("cloud.account.type", "AWS Account");
     }
 }
 
@@ -437,8 +444,8 @@ pub fn entra(r: &AzureRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Document {
     let mut doc = Document::default();
     let class = tax.ocsf;
     base(&mut doc, class, r.time(), r.failed(), r.activity());
-    doc.put("metadata.product.name", "Entra ID");
-    doc.put("metadata.product.vendor_name", "Microsoft");
+    doc.put_static("metadata.product.name", "Entra ID");
+    doc.put_static("metadata.product.vendor_name", "Microsoft");
     doc.put_opt("metadata.uid", r.id());
     doc.put("metadata.event_code", r.activity());
     doc.put_opt("metadata.log_name", r.str("category"));
@@ -447,7 +454,7 @@ pub fn entra(r: &AzureRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Document {
     doc.put_opt("metadata.original_time", r.str("time"));
     doc.put("metadata.processed_time", epoch_ms(now));
     doc.put("metadata.processed_time_dt", dt(now));
-    doc.put("cloud.provider", "Azure");
+    doc.put_static("cloud.provider", "Azure");
     doc.put_opt("cloud.account.uid", r.str("tenantId"));
     doc.put("api.operation", r.activity());
     doc.put_opt("api.service.name", r.prop_str("loggedByService"));
@@ -579,8 +586,8 @@ pub fn azure_activity(r: &AzureRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Do
     }
     doc.put_opt("status_detail", r.prop_str("statusMessage"));
     doc.put_opt("status_code", r.prop_str("statusCode"));
-    doc.put("metadata.product.name", "Azure Activity Log");
-    doc.put("metadata.product.vendor_name", "Microsoft");
+    doc.put_static("metadata.product.name", "Azure Activity Log");
+    doc.put_static("metadata.product.vendor_name", "Microsoft");
     doc.put_opt("metadata.uid", r.id());
     doc.put("metadata.event_code", operation);
     doc.put_opt("metadata.log_name", r.str("category"));
@@ -589,7 +596,7 @@ pub fn azure_activity(r: &AzureRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Do
     doc.put_opt("metadata.original_time", r.str("time"));
     doc.put("metadata.processed_time", epoch_ms(now));
     doc.put("metadata.processed_time_dt", dt(now));
-    doc.put("cloud.provider", "Azure");
+    doc.put_static("cloud.provider", "Azure");
     doc.put_opt("cloud.account.uid", r.subscription_id());
     doc.put_opt(
         "cloud.region",
@@ -857,15 +864,15 @@ pub fn gcp_audit(r: &GcpRecord, class: OcsfClass, now: DateTime<Utc>) -> Documen
     }
     doc.put_opt("status_code", r.status_code().map(|c| c.to_string()));
     doc.put_opt("status_detail", r.status_message());
-    doc.put("metadata.product.name", "Cloud Audit Logs");
-    doc.put("metadata.product.vendor_name", "Google");
+    doc.put_static("metadata.product.name", "Cloud Audit Logs");
+    doc.put_static("metadata.product.vendor_name", "Google");
     doc.put_opt("metadata.uid", r.id());
     doc.put("metadata.event_code", method);
     doc.put_opt("metadata.log_name", str_of(r.fields(), "logName"));
     doc.put_opt("metadata.original_time", str_of(r.fields(), "timestamp"));
     doc.put("metadata.processed_time", epoch_ms(now));
     doc.put("metadata.processed_time_dt", dt(now));
-    doc.put("cloud.provider", "GCP");
+    doc.put_static("cloud.provider", "GCP");
     // `cloud.project_uid` is deprecated in 1.8: the project is the account.
     if let Some(project) = r.project_id() {
         doc.put("cloud.account.uid", project);
