@@ -152,7 +152,7 @@ fn cloudtrail_head(
 
 /// Build the ECS document for a CloudTrail record.
 pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Document {
-    let mut doc = Document::default();
+    let mut doc = Document::new();
     let mut related = Related::default();
     cloudtrail_head(&mut doc, r, super::taxonomy::cloudtrail_ecs(r, tax), now);
 
@@ -259,7 +259,7 @@ pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> D
 /// stays in `aws.cloudtrail.flattened.insight_details`, so rules keyed on an action do not
 /// fire on a summary of it), and a `message` a person can read in an alert list.
 pub fn cloudtrail_insight(r: &CloudTrailRecord, now: DateTime<Utc>) -> Document {
-    let mut doc = Document::default();
+    let mut doc = Document::new();
     cloudtrail_head(&mut doc, r, (&[], &["info"], false), now);
     if let Some(details) = r.insight_details() {
         doc.put("message", insight_message(details));
@@ -297,7 +297,7 @@ pub fn insight_message(details: &serde_json::Map<String, Value>) -> String {
 /// The fields every Azure document starts with: the base, `event.id`, the dataset,
 /// `event.module`, `event.duration`, `cloud.*` and Elastic's `azure.*`.
 fn azure_head(r: &AzureRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Document {
-    let mut doc = Document::default();
+    let mut doc = Document::new();
     base(
         &mut doc,
         r.time(),
@@ -536,7 +536,7 @@ fn duration_ns(v: &Value) -> Option<i64> {
 /// the entry carries one authorization check). `user.email` repeats the caller's address
 /// for the rules and entity views that read `user.*`.
 pub fn gcp_audit(r: &GcpRecord, now: DateTime<Utc>) -> Document {
-    let mut doc = Document::default();
+    let mut doc = Document::new();
     let mut related = Related::default();
     let grant = r.single_grant();
     let (category, types): (&[&str], &[&str]) = match grant {
@@ -612,7 +612,7 @@ mod tests {
                 "properties": {"id": "x", "activityDisplayName": "Add user"}
             });
             let r = AzureRecord::new(record.as_object().cloned().unwrap(), Utc::now()).unwrap();
-            let mut doc = Document::default();
+            let mut doc = Document::new();
             put_azure(&mut doc, &r);
             let source = crate::transforms::decode::SourceRecord::Azure(r);
             serde_json::from_slice::<Value>(&doc.to_vec(&source)).unwrap()["azure"].clone()

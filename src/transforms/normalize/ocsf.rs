@@ -99,7 +99,7 @@ fn access_key(uid: &str) -> Value {
 
 /// Build the OCSF record for a CloudTrail record.
 pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Document {
-    let mut doc = Document::default();
+    let mut doc = Document::new();
     let class = tax.ocsf;
     base(&mut doc, class, r.time(), r.failed(), r.event_name());
     cloudtrail_source(&mut doc, r, r.str("eventName"), now);
@@ -256,7 +256,7 @@ fn cloudtrail_source(
 /// finding and `End` closes it; both carry the same `sharedEventID`, which becomes the
 /// finding's uid so the two pair up.
 pub fn cloudtrail_insight(r: &CloudTrailRecord, now: DateTime<Utc>) -> Document {
-    let mut doc = Document::default();
+    let mut doc = Document::new();
     let empty = Map::new();
     let details = r.insight_details().unwrap_or(&empty);
     let state = str_of(details, "state");
@@ -441,7 +441,7 @@ fn cloudtrail_resources(r: &CloudTrailRecord) -> (Vec<Value>, bool) {
 
 /// Build the OCSF record for an Entra record.
 pub fn entra(r: &AzureRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Document {
-    let mut doc = Document::default();
+    let mut doc = Document::new();
     let class = tax.ocsf;
     base(&mut doc, class, r.time(), r.failed(), r.activity());
     doc.put_static("metadata.product.name", "Entra ID");
@@ -568,7 +568,7 @@ pub fn entra(r: &AzureRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Document {
 /// Build the OCSF record for an Activity Log record: API Activity, or User Access
 /// Management for a role assignment whose principal the record names.
 pub fn azure_activity(r: &AzureRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Document {
-    let mut doc = Document::default();
+    let mut doc = Document::new();
     let class = tax.ocsf;
     let operation = r.str("operationName").unwrap_or("");
     base(&mut doc, class, r.time(), r.failed(), operation);
@@ -855,7 +855,7 @@ fn privileges(r: &AzureRecord) -> Value {
 /// Build the OCSF record for a Cloud Audit Logs entry: API Activity, or Account Change
 /// and User Access Management for service accounts and IAM policies.
 pub fn gcp_audit(r: &GcpRecord, class: OcsfClass, now: DateTime<Utc>) -> Document {
-    let mut doc = Document::default();
+    let mut doc = Document::new();
     let method = r.method();
     base(&mut doc, class, r.time(), r.failed(), method);
     if r.outcome().is_none() {
