@@ -23,6 +23,13 @@ pub struct Document {
 
 type Key = Cow<'static, str>;
 
+thread_local! {
+    /// Documents are written here, then leave in one copy. Strings are written after
+    /// reserving six times their length: into a fresh buffer per document, that grew it
+    /// several times per document and left slack to trim; this one grows once.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// The largest scratch buffer a thread keeps between documents.
 const SCRATCH_KEPT: usize = 1 << 20;
 
@@ -193,37 +200,38 @@ impl Document {
 
     /// The JSON text of the document for `source`, the record it was built from.
     pub fn to_vec(&self, source: &SourceRecord) -> Vec<u8> {
-        // Strings are written after reserving six times their length. Written into a
-        // fresh buffer, that grew it several times per document and left slack to trim;
-        // a scratch buffer per thread grows once, and the text leaves it in one copy.
-        thread_local! {
-            static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-        }
-        SCRATCH.with(|scratch| {
-            let mut scratch = scratch.borrow_mut();
-            scratch.clear();
-            write_object(&self.root, source, &mut scratch);
-            let text = scratch.to_vec();
-            // One huge record must not keep its buffer's size for the thread's life.
-            if scratch.capacity() > SCRATCH_KEPT {
-                *scratch = Vec::new();
-            }
-            text
-        })
+        self.with_text(source, <[u8]>::to_vec)
     }
 
     /// The whole document as a map, sections included, for enrichers that copy parts of
     /// it (a finding repeats its activity's `api`, `actor` …).
     pub fn materialize(&self, source: &SourceRecord) -> Map<String, Value> {
-        let text = self.to_vec(source);
-        let mut parser = serde_json::Deserializer::from_slice(&text);
-        // A record may nest as deep as the decoder's limit allows, and the document puts
-        // it a few levels further down; the text is our own, so no limit is needed.
-        parser.disable_recursion_limit();
-        match serde::Deserialize::deserialize(&mut parser) {
-            Ok(Value::Object(map)) => map,
-            _ => Map::new(),
-        }
+        self.with_text(source, |text| {
+            let mut parser = serde_json::Deserializer::from_slice(text);
+            // A record may nest as deep as the decoder's limit allows, and the document
+            // puts it a few levels further down; the text is our own, so no limit is
+            // needed.
+            parser.disable_recursion_limit();
+            match serde::Deserialize::deserialize(&mut parser) {
+                Ok(Value::Object(map)) => map,
+                _ => Map::new(),
+            }
+        })
+    }
+
+    /// `read` given the document's JSON text, written into this thread's scratch buffer.
+    fn with_text<R>(&self, source: &SourceRecord, read: impl FnOnce(&[u8]) -> R) -> R {
+        SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            scratch.clear();
+            write_object(&self.root, source, &mut scratch);
+            let out = read(&scratch);
+            // One huge record must not keep its buffer's size for the thread's life.
+            if scratch.capacity() > SCRATCH_KEPT {
+                *scratch = Vec::new();
+            }
+            out
+        })
     }
 }
 
@@ -340,6 +348,23 @@ mod tests {
             "back\\slash \u{1} \u{1f} \n\t\r \u{2028} é 𝄞 </script>"
         );
         assert_eq!(parsed["n"][4], u64::MAX);
+    }
+
+    #[test]
+    fn a_huge_document_does_not_keep_its_scratch_buffer() {
+        let source = record();
+        let scratch = || SCRATCH.with(|s| s.borrow().capacity());
+        let mut doc = Document::new();
+        doc.put("small", "x");
+        doc.to_vec(&source);
+        let small = scratch();
+        assert!(small > 0 && small <= SCRATCH_KEPT, "{small}");
+        doc.put("big", "x".repeat(SCRATCH_KEPT));
+        let text = doc.to_vec(&source);
+        assert_eq!(text.len(), SCRATCH_KEPT + r#"{"small":"x","big":""}"#.len());
+        assert_eq!(scratch(), 0);
+        doc.materialize(&source);
+        assert_eq!(scratch(), 0);
     }
 
     #[test]
