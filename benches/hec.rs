@@ -13,6 +13,8 @@
 
 #[path = "common/mod.rs"]
 mod common;
+#[path = "common/cpu.rs"]
+mod cpu;
 #[path = "common/null.rs"]
 mod null;
 #[path = "common/rss.rs"]
@@ -167,7 +169,7 @@ async fn plain_loop(url: &str, bodies: Arc<Vec<Vec<u8>>>) -> Duration {
     start.elapsed()
 }
 
-async fn auditbridge(dir: &std::path::Path, url: &str, ack: bool) -> (Duration, Arc<Metrics>) {
+async fn auditbridge(dir: &std::path::Path, url: &str, ack: bool) -> Ran {
     let config = format!(
         "[pipeline]\nformat = \"ecs\"\n[sources.in]\ntype = \"file\"\npaths = [\"{}/in.ndjson\"]\n[sinks.hec]\ntype = \"splunk_hec\"\nendpoint = \"{url}\"\ntoken = \"bench\"\nbatch_max_events = {BATCH}\nbatch_max_bytes = 100000000\nmax_in_flight_requests = {IN_FLIGHT}\nindexer_ack = {ack}\nallow_without_ack = true\nack_poll_interval_ms = 50\n",
         dir.display()
@@ -175,16 +177,29 @@ async fn auditbridge(dir: &std::path::Path, url: &str, ack: bool) -> (Duration, 
     run(dir, &config).await
 }
 
-/// Run the pipeline `config` describes to its end: how long it took, and its metrics.
-async fn run(dir: &std::path::Path, config: &str) -> (Duration, Arc<Metrics>) {
+/// One pipeline run to its end.
+struct Ran {
+    took: Duration,
+    /// CPU time of this process meanwhile: lading is another process; the strict
+    /// receiver is not.
+    cpu: f64,
+    metrics: Arc<Metrics>,
+}
+
+/// Run the pipeline `config` describes to its end.
+async fn run(dir: &std::path::Path, config: &str) -> Ran {
     let config = auditbridge::config::Config::parse(config, "bench").unwrap();
     let dlq = auditbridge::dead_letter::DeadLetterSink::file(&dir.join("dlq.ndjson")).unwrap();
     let pipeline = auditbridge::pipeline::Pipeline::new(&config, dlq).unwrap();
     let metrics = pipeline.metrics();
     let (_stop, rx) = tokio::sync::watch::channel(false);
-    let start = Instant::now();
+    let (start, cpu) = (Instant::now(), cpu::seconds());
     pipeline.run(rx).await.unwrap();
-    (start.elapsed(), metrics)
+    Ran {
+        took: start.elapsed(),
+        cpu: cpu::seconds() - cpu,
+        metrics,
+    }
 }
 
 /// How one default-settings run went.
@@ -211,7 +226,11 @@ async fn default_settings(dir: &std::path::Path, ack_delay: Duration) -> Timed {
         receiver.url()
     );
     let start = Instant::now();
-    let (end_to_end, metrics) = run(dir, &config).await;
+    let Ran {
+        took: end_to_end,
+        metrics,
+        ..
+    } = run(dir, &config).await;
     assert_eq!(Metrics::get(&metrics.batches_acked), 1);
     let state = receiver.state.lock().unwrap();
     Timed {
@@ -241,26 +260,31 @@ fn main() {
         println!("{:<44} {:>12.0} {:>9.1} {:>16.1} {:>7}", "plain reqwest loop, pre-built gzip bodies", ceiling_rate, mb / ceiling.as_secs_f64(), lading_ceiling, "1.00");
         // The same pipeline into a sink that costs nothing: the HEC sink's own cost is the
         // difference.
-        let (nothing, m) = run(dir.path(), &null::pipeline(&dir.path().join("in.ndjson"))).await;
-        assert_eq!(Metrics::get(&m.batches_acked), 1);
+        let null = run(dir.path(), &null::pipeline(&dir.path().join("in.ndjson"))).await;
+        assert_eq!(Metrics::get(&null.metrics.batches_acked), 1);
+        let nothing = null.took;
         let null_rate = records as f64 / nothing.as_secs_f64();
         println!("{:<44} {:>12.0} {:>9.1} {:>16} {:>7.2}", "auditbridge file -> null (/dev/null)", null_rate, mb / nothing.as_secs_f64(), "", null_rate / ceiling_rate);
         for ack in [true, false] {
             let before = lading_bytes(&lading.metrics).await;
-            let (took, m) = auditbridge(dir.path(), &lading.hec, ack).await;
-            assert_eq!(Metrics::get(&m.batches_acked), 1);
+            let ran = auditbridge(dir.path(), &lading.hec, ack).await;
+            assert_eq!(Metrics::get(&ran.metrics.batches_acked), 1);
+            let took = ran.took;
             let received = (lading_bytes(&lading.metrics).await - before) as f64 / 1e6 / took.as_secs_f64();
             let rate = records as f64 / took.as_secs_f64();
             let label = if ack { "auditbridge file -> HEC, indexer acks on" } else { "auditbridge file -> HEC, acks off" };
             println!("{:<44} {:>12.0} {:>9.1} {:>16.1} {:>7.2}   {:.2} of file -> null (goal ≥ 0.9 with acks on)", label, rate, mb / took.as_secs_f64(), received, rate / ceiling_rate, rate / null_rate);
+            let own = ran.cpu - null.cpu;
+            println!("{:<44} CPU {:.2} s against {:.2} s for file -> null: the sink's own {:.1} µs per record, {:.2} of the null pipeline's", "", ran.cpu, null.cpu, own / records as f64 * 1e6, own / null.cpu);
         }
         let delayed_records = records * 3;
         std::fs::write(dir.path().join("delayed.ndjson"), common::corpus(delayed_records)).unwrap();
         println!();
         println!("default sink settings, strict receiver, {delayed_records} records");
         println!("{:<44} {:>12} {:>7} {:>16}", "case", "events/s", "ratio", "end to end (s)");
-        let (nothing, m) = run(dir.path(), &null::pipeline(&dir.path().join("delayed.ndjson"))).await;
-        assert_eq!(Metrics::get(&m.batches_acked), 1);
+        let null = run(dir.path(), &null::pipeline(&dir.path().join("delayed.ndjson"))).await;
+        assert_eq!(Metrics::get(&null.metrics.batches_acked), 1);
+        let nothing = null.took;
         let null_rate = delayed_records as f64 / nothing.as_secs_f64();
         println!("{:<44} {:>12.0} {:>7} {:>16.1}   file -> null, the same pipeline", "file -> null (/dev/null)", null_rate, "", nothing.as_secs_f64());
         let at_once = default_settings(dir.path(), Duration::ZERO).await;

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
 use crate::event::{Origin, Provider};
@@ -41,11 +42,12 @@ impl Format {
     }
 }
 
-/// One serialized JSON document (no trailing newline).
+/// One serialized JSON document (no trailing newline). Shared, not copied, by the sinks
+/// that hold it until their destination confirms it.
 #[derive(Debug, Clone)]
 pub struct Output {
     pub format: Format,
-    pub body: Vec<u8>,
+    pub body: Bytes,
 }
 
 /// A record ready for delivery.

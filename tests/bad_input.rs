@@ -335,11 +335,24 @@ async fn a_file_past_the_record_limit_is_cut_there_through_the_pipeline() {
 /// delivered once, and the file is dead-lettered `too_large` with its first 64 KiB.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gzip_file_past_the_decompression_cap_is_cut_there_through_the_pipeline() {
-    let text: String = numbered(3_000).iter().map(|r| format!("{r}\n")).collect();
+    use sha2::Digest;
+    // Each record carries 64 hex digits that no deflate shrinks much, so the file stays
+    // past the dead letter's 64 KiB excerpt whichever backend compresses it.
+    let text: String = numbered(3_000)
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let mut record: Value = serde_json::from_str(r).unwrap();
+            record["requestID"] =
+                Value::from(format!("{:x}", sha2::Sha256::digest(i.to_le_bytes())));
+            format!("{record}\n")
+        })
+        .collect();
     let cap = 1 << 20;
     let within = text[..cap].matches('\n').count();
     assert!(within > 100 && within < 3_000);
     let gz = common::aws::gzip(text.as_bytes());
+    assert!(gz.len() > 64 << 10, "the gzip file is {} bytes", gz.len());
     let out = through_the_pipeline(
         "in.ndjson.gz",
         &gz,

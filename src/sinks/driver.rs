@@ -389,6 +389,7 @@ fn settle(metas: Vec<Meta>, status: BatchStatus) {
 mod tests {
     use std::sync::Mutex;
 
+    use bytes::Bytes;
     use tokio::sync::Notify;
 
     use super::*;
@@ -459,7 +460,7 @@ mod tests {
             origin: Arc::new(Origin::Inline { name: id.into() }),
             outputs: vec![Output {
                 format: Format::Ecs,
-                body: id.as_bytes().to_vec(),
+                body: Bytes::copy_from_slice(id.as_bytes()),
             }],
         }
     }

@@ -785,26 +785,26 @@ fn serialize(n: Normalized, raw: Option<Vec<u8>>, origin: Arc<Origin>) -> Record
     if let Some(body) = raw {
         outputs.push(Output {
             format: Format::Raw,
-            body,
+            body: body.into(),
         });
     }
     if let Some(ecs) = &n.ecs {
         outputs.push(Output {
             format: Format::Ecs,
-            body: ecs.to_vec(&n.source),
+            body: ecs.to_vec(&n.source).into(),
         });
     }
     if let Some(ocsf) = &n.ocsf {
         outputs.push(Output {
             format: Format::Ocsf,
-            body: ocsf.to_vec(&n.source),
+            body: ocsf.to_vec(&n.source).into(),
         });
     }
     for finding in &n.findings {
         outputs.push(Output {
             format: Format::OcsfFinding,
             // Serializing a map of JSON values cannot fail.
-            body: serde_json::to_vec(finding).unwrap_or_default(),
+            body: serde_json::to_vec(finding).unwrap_or_default().into(),
         });
     }
     let (dataset, account) = match &n.source {

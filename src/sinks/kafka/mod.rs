@@ -21,6 +21,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
@@ -80,12 +81,13 @@ fn fate_of(err: &KafkaError, topic: &str) -> Fate {
     }
 }
 
-/// One message, routed once however often it is sent.
+/// One message, routed once however often it is sent. The payload is the record's own
+/// document, shared: librdkafka makes the one copy it needs.
 pub struct Message {
     topic: String,
     key: Option<String>,
     headers: OwnedHeaders,
-    payload: Vec<u8>,
+    payload: Bytes,
 }
 
 impl Doc for Message {
@@ -243,7 +245,7 @@ impl Service {
     async fn enqueue(&self, doc: &Message) -> Result<DeliveryFuture, Fate> {
         loop {
             let mut message = FutureRecord::<str, [u8]>::to(&doc.topic)
-                .payload(&doc.payload)
+                .payload(doc.payload.as_ref())
                 .headers(doc.headers.clone());
             if let Some(k) = &doc.key {
                 message = message.key(k.as_str());
