@@ -6,6 +6,8 @@
 
 pub mod ack;
 pub mod admin;
+#[cfg(not(fuzzing))]
+mod allocator;
 pub mod cleartext;
 pub mod config;
 pub mod dead_letter;
@@ -30,4 +32,4 @@ pub mod transforms;
 // allocator.
 #[cfg(not(fuzzing))]
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: allocator::Allocator = allocator::Allocator;
