@@ -129,12 +129,8 @@ pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> D
     doc.put_opt("actor.idp.name", r.identity_str("identityProvider"));
 
     // Strings of the record are written from it at serialization, not copied.
-    if !doc.splice_str("api.operation", r.fields(), "eventName") {
-        doc.put_static("api.operation", "");
-    }
-    if !doc.splice_str("api.service.name", r.fields(), "eventSource") {
-        doc.put_static("api.service.name", "");
-    }
+    doc.splice_str_or_empty("api.operation", r.fields(), "eventName");
+    doc.splice_str_or_empty("api.service.name", r.fields(), "eventSource");
     doc.splice_str("api.version", r.fields(), "apiVersion");
     // Mapped keys that found no OCSF home in this record stay in `unmapped`.
     let mut homeless: Vec<&str> = Vec::new();
@@ -191,9 +187,7 @@ pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> D
         }
         OcsfClass::Authentication(_) => {
             doc.put("user", Value::Object(identified(actor_user(r))));
-            if !doc.splice_str("service.name", r.fields(), "eventSource") {
-                doc.put_static("service.name", "");
-            }
+            doc.splice_str_or_empty("service.name", r.fields(), "eventSource");
             if let Some(mfa) = r
                 .fields()
                 .get("additionalEventData")
