@@ -140,7 +140,7 @@ async fn bare_loop(sink: &KafkaSinkConfig, records: &[Record]) -> Duration {
         loop {
             let mut message = FutureRecord::<str, [u8]>::to(TOPIC)
                 .payload(body)
-                .headers(routing::headers(record, Format::Ecs));
+                .headers(routing::Headers::of(record, Format::Ecs).owned());
             if let Some(k) = key {
                 message = message.key(k);
             }

@@ -23,7 +23,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 
@@ -86,7 +85,7 @@ fn fate_of(err: &KafkaError, topic: &str) -> Fate {
 pub struct Message {
     topic: String,
     key: Option<String>,
-    headers: OwnedHeaders,
+    headers: routing::Headers,
     payload: Bytes,
 }
 
@@ -144,7 +143,7 @@ impl driver::Service for Service {
         Message {
             topic: routing::topic(&self.config, record, output.format),
             key: routing::key(&self.config, record).map(str::to_string),
-            headers: routing::headers(record, output.format),
+            headers: routing::Headers::of(record, output.format),
             payload: output.body.clone(),
         }
     }
@@ -246,7 +245,7 @@ impl Service {
         loop {
             let mut message = FutureRecord::<str, [u8]>::to(&doc.topic)
                 .payload(doc.payload.as_ref())
-                .headers(doc.headers.clone());
+                .headers(doc.headers.owned());
             if let Some(k) = &doc.key {
                 message = message.key(k.as_str());
             }

@@ -33,46 +33,68 @@ pub fn key<'a>(config: &KafkaSinkConfig, record: &'a Record) -> Option<&'a str> 
 
 /// Headers that let consumers filter without parsing the payload. They also carry the
 /// enrichment of `raw` documents, which have no place of their own for it.
-pub fn headers(record: &Record, format: Format) -> OwnedHeaders {
-    let mut h = OwnedHeaders::new_with_capacity(7)
-        .insert(Header {
-            key: "auditbridge.format",
-            value: Some(format.as_str()),
-        })
-        .insert(Header {
-            key: "auditbridge.schema",
-            value: Some(format.schema()),
-        })
-        .insert(Header {
-            key: "auditbridge.source",
-            value: Some(record.dataset),
-        });
-    if !record.techniques.is_empty() {
-        let ids = record.techniques.join(",");
-        h = h.insert(Header {
-            key: "auditbridge.techniques",
-            value: Some(ids.as_str()),
-        });
-        let rules = record.rules.join(",");
-        h = h.insert(Header {
-            key: "auditbridge.rules",
-            value: Some(rules.as_str()),
-        });
+///
+/// librdkafka takes a message's headers with it, so they are written anew for each try;
+/// keeping them written and copying them for each try cost more than writing them.
+pub struct Headers {
+    format: Format,
+    dataset: &'static str,
+    /// Technique ids and rule ids, comma-separated, of a tagged record.
+    tags: Option<(String, String)>,
+    key_age_days: Option<i64>,
+}
+
+impl Headers {
+    pub fn of(record: &Record, format: Format) -> Self {
+        Headers {
+            format,
+            dataset: record.dataset,
+            tags: (!record.techniques.is_empty())
+                .then(|| (record.techniques.join(","), record.rules.join(","))),
+            key_age_days: record.key_age_days,
+        }
     }
-    if let Some(days) = record.key_age_days {
-        let days = days.to_string();
-        h = h.insert(Header {
-            key: "auditbridge.key_age_days",
-            value: Some(days.as_str()),
-        });
+
+    /// The headers as librdkafka takes them.
+    pub fn owned(&self) -> OwnedHeaders {
+        let mut h = OwnedHeaders::new_with_capacity(6)
+            .insert(Header {
+                key: "auditbridge.format",
+                value: Some(self.format.as_str()),
+            })
+            .insert(Header {
+                key: "auditbridge.schema",
+                value: Some(self.format.schema()),
+            })
+            .insert(Header {
+                key: "auditbridge.source",
+                value: Some(self.dataset),
+            });
+        if let Some((techniques, rules)) = &self.tags {
+            h = h.insert(Header {
+                key: "auditbridge.techniques",
+                value: Some(techniques.as_str()),
+            });
+            h = h.insert(Header {
+                key: "auditbridge.rules",
+                value: Some(rules.as_str()),
+            });
+        }
+        if let Some(days) = self.key_age_days {
+            let days = days.to_string();
+            h = h.insert(Header {
+                key: "auditbridge.key_age_days",
+                value: Some(days.as_str()),
+            });
+        }
+        h
     }
-    h
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rdkafka::message::Headers;
+    use rdkafka::message::Headers as _;
     use std::sync::Arc;
 
     fn named(h: &OwnedHeaders) -> Vec<(String, String)> {
@@ -100,7 +122,7 @@ mod tests {
         };
         let pair = |k: &str, v: &str| (k.to_string(), v.to_string());
         assert_eq!(
-            named(&headers(&record, Format::Raw)),
+            named(&Headers::of(&record, Format::Raw).owned()),
             [
                 pair("auditbridge.format", "raw"),
                 pair("auditbridge.schema", "vendor"),
@@ -113,6 +135,6 @@ mod tests {
         record.techniques.clear();
         record.rules.clear();
         record.key_age_days = None;
-        assert_eq!(named(&headers(&record, Format::Ecs)).len(), 3);
+        assert_eq!(named(&Headers::of(&record, Format::Ecs).owned()).len(), 3);
     }
 }
