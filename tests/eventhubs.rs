@@ -248,7 +248,7 @@ async fn a_failing_sink_and_a_forced_detach_hold_the_checkpoint_then_everything_
     let dir = tempfile::tempdir().unwrap();
     hub.append(0, bodies(0, 0, 100, 2));
     let sink = format!(
-        "[sinks.splunk]\ntype = \"splunk_hec\"\nendpoint = \"{}\"\ntoken = \"good-token\"\nack_poll_interval_ms = 50\nretry_max_delay_secs = 1",
+        "[sinks.splunk]\ntype = \"splunk_hec\"\nendpoint = \"{}\"\ntoken = \"good-token\"\nretry_max_delay_secs = 1",
         hec.url()
     );
     let cfg = config(&hub, "", &file_store(dir.path()), &sink);

@@ -108,7 +108,7 @@ async fn a_token_enabled_during_the_fault_resumes_and_delivers_everything_once()
     input(dir.path(), 300);
     let port = common::free_port();
     let config = format!(
-        "{}{}{}ack_poll_interval_ms = 50\n",
+        "{}{}{}",
         pipeline(port, 60),
         file_source(dir.path()),
         hec_sink(&hec, "rotating-token")
@@ -473,7 +473,7 @@ async fn through_a_busy_collector(source: &'static str) {
     .await;
     let port = common::free_port();
     let config = format!(
-        "{}{}{}ack_poll_interval_ms = 50\n",
+        "{}{}{}",
         pipeline(port, 2),
         up.toml,
         hec_sink(&hec, "good-token")
@@ -528,10 +528,7 @@ async fn one_record_refused(source: &'static str, sink: &str) {
             ..Behaviour::default()
         })
         .await;
-        let toml = format!(
-            "{}ack_poll_interval_ms = 50\n",
-            hec_sink(&receiver, "good-token")
-        );
+        let toml = hec_sink(&receiver, "good-token");
         hec = Some(receiver);
         (toml, "splunk", "hec_rejected", "Invalid data format")
     } else {
@@ -618,7 +615,7 @@ async fn an_input_still_unsettled_when_the_grace_period_ends_exits_4() {
     input(dir.path(), 10);
     let port = common::free_port();
     let config = format!(
-        "{}{}{}ack_poll_interval_ms = 50\n",
+        "{}{}{}",
         pipeline(port, 60),
         file_source(dir.path()),
         hec_sink(&hec, "good-token")

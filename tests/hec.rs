@@ -31,7 +31,6 @@ paths = ["{dir}/in.ndjson"]
 type = "splunk_hec"
 endpoint = "{url}"
 token = "{token}"
-ack_poll_interval_ms = 50
 retry_max_delay_secs = 1
 {extra}
 "#,
@@ -74,6 +73,34 @@ async fn ten_thousand_events_exactly_once_with_acks() {
         ts.timestamp_millis()
     );
     assert_eq!(m.labeled("sink_records_delivered", "splunk"), 10_000);
+}
+
+/// The tests here run at the default ack poll interval (1 s). With an interval of an
+/// hour, a drained input is still acknowledged: once the sink pauses, waiting ack ids are
+/// polled after 50 ms, not at the next interval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drained_input_is_acknowledged_without_waiting_for_the_poll_interval() {
+    let hec = HecReceiver::start(Behaviour::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    input(dir.path(), 1000);
+    let extra = "ack_poll_interval_ms = 3600000
+batch_max_events = 100";
+    let config = config(dir.path(), &hec, "good-token", extra);
+    let dead_letters = dir.path().join("dlq.ndjson");
+    let run = common::run_pipeline(&config, &dead_letters);
+    let m = tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .expect("the input was not acknowledged: ack ids wait for the hour-long interval");
+    assert_eq!(Metrics::get(&m.batches_acked), 1);
+    assert_eq!(m.named("hec_acks"), 10);
+    assert_eq!(m.labeled("sink_records_delivered", "splunk"), 1000);
+    let s = hec.state.lock().unwrap();
+    assert_eq!(ids(&s.events).len(), 1000);
+    assert!(
+        (1..=10).contains(&s.ack_polls),
+        "one query per request at most when every ack is ready at once: {}",
+        s.ack_polls
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

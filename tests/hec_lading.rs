@@ -44,7 +44,6 @@ paths = ["{dir}/in.ndjson"]
 type = "splunk_hec"
 endpoint = "{url}"
 token = "any-token-lading-checks-none"
-ack_poll_interval_ms = 100
 "#,
         dir = dir.path().display(),
         url = env("AUDITBRIDGE_TEST_LADING_HEC"),

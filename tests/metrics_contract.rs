@@ -35,7 +35,7 @@ impl Sinks {
 
     fn toml(&self) -> String {
         format!(
-            "[sinks.kafka]\ntype = \"kafka\"\nbrokers = \"{}\"\ntopics = {{ ecs = \"{}\" }}\n[sinks.splunk]\ntype = \"splunk_hec\"\nendpoint = \"{}\"\ntoken = \"good-token\"\nack_poll_interval_ms = 50\n[sinks.out]\ntype = \"file\"\npath = \"{}\"\n",
+            "[sinks.kafka]\ntype = \"kafka\"\nbrokers = \"{}\"\ntopics = {{ ecs = \"{}\" }}\n[sinks.splunk]\ntype = \"splunk_hec\"\nendpoint = \"{}\"\ntoken = \"good-token\"\n[sinks.out]\ntype = \"file\"\npath = \"{}\"\n",
             broker(),
             self.topic,
             self.hec.url(),

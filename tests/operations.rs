@@ -52,7 +52,6 @@ paths = ["{dir}/in.ndjson"]
 type = "splunk_hec"
 endpoint = "{url}"
 token = "good-token"
-ack_poll_interval_ms = 100
 "#,
         dir = dir.path().display(),
         url = hec.url(),

@@ -66,7 +66,8 @@ pub struct SplunkHecConfig {
     #[serde(default)]
     pub allow_without_ack: bool,
     /// How often the ids waiting for indexer acknowledgement are queried (one request
-    /// for all of them). Each waiting request's body is kept for a resend, so this,
+    /// for all of them) while the sink keeps sending; once it pauses they are queried
+    /// sooner (see `acks`). Each waiting request's body is kept for a resend, so this,
     /// with Splunk's own indexing delay, sets how much `max_pending_ack_bytes` holds.
     #[serde(default = "default_ack_poll")]
     pub ack_poll_interval_ms: u64,
