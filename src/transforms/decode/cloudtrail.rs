@@ -196,23 +196,9 @@ impl CloudTrailRecord {
         obj_of(&self.fields, "userIdentity")
     }
 
-    /// A non-empty string field of `userIdentity`.
-    pub fn identity_str(&self, key: &str) -> Option<&str> {
-        self.identity().and_then(|i| str_of(i, key))
-    }
-
-    /// `userIdentity.sessionContext.sessionIssuer`, for assumed roles.
-    pub fn session_issuer(&self) -> Option<&Map<String, Value>> {
-        self.identity()
-            .and_then(|i| obj_of(i, "sessionContext"))
-            .and_then(|c| obj_of(c, "sessionIssuer"))
-    }
-
-    /// `userIdentity.sessionContext.attributes`.
-    pub fn session_attributes(&self) -> Option<&Map<String, Value>> {
-        self.identity()
-            .and_then(|i| obj_of(i, "sessionContext"))
-            .and_then(|c| obj_of(c, "attributes"))
+    /// The fields of `userIdentity` that normalizers and key age read.
+    pub fn user_identity(&self) -> UserIdentity<'_> {
+        self.identity().map(UserIdentity::of).unwrap_or_default()
     }
 
     pub fn request_parameters(&self) -> Option<&Map<String, Value>> {
@@ -226,7 +212,7 @@ impl CloudTrailRecord {
     /// The account the event was delivered to, or failing that the caller's account.
     pub fn account_id(&self) -> Option<&str> {
         self.str("recipientAccountId")
-            .or_else(|| self.identity_str("accountId"))
+            .or_else(|| self.user_identity().account_id)
     }
 
     /// The call failed: `errorCode` is set, or a console sign-in reports `Failure`.
@@ -242,6 +228,62 @@ impl CloudTrailRecord {
     /// The stable id: `eventID`, else the request id.
     pub fn id(&self) -> Option<&str> {
         self.str("eventID").or_else(|| self.str("requestID"))
+    }
+}
+
+/// The fields of `userIdentity` that normalizers and key age read, found in one pass over
+/// it: a lookup per field compared key names down the map each time, and a record's
+/// documents read about ten of them. Strings are the non-empty ones.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct UserIdentity<'a> {
+    /// The record has a `userIdentity` object.
+    pub present: bool,
+    pub kind: Option<&'a str>,
+    pub principal_id: Option<&'a str>,
+    pub arn: Option<&'a str>,
+    pub account_id: Option<&'a str>,
+    pub access_key_id: Option<&'a str>,
+    pub user_name: Option<&'a str>,
+    pub invoked_by: Option<&'a str>,
+    pub identity_provider: Option<&'a str>,
+    pub on_behalf_of: Option<&'a Map<String, Value>>,
+    /// `sessionContext.sessionIssuer`, for assumed roles.
+    pub session_issuer: Option<&'a Map<String, Value>>,
+    /// `sessionContext.attributes`.
+    pub session_attributes: Option<&'a Map<String, Value>>,
+}
+
+impl<'a> UserIdentity<'a> {
+    fn of(identity: &'a Map<String, Value>) -> Self {
+        let mut who = UserIdentity {
+            present: true,
+            ..UserIdentity::default()
+        };
+        for (key, value) in identity {
+            let text = match value {
+                Value::String(s) if !s.is_empty() => Some(s.as_str()),
+                _ => None,
+            };
+            match key.as_str() {
+                "type" => who.kind = text,
+                "principalId" => who.principal_id = text,
+                "arn" => who.arn = text,
+                "accountId" => who.account_id = text,
+                "accessKeyId" => who.access_key_id = text,
+                "userName" => who.user_name = text,
+                "invokedBy" => who.invoked_by = text,
+                "identityProvider" => who.identity_provider = text,
+                "onBehalfOf" => who.on_behalf_of = value.as_object(),
+                "sessionContext" => {
+                    if let Some(context) = value.as_object() {
+                        who.session_issuer = obj_of(context, "sessionIssuer");
+                        who.session_attributes = obj_of(context, "attributes");
+                    }
+                }
+                _ => {}
+            }
+        }
+        who
     }
 }
 
@@ -262,7 +304,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(r.event_name(), "GetRecords");
-        assert_eq!(r.identity_str("arn"), Some("arn:aws:test_arn"));
+        assert_eq!(r.user_identity().arn, Some("arn:aws:test_arn"));
         assert_eq!(r.time_source(), TimeSource::Event);
         assert_eq!(r.time().to_rfc3339(), "2023-01-10T21:04:02+00:00");
     }

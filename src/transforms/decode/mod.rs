@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 pub use azure::{AzureLog, AzureRecord, RoleAssignment};
-pub use cloudtrail::CloudTrailRecord;
+pub use cloudtrail::{CloudTrailRecord, UserIdentity};
 pub use fields::WrongType;
 pub use gcp::GcpRecord;
 

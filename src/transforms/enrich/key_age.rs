@@ -58,27 +58,29 @@ impl KeyAge {
     fn cloudtrail(&self, r: &CloudTrailRecord, out: &mut Context) {
         self.learn_aws(r);
         let at = r.time();
-        if let Some(key) = r.identity_str("accessKeyId") {
-            if let Some(kind) = key_type(key) {
-                let mut cred = Map::new();
-                cred.insert("access_key_id".into(), json!(key));
-                cred.insert("type".into(), json!(kind));
-                if kind == "long-term" {
-                    if let Some(info) = self.inventory.get(key, r.identity_str("userName")) {
-                        self.aged(&mut cred, &info, at);
-                    }
+        let who = r.user_identity();
+        let kind = who
+            .access_key_id
+            .and_then(|key| Some((key, key_type(key)?)));
+        if let Some((key, kind)) = kind {
+            let mut cred = Map::new();
+            cred.insert("access_key_id".into(), json!(key));
+            cred.insert("type".into(), json!(kind));
+            if kind == "long-term" {
+                if let Some(info) = self.inventory.get(key, who.user_name) {
+                    self.aged(&mut cred, &info, at);
                 }
-                out.credential = Some(cred);
             }
+            out.credential = Some(cred);
         }
-        let session_created = r
-            .session_attributes()
-            .and_then(|a| str_of(a, "creationDate"))
-            .and_then(parse_time);
-        if let (Some(created), Some("temporary")) = (
-            session_created,
-            r.identity_str("accessKeyId").and_then(key_type),
-        ) {
+        let session_created = match kind {
+            Some((_, "temporary")) => who
+                .session_attributes
+                .and_then(|a| str_of(a, "creationDate"))
+                .and_then(parse_time),
+            _ => None,
+        };
+        if let Some(created) = session_created {
             out.session = Some(json!({
                 "created": ts(created),
                 "age_seconds": (at - created).num_seconds().max(0),

@@ -156,25 +156,22 @@ pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> D
     let mut related = Related::default();
     cloudtrail_head(&mut doc, r, super::taxonomy::cloudtrail_ecs(r, tax), now);
 
-    let identity_type = r.identity_str("type");
-    let user_name = match identity_type {
-        Some("AssumedRole") | Some("FederatedUser") => r
-            .session_issuer()
+    let who = r.user_identity();
+    let user_name = match who.kind {
+        Some("AssumedRole") | Some("FederatedUser") => who
+            .session_issuer
             .and_then(|i| str_of(i, "userName"))
-            .or_else(|| r.identity_str("userName")),
+            .or(who.user_name),
         // A service calling on its own behalf is a service, not a user.
         Some("AWSService") => None,
-        Some("Root") => r.identity_str("userName").or(Some("root")),
-        Some("IdentityCenterUser") => r
-            .identity()
-            .and_then(|i| obj_of(i, "onBehalfOf"))
-            .and_then(|o| str_of(o, "userId")),
-        _ => r.identity_str("userName"),
+        Some("Root") => who.user_name.or(Some("root")),
+        Some("IdentityCenterUser") => who.on_behalf_of.and_then(|o| str_of(o, "userId")),
+        _ => who.user_name,
     };
-    if identity_type == Some("AWSService") {
-        doc.put_opt("service.name", r.identity_str("invokedBy"));
+    if who.kind == Some("AWSService") {
+        doc.put_opt("service.name", who.invoked_by);
     }
-    doc.put_opt("user.id", r.identity_str("principalId"));
+    doc.put_opt("user.id", who.principal_id);
     if let Some(name) = user_name {
         put_user_name(&mut doc, "user", name);
         related.user(Some(name));
@@ -182,9 +179,9 @@ pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> D
     // The role session name (after the role in an assumed-role ARN) names the person or
     // workload behind the role; Elastic lists it, and its local part when it is an e-mail
     // address, in `related.user`.
-    if identity_type == Some("AssumedRole") {
-        let session = r
-            .identity_str("arn")
+    if who.kind == Some("AssumedRole") {
+        let session = who
+            .arn
             .and_then(|arn| arn.split_once(":assumed-role/"))
             .and_then(|(_, rest)| rest.split_once('/'))
             .map(|(_, session)| session);
@@ -196,7 +193,7 @@ pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> D
             }
         }
     }
-    related.user(r.identity_str("principalId"));
+    related.user(who.principal_id);
 
     let params = r.request_parameters();
     if let Some(name) = params.and_then(|p| str_of(p, "userName")) {

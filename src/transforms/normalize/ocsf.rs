@@ -13,7 +13,7 @@ use super::sections::{
 use super::taxonomy::{OcsfClass, Taxonomy};
 use crate::transforms::decode::fields::{obj_of, split_email, str_of};
 use crate::transforms::decode::time::parse_time;
-use crate::transforms::decode::{AzureRecord, CloudTrailRecord, GcpRecord};
+use crate::transforms::decode::{AzureRecord, CloudTrailRecord, GcpRecord, UserIdentity};
 
 pub const OCSF_VERSION: &str = "1.8.0";
 
@@ -106,10 +106,11 @@ pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> D
     doc.splice_str("status_code", r.fields(), "errorCode");
     doc.splice_str("status_detail", r.fields(), "errorMessage");
 
-    doc.put("actor.user", Value::Object(identified(actor_user(r))));
+    let who = r.user_identity();
+    doc.put("actor.user", Value::Object(identified(actor_user(&who))));
     // The service that made the call for the principal (`invoked_by` is deprecated).
-    doc.put_opt("actor.app_name", r.identity_str("invokedBy"));
-    if let Some(attrs) = r.session_attributes() {
+    doc.put_opt("actor.app_name", who.invoked_by);
+    if let Some(attrs) = who.session_attributes {
         if let Some(created) = str_of(attrs, "creationDate").and_then(parse_time) {
             doc.put("actor.session.created_time", epoch_ms(created));
             doc.put("actor.session.created_time_dt", dt(created));
@@ -120,13 +121,10 @@ pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> D
     }
     doc.put_opt(
         "actor.session.issuer",
-        r.session_issuer().and_then(|i| str_of(i, "arn")),
+        who.session_issuer.and_then(|i| str_of(i, "arn")),
     );
-    doc.put_opt(
-        "actor.session.credential_uid",
-        r.identity_str("accessKeyId"),
-    );
-    doc.put_opt("actor.idp.name", r.identity_str("identityProvider"));
+    doc.put_opt("actor.session.credential_uid", who.access_key_id);
+    doc.put_opt("actor.idp.name", who.identity_provider);
 
     // Strings of the record are written from it at serialization, not copied.
     doc.splice_str_or_empty("api.operation", r.fields(), "eventName");
@@ -169,7 +167,7 @@ pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> D
 
     match class {
         OcsfClass::AccountChange(_) => {
-            let user = target_user(r).unwrap_or_else(|| identified(actor_user(r)));
+            let user = target_user(r).unwrap_or_else(|| identified(actor_user(&who)));
             doc.put("user", Value::Object(user));
             if let Some(p) = r.request_parameters() {
                 let mut policy = Object::new();
@@ -186,7 +184,7 @@ pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> D
             }
         }
         OcsfClass::Authentication(_) => {
-            doc.put("user", Value::Object(identified(actor_user(r))));
+            doc.put("user", Value::Object(identified(actor_user(&who))));
             doc.splice_str_or_empty("service.name", r.fields(), "eventSource");
             if let Some(mfa) = r
                 .fields()
@@ -361,34 +359,33 @@ fn anomaly_analysis(details: &Map<String, Value>, operation: Option<&str>) -> Op
     Some(Value::Object(analysis.into_map()))
 }
 
-fn actor_user(r: &CloudTrailRecord) -> Map<String, Value> {
+fn actor_user(who: &UserIdentity) -> Map<String, Value> {
     let mut u = Object::new();
-    let kind = r.identity_str("type");
     // Without an ARN (AWS services, some federated callers) the principal id is the uid.
-    match r.identity_str("arn") {
+    match who.arn {
         Some(arn) => {
             u.put("uid", arn);
-            u.put_opt("uid_alt", r.identity_str("principalId"));
+            u.put_opt("uid_alt", who.principal_id);
         }
-        None => u.put_opt("uid", r.identity_str("principalId")),
+        None => u.put_opt("uid", who.principal_id),
     }
-    let name = match kind {
-        Some("AssumedRole") | Some("FederatedUser") => r
-            .session_issuer()
+    let name = match who.kind {
+        Some("AssumedRole") | Some("FederatedUser") => who
+            .session_issuer
             .and_then(|i| str_of(i, "userName"))
-            .or_else(|| r.identity_str("userName")),
-        Some("AWSService") => r.identity_str("invokedBy"),
-        _ => r.identity_str("userName"),
+            .or(who.user_name),
+        Some("AWSService") => who.invoked_by,
+        _ => who.user_name,
     };
     u.put_opt("name", name);
-    if r.identity().is_some() {
-        u.put("type_id", user_type_id(kind));
+    if who.present {
+        u.put("type_id", user_type_id(who.kind));
     }
-    u.put_opt("type", kind);
-    if let Some(key) = r.identity_str("accessKeyId") {
+    u.put_opt("type", who.kind);
+    if let Some(key) = who.access_key_id {
         u.put("programmatic_credentials", access_key(key));
     }
-    u.put_opt("account.uid", r.identity_str("accountId"));
+    u.put_opt("account.uid", who.account_id);
     u.into_map()
 }
 
