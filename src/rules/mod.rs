@@ -21,7 +21,7 @@ use attack::{Tactic, Technique};
 use condition::{Condition, FieldPath, Pattern};
 use model::{ConditionSpec, ProviderName, RuleFile, RuleSpec, Severity};
 use serde::Deserialize;
-use sigma::{Detection, SigmaRule, SigmaSet};
+use sigma::{Detection, SigmaRule, SigmaSet, ValueIndex};
 
 /// The rule files built into the binary, so the default pipeline tags without any setup.
 pub const BUILTIN: &[(&str, &str)] = &[
@@ -277,9 +277,9 @@ pub struct RuleSet {
     rules: Vec<Rule>,
     by_event_name: HashMap<String, Vec<usize>>,
     by_activity: HashMap<String, Vec<usize>>,
-    /// Sigma rules by the event names (lower case) they require: Sigma compares names
-    /// ignoring case.
-    sigma_by_event_name: HashMap<String, Vec<usize>>,
+    /// CloudTrail Sigma rules by a field's value they require (lower case: Sigma
+    /// compares values ignoring case), one table per field.
+    sigma_by_value: Vec<(Vec<String>, ValueIndex)>,
     aws_scan: Vec<usize>,
     azure_scan: Vec<usize>,
     /// GCP rules by the method names they require.
@@ -434,11 +434,17 @@ impl RuleSet {
         let native = match &rule.matcher {
             Matcher::Native(native) => native,
             Matcher::Sigma(detection) => {
-                match (detection.event_names(), rule.provider) {
-                    (Some(names), _) => {
-                        for name in names {
-                            self.sigma_by_event_name.entry(name).or_default().push(i);
-                        }
+                match (detection.index_key(), rule.provider) {
+                    (Some(key), _) => {
+                        let at = match self.sigma_by_value.iter().position(|(p, _)| *p == key.path)
+                        {
+                            Some(at) => at,
+                            None => {
+                                self.sigma_by_value.push((key.path, ValueIndex::default()));
+                                self.sigma_by_value.len() - 1
+                            }
+                        };
+                        self.sigma_by_value[at].1.add(key.values, i);
                     }
                     (None, ProviderName::Aws) => self.aws_scan.push(i),
                     (None, ProviderName::Azure) => self.azure_scan.push(i),
@@ -501,12 +507,12 @@ impl RuleSet {
             ),
             SourceRecord::Gcp(r) => (self.by_method.get(r.method()), &self.gcp_scan),
         };
-        let sigma = match record {
-            SourceRecord::CloudTrail(r) if !self.sigma_by_event_name.is_empty() => {
-                self.sigma_by_event_name.get(&r.event_name().to_lowercase())
+        let mut sigma: Vec<&[usize]> = Vec::new();
+        if let SourceRecord::CloudTrail(r) = record {
+            for (path, index) in &self.sigma_by_value {
+                index.lookup(path, r.fields(), &mut |rules| sigma.push(rules));
             }
-            _ => None,
-        };
+        }
         let mut hits: Vec<usize> = indexed
             .into_iter()
             .flatten()

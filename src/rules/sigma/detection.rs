@@ -137,18 +137,30 @@ impl Search {
 
     /// The values (lower case) `field` must equal for the search to match, when every
     /// map of it tests the field against plain values.
-    pub fn literals(&self, field: &str) -> Option<Vec<String>> {
+    /// The fields that every alternative of the search tests against whole values, each
+    /// with those values in lower case: a record whose field holds none of them fails
+    /// the search.
+    pub fn literal_fields(&self) -> Vec<(&[String], Vec<String>)> {
         let Search::Maps(maps) = self else {
-            return None;
+            return Vec::new();
         };
-        let mut out = Vec::new();
-        for fields in maps {
-            let test = fields
-                .iter()
-                .find(|f| f.field.path() == Some(&[field.to_string()][..]) && !f.all)?;
-            out.extend(test.literals.clone()?);
-        }
-        Some(out)
+        let Some(first) = maps.first() else {
+            return Vec::new();
+        };
+        first
+            .iter()
+            .filter_map(|test| test.field.path())
+            .filter_map(|path| {
+                let mut values = Vec::new();
+                for fields in maps {
+                    let test = fields
+                        .iter()
+                        .find(|f| f.field.path() == Some(path) && !f.all)?;
+                    values.extend(test.literals.clone()?);
+                }
+                Some((path, values))
+            })
+            .collect()
     }
 
     pub fn matches(&self, record: &Map<String, Value>) -> bool {

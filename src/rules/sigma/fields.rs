@@ -200,11 +200,7 @@ impl Field {
     /// The field's values in a record.
     pub fn values<'a>(&self, record: &'a Map<String, Value>) -> Vec<Cow<'a, Value>> {
         match self {
-            Field::Path(p) => {
-                let mut out = Vec::new();
-                exact(record, p, &mut out);
-                out
-            }
+            Field::Path(p) => path_values(record, p),
             Field::AzurePath(p) => resolve(record, p).into_iter().map(Cow::Borrowed).collect(),
             Field::Mapped(places) => places.iter().flat_map(|p| p.values(record)).collect(),
         }
@@ -314,18 +310,31 @@ fn collect<'a>(v: &'a Value, rest: &[String], out: &mut Vec<&'a Value>) {
 }
 
 /// The values at an exact dotted path, each array on the way standing for its elements.
-fn exact<'a>(map: &'a Map<String, Value>, path: &[String], out: &mut Vec<Cow<'a, Value>>) {
-    fn at<'a>(v: &'a Value, rest: &[String], out: &mut Vec<Cow<'a, Value>>) {
+/// The values at a rule's own path, as `Field::Path` reads them.
+pub fn path_values<'a>(record: &'a Map<String, Value>, path: &[String]) -> Vec<Cow<'a, Value>> {
+    let mut out = Vec::new();
+    each_path_value(record, path, &mut |v| out.push(Cow::Borrowed(v)));
+    out
+}
+
+/// `found` for each value at a rule's own path: each array on the way stands for its
+/// elements.
+pub fn each_path_value<'a>(
+    map: &'a Map<String, Value>,
+    path: &[String],
+    found: &mut impl FnMut(&'a Value),
+) {
+    fn at<'a>(v: &'a Value, rest: &[String], found: &mut impl FnMut(&'a Value)) {
         match (v, rest) {
-            (Value::Array(items), _) => items.iter().for_each(|i| at(i, rest, out)),
-            (_, []) => out.push(Cow::Borrowed(v)),
-            (Value::Object(m), _) => exact(m, rest, out),
+            (Value::Array(items), _) => items.iter().for_each(|i| at(i, rest, found)),
+            (_, []) => found(v),
+            (Value::Object(m), _) => each_path_value(m, rest, found),
             _ => {}
         }
     }
     if let Some((first, rest)) = path.split_first() {
         if let Some(v) = map.get(first) {
-            at(v, rest, out);
+            at(v, rest, found);
         }
     }
 }

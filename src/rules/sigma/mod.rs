@@ -8,6 +8,7 @@ pub mod condition;
 pub mod detection;
 mod fields;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
@@ -89,8 +90,69 @@ impl SigmaRule {
         self.detection.matches(record)
     }
 
-    pub fn event_names(&self) -> Option<Vec<String>> {
-        self.detection.event_names()
+    pub fn index_key(&self) -> Option<IndexKey> {
+        self.detection.index_key()
+    }
+}
+
+/// A field and the whole values (lower case) one of which it must hold for a rule to
+/// match. Looked up in a record as the rule's own test reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexKey {
+    pub path: Vec<String>,
+    pub values: Vec<String>,
+}
+
+/// The rules indexed by one field: which need which of its values.
+#[derive(Debug, Clone, Default)]
+pub struct ValueIndex {
+    rules: HashMap<String, Vec<usize>>,
+    /// The longest value: a longer one in a record needs no lookup.
+    longest: usize,
+}
+
+impl ValueIndex {
+    pub fn add(&mut self, values: Vec<String>, rule: usize) {
+        for value in values {
+            self.longest = self.longest.max(value.len());
+            self.rules.entry(value).or_default().push(rule);
+        }
+    }
+
+    /// `found` for the rules that the record's values of `path` admit. A rule's whole
+    /// value is ASCII and compared ignoring ASCII case (or not at all ignoring case), so
+    /// only an ASCII value of the same letters can match it; numbers and booleans are
+    /// compared as their text.
+    pub fn lookup<'s>(
+        &'s self,
+        path: &[String],
+        record: &Map<String, Value>,
+        found: &mut impl FnMut(&'s [usize]),
+    ) {
+        let mut look = |text: &str| {
+            if text.len() > self.longest || !text.is_ascii() {
+                return;
+            }
+            let mut buf = [0u8; 64];
+            let hit = match buf.get_mut(..text.len()) {
+                Some(lower) => {
+                    lower.copy_from_slice(text.as_bytes());
+                    lower.make_ascii_lowercase();
+                    std::str::from_utf8(lower)
+                        .ok()
+                        .and_then(|k| self.rules.get(k))
+                }
+                None => self.rules.get(&text.to_ascii_lowercase()),
+            };
+            if let Some(rules) = hit {
+                found(rules);
+            }
+        };
+        fields::each_path_value(record, path, &mut |v| match v {
+            Value::String(s) => look(s),
+            Value::Number(_) | Value::Bool(_) => look(&v.to_string()),
+            _ => {}
+        });
     }
 }
 
@@ -107,27 +169,55 @@ impl Detection {
         self.scope
     }
 
-    /// The CloudTrail event names (lower case) the rule can match at all, when its
-    /// condition requires a search that tests `eventName` against plain values: the
-    /// rule set indexes it by them instead of trying it on every record.
-    pub fn event_names(&self) -> Option<Vec<String>> {
+    /// A CloudTrail field the rule can match only when it holds one of a few whole
+    /// values: the rule set looks the rule up by the record's value instead of trying it
+    /// on every record. `eventName` when the rule tests it so, as it splits rules finest.
+    pub fn index_key(&self) -> Option<IndexKey> {
         if self.scope != Scope::CloudTrail {
             return None;
         }
-        let required = match &self.condition {
-            Condition::Search(i) => vec![*i],
-            Condition::And(parts) => parts
-                .iter()
-                .filter_map(|p| match p {
-                    Condition::Search(i) => Some(*i),
-                    _ => None,
-                })
-                .collect(),
-            _ => Vec::new(),
-        };
-        required
-            .into_iter()
-            .find_map(|i| self.searches[i].literals("eventName"))
+        let mut keys = self.required(&self.condition);
+        // Case is folded byte by byte only for ASCII; other text is left to the rule.
+        keys.retain(|(_, values)| values.iter().all(|v| v.is_ascii()));
+        let at = keys
+            .iter()
+            .position(|(path, _)| *path == ["eventName"])
+            .unwrap_or(0);
+        (at < keys.len()).then(|| {
+            let (path, values) = keys.swap_remove(at);
+            IndexKey {
+                path: path.to_vec(),
+                values,
+            }
+        })
+    }
+
+    /// Fields with the whole values one of which a record must hold for `condition` to
+    /// hold: those of every search it requires, and those common to all alternatives of
+    /// an `or` (their values joined).
+    fn required<'a>(&'a self, condition: &Condition) -> Vec<(&'a [String], Vec<String>)> {
+        match condition {
+            Condition::Search(i) => self.searches[*i].literal_fields(),
+            Condition::And(parts) => parts.iter().flat_map(|p| self.required(p)).collect(),
+            Condition::Or(parts) => {
+                let mut alternatives = parts.iter().map(|p| self.required(p));
+                let Some(first) = alternatives.next() else {
+                    return Vec::new();
+                };
+                let rest: Vec<_> = alternatives.collect();
+                first
+                    .into_iter()
+                    .filter_map(|(path, mut values)| {
+                        for alternative in &rest {
+                            let (_, more) = alternative.iter().find(|(p, _)| *p == path)?;
+                            values.extend(more.iter().cloned());
+                        }
+                        Some((path, values))
+                    })
+                    .collect()
+            }
+            Condition::Not(_) => Vec::new(),
+        }
     }
 
     /// Does the rule match this record?
@@ -391,6 +481,91 @@ level: high
             crate::transforms::decode::Decoded::Record(r) => r,
             other => panic!("{other:?}"),
         }
+    }
+
+    /// `ROOT_KEY` with another detection.
+    fn with_detection(detection: &str) -> SigmaRule {
+        let head = &ROOT_KEY[..ROOT_KEY.find("detection:").unwrap()];
+        rule(&format!("{head}detection:\n{detection}level: high\n")).unwrap()
+    }
+
+    fn key(path: &str, values: &[&str]) -> Option<IndexKey> {
+        Some(IndexKey {
+            path: path.split('.').map(str::to_string).collect(),
+            values: values.iter().map(|v| v.to_string()).collect(),
+        })
+    }
+
+    #[test]
+    fn a_rule_is_indexed_by_a_field_every_match_needs_event_name_first() {
+        assert_eq!(
+            rule(ROOT_KEY).unwrap().index_key(),
+            key("eventName", &["createaccesskey"])
+        );
+        let root = with_detection(
+            "    user:\n        userIdentity.type: Root\n    service:\n        eventType: AwsServiceEvent\n    condition: user and not service\n",
+        );
+        assert_eq!(root.index_key(), key("userIdentity.type", &["root"]));
+        // The alternatives of an `or` all test `eventName`: their names joined.
+        let either = with_detection(
+            "    sts:\n        eventSource: sts.amazonaws.com\n        eventName: AssumeRoleWithSAML\n    iam:\n        eventSource: iam.amazonaws.com\n        eventName:\n            - UpdateSAMLProvider\n            - CreateSAMLProvider\n    condition: 1 of sts or iam\n",
+        );
+        assert_eq!(
+            either.index_key(),
+            key(
+                "eventName",
+                &[
+                    "assumerolewithsaml",
+                    "updatesamlprovider",
+                    "createsamlprovider"
+                ]
+            )
+        );
+        for detection in [
+            // No whole value: a wildcard, a modifier, a regular expression.
+            "    s:\n        userAgent: '*TruffleHog*'\n    condition: s\n",
+            "    s:\n        eventName|startswith: Create\n    condition: s\n",
+            "    s:\n        userIdentity.arn|re: '.+:assumed-role/aws:.+'\n    condition: s\n",
+            // Only under `not`, or in one alternative only.
+            "    s:\n        eventName: X\n    condition: not s\n",
+            "    a:\n        eventName: X\n    b:\n        eventSource: y\n    condition: a or b\n",
+            // Not ASCII: the rule's own test folds case beyond ASCII.
+            "    s:\n        userName: Jürgen\n    condition: s\n",
+        ] {
+            assert_eq!(with_detection(detection).index_key(), None, "{detection}");
+        }
+    }
+
+    #[test]
+    fn the_value_index_admits_what_a_whole_value_test_can_match() {
+        let mut index = ValueIndex::default();
+        index.add(vec!["root".into(), "42".into()], 1);
+        index.add(vec!["assumedrole".into()], 2);
+        let path = ["userIdentity".to_string(), "type".to_string()];
+        let admitted = |identity: Value| {
+            let record = serde_json::json!({ "userIdentity": identity });
+            let mut rules = Vec::new();
+            index.lookup(&path, record.as_object().unwrap(), &mut |r| {
+                rules.extend_from_slice(r)
+            });
+            rules
+        };
+        assert_eq!(admitted(serde_json::json!({"type": "ROOT"})), [1]);
+        assert_eq!(admitted(serde_json::json!({"type": 42})), [1]);
+        assert_eq!(
+            admitted(serde_json::json!([{"type": "Root"}, {"type": "AssumedRole"}])),
+            [1, 2]
+        );
+        let nothing: [usize; 0] = [];
+        assert_eq!(
+            admitted(serde_json::json!({"type": "R\u{00f6}ot"})),
+            nothing
+        );
+        assert_eq!(
+            admitted(serde_json::json!({"type": "root-and-more"})),
+            nothing
+        );
+        assert_eq!(admitted(serde_json::json!({"kind": "root"})), nothing);
     }
 
     #[test]
