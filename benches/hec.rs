@@ -272,21 +272,22 @@ fn main() {
         println!("{:<44} {:>12.0} {:>9.1} {:>16} {:>7.2}", "auditbridge file -> null (/dev/null)", null_rate, mb / nothing.as_secs_f64(), "", null_rate / ceiling_rate);
         for ack in [true, false] {
             let before = lading_bytes(&lading.metrics).await;
-            let tuned = format!("batch_max_events = {BATCH}\nbatch_max_bytes = 100000000\nmax_in_flight_requests = {IN_FLIGHT}\nindexer_ack = {ack}\nallow_without_ack = true\nack_poll_interval_ms = 50\n");
+            let tuned = format!("batch_max_events = {BATCH}\nbatch_max_bytes = 100000000\nmax_in_flight_requests = {IN_FLIGHT}\nindexer_ack = {ack}\nallow_without_ack = true\n");
             let ran = auditbridge(dir.path(), &lading.hec, &tuned).await;
             assert_eq!(Metrics::get(&ran.metrics.batches_acked), 1);
             let took = ran.took;
             let received = (lading_bytes(&lading.metrics).await - before) as f64 / 1e6 / took.as_secs_f64();
             let rate = records as f64 / took.as_secs_f64();
             let label = if ack { "auditbridge file -> HEC, indexer acks on" } else { "auditbridge file -> HEC, acks off" };
-            println!("{:<44} {:>12.0} {:>9.1} {:>16.1} {:>7.2}   {:.2} of file -> null (goal ≥ 0.9 with acks on)", label, rate, mb / took.as_secs_f64(), received, rate / ceiling_rate, rate / null_rate);
+            println!("{:<44} {:>12.0} {:>9.1} {:>16.1} {:>7.2}   {:.2} of file -> null", label, rate, mb / took.as_secs_f64(), received, rate / ceiling_rate, rate / null_rate);
             own_cpu(&ran);
         }
-        // What users run: nothing set but the endpoint and token (acks on, 1 s ack poll).
+        // What users run, and what the goal is judged on: nothing set but the endpoint and
+        // token (acks on, 1 s ack poll, quicker polls once the sink pauses).
         let ran = auditbridge(dir.path(), &lading.hec, "").await;
         assert_eq!(Metrics::get(&ran.metrics.batches_acked), 1);
         let rate = records as f64 / ran.took.as_secs_f64();
-        println!("{:<44} {:>12.0} {:>9.1} {:>16} {:>7.2}   {:.2} of file -> null", "auditbridge file -> HEC, default settings", rate, mb / ran.took.as_secs_f64(), "", rate / ceiling_rate, rate / null_rate);
+        println!("{:<44} {:>12.0} {:>9.1} {:>16} {:>7.2}   {:.2} of file -> null (goal ≥ 0.9, acks on)", "auditbridge file -> HEC, default settings", rate, mb / ran.took.as_secs_f64(), "", rate / ceiling_rate, rate / null_rate);
         own_cpu(&ran);
         let delayed_records = records * 3;
         std::fs::write(dir.path().join("delayed.ndjson"), common::corpus(delayed_records)).unwrap();
