@@ -55,11 +55,18 @@ impl AckTracker {
         }
     }
 
-    /// The ids waiting, and how many were ever registered.
-    fn state(&self) -> (Vec<u64>, u64) {
+    /// Whether any id is waiting, and how many were ever registered.
+    fn state(&self) -> (bool, u64) {
         self.waiting
             .lock()
-            .map(|w| (w.ids.keys().copied().collect(), w.registered))
+            .map(|w| (!w.ids.is_empty(), w.registered))
+            .unwrap_or_default()
+    }
+
+    fn ids(&self) -> Vec<u64> {
+        self.waiting
+            .lock()
+            .map(|w| w.ids.keys().copied().collect())
             .unwrap_or_default()
     }
 
@@ -137,8 +144,8 @@ pub async fn poll(
             _ = ticks.tick() => {}
             _ = stop.changed() => return,
         }
-        let (ids, registered) = tracker.state();
-        if ids.is_empty() {
+        let (any, registered) = tracker.state();
+        if !any {
             // Nothing to ask about: sleep until an id comes, not tick by tick.
             tokio::select! {
                 _ = tracker.first.notified() => {}
@@ -150,7 +157,7 @@ pub async fn poll(
         if !schedule.due(registered, Instant::now()) {
             continue;
         }
-        let query = serde_json::json!({ "acks": ids }).to_string();
+        let query = serde_json::json!({ "acks": tracker.ids() }).to_string();
         metrics.count("hec_ack_polls", 1);
         metrics.count("hec_ack_poll_bytes", query.len() as u64);
         let sent = how
