@@ -8,6 +8,7 @@
 //! a request for no more than that needs no detour.
 
 use std::alloc::{GlobalAlloc, Layout};
+use std::ffi::c_void;
 
 use libmimalloc_sys as mi;
 
@@ -16,25 +17,32 @@ const WORD: usize = std::mem::size_of::<usize>();
 
 pub struct Allocator;
 
+/// A new block from `plain` when the word alignment every block has is enough, else from
+/// `aligned`, which takes the alignment.
+#[inline(always)]
+unsafe fn block(
+    layout: Layout,
+    plain: unsafe extern "C" fn(usize) -> *mut c_void,
+    aligned: unsafe extern "C" fn(usize, usize) -> *mut c_void,
+) -> *mut u8 {
+    if layout.align() <= WORD {
+        plain(layout.size()).cast()
+    } else {
+        aligned(layout.size(), layout.align()).cast()
+    }
+}
+
 // SAFETY: each method forwards to the mimalloc function with the same contract, and asks
 // for `layout.align()` explicitly whenever it is larger than the word every block has.
 unsafe impl GlobalAlloc for Allocator {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if layout.align() <= WORD {
-            mi::mi_malloc(layout.size()).cast()
-        } else {
-            mi::mi_malloc_aligned(layout.size(), layout.align()).cast()
-        }
+        block(layout, mi::mi_malloc, mi::mi_malloc_aligned)
     }
 
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        if layout.align() <= WORD {
-            mi::mi_zalloc(layout.size()).cast()
-        } else {
-            mi::mi_zalloc_aligned(layout.size(), layout.align()).cast()
-        }
+        block(layout, mi::mi_zalloc, mi::mi_zalloc_aligned)
     }
 
     #[inline]

@@ -103,6 +103,33 @@ batch_max_events = 100";
     );
 }
 
+/// At the default settings, against a Splunk whose acks take 2 s: once the sink has sent
+/// everything, the quick queries back off (50, 100, 200 … ms, up to the 1 s interval)
+/// instead of asking every 50 ms until the acks come.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_that_take_seconds_get_a_few_queries_not_a_stream() {
+    let hec = HecReceiver::start(Behaviour {
+        ack_delay: Duration::from_secs(2),
+        ..Behaviour::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    input(dir.path(), 1000);
+    let config = config(dir.path(), &hec, "good-token", "batch_max_events = 100");
+    let m = common::run_pipeline(&config, &dir.path().join("dlq.ndjson")).await;
+    assert_eq!(Metrics::get(&m.batches_acked), 1);
+    assert_eq!(m.named("hec_acks"), 10);
+    assert_eq!(m.named("hec_ack_timeouts"), 0);
+    let s = hec.state.lock().unwrap();
+    assert_eq!(s.events.len(), 1000);
+    // Asked every 50 ms, 2 s of waiting would be 40 queries.
+    assert!(
+        (2..=12).contains(&s.ack_polls),
+        "ack queries while the acks took 2 s: {}",
+        s.ack_polls
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thirty_second_busy_storm_loses_nothing_and_the_rate_recovers() {
     let behaviour = Behaviour {

@@ -135,8 +135,6 @@ impl Search {
         }
     }
 
-    /// The values (lower case) `field` must equal for the search to match, when every
-    /// map of it tests the field against plain values.
     /// The fields that every alternative of the search tests against whole values, each
     /// with those values in lower case: a record whose field holds none of them fails
     /// the search.

@@ -309,9 +309,8 @@ fn collect<'a>(v: &'a Value, rest: &[String], out: &mut Vec<&'a Value>) {
     }
 }
 
-/// The values at an exact dotted path, each array on the way standing for its elements.
 /// The values at a rule's own path, as `Field::Path` reads them.
-pub fn path_values<'a>(record: &'a Map<String, Value>, path: &[String]) -> Vec<Cow<'a, Value>> {
+fn path_values<'a>(record: &'a Map<String, Value>, path: &[String]) -> Vec<Cow<'a, Value>> {
     let mut out = Vec::new();
     each_path_value(record, path, &mut |v| out.push(Cow::Borrowed(v)));
     out
