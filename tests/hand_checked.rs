@@ -74,6 +74,12 @@ fn create_access_key() {
                 "/aws/cloudtrail/flattened/request_parameters/userName",
                 json!("stratus-red-team-backdoor-u-user"),
             ),
+            // As Elastic's own pipeline test expects for this call: `status` and
+            // `createDate` share a HashMap bucket, so they keep the record's order.
+            (
+                "/aws/cloudtrail/response_elements",
+                json!("{accessKey={accessKeyId=AKIATFQR7NSC3ZO6PKAZ, userName=stratus-red-team-backdoor-u-user, status=Active, createDate=Jul 10, 2023 12:24:29 PM}}"),
+            ),
             ("/cloud/account/id", json!("123837392027")),
             ("/cloud/region", json!("us-east-1")),
             ("/user/id", json!("AIDATFQR7NSC5AU2ZV3IE")),

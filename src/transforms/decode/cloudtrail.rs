@@ -110,20 +110,25 @@ pub struct CloudTrailRecord {
     unwrapped: bool,
     /// An Insight event: CloudTrail's summary of unusual activity, not an API call.
     insight: bool,
+    /// Some keys were respelled (`eventname`), so the input text is not the fields.
+    respelled: bool,
+    /// The record's JSON text on one line, when `fields` are exactly its decoding.
+    text: Option<Box<str>>,
 }
 
 impl CloudTrailRecord {
     /// Validate a record. `now` stands in for a missing or unreadable `eventTime`.
     pub fn new(mut fields: Map<String, Value>, now: DateTime<Utc>) -> Result<Self, WrongType> {
+        let mut respelled = false;
         if !fields.contains_key("eventName") || !fields.contains_key("eventSource") {
-            canonicalize_keys(&mut fields, TOP_LEVEL);
+            respelled = canonicalize_keys(&mut fields, TOP_LEVEL);
         }
         expect_strings(&fields, "", TOP_LEVEL_STRINGS)?;
         expect_object(&fields, "", "userIdentity")?;
         expect_object(&fields, "", "tlsDetails")?;
         expect_object(&fields, "", "insightDetails")?;
         if let Some(Value::Object(identity)) = fields.get_mut("userIdentity") {
-            canonicalize_keys(identity, IDENTITY);
+            respelled |= canonicalize_keys(identity, IDENTITY);
             expect_strings(identity, "userIdentity", IDENTITY_STRINGS)?;
             expect_object(identity, "userIdentity", "sessionContext")?;
             if let Some(ctx) = obj_of(identity, "sessionContext") {
@@ -145,7 +150,25 @@ impl CloudTrailRecord {
             time,
             time_source,
             unwrapped: false,
+            respelled,
+            text: None,
         })
+    }
+
+    /// Keep `text`, the JSON the fields were decoded from: it holds what the decoded tree
+    /// lost, the order in which each object's keys were written. Not kept when keys were
+    /// respelled (the text is not the fields then), nor when it spans lines, which only
+    /// hand-written input does.
+    pub fn with_text(mut self, text: &str) -> Self {
+        if !self.respelled && memchr::memchr2(b'\n', b'\r', text.as_bytes()).is_none() {
+            self.text = Some(text.into());
+        }
+        self
+    }
+
+    /// The JSON text the fields were decoded from, on one line, when it was kept.
+    pub fn text(&self) -> Option<&str> {
+        self.text.as_deref()
     }
 
     /// The record came as the `detail` of an EventBridge event.

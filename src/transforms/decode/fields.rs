@@ -87,8 +87,9 @@ pub fn obj_of<'a>(map: &'a Map<String, Value>, key: &str) -> Option<&'a Map<Stri
 }
 
 /// Rename keys that differ from the canonical spelling only by case (exports that
-/// lower-case every column, e.g. `eventname`), without touching keys already canonical.
-pub fn canonicalize_keys(map: &mut Map<String, Value>, canonical: &[&str]) {
+/// lower-case every column, e.g. `eventname`), without touching keys already canonical;
+/// whether any key was renamed.
+pub fn canonicalize_keys(map: &mut Map<String, Value>, canonical: &[&str]) -> bool {
     let renames: Vec<(String, &str)> = map
         .keys()
         .filter(|k| !canonical.contains(&k.as_str()))
@@ -100,11 +101,13 @@ pub fn canonicalize_keys(map: &mut Map<String, Value>, canonical: &[&str]) {
                 .map(|c| (k.clone(), *c))
         })
         .collect();
+    let renamed = !renames.is_empty();
     for (from, to) in renames {
         if let Some(v) = map.remove(&from) {
             map.insert(to.to_string(), v);
         }
     }
+    renamed
 }
 
 /// Split a user principal name or e-mail-shaped name into (local part, domain).

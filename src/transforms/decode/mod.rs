@@ -11,6 +11,7 @@ pub mod cutter;
 pub mod fields;
 pub mod framing;
 pub mod gcp;
+pub mod tape;
 pub mod time;
 
 use chrono::{DateTime, Utc};
@@ -181,7 +182,33 @@ pub fn decode(
         Value::Object(m) => m,
         other => return Err(DecodeError::NotAnObject(fields::type_name(&other))),
     };
-    classify(map, now)
+    Ok(match classify(map, now)? {
+        Decoded::Record(SourceRecord::CloudTrail(r)) => {
+            let own = if r.is_unwrapped() {
+                detail_text(text)
+            } else {
+                Some(text)
+            };
+            let r = match own {
+                Some(own) => r.with_text(own),
+                None => r,
+            };
+            Decoded::Record(SourceRecord::CloudTrail(r))
+        }
+        other => other,
+    })
+}
+
+/// The text of an EventBridge event's `detail`: the record it forwards.
+fn detail_text(text: &str) -> Option<&str> {
+    #[derive(serde::Deserialize)]
+    struct Event<'a> {
+        #[serde(borrow)]
+        detail: &'a serde_json::value::RawValue,
+    }
+    serde_json::from_str::<Event<'_>>(text)
+        .ok()
+        .map(|e| e.detail.get())
 }
 
 fn classify(mut map: Map<String, Value>, now: DateTime<Utc>) -> Result<Decoded, DecodeError> {
@@ -264,6 +291,32 @@ mod tests {
         }
         let err = run(r#"{"detail-type":"Object Created","detail":{}}"#).unwrap_err();
         assert_eq!(err.kind(), "eventbridge_not_cloudtrail");
+    }
+
+    fn cloudtrail_text(text: &str) -> Option<String> {
+        match run(text).unwrap() {
+            Decoded::Record(SourceRecord::CloudTrail(r)) => r.text().map(str::to_string),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_record_keeps_its_own_text_only_when_it_is_the_fields_on_one_line() {
+        let record = r#"{"eventName":"CreateUser","eventSource":"iam.amazonaws.com"}"#;
+        assert_eq!(cloudtrail_text(record).as_deref(), Some(record));
+        let forwarded = format!(
+            r#"{{"detail-type":"AWS API Call via CloudTrail","source":"aws.iam","detail":{record}}}"#
+        );
+        assert_eq!(cloudtrail_text(&forwarded).as_deref(), Some(record));
+        // Respelled keys, or a line break a copy would carry into line-delimited output.
+        assert_eq!(
+            cloudtrail_text(r#"{"eventname":"CreateUser","eventsource":"iam.amazonaws.com"}"#),
+            None
+        );
+        assert_eq!(
+            cloudtrail_text("{\"eventName\":\"CreateUser\",\n\"eventSource\":\"iam\"}"),
+            None
+        );
     }
 
     #[test]

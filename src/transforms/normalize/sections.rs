@@ -9,8 +9,9 @@ use std::net::IpAddr;
 use serde_json::{Map, Value};
 
 use super::field::{snake_key, Field};
-use super::java_text::java_text;
+use super::java_text::{java_text, java_text_of, JavaText};
 use super::json;
+use crate::transforms::decode::tape::{self, Tape};
 use crate::transforms::decode::{AzureRecord, CloudTrailRecord, GcpRecord, SourceRecord};
 
 /// A section of a document taken from the source record.
@@ -87,9 +88,26 @@ fn flattened(key: &str) -> Option<&'static str> {
 pub fn ecs_cloudtrail(r: &CloudTrailRecord) -> Field<'_> {
     let mut entries = Vec::with_capacity(r.fields().len() + 4);
     let mut nested = Vec::new();
+    // Indexed at most once, for the records that need it.
+    let mut tape: Option<Option<Tape>> = None;
     for (key, value) in r.fields() {
         if let Some(name) = flattened(key) {
-            if let Some(text) = java_text(value) {
+            // The decoded tree keeps keys sorted, not in the order Elastic's pipeline
+            // inserts them (the record's). That gives the same text unless two keys of one
+            // object share a hash bucket; then it is made from the record's text (one corpus
+            // record in nine).
+            let text = match java_text(value) {
+                JavaText::Settled(text) => text,
+                JavaText::Sorted(text) => {
+                    let section = tape
+                        .get_or_insert_with(|| record_tape(r))
+                        .as_ref()
+                        .and_then(|t| t.root().members().find(|(k, _)| k == key))
+                        .map(|(_, section)| java_text_of(section));
+                    section.unwrap_or(text)
+                }
+            };
+            if let Some(text) = text {
                 nested.push((Cow::Borrowed(name), Field::Value(value)));
                 entries.push((Cow::Borrowed(name), Field::Text(text)));
             }
@@ -113,6 +131,13 @@ pub fn ecs_cloudtrail(r: &CloudTrailRecord) -> Field<'_> {
         insert_sorted(&mut entries, "flattened", Field::object(nested));
     }
     Field::object(entries)
+}
+
+/// The record's JSON text indexed, when it was kept and holds exactly the decoded fields
+/// (a repeated key, which the tree kept once, would be printed twice from the text).
+fn record_tape(r: &CloudTrailRecord) -> Option<Tape<'_>> {
+    let tape = Tape::new(r.text()?)?;
+    (tape.members() == tape::members_of(r.fields())).then_some(tape)
 }
 
 /// At its sorted place, so the (usually sorted) entries need no sort.
