@@ -606,11 +606,7 @@ async fn event_hubs_with_one_message_the_broker_refuses_dead_letters_it_and_chec
 /// code 4.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_input_still_unsettled_when_the_grace_period_ends_exits_4() {
-    let hec = HecReceiver::start(Behaviour {
-        ack_delay: Duration::from_secs(3600),
-        ..Behaviour::default()
-    })
-    .await;
+    let hec = HecReceiver::start(Behaviour::acking_after(Duration::from_secs(3600))).await;
     let dir = tempfile::tempdir().unwrap();
     input(dir.path(), 10);
     let port = common::free_port();

@@ -84,11 +84,7 @@ async fn a_sink_slower_than_the_ack_deadline_gets_extensions_not_redeliveries() 
     // Splunk makes its indexer acknowledgements true 15 s after each request: longer
     // than the 10 s ack deadline of every message. The sink polls acks at its default
     // interval, as users run it.
-    let hec = HecReceiver::start(Behaviour {
-        ack_delay: Duration::from_secs(15),
-        ..Behaviour::default()
-    })
-    .await;
+    let hec = HecReceiver::start(Behaviour::acking_after(Duration::from_secs(15))).await;
     let sub = subscription("slow-sink", None).await;
     publish(&sub, &entries("slow", N)).await;
     let config = format!(

@@ -108,11 +108,7 @@ batch_max_events = 100";
 /// instead of asking every 50 ms until the acks come.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acks_that_take_seconds_get_a_few_queries_not_a_stream() {
-    let hec = HecReceiver::start(Behaviour {
-        ack_delay: Duration::from_secs(2),
-        ..Behaviour::default()
-    })
-    .await;
+    let hec = HecReceiver::start(Behaviour::acking_after(Duration::from_secs(2))).await;
     let dir = tempfile::tempdir().unwrap();
     input(dir.path(), 1000);
     let config = config(dir.path(), &hec, "good-token", "batch_max_events = 100");

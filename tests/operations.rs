@@ -31,11 +31,7 @@ async fn wait_until(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
 async fn metrics_and_health_during_a_replay_follow_the_contract() {
     // The receiver holds its acks for 4 s: the replay is decoded and sent, not yet
     // acknowledged, while the endpoint is scraped.
-    let hec = HecReceiver::start(Behaviour {
-        ack_delay: Duration::from_secs(4),
-        ..Behaviour::default()
-    })
-    .await;
+    let hec = HecReceiver::start(Behaviour::acking_after(Duration::from_secs(4))).await;
     let dir = tempfile::tempdir().unwrap();
     let (text, records) = common::replayed_corpus(2_000);
     std::fs::write(dir.path().join("in.ndjson"), text).unwrap();

@@ -47,6 +47,17 @@ pub struct Behaviour {
     pub count_only: bool,
 }
 
+impl Behaviour {
+    /// The default receiver, making each indexer acknowledgement true `delay` after its
+    /// request: a Splunk whose indexers are slow.
+    pub fn acking_after(delay: Duration) -> Self {
+        Behaviour {
+            ack_delay: delay,
+            ..Behaviour::default()
+        }
+    }
+}
+
 impl Default for Behaviour {
     fn default() -> Self {
         Behaviour {

@@ -112,8 +112,6 @@ pub struct CloudTrailRecord {
     insight: bool,
     /// Some keys were respelled (`eventname`), so the input text is not the fields.
     respelled: bool,
-    /// The record's JSON text on one line, when `fields` are exactly its decoding.
-    text: Option<Box<str>>,
 }
 
 impl CloudTrailRecord {
@@ -151,24 +149,28 @@ impl CloudTrailRecord {
             time_source,
             unwrapped: false,
             respelled,
-            text: None,
         })
     }
 
-    /// Keep `text`, the JSON the fields were decoded from: it holds what the decoded tree
-    /// lost, the order in which each object's keys were written. Not kept when keys were
-    /// respelled (the text is not the fields then), nor when it spans lines, which only
-    /// hand-written input does.
-    pub fn with_text(mut self, text: &str) -> Self {
-        if !self.respelled && memchr::memchr2(b'\n', b'\r', text.as_bytes()).is_none() {
-            self.text = Some(text.into());
+    /// This record's own JSON text within `input`, the text it was decoded from (an
+    /// EventBridge event's `detail`). It holds what the decoded tree lost: the order in
+    /// which each object's keys were written. `None` when keys were respelled, since the
+    /// text is not the fields then.
+    pub fn own_text<'t>(&self, input: &'t str) -> Option<&'t str> {
+        if self.respelled {
+            return None;
         }
-        self
-    }
-
-    /// The JSON text the fields were decoded from, on one line, when it was kept.
-    pub fn text(&self) -> Option<&str> {
-        self.text.as_deref()
+        if !self.unwrapped {
+            return Some(input);
+        }
+        #[derive(serde::Deserialize)]
+        struct Event<'a> {
+            #[serde(borrow)]
+            detail: &'a serde_json::value::RawValue,
+        }
+        serde_json::from_str::<Event<'_>>(input)
+            .ok()
+            .map(|e| e.detail.get())
     }
 
     /// The record came as the `detail` of an EventBridge event.

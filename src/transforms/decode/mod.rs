@@ -182,33 +182,7 @@ pub fn decode(
         Value::Object(m) => m,
         other => return Err(DecodeError::NotAnObject(fields::type_name(&other))),
     };
-    Ok(match classify(map, now)? {
-        Decoded::Record(SourceRecord::CloudTrail(r)) => {
-            let own = if r.is_unwrapped() {
-                detail_text(text)
-            } else {
-                Some(text)
-            };
-            let r = match own {
-                Some(own) => r.with_text(own),
-                None => r,
-            };
-            Decoded::Record(SourceRecord::CloudTrail(r))
-        }
-        other => other,
-    })
-}
-
-/// The text of an EventBridge event's `detail`: the record it forwards.
-fn detail_text(text: &str) -> Option<&str> {
-    #[derive(serde::Deserialize)]
-    struct Event<'a> {
-        #[serde(borrow)]
-        detail: &'a serde_json::value::RawValue,
-    }
-    serde_json::from_str::<Event<'_>>(text)
-        .ok()
-        .map(|e| e.detail.get())
+    classify(map, now)
 }
 
 fn classify(mut map: Map<String, Value>, now: DateTime<Utc>) -> Result<Decoded, DecodeError> {
@@ -293,28 +267,26 @@ mod tests {
         assert_eq!(err.kind(), "eventbridge_not_cloudtrail");
     }
 
-    fn cloudtrail_text(text: &str) -> Option<String> {
-        match run(text).unwrap() {
-            Decoded::Record(SourceRecord::CloudTrail(r)) => r.text().map(str::to_string),
+    fn own_text(input: &str) -> Option<&str> {
+        match run(input).unwrap() {
+            Decoded::Record(SourceRecord::CloudTrail(r)) => r.own_text(input),
             other => panic!("{other:?}"),
         }
     }
 
     #[test]
-    fn a_record_keeps_its_own_text_only_when_it_is_the_fields_on_one_line() {
+    fn a_record_s_own_text_is_what_its_fields_were_decoded_from() {
         let record = r#"{"eventName":"CreateUser","eventSource":"iam.amazonaws.com"}"#;
-        assert_eq!(cloudtrail_text(record).as_deref(), Some(record));
+        assert_eq!(own_text(record), Some(record));
+        let pretty = "{\n  \"eventName\": \"CreateUser\",\n  \"eventSource\": \"iam\"\n}";
+        assert_eq!(own_text(pretty), Some(pretty));
         let forwarded = format!(
             r#"{{"detail-type":"AWS API Call via CloudTrail","source":"aws.iam","detail":{record}}}"#
         );
-        assert_eq!(cloudtrail_text(&forwarded).as_deref(), Some(record));
-        // Respelled keys, or a line break a copy would carry into line-delimited output.
+        assert_eq!(own_text(&forwarded), Some(record));
+        // Respelled keys: the text is not the fields.
         assert_eq!(
-            cloudtrail_text(r#"{"eventname":"CreateUser","eventsource":"iam.amazonaws.com"}"#),
-            None
-        );
-        assert_eq!(
-            cloudtrail_text("{\"eventName\":\"CreateUser\",\n\"eventSource\":\"iam\"}"),
+            own_text(r#"{"eventname":"CreateUser","eventsource":"iam.amazonaws.com"}"#),
             None
         );
     }

@@ -158,10 +158,6 @@ impl<'t, 'a> Item<'t, 'a> {
         self.first() == b'"'
     }
 
-    pub fn is_null(&self) -> bool {
-        self.first() == b'n'
-    }
-
     /// A string's content, unescaped (borrowed when it has no escapes).
     pub fn str(&self) -> Cow<'a, str> {
         let text = self.text();
@@ -171,14 +167,19 @@ impl<'t, 'a> Item<'t, 'a> {
         Cow::Owned(serde_json::from_str::<String>(text).unwrap_or_default())
     }
 
-    /// An object's members in the order written: (key, value). Empty for anything else.
-    pub fn members(&self) -> impl Iterator<Item = (Cow<'a, str>, Item<'t, 'a>)> + 't {
-        let tape = self.tape;
-        let end = if self.is_object() {
+    /// Where this value's children end on the tape: nothing when it is not `container`.
+    fn children_end(&self, container: bool) -> usize {
+        if container {
             self.node().next as usize
         } else {
             0
-        };
+        }
+    }
+
+    /// An object's members in the order written: (key, value). Empty for anything else.
+    pub fn members(&self) -> impl Iterator<Item = (Cow<'a, str>, Item<'t, 'a>)> + 't {
+        let tape = self.tape;
+        let end = self.children_end(self.is_object());
         let mut at = self.at + 1;
         std::iter::from_fn(move || {
             if at + 1 >= end {
@@ -194,11 +195,7 @@ impl<'t, 'a> Item<'t, 'a> {
     /// An array's items. Empty for anything else.
     pub fn items(&self) -> impl Iterator<Item = Item<'t, 'a>> + 't {
         let tape = self.tape;
-        let end = if self.is_array() {
-            self.node().next as usize
-        } else {
-            0
-        };
+        let end = self.children_end(self.is_array());
         let mut at = self.at + 1;
         std::iter::from_fn(move || {
             if at >= end {

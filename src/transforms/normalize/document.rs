@@ -211,15 +211,18 @@ impl Document {
         }
     }
 
-    /// The JSON text of the document for `source`, the record it was built from.
-    pub fn to_vec(&self, source: &SourceRecord) -> Vec<u8> {
-        self.with_text(source, <[u8]>::to_vec)
+    /// The JSON text of the document for `source`, the record it was built from, and
+    /// `input`, the text that record was decoded from when it is at hand (it orders the
+    /// keys of Java text as the record wrote them).
+    pub fn to_vec(&self, source: &SourceRecord, input: Option<&str>) -> Vec<u8> {
+        self.with_text(source, input, <[u8]>::to_vec)
     }
 
     /// The whole document as a map, sections included, for enrichers that copy parts of
-    /// it (a finding repeats its activity's `api`, `actor` …).
+    /// it (a finding repeats its activity's `api`, `actor` …). Enrichers do not have the
+    /// input text, and only ECS documents hold Java text.
     pub fn materialize(&self, source: &SourceRecord) -> Map<String, Value> {
-        self.with_text(source, |text| {
+        self.with_text(source, None, |text| {
             let mut parser = serde_json::Deserializer::from_slice(text);
             // A record may nest as deep as the decoder's limit allows, and the document
             // puts it a few levels further down; the text is our own, so no limit is
@@ -233,11 +236,16 @@ impl Document {
     }
 
     /// `read` given the document's JSON text, written into this thread's scratch buffer.
-    fn with_text<R>(&self, source: &SourceRecord, read: impl FnOnce(&[u8]) -> R) -> R {
+    fn with_text<R>(
+        &self,
+        source: &SourceRecord,
+        input: Option<&str>,
+        read: impl FnOnce(&[u8]) -> R,
+    ) -> R {
         SCRATCH.with(|scratch| {
             let mut scratch = scratch.borrow_mut();
             scratch.clear();
-            write_object(&self.root, source, &mut scratch);
+            write_object(&self.root, source, input, &mut scratch);
             let out = read(&scratch);
             // One huge record must not keep its buffer's size for the thread's life.
             if scratch.capacity() > SCRATCH_KEPT {
@@ -287,15 +295,20 @@ impl Object {
     }
 }
 
-fn write_object(children: &[(Key, Node)], source: &SourceRecord, out: &mut Vec<u8>) {
+fn write_object(
+    children: &[(Key, Node)],
+    source: &SourceRecord,
+    input: Option<&str>,
+    out: &mut Vec<u8>,
+) {
     let mut object = json::Object::open(out);
     for (key, node) in children {
         let out = object.key(key);
         match node {
             Node::Value(v) => json::value(out, v),
             Node::Static(text) => json::string(out, text),
-            Node::Object(inner) => write_object(inner, source, out),
-            Node::Part(part) => part.write(source, out),
+            Node::Object(inner) => write_object(inner, source, input, out),
+            Node::Part(part) => part.write(source, input, out),
         }
     }
     object.close();
@@ -333,7 +346,7 @@ mod tests {
             "x": {"y": "CreateUser"},
             "data": "iam.amazonaws.com",
         });
-        let text: Value = serde_json::from_slice(&doc.to_vec(&source)).unwrap();
+        let text: Value = serde_json::from_slice(&doc.to_vec(&source, None)).unwrap();
         assert_eq!(text, expected);
         assert_eq!(Value::Object(doc.materialize(&source)), expected);
     }
@@ -353,7 +366,7 @@ mod tests {
             json!([1, -2, 1.5e300, 0.1, u64::MAX, i64::MIN, null, true]),
         );
         doc.splice("data", Part::Field("requestParameters"));
-        let text = doc.to_vec(&source);
+        let text = doc.to_vec(&source, None);
         let parsed: Value = serde_json::from_slice(&text).unwrap();
         assert_eq!(parsed, Value::Object(doc.materialize(&source)));
         assert_eq!(
@@ -369,11 +382,11 @@ mod tests {
         let scratch = || SCRATCH.with(|s| s.borrow().capacity());
         let mut doc = Document::new();
         doc.put("small", "x");
-        doc.to_vec(&source);
+        doc.to_vec(&source, None);
         let small = scratch();
         assert!(small > 0 && small <= SCRATCH_KEPT, "{small}");
         doc.put("big", "x".repeat(SCRATCH_KEPT));
-        let text = doc.to_vec(&source);
+        let text = doc.to_vec(&source, None);
         assert_eq!(text.len(), SCRATCH_KEPT + r#"{"small":"x","big":""}"#.len());
         assert_eq!(scratch(), 0);
         doc.materialize(&source);
@@ -410,7 +423,7 @@ mod tests {
         doc.put("auditbridge.credential", json!({"type": "temporary"}));
         doc.push("enrichments", json!({"name": "a"}));
         doc.push("enrichments", json!({"name": "b"}));
-        let text: Value = serde_json::from_slice(&doc.to_vec(&source)).unwrap();
+        let text: Value = serde_json::from_slice(&doc.to_vec(&source, None)).unwrap();
         assert_eq!(
             text,
             json!({

@@ -11,9 +11,9 @@
 //!
 //! The decoded tree ([`java_text`]) has its keys sorted, not in the order Elasticsearch
 //! inserted them, which only matters for keys that share a bucket. For those the text is
-//! made from the record's own JSON ([`java_text_of`]). A record whose text was not kept
-//! (keys respelled, or JSON over several lines) has such keys sorted; the text holds the
-//! same `key=value` pairs either way.
+//! made from the record's own JSON ([`java_text_of`]). A record whose keys were respelled
+//! (`eventname`) has such keys sorted; the text holds the same `key=value` pairs either
+//! way.
 
 use serde_json::Value;
 

@@ -40,14 +40,17 @@ pub enum Part {
 }
 
 impl Part {
-    /// This part's JSON text, read from `source`.
-    pub fn write(self, source: &SourceRecord, out: &mut Vec<u8>) {
+    /// This part's JSON text, read from `source` (and `input`, the text it was decoded
+    /// from, when at hand).
+    pub fn write(self, source: &SourceRecord, input: Option<&str>, out: &mut Vec<u8>) {
         match (self, source) {
             (Part::Field(key), _) => match source.fields().get(key) {
                 Some(v) => json::value(out, v),
                 None => json::null(out),
             },
-            (Part::EcsCloudTrail, SourceRecord::CloudTrail(r)) => ecs_cloudtrail(r).write(out),
+            (Part::EcsCloudTrail, SourceRecord::CloudTrail(r)) => {
+                ecs_cloudtrail(r, input).write(out)
+            }
             (Part::EcsEntra, SourceRecord::Azure(r)) => ecs_entra(r).write(out),
             (
                 Part::OcsfCloudTrailUnmapped {
@@ -85,7 +88,7 @@ fn flattened(key: &str) -> Option<&'static str> {
 /// (the text Elastic's rules match on); `user_identity.session_context` with its
 /// `attributes` lifted one level; and for a console sign-in, `console_login` with its
 /// `additionalEventData` answers as booleans.
-pub fn ecs_cloudtrail(r: &CloudTrailRecord) -> Field<'_> {
+pub fn ecs_cloudtrail<'a>(r: &'a CloudTrailRecord, input: Option<&str>) -> Field<'a> {
     let mut entries = Vec::with_capacity(r.fields().len() + 4);
     let mut nested = Vec::new();
     // Indexed at most once, for the records that need it.
@@ -100,7 +103,7 @@ pub fn ecs_cloudtrail(r: &CloudTrailRecord) -> Field<'_> {
                 JavaText::Settled(text) => text,
                 JavaText::Sorted(text) => {
                     let section = tape
-                        .get_or_insert_with(|| record_tape(r))
+                        .get_or_insert_with(|| record_tape(r, input?))
                         .as_ref()
                         .and_then(|t| t.root().members().find(|(k, _)| k == key))
                         .map(|(_, section)| java_text_of(section));
@@ -133,10 +136,10 @@ pub fn ecs_cloudtrail(r: &CloudTrailRecord) -> Field<'_> {
     Field::object(entries)
 }
 
-/// The record's JSON text indexed, when it was kept and holds exactly the decoded fields
+/// The record's own JSON text in `input` indexed, when it holds exactly the decoded fields
 /// (a repeated key, which the tree kept once, would be printed twice from the text).
-fn record_tape(r: &CloudTrailRecord) -> Option<Tape<'_>> {
-    let tape = Tape::new(r.text()?)?;
+fn record_tape<'t>(r: &CloudTrailRecord, input: &'t str) -> Option<Tape<'t>> {
+    let tape = Tape::new(r.own_text(input)?)?;
     (tape.members() == tape::members_of(r.fields())).then_some(tape)
 }
 
@@ -706,5 +709,57 @@ fn is_empty(v: &Value) -> bool {
         Value::Object(m) => m.is_empty(),
         Value::Array(a) => a.is_empty(),
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transforms::decode::{decode, Decoded};
+
+    /// `aws.cloudtrail.response_elements` of the record `input`, written with or without
+    /// its text at hand.
+    fn response_text(input: &str, with_input: bool) -> Value {
+        let Ok(Decoded::Record(SourceRecord::CloudTrail(r))) =
+            decode(input, 1 << 20, chrono::Utc::now())
+        else {
+            panic!("not a CloudTrail record: {input}")
+        };
+        let mut out = Vec::new();
+        ecs_cloudtrail(&r, with_input.then_some(input)).write(&mut out);
+        let section: Value = serde_json::from_slice(&out).unwrap();
+        section["response_elements"].clone()
+    }
+
+    #[test]
+    fn keys_that_share_a_bucket_keep_the_record_s_order_when_its_text_is_at_hand() {
+        // `status` and `createDate` share a bucket; the record lists `status` first.
+        let record = r#"{"eventName":"CreateAccessKey","eventSource":"iam.amazonaws.com","responseElements":{"accessKey":{"status":"Active","createDate":"Jan 8, 2020"}}}"#;
+        assert_eq!(
+            response_text(record, true),
+            "{accessKey={status=Active, createDate=Jan 8, 2020}}"
+        );
+        assert_eq!(
+            response_text(record, false),
+            "{accessKey={createDate=Jan 8, 2020, status=Active}}"
+        );
+        // Forwarded by EventBridge, the record is the event's `detail`.
+        let forwarded = format!(
+            r#"{{"detail-type":"AWS API Call via CloudTrail","source":"aws.iam","detail":{record}}}"#
+        );
+        assert_eq!(
+            response_text(&forwarded, true),
+            "{accessKey={status=Active, createDate=Jan 8, 2020}}"
+        );
+    }
+
+    #[test]
+    fn a_repeated_key_keeps_the_decoded_tree_s_text() {
+        // The tree keeps the last `status` once; the text would print both.
+        let record = r#"{"eventName":"CreateAccessKey","eventSource":"iam.amazonaws.com","responseElements":{"accessKey":{"status":"Active","createDate":"Jan 8, 2020","status":"Inactive"}}}"#;
+        assert_eq!(
+            response_text(record, true),
+            "{accessKey={createDate=Jan 8, 2020, status=Inactive}}"
+        );
     }
 }
