@@ -100,6 +100,15 @@ pub fn is_digest(map: &Map<String, Value>) -> bool {
     map.contains_key("digestStartTime") && map.contains_key("logFiles")
 }
 
+/// The call failed: `errorCode` is set, or a console sign-in reports `Failure`.
+fn failed(fields: &Map<String, Value>) -> bool {
+    str_of(fields, "errorCode").is_some()
+        || str_of(fields, "errorMessage").is_some()
+        || obj_of(fields, "responseElements")
+            .and_then(|r| str_of(r, "ConsoleLogin"))
+            .is_some_and(|s| s.eq_ignore_ascii_case("failure"))
+}
+
 /// A CloudTrail record whose fields the normalizers read have the types they expect.
 #[derive(Debug, Clone)]
 pub struct CloudTrailRecord {
@@ -112,6 +121,8 @@ pub struct CloudTrailRecord {
     insight: bool,
     /// Some keys were respelled (`eventname`), so the input text is not the fields.
     respelled: bool,
+    /// Every document asks; the answer takes three searches of the record.
+    failed: bool,
 }
 
 impl CloudTrailRecord {
@@ -144,6 +155,7 @@ impl CloudTrailRecord {
         };
         Ok(CloudTrailRecord {
             insight: is_insight(&fields),
+            failed: failed(&fields),
             fields,
             time,
             time_source,
@@ -242,12 +254,7 @@ impl CloudTrailRecord {
 
     /// The call failed: `errorCode` is set, or a console sign-in reports `Failure`.
     pub fn failed(&self) -> bool {
-        self.str("errorCode").is_some()
-            || self.str("errorMessage").is_some()
-            || self
-                .response_elements()
-                .and_then(|r| str_of(r, "ConsoleLogin"))
-                .is_some_and(|s| s.eq_ignore_ascii_case("failure"))
+        self.failed
     }
 
     /// The stable id: `eventID`, else the request id.

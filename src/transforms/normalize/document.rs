@@ -4,6 +4,7 @@
 
 use std::borrow::Cow;
 
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value};
 
 use super::json;
@@ -38,6 +39,10 @@ enum Node {
     Value(Value),
     /// A constant text (`event`, `aws.cloudtrail`): written as it is, never allocated.
     Static(&'static str),
+    /// Constant texts (`event.category`), as a list.
+    Statics(Vec<&'static str>),
+    /// A time, written as RFC 3339 text with milliseconds.
+    Time(DateTime<Utc>),
     Object(Vec<(Key, Node)>),
     /// Written from the source record at serialization.
     Part(Part),
@@ -134,6 +139,13 @@ impl Document {
         }
     }
 
+    /// A document that starts with `head`'s fields, placed without walking a path.
+    pub fn from_head(head: Head) -> Self {
+        let mut root = head.0;
+        root.reserve(32usize.saturating_sub(root.len()));
+        Document { root }
+    }
+
     fn set(&mut self, path: Key, node: Node) {
         let (level, last) = slot(&mut self.root, path);
         match level.iter_mut().rev().find(|(k, _)| same(k, &last)) {
@@ -157,6 +169,11 @@ impl Document {
     /// Set `path` to a constant text.
     pub fn put_static(&mut self, path: &'static str, value: &'static str) {
         self.set(Cow::Borrowed(path), Node::Static(value));
+    }
+
+    /// Set `path` to a time, written as RFC 3339 text with milliseconds.
+    pub fn put_time(&mut self, path: &'static str, time: DateTime<Utc>) {
+        self.set(Cow::Borrowed(path), Node::Time(time));
     }
 
     /// Set a non-empty list of strings.
@@ -256,6 +273,65 @@ impl Document {
     }
 }
 
+/// The fields of one object in the order written, for the header every document of a kind
+/// starts with (`@timestamp`, `event.*`, `cloud.*`): its shape is known when the code is
+/// written, so nesting [`Head`]s places each field with no dotted path to split and no
+/// object to search, as [`Document::put`] does. Keys must not repeat.
+#[derive(Debug, Default)]
+pub struct Head(Vec<(Key, Node)>);
+
+impl Head {
+    pub fn with_capacity(fields: usize) -> Self {
+        Head(Vec::with_capacity(fields))
+    }
+
+    pub fn put(&mut self, key: &'static str, value: impl Into<Value>) {
+        self.0.push((Cow::Borrowed(key), Node::Value(value.into())));
+    }
+
+    pub fn put_opt<V: Into<Value>>(&mut self, key: &'static str, value: Option<V>) {
+        if let Some(v) = value {
+            self.put(key, v);
+        }
+    }
+
+    pub fn put_static(&mut self, key: &'static str, value: &'static str) {
+        self.0.push((Cow::Borrowed(key), Node::Static(value)));
+    }
+
+    /// A list of constant texts; none when it is empty.
+    pub fn put_statics(&mut self, key: &'static str, values: Vec<&'static str>) {
+        if !values.is_empty() {
+            self.0.push((Cow::Borrowed(key), Node::Statics(values)));
+        }
+    }
+
+    pub fn put_time(&mut self, key: &'static str, time: DateTime<Utc>) {
+        self.0.push((Cow::Borrowed(key), Node::Time(time)));
+    }
+
+    /// An object; none when it has no field.
+    pub fn put_object(&mut self, key: &'static str, object: Head) {
+        if !object.0.is_empty() {
+            self.0.push((Cow::Borrowed(key), Node::Object(object.0)));
+        }
+    }
+
+    /// The record's top-level string `key` at `field`, written from the record at
+    /// serialization, when it is a non-empty string.
+    pub fn splice_str(
+        &mut self,
+        field: &'static str,
+        fields: &Map<String, Value>,
+        key: &'static str,
+    ) {
+        if str_of(fields, key).is_some() {
+            self.0
+                .push((Cow::Borrowed(field), Node::Part(Part::Field(key))));
+        }
+    }
+}
+
 /// A nested JSON object built from dotted paths (an OCSF actor, an ATT&CK technique): a
 /// [`Document`] that holds no section of a source record, so it can become a plain map.
 #[derive(Debug, Clone, Default)]
@@ -284,6 +360,10 @@ impl Object {
                     let value = match node {
                         Node::Value(v) => v,
                         Node::Static(text) => Value::from(text),
+                        Node::Statics(texts) => Value::from(texts),
+                        Node::Time(time) => {
+                            Value::from(time.to_rfc3339_opts(SecondsFormat::Millis, true))
+                        }
                         Node::Object(inner) => Value::Object(map(inner)),
                         Node::Part(_) => unreachable!("an Object has nothing spliced in"),
                     };
@@ -307,6 +387,14 @@ fn write_object(
         match node {
             Node::Value(v) => json::value(out, v),
             Node::Static(text) => json::string(out, text),
+            Node::Statics(texts) => {
+                let mut list = json::Array::open(out);
+                for text in texts {
+                    json::string(list.item(), text);
+                }
+                list.close();
+            }
+            Node::Time(time) => json::time(out, *time),
             Node::Object(inner) => write_object(inner, source, input, out),
             Node::Part(part) => part.write(source, input, out),
         }
@@ -391,6 +479,35 @@ mod tests {
         assert_eq!(scratch(), 0);
         doc.materialize(&source);
         assert_eq!(scratch(), 0);
+    }
+
+    #[test]
+    fn a_head_is_placed_as_written_and_later_fields_join_its_objects() {
+        let source = record();
+        let mut event = Head::with_capacity(3);
+        event.put_static("kind", "event");
+        event.splice_str("action", source.fields(), "eventName");
+        event.splice_str("code", source.fields(), "errorCode");
+        let mut head = Head::default();
+        head.put_time("@timestamp", "2024-01-02T03:04:05.678Z".parse().unwrap());
+        head.put_object("event", event);
+        head.put_object("empty", Head::default());
+        head.put_statics("tags", vec!["a", "b"]);
+        head.put_statics("none", Vec::new());
+        head.put_opt::<&str>("absent", None);
+        let mut doc = Document::from_head(head);
+        doc.put("event.kind", "alert");
+        doc.put("event.outcome", "success");
+        let text = doc.to_vec(&source, None);
+        assert_eq!(
+            String::from_utf8(text).unwrap(),
+            r#"{"@timestamp":"2024-01-02T03:04:05.678Z","event":{"kind":"alert","action":"CreateUser","outcome":"success"},"tags":["a","b"]}"#
+        );
+        assert_eq!(
+            Value::Object(doc.materialize(&source)),
+            json!({"@timestamp": "2024-01-02T03:04:05.678Z", "tags": ["a", "b"],
+                "event": {"kind": "alert", "action": "CreateUser", "outcome": "success"}})
+        );
     }
 
     #[test]

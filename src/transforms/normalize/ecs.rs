@@ -3,10 +3,10 @@
 
 use std::net::IpAddr;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use super::document::Document;
+use super::document::{Document, Head};
 use super::sections::Part;
 use super::taxonomy::{EcsCategories, Taxonomy};
 use crate::transforms::decode::fields::{obj_of, split_email, str_of};
@@ -15,54 +15,63 @@ use crate::transforms::decode::{AzureRecord, CloudTrailRecord, GcpRecord};
 
 pub const ECS_VERSION: &str = "9.4.0";
 
-fn ts(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
-/// `event.created`: every record of a batch shares its `now`, so its text is made once
-/// per batch and thread, not once per record.
-fn created(now: DateTime<Utc>) -> String {
-    thread_local! {
-        static LAST: std::cell::RefCell<(i64, String)> = const {
-            std::cell::RefCell::new((i64::MIN, String::new()))
-        };
-    }
-    LAST.with(|last| {
-        let mut last = last.borrow_mut();
-        let ms = now.timestamp_millis();
-        if last.0 != ms {
-            *last = (ms, ts(now));
-        }
-        last.1.clone()
-    })
-}
-
-fn base(
-    doc: &mut Document,
+/// What the fields every ECS document starts with are made of.
+struct Header {
     time: DateTime<Utc>,
-    source: TimeSource,
+    time_source: TimeSource,
     now: DateTime<Utc>,
-    (category, types, info): EcsCategories,
-) {
-    doc.put("@timestamp", ts(time));
-    doc.put_static("ecs.version", ECS_VERSION);
-    doc.put_static("event.kind", "event");
-    doc.put("event.created", created(now));
-    doc.put_list("event.category", category.iter().copied());
-    let info = info.then_some("info");
-    doc.put_list("event.type", types.iter().copied().chain(info));
-    if source == TimeSource::Ingest {
-        doc.put("auditbridge.time_source", "ingest");
+    categories: EcsCategories,
+    dataset: &'static str,
+    module: &'static str,
+}
+
+impl Header {
+    /// `event.kind`, `.created`, `.category` and `.type`, which the provider's own `event`
+    /// fields follow.
+    fn event(&self) -> Head {
+        let (category, types, info) = self.categories;
+        let mut event = Head::with_capacity(12);
+        event.put_static("kind", "event");
+        event.put_time("created", self.now);
+        event.put_statics("category", category.to_vec());
+        let info = info.then_some("info");
+        event.put_statics("type", types.iter().copied().chain(info).collect());
+        event
+    }
+
+    /// A document that starts with `@timestamp`, `ecs.version`, `event` (ending in
+    /// `dataset` and `module`), `auditbridge.time_source` for a time read at ingest, the
+    /// `data_stream.*` Elastic's integration writes (its prebuilt rules filter on
+    /// `data_stream.dataset` almost without exception), and `cloud`.
+    fn document(self, mut event: Head, cloud: Head) -> Document {
+        event.put_static("dataset", self.dataset);
+        event.put_static("module", self.module);
+        let mut head = Head::with_capacity(6);
+        head.put_time("@timestamp", self.time);
+        let mut ecs = Head::with_capacity(1);
+        ecs.put_static("version", ECS_VERSION);
+        head.put_object("ecs", ecs);
+        head.put_object("event", event);
+        if self.time_source == TimeSource::Ingest {
+            let mut auditbridge = Head::with_capacity(1);
+            auditbridge.put_static("time_source", "ingest");
+            head.put_object("auditbridge", auditbridge);
+        }
+        let mut data_stream = Head::with_capacity(3);
+        data_stream.put_static("type", "logs");
+        data_stream.put_static("dataset", self.dataset);
+        data_stream.put_static("namespace", "default");
+        head.put_object("data_stream", data_stream);
+        head.put_object("cloud", cloud);
+        Document::from_head(head)
     }
 }
 
-/// `event.dataset` and the `data_stream.*` Elastic's integration writes: its prebuilt rules
-/// filter on `data_stream.dataset` almost without exception.
-fn put_dataset(doc: &mut Document, dataset: &'static str) {
-    doc.put_static("event.dataset", dataset);
-    doc.put_static("data_stream.type", "logs");
-    doc.put_static("data_stream.dataset", dataset);
-    doc.put_static("data_stream.namespace", "default");
+/// An object holding `field` when `value` is present, else nothing.
+fn nested_field<V: Into<Value>>(field: &'static str, value: Option<V>) -> Head {
+    let mut object = Head::with_capacity(1);
+    object.put_opt(field, value);
+    object
 }
 
 /// Collects `related.user` / `related.ip` without duplicates.
@@ -101,7 +110,12 @@ impl Related {
 fn put_source(doc: &mut Document, related: &mut Related, addr: Option<&str>) -> Option<String> {
     let addr = addr?;
     doc.put("source.address", addr);
-    let ip = addr.parse::<IpAddr>().ok()?.to_string();
+    let ip = match addr.parse::<IpAddr>().ok()? {
+        // Rust reads no IPv4 address with leading zeros or spaces, so one it read is
+        // already written as it would print it.
+        IpAddr::V4(_) => addr.to_string(),
+        v6 => v6.to_string(),
+    };
     related.ip(&ip);
     doc.put("source.ip", ip.clone());
     Some(ip)
@@ -122,39 +136,40 @@ fn put_user_name(doc: &mut Document, prefix: &str, name: &str) {
 
 /// The fields every CloudTrail document starts with.
 fn cloudtrail_head(
-    doc: &mut Document,
     r: &CloudTrailRecord,
     categories: EcsCategories,
     now: DateTime<Utc>,
-) {
-    base(doc, r.time(), r.time_source(), now, categories);
-    doc.put_opt("event.id", r.id());
+) -> Document {
+    let header = Header {
+        time: r.time(),
+        time_source: r.time_source(),
+        now,
+        categories,
+        dataset: "aws.cloudtrail",
+        module: "aws",
+    };
+    let mut event = header.event();
+    event.put_opt("id", r.id());
     // Written from the record at serialization, not copied into the document.
-    doc.splice_str("event.action", r.fields(), "eventName");
-    doc.splice_str("event.provider", r.fields(), "eventSource");
-    doc.put_static(
-        "event.outcome",
-        if r.failed() { "failure" } else { "success" },
-    );
-    put_dataset(doc, "aws.cloudtrail");
-    doc.put_static("event.module", "aws");
-    doc.put_static("cloud.provider", "aws");
-    doc.put_opt("cloud.account.id", r.account_id());
-    doc.splice_str("cloud.region", r.fields(), "awsRegion");
-
+    event.splice_str("action", r.fields(), "eventName");
+    event.splice_str("provider", r.fields(), "eventSource");
+    event.put_static("outcome", if r.failed() { "failure" } else { "success" });
+    let mut cloud = Head::with_capacity(4);
+    cloud.put_static("provider", "aws");
+    cloud.put_object("account", nested_field("id", r.account_id()));
+    cloud.splice_str("region", r.fields(), "awsRegion");
     // `cloud.service.name` is the service's short name, as Elastic writes it (`sts`).
-    doc.put_opt(
-        "cloud.service.name",
-        r.str("eventSource")
-            .map(|s| s.strip_suffix(".amazonaws.com").unwrap_or(s)),
-    );
+    let service = r
+        .str("eventSource")
+        .map(|s| s.strip_suffix(".amazonaws.com").unwrap_or(s));
+    cloud.put_object("service", nested_field("name", service));
+    header.document(event, cloud)
 }
 
 /// Build the ECS document for a CloudTrail record.
 pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Document {
-    let mut doc = Document::new();
+    let mut doc = cloudtrail_head(r, super::taxonomy::cloudtrail_ecs(r, tax), now);
     let mut related = Related::default();
-    cloudtrail_head(&mut doc, r, super::taxonomy::cloudtrail_ecs(r, tax), now);
 
     let who = r.user_identity();
     let user_name = match who.kind {
@@ -256,8 +271,7 @@ pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> D
 /// stays in `aws.cloudtrail.flattened.insight_details`, so rules keyed on an action do not
 /// fire on a summary of it), and a `message` a person can read in an alert list.
 pub fn cloudtrail_insight(r: &CloudTrailRecord, now: DateTime<Utc>) -> Document {
-    let mut doc = Document::new();
-    cloudtrail_head(&mut doc, r, (&[], &["info"], false), now);
+    let mut doc = cloudtrail_head(r, (&[], &["info"], false), now);
     if let Some(details) = r.insight_details() {
         doc.put("message", insight_message(details));
     }
@@ -294,23 +308,24 @@ pub fn insight_message(details: &serde_json::Map<String, Value>) -> String {
 /// The fields every Azure document starts with: the base, `event.id`, the dataset,
 /// `event.module`, `event.duration`, `cloud.*` and Elastic's `azure.*`.
 fn azure_head(r: &AzureRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Document {
-    let mut doc = Document::new();
-    base(
-        &mut doc,
-        r.time(),
-        r.time_source(),
+    let header = Header {
+        time: r.time(),
+        time_source: r.time_source(),
         now,
-        (tax.ecs_category, tax.ecs_type, false),
-    );
-    doc.put_opt("event.id", r.id());
-    put_dataset(&mut doc, r.dataset());
-    doc.put("event.module", "azure");
-    doc.put_opt(
-        "event.duration",
+        categories: (tax.ecs_category, tax.ecs_type, false),
+        dataset: r.dataset(),
+        module: "azure",
+    };
+    let mut event = header.event();
+    event.put_opt("id", r.id());
+    event.put_opt(
+        "duration",
         r.fields().get("durationMs").and_then(duration_ns),
     );
-    doc.put("cloud.provider", "azure");
-    doc.put_opt("cloud.account.id", r.account());
+    let mut cloud = Head::with_capacity(2);
+    cloud.put_static("provider", "azure");
+    cloud.put_object("account", nested_field("id", r.account()));
+    let mut doc = header.document(event, cloud);
     put_azure(&mut doc, r);
     doc
 }
@@ -533,7 +548,6 @@ fn duration_ns(v: &Value) -> Option<i64> {
 /// the entry carries one authorization check). `user.email` repeats the caller's address
 /// for the rules and entity views that read `user.*`.
 pub fn gcp_audit(r: &GcpRecord, now: DateTime<Utc>) -> Document {
-    let mut doc = Document::new();
     let mut related = Related::default();
     let grant = r.single_grant();
     let (category, types): (&[&str], &[&str]) = match grant {
@@ -541,29 +555,34 @@ pub fn gcp_audit(r: &GcpRecord, now: DateTime<Utc>) -> Document {
         Some(false) => (&["network", "configuration"], &["access", "denied"]),
         None => (&[], &["info"]),
     };
-    base(
-        &mut doc,
-        r.time(),
-        r.time_source(),
+    let header = Header {
+        time: r.time(),
+        time_source: r.time_source(),
         now,
-        (category, types, false),
-    );
-    doc.put_opt("event.id", r.id());
-    doc.put("event.action", r.method());
-    doc.put_opt("event.provider", r.log_type());
-    doc.put(
-        "event.outcome",
+        categories: (category, types, false),
+        dataset: "gcp.audit",
+        module: "gcp",
+    };
+    let mut event = header.event();
+    event.put_opt("id", r.id());
+    event.put("action", r.method());
+    event.put_opt("provider", r.log_type());
+    event.put_static(
+        "outcome",
         match r.outcome() {
             Some(true) => "success",
             Some(false) => "failure",
             None => "unknown",
         },
     );
-    put_dataset(&mut doc, "gcp.audit");
-    doc.put_static("event.module", "gcp");
-    doc.put_static("cloud.provider", "gcp");
-    doc.put_opt("cloud.project.id", r.project_id());
-    doc.put_opt("cloud.instance.id", r.resource_label("instance_id"));
+    let mut cloud = Head::with_capacity(3);
+    cloud.put_static("provider", "gcp");
+    cloud.put_object("project", nested_field("id", r.project_id()));
+    cloud.put_object(
+        "instance",
+        nested_field("id", r.resource_label("instance_id")),
+    );
+    let mut doc = header.document(event, cloud);
     doc.put_opt("service.name", Some(r.service()).filter(|s| !s.is_empty()));
     doc.put_opt("log.logger", str_of(r.fields(), "logName"));
     doc.put_opt("log.level", str_of(r.fields(), "severity"));
@@ -622,6 +641,21 @@ mod tests {
             resource("/tenants/t/providers/Microsoft.aadiam")["resource"],
             json!({"id": "/tenants/t/providers/Microsoft.aadiam", "provider": "Microsoft.aadiam"})
         );
+    }
+
+    #[test]
+    fn source_ip_is_the_address_as_it_prints() {
+        let ip = |addr: &str| {
+            let mut doc = Document::new();
+            put_source(&mut doc, &mut Related::default(), Some(addr))
+        };
+        assert_eq!(ip("198.51.100.7").as_deref(), Some("198.51.100.7"));
+        assert_eq!(ip("0.0.0.0").as_deref(), Some("0.0.0.0"));
+        assert_eq!(ip("010.1.1.1"), None);
+        assert_eq!(ip(" 10.1.1.1"), None);
+        assert_eq!(ip("2001:DB8:0:0::1").as_deref(), Some("2001:db8::1"));
+        assert_eq!(ip("::ffff:10.1.1.1").as_deref(), Some("::ffff:10.1.1.1"));
+        assert_eq!(ip("lambda.amazonaws.com"), None);
     }
 
     #[test]

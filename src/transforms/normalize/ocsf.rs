@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Map, Value};
 
-use super::document::{Document, Object};
+use super::document::{Document, Head, Object};
 use super::sections::{
     has_unmapped_activity_fields, unmapped_cloudtrail, unmapped_entra_fields, Part,
 };
@@ -25,35 +25,40 @@ pub fn dt(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-/// The attributes every class shares. `operation` is the source's name for the action:
-/// for the activity "Other" (99) OCSF wants it as `activity_name`, not the caption.
-fn base(doc: &mut Document, class: OcsfClass, time: DateTime<Utc>, failed: bool, operation: &str) {
+/// A document holding the attributes every class shares, placed without walking their
+/// paths. `operation` is the source's name for the action: for the activity "Other" (99)
+/// OCSF wants it as `activity_name`, not the caption.
+fn base(class: OcsfClass, time: DateTime<Utc>, failed: bool, operation: &str) -> Document {
     let (category_uid, category_name) = class.category();
-    doc.put("activity_id", class.activity_id());
+    let mut head = Head::with_capacity(20);
+    head.put("activity_id", class.activity_id());
     if class.activity_id() == 99 && !operation.is_empty() {
-        doc.put("activity_name", operation);
+        head.put("activity_name", operation);
     } else {
-        doc.put_static("activity_name", class.activity_name());
+        head.put_static("activity_name", class.activity_name());
     }
-    doc.put("category_uid", category_uid);
-    doc.put_static("category_name", category_name);
-    doc.put("class_uid", class.class_uid());
-    doc.put_static("class_name", class.class_name());
-    doc.put("type_uid", class.type_uid());
-    doc.put(
+    head.put("category_uid", category_uid);
+    head.put_static("category_name", category_name);
+    head.put("class_uid", class.class_uid());
+    head.put_static("class_name", class.class_name());
+    head.put("type_uid", class.type_uid());
+    head.put(
         "type_name",
         format!("{}: {}", class.class_name(), class.activity_name()),
     );
-    doc.put("severity_id", 1);
-    doc.put_static("severity", "Informational");
-    doc.put("status_id", if failed { 2 } else { 1 });
-    doc.put_static("status", if failed { "Failure" } else { "Success" });
-    doc.put("time", epoch_ms(time));
-    doc.put("time_dt", dt(time));
+    head.put("severity_id", 1);
+    head.put_static("severity", "Informational");
+    head.put("status_id", if failed { 2 } else { 1 });
+    head.put_static("status", if failed { "Failure" } else { "Success" });
+    head.put("time", epoch_ms(time));
+    head.put_time("time_dt", time);
     // CloudTrail and Entra write their times in UTC.
-    doc.put("timezone_offset", 0);
-    doc.put_static("metadata.version", OCSF_VERSION);
-    doc.put("metadata.profiles", json!(["cloud", "datetime"]));
+    head.put("timezone_offset", 0);
+    let mut metadata = Head::with_capacity(8);
+    metadata.put_static("version", OCSF_VERSION);
+    metadata.put_statics("profiles", vec!["cloud", "datetime"]);
+    head.put_object("metadata", metadata);
+    Document::from_head(head)
 }
 
 /// `ip` for a real address, `domain` for a service name such as `lambda.amazonaws.com`.
@@ -99,9 +104,8 @@ fn access_key(uid: &str) -> Value {
 
 /// Build the OCSF record for a CloudTrail record.
 pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Document {
-    let mut doc = Document::new();
     let class = tax.ocsf;
-    base(&mut doc, class, r.time(), r.failed(), r.event_name());
+    let mut doc = base(class, r.time(), r.failed(), r.event_name());
     cloudtrail_source(&mut doc, r, r.str("eventName"), now);
     doc.splice_str("status_code", r.fields(), "errorCode");
     doc.splice_str("status_detail", r.fields(), "errorMessage");
@@ -233,7 +237,7 @@ fn cloudtrail_source(
     doc.put_opt("metadata.event_code", event_code);
     doc.splice_str("metadata.original_time", r.fields(), "eventTime");
     doc.put("metadata.processed_time", epoch_ms(now));
-    doc.put("metadata.processed_time_dt", dt(now));
+    doc.put_time("metadata.processed_time_dt", now);
     doc.put_static("cloud.provider", "AWS");
     doc.splice_str("cloud.region", r.fields(), "awsRegion");
     if let Some(account) = r.account_id() {
@@ -432,9 +436,8 @@ fn cloudtrail_resources(r: &CloudTrailRecord) -> (Vec<Value>, bool) {
 
 /// Build the OCSF record for an Entra record.
 pub fn entra(r: &AzureRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Document {
-    let mut doc = Document::new();
     let class = tax.ocsf;
-    base(&mut doc, class, r.time(), r.failed(), r.activity());
+    let mut doc = base(class, r.time(), r.failed(), r.activity());
     doc.put_static("metadata.product.name", "Entra ID");
     doc.put_static("metadata.product.vendor_name", "Microsoft");
     doc.put_opt("metadata.uid", r.id());
@@ -444,7 +447,7 @@ pub fn entra(r: &AzureRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Document {
     doc.put_opt("metadata.tenant_uid", r.str("tenantId"));
     doc.put_opt("metadata.original_time", r.str("time"));
     doc.put("metadata.processed_time", epoch_ms(now));
-    doc.put("metadata.processed_time_dt", dt(now));
+    doc.put_time("metadata.processed_time_dt", now);
     doc.put_static("cloud.provider", "Azure");
     doc.put_opt("cloud.account.uid", r.str("tenantId"));
     doc.put("api.operation", r.activity());
@@ -559,10 +562,9 @@ pub fn entra(r: &AzureRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Document {
 /// Build the OCSF record for an Activity Log record: API Activity, or User Access
 /// Management for a role assignment whose principal the record names.
 pub fn azure_activity(r: &AzureRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Document {
-    let mut doc = Document::new();
     let class = tax.ocsf;
     let operation = r.str("operationName").unwrap_or("");
-    base(&mut doc, class, r.time(), r.failed(), operation);
+    let mut doc = base(class, r.time(), r.failed(), operation);
     // `Start`, `Accept` and the like are steps, not outcomes: OCSF's Other, with the
     // step's name.
     if let Some(result) = r.str("resultType") {
@@ -586,7 +588,7 @@ pub fn azure_activity(r: &AzureRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Do
     doc.put_opt("metadata.tenant_uid", r.str("tenantId"));
     doc.put_opt("metadata.original_time", r.str("time"));
     doc.put("metadata.processed_time", epoch_ms(now));
-    doc.put("metadata.processed_time_dt", dt(now));
+    doc.put_time("metadata.processed_time_dt", now);
     doc.put_static("cloud.provider", "Azure");
     doc.put_opt("cloud.account.uid", r.subscription_id());
     doc.put_opt(
@@ -846,9 +848,8 @@ fn privileges(r: &AzureRecord) -> Value {
 /// Build the OCSF record for a Cloud Audit Logs entry: API Activity, or Account Change
 /// and User Access Management for service accounts and IAM policies.
 pub fn gcp_audit(r: &GcpRecord, class: OcsfClass, now: DateTime<Utc>) -> Document {
-    let mut doc = Document::new();
     let method = r.method();
-    base(&mut doc, class, r.time(), r.failed(), method);
+    let mut doc = base(class, r.time(), r.failed(), method);
     if r.outcome().is_none() {
         doc.put("status_id", 0);
         doc.put("status", "Unknown");
@@ -862,7 +863,7 @@ pub fn gcp_audit(r: &GcpRecord, class: OcsfClass, now: DateTime<Utc>) -> Documen
     doc.put_opt("metadata.log_name", str_of(r.fields(), "logName"));
     doc.put_opt("metadata.original_time", str_of(r.fields(), "timestamp"));
     doc.put("metadata.processed_time", epoch_ms(now));
-    doc.put("metadata.processed_time_dt", dt(now));
+    doc.put_time("metadata.processed_time_dt", now);
     doc.put_static("cloud.provider", "GCP");
     // `cloud.project_uid` is deprecated in 1.8: the project is the account.
     if let Some(project) = r.project_id() {
