@@ -176,14 +176,6 @@ impl Document {
         self.set(Cow::Borrowed(path), Node::Time(time));
     }
 
-    /// Set a non-empty list of strings.
-    pub fn put_list<'s>(&mut self, path: &'static str, values: impl IntoIterator<Item = &'s str>) {
-        let list: Vec<Value> = values.into_iter().map(Value::from).collect();
-        if !list.is_empty() {
-            self.put(path, list);
-        }
-    }
-
     /// Append `item` to the array at `path` (made when missing).
     pub fn push(&mut self, path: &'static str, item: Value) {
         let (level, last) = slot(&mut self.root, Cow::Borrowed(path));

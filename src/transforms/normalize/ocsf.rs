@@ -117,7 +117,7 @@ pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> D
     if let Some(attrs) = who.session_attributes {
         if let Some(created) = str_of(attrs, "creationDate").and_then(parse_time) {
             doc.put("actor.session.created_time", epoch_ms(created));
-            doc.put("actor.session.created_time_dt", dt(created));
+            doc.put_time("actor.session.created_time_dt", created);
         }
         if let Some(mfa) = attrs.get("mfaAuthenticated").and_then(Value::as_str) {
             doc.put("actor.session.is_mfa", mfa == "true");
@@ -295,7 +295,7 @@ pub fn cloudtrail_insight(r: &CloudTrailRecord, now: DateTime<Utc>) -> Document 
         None => {}
     }
     doc.put("time", epoch_ms(r.time()));
-    doc.put("time_dt", dt(r.time()));
+    doc.put_time("time_dt", r.time());
     doc.put("timezone_offset", 0);
     doc.put("metadata.version", OCSF_VERSION);
     doc.put("metadata.profiles", json!(["cloud", "datetime"]));
