@@ -277,8 +277,17 @@ impl Head {
         Head(Vec::with_capacity(fields))
     }
 
+    fn push(&mut self, key: &'static str, node: Node) {
+        // Nothing searches a head, so a repeated key would be written twice.
+        debug_assert!(
+            !self.0.iter().any(|(k, _)| k == key),
+            "`{key}` is already in this head"
+        );
+        self.0.push((Cow::Borrowed(key), node));
+    }
+
     pub fn put(&mut self, key: &'static str, value: impl Into<Value>) {
-        self.0.push((Cow::Borrowed(key), Node::Value(value.into())));
+        self.push(key, Node::Value(value.into()));
     }
 
     pub fn put_opt<V: Into<Value>>(&mut self, key: &'static str, value: Option<V>) {
@@ -288,24 +297,24 @@ impl Head {
     }
 
     pub fn put_static(&mut self, key: &'static str, value: &'static str) {
-        self.0.push((Cow::Borrowed(key), Node::Static(value)));
+        self.push(key, Node::Static(value));
     }
 
     /// A list of constant texts; none when it is empty.
     pub fn put_statics(&mut self, key: &'static str, values: Vec<&'static str>) {
         if !values.is_empty() {
-            self.0.push((Cow::Borrowed(key), Node::Statics(values)));
+            self.push(key, Node::Statics(values));
         }
     }
 
     pub fn put_time(&mut self, key: &'static str, time: DateTime<Utc>) {
-        self.0.push((Cow::Borrowed(key), Node::Time(time)));
+        self.push(key, Node::Time(time));
     }
 
     /// An object; none when it has no field.
     pub fn put_object(&mut self, key: &'static str, object: Head) {
         if !object.0.is_empty() {
-            self.0.push((Cow::Borrowed(key), Node::Object(object.0)));
+            self.push(key, Node::Object(object.0));
         }
     }
 
@@ -318,8 +327,7 @@ impl Head {
         key: &'static str,
     ) {
         if str_of(fields, key).is_some() {
-            self.0
-                .push((Cow::Borrowed(field), Node::Part(Part::Field(key))));
+            self.push(field, Node::Part(Part::Field(key)));
         }
     }
 }
@@ -500,6 +508,15 @@ mod tests {
             json!({"@timestamp": "2024-01-02T03:04:05.678Z", "tags": ["a", "b"],
                 "event": {"kind": "alert", "action": "CreateUser", "outcome": "success"}})
         );
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "`kind` is already in this head")]
+    fn a_head_refuses_a_repeated_key() {
+        let mut event = Head::default();
+        event.put_static("kind", "event");
+        event.put("kind", "alert");
     }
 
     #[test]
