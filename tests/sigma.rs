@@ -27,7 +27,7 @@ fn sigma() -> SigmaSet {
 
 /// The CloudTrail records of a detonation log (a JSON array) or an S3 log file
 /// (`{"Records": […]}`).
-fn records(path: &std::path::Path) -> Vec<SourceRecord> {
+fn records(path: &std::path::Path) -> Vec<SourceRecord<'static>> {
     let v: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
     let list = match v {
         Value::Array(a) => a,
@@ -40,7 +40,7 @@ fn records(path: &std::path::Path) -> Vec<SourceRecord> {
     list.iter()
         .map(
             |r| match decode(&r.to_string(), 1 << 20, chrono::Utc::now()).unwrap() {
-                Decoded::Record(r) => r,
+                Decoded::Record(r) => r.into_owned(),
                 other => panic!("{other:?}"),
             },
         )
@@ -105,7 +105,7 @@ fn sigmahq_gcp_rules_match_audit_log_entries_through_the_field_table() {
         })
         .to_string();
         match decode(&text, 1 << 20, chrono::Utc::now()).unwrap() {
-            Decoded::Record(r) => r,
+            Decoded::Record(r) => r.into_owned(),
             other => panic!("{other:?}"),
         }
     };
@@ -324,7 +324,7 @@ fn sigma_matches_on_the_stratus_persistence_detonations_and_rarely_on_a_real_tra
             .map(|r| r.id.as_str())
             .collect();
         let found: Vec<&str> = both
-            .evaluate(&record, &serde_json::Map::new())
+            .evaluate(&record, &auditbridge::transforms::decode::tree::Map::new())
             .iter()
             .map(|r| r.id.as_str())
             .collect();

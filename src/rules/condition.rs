@@ -1,7 +1,7 @@
 //! Compiled conditions and their evaluation against a record.
 
+use crate::transforms::decode::tree::{Map, Value};
 use globset::{GlobBuilder, GlobMatcher};
-use serde_json::{Map, Value};
 
 use super::model::Op;
 
@@ -27,11 +27,7 @@ impl FieldPath {
     }
 
     /// Every value at this path; arrays on the way are searched element-wise.
-    pub fn values<'a>(
-        &self,
-        record: &'a Map<String, Value>,
-        context: &'a Map<String, Value>,
-    ) -> Vec<&'a Value> {
+    pub fn values<'a>(&self, record: &'a Map<'a>, context: &'a Map<'a>) -> Vec<&'a Value<'a>> {
         let root = if self.context { context } else { record };
         let mut current: Vec<&Value> = match root.get(&self.parts[0]) {
             Some(v) => vec![v],
@@ -55,7 +51,7 @@ impl FieldPath {
     }
 }
 
-fn collect<'a>(v: &'a Value, key: &str, out: &mut Vec<&'a Value>) {
+fn collect<'a>(v: &'a Value<'a>, key: &str, out: &mut Vec<&'a Value<'a>>) {
     match v {
         Value::Object(m) => {
             if let Some(x) = m.get(key) {
@@ -175,19 +171,14 @@ fn fold(s: &str) -> String {
 pub struct Condition {
     pub field: FieldPath,
     pub op: Op,
-    pub value: Option<Value>,
+    pub value: Option<Value<'static>>,
     pub glob: Option<Pattern>,
 }
 
 impl Condition {
     /// Evaluate against a record's fields; `account` is the event's own account, used by
     /// `foreign_principal`.
-    pub fn holds(
-        &self,
-        record: &Map<String, Value>,
-        context: &Map<String, Value>,
-        account: Option<&str>,
-    ) -> bool {
+    pub fn holds(&self, record: &Map<'_>, context: &Map<'_>, account: Option<&str>) -> bool {
         let values = self.field.values(record, context);
         match self.op {
             Op::Exists => !values.is_empty(),
@@ -229,7 +220,7 @@ impl Condition {
         }
     }
 
-    fn equals(&self, v: &Value) -> bool {
+    fn equals(&self, v: &Value<'_>) -> bool {
         self.value
             .as_ref()
             .is_some_and(|want| loosely_equal(v, want))
@@ -238,7 +229,7 @@ impl Condition {
 
 /// Equal as JSON, or equal as text when one side is a string (CloudTrail writes some
 /// booleans and numbers as strings).
-fn loosely_equal(a: &Value, b: &Value) -> bool {
+fn loosely_equal(a: &Value<'_>, b: &Value<'_>) -> bool {
     if a == b {
         return true;
     }
@@ -253,7 +244,7 @@ fn loosely_equal(a: &Value, b: &Value) -> bool {
     }
 }
 
-fn number(v: &Value) -> Option<f64> {
+fn number(v: &Value<'_>) -> Option<f64> {
     match v {
         Value::Number(n) => n.as_f64(),
         Value::String(s) => s.parse().ok(),
@@ -263,12 +254,12 @@ fn number(v: &Value) -> Option<f64> {
 
 /// Does any policy document in `v` (an object with `Statement`, or JSON text holding one,
 /// searched recursively) allow a principal outside `account`?
-pub fn grants_foreign(v: &Value, account: Option<&str>) -> bool {
+pub fn grants_foreign(v: &Value<'_>, account: Option<&str>) -> bool {
     match v {
         Value::String(s) => {
             let t = s.trim_start();
             if t.starts_with('{') || t.starts_with('[') {
-                serde_json::from_str::<Value>(s).is_ok_and(|doc| grants_foreign(&doc, account))
+                Value::parse(s).is_ok_and(|doc| grants_foreign(&doc, account))
             } else {
                 false
             }
@@ -295,12 +286,12 @@ pub fn grants_foreign(v: &Value, account: Option<&str>) -> bool {
 
 /// A field that holds a principal itself (Lambda's `principal`): `*`, or an account id or
 /// ARN of another account.
-fn is_foreign_principal(v: &Value, account: Option<&str>) -> bool {
+fn is_foreign_principal(v: &Value<'_>, account: Option<&str>) -> bool {
     v.as_str()
         .is_some_and(|p| p == "*" || principal_account(p).is_some_and(|a| Some(a) != account))
 }
 
-fn statement_grants_foreign(statement: &Value, account: Option<&str>) -> bool {
+fn statement_grants_foreign(statement: &Value<'_>, account: Option<&str>) -> bool {
     let allows = statement
         .get("Effect")
         .and_then(Value::as_str)
@@ -318,7 +309,7 @@ fn statement_grants_foreign(statement: &Value, account: Option<&str>) -> bool {
 
 /// AWS principals of a policy `Principal` (`"*"`, `{"AWS": …}`); service and federated
 /// principals are not accounts.
-fn principals(p: &Value) -> Vec<&str> {
+fn principals<'v>(p: &'v Value<'_>) -> Vec<&'v str> {
     match p {
         Value::String(s) => vec![s.as_str()],
         Value::Object(m) => match m.get("AWS") {
@@ -345,7 +336,7 @@ fn principal_account(p: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::transforms::decode::tree::json;
 
     #[test]
     fn foreign_principals() {
@@ -368,7 +359,7 @@ mod tests {
             &trust(json!({"Service": "ec2.amazonaws.com"})),
             own
         ));
-        let text = Value::String(trust(json!({"AWS": "222222222222"})).to_string());
+        let text = Value::from(trust(json!({"AWS": "222222222222"})).to_string());
         assert!(grants_foreign(&json!({"policyDocument": text}), own));
         let deny = json!({"Statement": {"Effect": "Deny", "Principal": "*"}});
         assert!(!grants_foreign(&deny, own));

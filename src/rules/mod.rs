@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use serde_json::{Map, Value};
+use crate::transforms::decode::tree::{Map, Value};
 
 use crate::transforms::decode::SourceRecord;
 use attack::{Tactic, Technique};
@@ -70,7 +70,7 @@ pub struct RuleTest {
     pub name: String,
     pub expect: bool,
     pub event: String,
-    pub context: Map<String, Value>,
+    pub context: Map<'static>,
 }
 
 /// A validated, compiled rule.
@@ -133,14 +133,14 @@ pub struct Explanation {
 
 /// What every rule reads first, looked up once per record instead of once per rule.
 struct Subject<'a> {
-    record: &'a SourceRecord,
+    record: &'a SourceRecord<'a>,
     /// `event_source`, `event_name`, `category`, `activity` ("" where the provider has none;
     /// a GCP record's service and method are its event source and name).
     values: [&'a str; 4],
 }
 
 impl<'a> Subject<'a> {
-    fn of(record: &'a SourceRecord) -> Self {
+    fn of(record: &'a SourceRecord<'a>) -> Self {
         let values = match record {
             SourceRecord::CloudTrail(r) => [r.event_source(), r.event_name(), "", ""],
             SourceRecord::Azure(r) => ["", "", r.category(), r.activity()],
@@ -153,21 +153,11 @@ impl<'a> Subject<'a> {
 impl Rule {
     /// Evaluate step by step; with `full`, every step is recorded even after a miss.
     /// `context` holds enrichment context (`context.…` fields).
-    pub fn explain(
-        &self,
-        record: &SourceRecord,
-        context: &Map<String, Value>,
-        full: bool,
-    ) -> Explanation {
+    pub fn explain(&self, record: &SourceRecord, context: &Map<'_>, full: bool) -> Explanation {
         self.explain_subject(&Subject::of(record), context, full)
     }
 
-    fn explain_subject(
-        &self,
-        subject: &Subject<'_>,
-        context: &Map<String, Value>,
-        full: bool,
-    ) -> Explanation {
+    fn explain_subject(&self, subject: &Subject<'_>, context: &Map<'_>, full: bool) -> Explanation {
         let record = subject.record;
         let native = match &self.matcher {
             Matcher::Native(n) => n,
@@ -497,7 +487,7 @@ impl RuleSet {
     }
 
     /// The rules that match a record, in load order.
-    pub fn evaluate(&self, record: &SourceRecord, context: &Map<String, Value>) -> Vec<&Rule> {
+    pub fn evaluate(&self, record: &SourceRecord<'_>, context: &Map<'_>) -> Vec<&Rule> {
         let subject = Subject::of(record);
         let (indexed, scan) = match record {
             SourceRecord::CloudTrail(r) => (self.by_event_name.get(r.event_name()), &self.aws_scan),
@@ -676,7 +666,10 @@ fn compile(spec: RuleSpec, file: &str, text: &str, dir: Option<&Path>) -> Result
         let context = t
             .context
             .map(|c| model::to_json(&toml::Value::Table(c)))
-            .and_then(|v| v.as_object().cloned())
+            .and_then(|v| match Value::from(v) {
+                Value::Object(map) => Some(map),
+                _ => None,
+            })
             .unwrap_or_default();
         tests.push(RuleTest {
             name: t.name,
@@ -717,7 +710,7 @@ fn condition(
     if field.is_empty() || field.split('.').any(str::is_empty) {
         return Err(err(at, ctx(format!("bad field path `{field}`"))));
     }
-    let value = c.value.as_ref().map(model::to_json);
+    let value = c.value.as_ref().map(|v| Value::from(model::to_json(v)));
     let needs_value = !matches!(c.op, Op::Exists | Op::Missing | Op::ForeignPrincipal);
     match (&value, needs_value) {
         (None, true) => {

@@ -72,7 +72,7 @@ type CheckError = (String, Option<Explanation>);
 fn check(
     rule: &Rule,
     event: &str,
-    context: &serde_json::Map<String, serde_json::Value>,
+    context: &crate::transforms::decode::tree::Map<'_>,
     expect: bool,
 ) -> Result<(), CheckError> {
     let raw: &RawValue = serde_json::from_str(event)

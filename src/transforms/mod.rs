@@ -825,7 +825,7 @@ fn serialize(n: Normalized, input: &str, raw: Option<Vec<u8>>, origin: Arc<Origi
             .context
             .get("key")
             .and_then(|k| k.get("age_days"))
-            .and_then(serde_json::Value::as_i64),
+            .and_then(decode::tree::Value::as_i64),
         origin,
         outputs,
     }

@@ -9,6 +9,8 @@ use base64::Engine;
 use regex::Regex;
 use serde_json::{Map, Value};
 
+use crate::transforms::decode::tree;
+
 use super::fields::{self, Field};
 use super::Scope;
 
@@ -161,7 +163,7 @@ impl Search {
             .collect()
     }
 
-    pub fn matches(&self, record: &Map<String, Value>) -> bool {
+    pub fn matches(&self, record: &tree::Map<'_>) -> bool {
         match self {
             Search::Maps(maps) => maps
                 .iter()
@@ -171,12 +173,12 @@ impl Search {
     }
 }
 
-fn any_text(map: &Map<String, Value>, re: &Regex) -> bool {
-    fn walk(v: &Value, re: &Regex) -> bool {
+fn any_text(map: &tree::Map<'_>, re: &Regex) -> bool {
+    fn walk(v: &tree::Value<'_>, re: &Regex) -> bool {
         match v {
-            Value::String(s) => re.is_match(s),
-            Value::Array(items) => items.iter().any(|i| walk(i, re)),
-            Value::Object(m) => m.values().any(|i| walk(i, re)),
+            tree::Value::String(s) => re.is_match(s),
+            tree::Value::Array(items) => items.iter().any(|i| walk(i, re)),
+            tree::Value::Object(m) => m.values().any(|i| walk(i, re)),
             _ => false,
         }
     }
@@ -296,7 +298,7 @@ impl FieldTest {
         })
     }
 
-    fn matches(&self, record: &Map<String, Value>) -> bool {
+    fn matches(&self, record: &tree::Map<'_>) -> bool {
         let found = self.field.values(record);
         let one = |t: &Test| match t {
             Test::Null => found.iter().all(|v| v.is_null()),
@@ -315,7 +317,8 @@ impl FieldTest {
     }
 }
 
-fn test_value(t: &Test, v: &Value) -> bool {
+fn test_value(t: &Test, v: &tree::Value<'_>) -> bool {
+    use tree::Value;
     match (t, v) {
         (Test::Plain(p), Value::String(s)) => p.matches(s),
         (Test::Plain(p), Value::Number(_) | Value::Bool(_)) => p.matches(&v.to_string()),
@@ -434,8 +437,11 @@ mod tests {
         Search::compile(&yaml_like, Scope::CloudTrail).unwrap()
     }
 
-    fn record(v: Value) -> Map<String, Value> {
-        v.as_object().cloned().unwrap()
+    fn record(v: Value) -> tree::Map<'static> {
+        match tree::Value::from(v) {
+            tree::Value::Object(map) => map,
+            other => panic!("not an object: {other}"),
+        }
     }
 
     /// One case per modifier, after the Sigma specification's examples.

@@ -6,9 +6,9 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::OnceLock;
 
+use crate::transforms::decode::tree::{Map, Value};
 use regex::Regex;
 use serde::Deserialize;
-use serde_json::{Map, Value};
 
 use super::Scope;
 
@@ -198,7 +198,7 @@ impl Field {
     }
 
     /// The field's values in a record.
-    pub fn values<'a>(&self, record: &'a Map<String, Value>) -> Vec<Cow<'a, Value>> {
+    pub fn values<'a>(&self, record: &'a Map<'a>) -> Vec<Cow<'a, Value<'a>>> {
         match self {
             Field::Path(p) => path_values(record, p),
             Field::AzurePath(p) => resolve(record, p).into_iter().map(Cow::Borrowed).collect(),
@@ -208,15 +208,15 @@ impl Field {
 }
 
 impl Place {
-    fn values<'a>(&self, record: &'a Map<String, Value>) -> Vec<Cow<'a, Value>> {
-        let text = |v: &Value| match v {
-            Value::String(s) => s.clone(),
+    fn values<'a>(&self, record: &'a Map<'a>) -> Vec<Cow<'a, Value<'a>>> {
+        let text = |v: &Value<'_>| match v {
+            Value::String(s) => s.to_string(),
             other => other.to_string(),
         };
         match self {
             Place::Path(p) => walk(record, p).into_iter().map(Cow::Borrowed).collect(),
             Place::Text(p) => at(record, p)
-                .map(|v| Cow::Owned(Value::String(v.to_string())))
+                .map(|v| Cow::Owned(Value::from(v.to_string())))
                 .into_iter()
                 .collect(),
             Place::Capture(p, re) => walk(record, p)
@@ -224,7 +224,7 @@ impl Place {
                 .filter_map(|v| {
                     let t = text(v);
                     let group = re.captures(&t)?.get(1)?.as_str().to_string();
-                    Some(Cow::Owned(Value::String(group)))
+                    Some(Cow::Owned(Value::from(group)))
                 })
                 .collect(),
             Place::Values {
@@ -235,7 +235,7 @@ impl Place {
                 .into_iter()
                 .map(
                     |v| match (renames.get(&text(v).to_lowercase()), otherwise) {
-                        (Some(to), _) | (None, Some(to)) => Cow::Owned(Value::String(to.clone())),
+                        (Some(to), _) | (None, Some(to)) => Cow::Owned(Value::from(to.clone())),
                         (None, None) => Cow::Borrowed(v),
                     },
                 )
@@ -256,9 +256,8 @@ impl Place {
                 })
                 .filter_map(|e| e.get(value_field))
                 .map(|v| match (json, v) {
-                    (true, Value::String(s)) => {
-                        serde_json::from_str(s).map_or(Cow::Borrowed(v), Cow::Owned)
-                    }
+                    (true, Value::String(s)) => Value::parse(s)
+                        .map_or(Cow::Borrowed(v), |parsed| Cow::Owned(parsed.into_owned())),
                     _ => Cow::Borrowed(v),
                 })
                 .collect(),
@@ -270,7 +269,7 @@ impl Place {
 /// is matched exactly, else ignoring case (Sigma's Azure rules name Log Analytics columns,
 /// `OperationName` for `operationName`); a path not found at the top is looked for under
 /// `properties`, where Azure records keep most of their fields.
-pub fn resolve<'a>(record: &'a Map<String, Value>, path: &[String]) -> Vec<&'a Value> {
+pub fn resolve<'a>(record: &'a Map<'a>, path: &[String]) -> Vec<&'a Value<'a>> {
     let found = walk(record, path);
     if !found.is_empty() {
         return found;
@@ -281,7 +280,7 @@ pub fn resolve<'a>(record: &'a Map<String, Value>, path: &[String]) -> Vec<&'a V
     }
 }
 
-fn member<'a>(map: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
+fn member<'a>(map: &'a Map<'a>, key: &str) -> Option<&'a Value<'a>> {
     map.get(key).or_else(|| {
         map.iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(key))
@@ -289,7 +288,7 @@ fn member<'a>(map: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
     })
 }
 
-fn walk<'a>(map: &'a Map<String, Value>, path: &[String]) -> Vec<&'a Value> {
+fn walk<'a>(map: &'a Map<'a>, path: &[String]) -> Vec<&'a Value<'a>> {
     let Some((first, rest)) = path.split_first() else {
         return Vec::new();
     };
@@ -300,7 +299,7 @@ fn walk<'a>(map: &'a Map<String, Value>, path: &[String]) -> Vec<&'a Value> {
     out
 }
 
-fn collect<'a>(v: &'a Value, rest: &[String], out: &mut Vec<&'a Value>) {
+fn collect<'a>(v: &'a Value<'a>, rest: &[String], out: &mut Vec<&'a Value<'a>>) {
     match (v, rest.is_empty()) {
         (Value::Array(items), _) => items.iter().for_each(|i| collect(i, rest, out)),
         (_, true) => out.push(v),
@@ -310,7 +309,7 @@ fn collect<'a>(v: &'a Value, rest: &[String], out: &mut Vec<&'a Value>) {
 }
 
 /// The values at a rule's own path, as `Field::Path` reads them.
-fn path_values<'a>(record: &'a Map<String, Value>, path: &[String]) -> Vec<Cow<'a, Value>> {
+fn path_values<'a>(record: &'a Map<'a>, path: &[String]) -> Vec<Cow<'a, Value<'a>>> {
     let mut out = Vec::new();
     each_path_value(record, path, &mut |v| out.push(Cow::Borrowed(v)));
     out
@@ -319,11 +318,11 @@ fn path_values<'a>(record: &'a Map<String, Value>, path: &[String]) -> Vec<Cow<'
 /// `found` for each value at a rule's own path: each array on the way stands for its
 /// elements.
 pub fn each_path_value<'a>(
-    map: &'a Map<String, Value>,
+    map: &'a Map<'a>,
     path: &[String],
-    found: &mut impl FnMut(&'a Value),
+    found: &mut impl FnMut(&'a Value<'a>),
 ) {
-    fn at<'a>(v: &'a Value, rest: &[String], found: &mut impl FnMut(&'a Value)) {
+    fn at<'a>(v: &'a Value<'a>, rest: &[String], found: &mut impl FnMut(&'a Value<'a>)) {
         match (v, rest) {
             (Value::Array(items), _) => items.iter().for_each(|i| at(i, rest, found)),
             (_, []) => found(v),
@@ -339,7 +338,7 @@ pub fn each_path_value<'a>(
 }
 
 /// The one value at a path of objects, arrays kept whole.
-fn at<'a>(map: &'a Map<String, Value>, path: &[String]) -> Option<&'a Value> {
+fn at<'a>(map: &'a Map<'a>, path: &[String]) -> Option<&'a Value<'a>> {
     let (first, rest) = path.split_first()?;
     let v = member(map, first)?;
     match rest {
@@ -351,15 +350,15 @@ fn at<'a>(map: &'a Map<String, Value>, path: &[String]) -> Option<&'a Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::transforms::decode::tree::json;
 
-    fn values(scope: Scope, name: &str, record: Value) -> Vec<Value> {
+    fn values(scope: Scope, name: &str, record: Value<'static>) -> Vec<Value<'static>> {
         let r = record.as_object().unwrap();
         field(scope, name)
             .unwrap()
             .values(r)
             .into_iter()
-            .map(Cow::into_owned)
+            .map(|v| v.into_owned().into_owned())
             .collect()
     }
 

@@ -11,7 +11,9 @@ mod fields;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use serde_json::{Map, Value};
+use serde_json::Value;
+
+use crate::transforms::decode::tree;
 
 use super::attack::{self, Tactic, Technique};
 use super::model::{ProviderName, Severity};
@@ -86,7 +88,7 @@ impl SigmaRule {
         self.detection.scope
     }
 
-    pub fn matches(&self, record: &SourceRecord) -> bool {
+    pub fn matches(&self, record: &SourceRecord<'_>) -> bool {
         self.detection.matches(record)
     }
 
@@ -126,7 +128,7 @@ impl ValueIndex {
     pub fn lookup<'s>(
         &'s self,
         path: &[String],
-        record: &Map<String, Value>,
+        record: &tree::Map<'_>,
         found: &mut impl FnMut(&'s [usize]),
     ) {
         let mut look = |text: &str| {
@@ -149,8 +151,8 @@ impl ValueIndex {
             }
         };
         fields::each_path_value(record, path, &mut |v| match v {
-            Value::String(s) => look(s),
-            Value::Number(_) | Value::Bool(_) => look(&v.to_string()),
+            tree::Value::String(s) => look(s),
+            tree::Value::Number(_) | tree::Value::Bool(_) => look(&v.to_string()),
             _ => {}
         });
     }
@@ -221,11 +223,11 @@ impl Detection {
     }
 
     /// Does the rule match this record?
-    pub fn matches(&self, record: &SourceRecord) -> bool {
+    pub fn matches(&self, record: &SourceRecord<'_>) -> bool {
         if !self.scope.covers(record) {
             return false;
         }
-        let fields: &Map<String, Value> = record.fields();
+        let fields = record.fields();
         let mut memo: Vec<Option<bool>> = vec![None; self.searches.len()];
         self.condition
             .eval(&mut |i| *memo[i].get_or_insert_with(|| self.searches[i].matches(fields)))
@@ -475,10 +477,10 @@ detection:
 level: high
 ";
 
-    fn cloudtrail(v: Value) -> SourceRecord {
+    fn cloudtrail(v: Value) -> SourceRecord<'static> {
         let text = v.to_string();
         match crate::transforms::decode::decode(&text, 1 << 20, Utc::now()).unwrap() {
-            crate::transforms::decode::Decoded::Record(r) => r,
+            crate::transforms::decode::Decoded::Record(r) => r.into_owned(),
             other => panic!("{other:?}"),
         }
     }
@@ -543,7 +545,7 @@ level: high
         index.add(vec!["assumedrole".into()], 2);
         let path = ["userIdentity".to_string(), "type".to_string()];
         let admitted = |identity: Value| {
-            let record = serde_json::json!({ "userIdentity": identity });
+            let record = tree::json!({ "userIdentity": identity });
             let mut rules = Vec::new();
             index.lookup(&path, record.as_object().unwrap(), &mut |r| {
                 rules.extend_from_slice(r)

@@ -5,8 +5,8 @@
 //! apart. Log Analytics exports (PascalCase columns, nested JSON inside strings; the
 //! `AzureActivity` table with its own column names) are brought to the diagnostic shape.
 
+use super::tree::{Map, Value};
 use chrono::{DateTime, Utc};
-use serde_json::{Map, Value};
 
 use super::fields::{
     canonicalize_keys, expect_array, expect_object, expect_strings, obj_of, str_of, WrongType,
@@ -151,21 +151,21 @@ impl AzureLog {
 }
 
 /// Does this object look like an Entra diagnostic record (any key casing)?
-pub fn looks_like(map: &Map<String, Value>) -> bool {
+pub fn looks_like(map: &Map<'_>) -> bool {
     (map.contains_key("category") || map.contains_key("Category"))
         && ["operationName", "operationname", "properties", "time"]
             .iter()
-            .any(|k| map.contains_key(*k))
+            .any(|k| map.contains_key(k))
 }
 
 /// Does this object look like a Log Analytics row of an Entra table?
-pub fn looks_like_log_analytics(map: &Map<String, Value>) -> bool {
+pub fn looks_like_log_analytics(map: &Map<'_>) -> bool {
     map.contains_key("TimeGenerated")
         && (map.contains_key("OperationName") || map.contains_key("Type"))
 }
 
 /// Is this Log Analytics row from the `AzureActivity` table?
-pub fn is_azure_activity_row(map: &Map<String, Value>) -> bool {
+pub fn is_azure_activity_row(map: &Map<'_>) -> bool {
     map.get("Type").and_then(Value::as_str) == Some("AzureActivity")
         || map.contains_key("OperationNameValue")
 }
@@ -174,7 +174,7 @@ pub fn is_azure_activity_row(map: &Map<String, Value>) -> bool {
 /// hold what the diagnostic record names without the suffix, `Authorization` and
 /// `Claims` become `identity`, and every other column goes into `properties` with a
 /// camelCase name. The `_d` columns are the parsed forms of the JSON-text columns.
-pub fn from_azure_activity(row: Map<String, Value>) -> Map<String, Value> {
+pub fn from_azure_activity(row: Map<'_>) -> Map<'_> {
     let mut out = Map::new();
     let mut props = Map::new();
     let mut identity = Map::new();
@@ -192,11 +192,11 @@ pub fn from_azure_activity(row: Map<String, Value>) -> Map<String, Value> {
             "TenantId" => "tenantId",
             "Level" => "level",
             "Authorization" | "Authorization_d" => {
-                identity.insert("authorization".into(), parse_embedded_json(value));
+                identity.insert("authorization", parse_embedded_json(value));
                 continue;
             }
             "Claims" | "Claims_d" => {
-                identity.insert("claims".into(), parse_embedded_json(value));
+                identity.insert("claims", parse_embedded_json(value));
                 continue;
             }
             "Properties_d" => {
@@ -219,20 +219,22 @@ pub fn from_azure_activity(row: Map<String, Value>) -> Map<String, Value> {
     }
     if let Some(Value::Object(parsed)) = parsed_properties {
         for (k, v) in parsed {
-            props.entry(k).or_insert(v);
+            if !props.contains_key(&k) {
+                props.insert(k, v);
+            }
         }
     }
     if !identity.is_empty() {
-        out.insert("identity".into(), Value::Object(identity));
+        out.insert("identity", Value::Object(identity));
     }
-    out.insert("properties".into(), Value::Object(props));
+    out.insert("properties", Value::Object(props));
     out
 }
 
 /// Bring a Log Analytics row to the diagnostic-settings shape: the envelope columns go to
 /// the top level, every other column into `properties` with a camelCase name, and columns
 /// that hold JSON text are parsed.
-pub fn from_log_analytics(row: Map<String, Value>) -> Map<String, Value> {
+pub fn from_log_analytics(row: Map<'_>) -> Map<'_> {
     let mut out = Map::new();
     let mut props = Map::new();
     for (key, value) in row {
@@ -276,10 +278,10 @@ pub fn from_log_analytics(row: Map<String, Value>) -> Map<String, Value> {
             _ => None,
         };
         if let Some(d) = diagnostic {
-            out.insert("category".into(), Value::String(d.into()));
+            out.insert("category", Value::from(d));
         }
     }
-    out.insert("properties".into(), Value::Object(props));
+    out.insert("properties", Value::Object(props));
     out
 }
 
@@ -291,10 +293,12 @@ fn lower_first(s: &str) -> String {
     }
 }
 
-fn parse_embedded_json(value: Value) -> Value {
+fn parse_embedded_json(value: Value<'_>) -> Value<'_> {
     match &value {
         Value::String(s) if s.starts_with('{') || s.starts_with('[') => {
-            serde_json::from_str(s).unwrap_or(value)
+            // The text held escaped quotes, so it was copied out of the input: the tree
+            // parsed from it owns its strings.
+            Value::parse(s).map(Value::into_owned).unwrap_or(value)
         }
         _ => value,
     }
@@ -302,7 +306,7 @@ fn parse_embedded_json(value: Value) -> Value {
 
 /// An Entra log record: the fields its readers take as text are text, and its sections
 /// are objects and arrays.
-fn validate_entra(fields: &mut Map<String, Value>) -> Result<(), WrongType> {
+fn validate_entra(fields: &mut Map<'_>) -> Result<(), WrongType> {
     expect_strings(fields, "", TOP_LEVEL_STRINGS)?;
     expect_object(fields, "", "properties")?;
     if let Some(props) = obj_of(fields, "properties") {
@@ -328,7 +332,7 @@ fn validate_entra(fields: &mut Map<String, Value>) -> Result<(), WrongType> {
 /// An Activity Log record. Its `identity` is an object of claims, or in some exports the
 /// caller's name; `properties` sometimes arrives as JSON text, which is parsed as
 /// Elastic's pipeline parses it.
-fn validate_activity(fields: &mut Map<String, Value>) -> Result<(), WrongType> {
+fn validate_activity(fields: &mut Map<'_>) -> Result<(), WrongType> {
     expect_strings(fields, "", ACTIVITY_STRINGS)?;
     if let Some(props) = fields.get_mut("properties") {
         if props.is_string() {
@@ -351,7 +355,7 @@ pub struct RoleAssignment {
     pub role_definition_id: Option<String>,
 }
 
-fn get_ignoring_case<'a>(map: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
+fn get_ignoring_case<'a, 'r>(map: &'a Map<'r>, key: &str) -> Option<&'a Value<'r>> {
     map.get(key).or_else(|| {
         map.iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(key))
@@ -361,15 +365,23 @@ fn get_ignoring_case<'a>(map: &'a Map<String, Value>, key: &str) -> Option<&'a V
 
 /// An Azure record whose fields the normalizers read have the types they expect.
 #[derive(Debug, Clone)]
-pub struct AzureRecord {
-    fields: Map<String, Value>,
+pub struct AzureRecord<'a> {
+    fields: Map<'a>,
     kind: AzureLog,
     time: DateTime<Utc>,
     time_source: TimeSource,
 }
 
-impl AzureRecord {
-    pub fn new(mut fields: Map<String, Value>, now: DateTime<Utc>) -> Result<Self, WrongType> {
+impl<'a> AzureRecord<'a> {
+    /// The same record, owning its text.
+    pub fn into_owned(self) -> AzureRecord<'static> {
+        AzureRecord {
+            fields: self.fields.into_owned(),
+            ..self
+        }
+    }
+
+    pub fn new(mut fields: Map<'a>, now: DateTime<Utc>) -> Result<Self, WrongType> {
         if !fields.contains_key("operationName") || !fields.contains_key("category") {
             canonicalize_keys(&mut fields, TOP_LEVEL);
         }
@@ -399,7 +411,7 @@ impl AzureRecord {
         })
     }
 
-    pub fn fields(&self) -> &Map<String, Value> {
+    pub fn fields(&self) -> &Map<'a> {
         &self.fields
     }
 
@@ -419,7 +431,7 @@ impl AzureRecord {
         str_of(&self.fields, key)
     }
 
-    pub fn properties(&self) -> Option<&Map<String, Value>> {
+    pub fn properties(&self) -> Option<&Map<'a>> {
         obj_of(&self.fields, "properties")
     }
 
@@ -429,7 +441,7 @@ impl AzureRecord {
     }
 
     /// The first target resource of the given type (`User`, `ServicePrincipal`, …).
-    pub fn first_target(&self, kind: &str) -> Option<&Map<String, Value>> {
+    pub fn first_target(&self, kind: &str) -> Option<&Map<'a>> {
         self.properties()?
             .get("targetResources")?
             .as_array()?
@@ -481,7 +493,7 @@ impl AzureRecord {
     }
 
     /// An Activity Log record's caller claims (`identity.claims`).
-    pub fn claims(&self) -> Option<&Map<String, Value>> {
+    pub fn claims(&self) -> Option<&Map<'a>> {
         obj_of(self.fields.get("identity")?.as_object()?, "claims")
     }
 
@@ -505,7 +517,7 @@ impl AzureRecord {
     }
 
     /// An Activity Log record's `identity.authorization`.
-    pub fn authorization(&self) -> Option<&Map<String, Value>> {
+    pub fn authorization(&self) -> Option<&Map<'a>> {
         obj_of(self.fields.get("identity")?.as_object()?, "authorization")
     }
 
@@ -518,7 +530,7 @@ impl AzureRecord {
             let parsed;
             let body = match body {
                 Value::String(text) => {
-                    parsed = serde_json::from_str::<Value>(text).ok()?;
+                    parsed = Value::parse(text).ok()?;
                     &parsed
                 }
                 other => other,
@@ -592,7 +604,7 @@ impl AzureRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::transforms::decode::tree::json;
 
     #[test]
     fn log_analytics_row_becomes_diagnostic_shape() {
@@ -619,7 +631,10 @@ mod tests {
         let kind = |category: &str, operation: Option<&str>| {
             let mut record = json!({"time": "2024-01-01T00:00:00Z", "category": category});
             if let Some(op) = operation {
-                record["operationName"] = json!(op);
+                record
+                    .as_object_mut()
+                    .unwrap()
+                    .insert("operationName", json!(op));
             }
             AzureRecord::new(record.as_object().cloned().unwrap(), Utc::now())
                 .unwrap()

@@ -1,7 +1,7 @@
 //! CloudTrail records: recognised, type-checked, and given one canonical spelling.
 
+use super::tree::{Map, Value};
 use chrono::{DateTime, Utc};
-use serde_json::{Map, Value};
 
 use super::fields::{canonicalize_keys, expect_object, expect_strings, obj_of, str_of, WrongType};
 use super::time::{parse_time, TimeSource};
@@ -83,25 +83,25 @@ const IDENTITY_STRINGS: &[&str] = &[
 ];
 
 /// Does this object look like a CloudTrail record (in any key casing)?
-pub fn looks_like(map: &Map<String, Value>) -> bool {
+pub fn looks_like(map: &Map<'_>) -> bool {
     ["eventName", "eventSource", "eventname", "eventsource"]
         .iter()
-        .any(|k| map.contains_key(*k))
+        .any(|k| map.contains_key(k))
 }
 
 /// Is this a CloudTrail Insight event rather than an API call?
-pub fn is_insight(map: &Map<String, Value>) -> bool {
+pub fn is_insight(map: &Map<'_>) -> bool {
     map.contains_key("insightDetails")
         || map.get("eventType").and_then(Value::as_str) == Some("AwsCloudTrailInsight")
 }
 
 /// Is this a CloudTrail digest file (written beside the logs under `CloudTrail-Digest/`)?
-pub fn is_digest(map: &Map<String, Value>) -> bool {
+pub fn is_digest(map: &Map<'_>) -> bool {
     map.contains_key("digestStartTime") && map.contains_key("logFiles")
 }
 
 /// The call failed: `errorCode` is set, or a console sign-in reports `Failure`.
-fn failed(fields: &Map<String, Value>) -> bool {
+fn failed(fields: &Map<'_>) -> bool {
     str_of(fields, "errorCode").is_some()
         || str_of(fields, "errorMessage").is_some()
         || obj_of(fields, "responseElements")
@@ -111,8 +111,8 @@ fn failed(fields: &Map<String, Value>) -> bool {
 
 /// A CloudTrail record whose fields the normalizers read have the types they expect.
 #[derive(Debug, Clone)]
-pub struct CloudTrailRecord {
-    fields: Map<String, Value>,
+pub struct CloudTrailRecord<'a> {
+    fields: Map<'a>,
     time: DateTime<Utc>,
     time_source: TimeSource,
     /// Taken out of an EventBridge event's `detail`, so the input text is not the record.
@@ -125,9 +125,9 @@ pub struct CloudTrailRecord {
     failed: bool,
 }
 
-impl CloudTrailRecord {
+impl<'a> CloudTrailRecord<'a> {
     /// Validate a record. `now` stands in for a missing or unreadable `eventTime`.
-    pub fn new(mut fields: Map<String, Value>, now: DateTime<Utc>) -> Result<Self, WrongType> {
+    pub fn new(mut fields: Map<'a>, now: DateTime<Utc>) -> Result<Self, WrongType> {
         let mut respelled = false;
         if !fields.contains_key("eventName") || !fields.contains_key("eventSource") {
             respelled = canonicalize_keys(&mut fields, TOP_LEVEL);
@@ -148,7 +148,7 @@ impl CloudTrailRecord {
         // Exports that lost `eventTime` often carry the pipeline's own copy.
         let parsed = ["eventTime", "p_event_time", "@timestamp"]
             .iter()
-            .find_map(|k| fields.get(*k).and_then(Value::as_str).and_then(parse_time));
+            .find_map(|k| fields.get(k).and_then(Value::as_str).and_then(parse_time));
         let (time, time_source) = match parsed {
             Some(t) => (t, TimeSource::Event),
             None => (now, TimeSource::Ingest),
@@ -185,6 +185,14 @@ impl CloudTrailRecord {
             .map(|e| e.detail.get())
     }
 
+    /// The same record, owning its text.
+    pub fn into_owned(self) -> CloudTrailRecord<'static> {
+        CloudTrailRecord {
+            fields: self.fields.into_owned(),
+            ..self
+        }
+    }
+
     /// The record came as the `detail` of an EventBridge event.
     pub fn unwrapped_from_eventbridge(mut self) -> Self {
         self.unwrapped = true;
@@ -200,11 +208,11 @@ impl CloudTrailRecord {
     }
 
     /// `insightDetails` of an Insight event.
-    pub fn insight_details(&self) -> Option<&Map<String, Value>> {
+    pub fn insight_details(&self) -> Option<&Map<'a>> {
         obj_of(&self.fields, "insightDetails")
     }
 
-    pub fn fields(&self) -> &Map<String, Value> {
+    pub fn fields(&self) -> &Map<'a> {
         &self.fields
     }
 
@@ -229,7 +237,7 @@ impl CloudTrailRecord {
         self.str("eventSource").unwrap_or("")
     }
 
-    pub fn identity(&self) -> Option<&Map<String, Value>> {
+    pub fn identity(&self) -> Option<&Map<'a>> {
         obj_of(&self.fields, "userIdentity")
     }
 
@@ -238,11 +246,11 @@ impl CloudTrailRecord {
         self.identity().map(UserIdentity::of).unwrap_or_default()
     }
 
-    pub fn request_parameters(&self) -> Option<&Map<String, Value>> {
+    pub fn request_parameters(&self) -> Option<&Map<'a>> {
         obj_of(&self.fields, "requestParameters")
     }
 
-    pub fn response_elements(&self) -> Option<&Map<String, Value>> {
+    pub fn response_elements(&self) -> Option<&Map<'a>> {
         obj_of(&self.fields, "responseElements")
     }
 
@@ -278,15 +286,15 @@ pub struct UserIdentity<'a> {
     pub user_name: Option<&'a str>,
     pub invoked_by: Option<&'a str>,
     pub identity_provider: Option<&'a str>,
-    pub on_behalf_of: Option<&'a Map<String, Value>>,
+    pub on_behalf_of: Option<&'a Map<'a>>,
     /// `sessionContext.sessionIssuer`, for assumed roles.
-    pub session_issuer: Option<&'a Map<String, Value>>,
+    pub session_issuer: Option<&'a Map<'a>>,
     /// `sessionContext.attributes`.
-    pub session_attributes: Option<&'a Map<String, Value>>,
+    pub session_attributes: Option<&'a Map<'a>>,
 }
 
 impl<'a> UserIdentity<'a> {
-    fn of(identity: &'a Map<String, Value>) -> Self {
+    fn of(identity: &'a Map<'_>) -> Self {
         let mut who = UserIdentity {
             present: true,
             ..UserIdentity::default()
@@ -322,9 +330,9 @@ impl<'a> UserIdentity<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::transforms::decode::tree::json;
 
-    fn record(v: Value) -> Result<CloudTrailRecord, WrongType> {
+    fn record(v: Value<'static>) -> Result<CloudTrailRecord<'static>, WrongType> {
         CloudTrailRecord::new(v.as_object().cloned().unwrap(), Utc::now())
     }
 

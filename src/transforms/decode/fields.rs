@@ -1,6 +1,6 @@
 //! Typed access to the fields of a decoded JSON record, with errors that name the field.
 
-use serde_json::{Map, Value};
+use super::tree::{Map, Value};
 
 /// A field holds a value of the wrong JSON type.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -11,7 +11,7 @@ pub struct WrongType {
     pub found: &'static str,
 }
 
-pub fn type_name(v: &Value) -> &'static str {
+pub fn type_name(v: &Value<'_>) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -23,11 +23,7 @@ pub fn type_name(v: &Value) -> &'static str {
 }
 
 /// Check that each named field, when present and not null, is a string.
-pub fn expect_strings(
-    map: &Map<String, Value>,
-    prefix: &str,
-    keys: &[&str],
-) -> Result<(), WrongType> {
+pub fn expect_strings(map: &Map<'_>, prefix: &str, keys: &[&str]) -> Result<(), WrongType> {
     // One pass over the few values that are not strings answers for nearly every record,
     // where a lookup per key compared whole names all the way down the map.
     let fine = map
@@ -37,7 +33,7 @@ pub fn expect_strings(
         return Ok(());
     }
     for key in keys {
-        match map.get(*key) {
+        match map.get(key) {
             None | Some(Value::Null) | Some(Value::String(_)) => {}
             Some(other) => return Err(wrong(prefix, key, "a string", other)),
         }
@@ -46,7 +42,7 @@ pub fn expect_strings(
 }
 
 /// Check that the named field, when present and not null, is an object.
-pub fn expect_object(map: &Map<String, Value>, prefix: &str, key: &str) -> Result<(), WrongType> {
+pub fn expect_object(map: &Map<'_>, prefix: &str, key: &str) -> Result<(), WrongType> {
     match map.get(key) {
         None | Some(Value::Null) | Some(Value::Object(_)) => Ok(()),
         Some(other) => Err(wrong(prefix, key, "an object", other)),
@@ -54,14 +50,14 @@ pub fn expect_object(map: &Map<String, Value>, prefix: &str, key: &str) -> Resul
 }
 
 /// Check that the named field, when present and not null, is an array.
-pub fn expect_array(map: &Map<String, Value>, prefix: &str, key: &str) -> Result<(), WrongType> {
+pub fn expect_array(map: &Map<'_>, prefix: &str, key: &str) -> Result<(), WrongType> {
     match map.get(key) {
         None | Some(Value::Null) | Some(Value::Array(_)) => Ok(()),
         Some(other) => Err(wrong(prefix, key, "an array", other)),
     }
 }
 
-fn wrong(prefix: &str, key: &str, expected: &'static str, found: &Value) -> WrongType {
+fn wrong(prefix: &str, key: &str, expected: &'static str, found: &Value<'_>) -> WrongType {
     WrongType {
         field: if prefix.is_empty() {
             key.to_string()
@@ -74,7 +70,7 @@ fn wrong(prefix: &str, key: &str, expected: &'static str, found: &Value) -> Wron
 }
 
 /// A non-empty string field.
-pub fn str_of<'a>(map: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
+pub fn str_of<'a>(map: &'a Map<'_>, key: &str) -> Option<&'a str> {
     match map.get(key) {
         Some(Value::String(s)) if !s.is_empty() => Some(s),
         _ => None,
@@ -82,14 +78,14 @@ pub fn str_of<'a>(map: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
 }
 
 /// An object field.
-pub fn obj_of<'a>(map: &'a Map<String, Value>, key: &str) -> Option<&'a Map<String, Value>> {
+pub fn obj_of<'a, 'r>(map: &'a Map<'r>, key: &str) -> Option<&'a Map<'r>> {
     map.get(key).and_then(Value::as_object)
 }
 
 /// Rename keys that differ from the canonical spelling only by case (exports that
 /// lower-case every column, e.g. `eventname`), without touching keys already canonical;
 /// whether any key was renamed.
-pub fn canonicalize_keys(map: &mut Map<String, Value>, canonical: &[&str]) -> bool {
+pub fn canonicalize_keys(map: &mut Map<'_>, canonical: &[&str]) -> bool {
     let renames: Vec<(String, &str)> = map
         .keys()
         .filter(|k| !canonical.contains(&k.as_str()))
@@ -97,8 +93,8 @@ pub fn canonicalize_keys(map: &mut Map<String, Value>, canonical: &[&str]) -> bo
             canonical
                 .iter()
                 .find(|c| c.eq_ignore_ascii_case(k))
-                .filter(|c| !map.contains_key(**c))
-                .map(|c| (k.clone(), *c))
+                .filter(|c| !map.contains_key(c))
+                .map(|c| (k.to_string(), *c))
         })
         .collect();
     let renamed = !renames.is_empty();
@@ -119,7 +115,7 @@ pub fn split_email(s: &str) -> Option<(&str, &str)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::transforms::decode::tree::json;
 
     #[test]
     fn canonicalize_renames_only_case_variants() {

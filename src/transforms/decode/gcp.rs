@@ -2,8 +2,8 @@
 //! Router sink publishes it to Pub/Sub, a GCS export writes it, or `gcloud logging read
 //! --format=json` prints it.
 
+use super::tree::{Map, Value};
 use chrono::{DateTime, Utc};
-use serde_json::{Map, Value};
 
 use super::fields::{expect_array, expect_object, expect_strings, obj_of, str_of, WrongType};
 use super::time::{parse_time, TimeSource};
@@ -13,13 +13,13 @@ pub const AUDIT_LOG_TYPE: &str = "type.googleapis.com/google.cloud.audit.AuditLo
 
 /// Is this a `LogEntry` with a proto payload (of any type: the decoder refuses the types
 /// it does not read, with their name, rather than calling them unrecognised)?
-pub fn looks_like(map: &Map<String, Value>) -> bool {
+pub fn looks_like(map: &Map<'_>) -> bool {
     map.get("protoPayload").is_some_and(Value::is_object)
         && (map.contains_key("logName") || map.contains_key("insertId"))
 }
 
 /// The payload type of a `LogEntry` that is not an audit log.
-pub fn payload_type(map: &Map<String, Value>) -> Option<&str> {
+pub fn payload_type<'m>(map: &'m Map<'_>) -> Option<&'m str> {
     let t = obj_of(map, "protoPayload").and_then(|p| str_of(p, "@type"));
     match t {
         Some(AUDIT_LOG_TYPE) => None,
@@ -30,14 +30,22 @@ pub fn payload_type(map: &Map<String, Value>) -> Option<&str> {
 
 /// A validated Cloud Audit Logs entry.
 #[derive(Debug, Clone)]
-pub struct GcpRecord {
-    fields: Map<String, Value>,
+pub struct GcpRecord<'a> {
+    fields: Map<'a>,
     time: DateTime<Utc>,
     time_source: TimeSource,
 }
 
-impl GcpRecord {
-    pub fn new(fields: Map<String, Value>, now: DateTime<Utc>) -> Result<Self, WrongType> {
+impl<'a> GcpRecord<'a> {
+    /// The same record, owning its text.
+    pub fn into_owned(self) -> GcpRecord<'static> {
+        GcpRecord {
+            fields: self.fields.into_owned(),
+            ..self
+        }
+    }
+
+    pub fn new(fields: Map<'a>, now: DateTime<Utc>) -> Result<Self, WrongType> {
         expect_strings(
             &fields,
             "",
@@ -89,7 +97,7 @@ impl GcpRecord {
         })
     }
 
-    pub fn fields(&self) -> &Map<String, Value> {
+    pub fn fields(&self) -> &Map<'a> {
         &self.fields
     }
 
@@ -102,7 +110,7 @@ impl GcpRecord {
     }
 
     /// The audit log payload.
-    pub fn proto(&self) -> &Map<String, Value> {
+    pub fn proto(&self) -> &Map<'a> {
         obj_of(&self.fields, "protoPayload").expect("checked by looks_like")
     }
 
@@ -229,9 +237,9 @@ impl GcpRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::transforms::decode::tree::json;
 
-    fn record(v: Value) -> GcpRecord {
+    fn record(v: Value<'static>) -> GcpRecord<'static> {
         GcpRecord::new(v.as_object().cloned().unwrap(), Utc::now()).unwrap()
     }
 

@@ -13,9 +13,10 @@ pub mod framing;
 pub mod gcp;
 pub mod tape;
 pub mod time;
+pub mod tree;
 
 use chrono::{DateTime, Utc};
-use serde_json::{Map, Value};
+use tree::{Map, Value};
 
 pub use azure::{AzureLog, AzureRecord, RoleAssignment};
 pub use cloudtrail::{CloudTrailRecord, UserIdentity};
@@ -35,13 +36,22 @@ pub const CLOUDTRAIL_DETAIL_TYPES: &[&str] = &[
 
 /// A validated record from one of the supported logs.
 #[derive(Debug, Clone)]
-pub enum SourceRecord {
-    CloudTrail(CloudTrailRecord),
-    Azure(AzureRecord),
-    Gcp(GcpRecord),
+pub enum SourceRecord<'a> {
+    CloudTrail(CloudTrailRecord<'a>),
+    Azure(AzureRecord<'a>),
+    Gcp(GcpRecord<'a>),
 }
 
-impl SourceRecord {
+impl<'a> SourceRecord<'a> {
+    /// The same record, owning its text: for one that outlives the input it was read from.
+    pub fn into_owned(self) -> SourceRecord<'static> {
+        match self {
+            SourceRecord::CloudTrail(r) => SourceRecord::CloudTrail(r.into_owned()),
+            SourceRecord::Azure(r) => SourceRecord::Azure(r.into_owned()),
+            SourceRecord::Gcp(r) => SourceRecord::Gcp(r.into_owned()),
+        }
+    }
+
     pub fn provider(&self) -> Provider {
         match self {
             SourceRecord::CloudTrail(_) => Provider::Aws,
@@ -84,7 +94,7 @@ impl SourceRecord {
         }
     }
 
-    pub fn fields(&self) -> &Map<String, Value> {
+    pub fn fields(&self) -> &Map<'a> {
         match self {
             SourceRecord::CloudTrail(r) => r.fields(),
             SourceRecord::Azure(r) => r.fields(),
@@ -113,8 +123,8 @@ impl Special {
 
 /// What one candidate record turned out to be.
 #[derive(Debug)]
-pub enum Decoded {
-    Record(SourceRecord),
+pub enum Decoded<'a> {
+    Record(SourceRecord<'a>),
     Special(Special),
 }
 
@@ -166,18 +176,18 @@ impl DecodeError {
 
 /// Decode one candidate record (the JSON text of one value). `now` stands in for a
 /// missing event time.
-pub fn decode(
-    text: &str,
+pub fn decode<'a>(
+    text: &'a str,
     max_record_bytes: usize,
     now: DateTime<Utc>,
-) -> Result<Decoded, DecodeError> {
+) -> Result<Decoded<'a>, DecodeError> {
     if text.len() > max_record_bytes {
         return Err(DecodeError::TooLarge {
             size: text.len(),
             limit: max_record_bytes,
         });
     }
-    let value: Value = serde_json::from_str(text).map_err(|e| DecodeError::Json(e.to_string()))?;
+    let value = Value::parse(text).map_err(|e| DecodeError::Json(e.to_string()))?;
     let map = match value {
         Value::Object(m) => m,
         other => return Err(DecodeError::NotAnObject(fields::type_name(&other))),
@@ -185,7 +195,7 @@ pub fn decode(
     classify(map, now)
 }
 
-fn classify(mut map: Map<String, Value>, now: DateTime<Utc>) -> Result<Decoded, DecodeError> {
+fn classify(mut map: Map<'_>, now: DateTime<Utc>) -> Result<Decoded<'_>, DecodeError> {
     if let Some(detail_type) = map.get("detail-type").and_then(Value::as_str) {
         if !CLOUDTRAIL_DETAIL_TYPES.contains(&detail_type) {
             return Err(DecodeError::NotCloudTrailDetail(detail_type.to_string()));
@@ -235,10 +245,7 @@ fn classify(mut map: Map<String, Value>, now: DateTime<Utc>) -> Result<Decoded, 
     Err(DecodeError::Unrecognised)
 }
 
-fn classify_cloudtrail(
-    map: Map<String, Value>,
-    now: DateTime<Utc>,
-) -> Result<Decoded, DecodeError> {
+fn classify_cloudtrail(map: Map<'_>, now: DateTime<Utc>) -> Result<Decoded<'_>, DecodeError> {
     Ok(Decoded::Record(SourceRecord::CloudTrail(
         CloudTrailRecord::new(map, now)?,
     )))
@@ -248,7 +255,7 @@ fn classify_cloudtrail(
 mod tests {
     use super::*;
 
-    fn run(text: &str) -> Result<Decoded, DecodeError> {
+    fn run(text: &str) -> Result<Decoded<'_>, DecodeError> {
         decode(text, 1 << 20, Utc::now())
     }
 

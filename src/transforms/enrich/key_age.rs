@@ -13,6 +13,8 @@ use std::sync::Arc;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Map, Value};
 
+use crate::transforms::decode::tree;
+
 use super::Enricher;
 use crate::keys::inventory::{KeyInfo, KeyInventory, Learned};
 use crate::keys::{age_days, key_type, parse_create_date};
@@ -152,7 +154,7 @@ impl KeyAge {
                 r.proto()
                     .get("request")
                     .and_then(|q| q.get("name"))
-                    .and_then(Value::as_str)
+                    .and_then(tree::Value::as_str)
             })
             .and_then(service_account_key);
         if r.service() == "iam.googleapis.com" && !r.failed() {
@@ -218,7 +220,7 @@ fn new_service_account_key(r: &GcpRecord) -> Option<KeyInfo> {
     let response = r.proto().get("response")?;
     let (account, id) = response
         .get("name")
-        .and_then(Value::as_str)
+        .and_then(tree::Value::as_str)
         .and_then(service_account_key)?;
     let valid_after = response
         .get("valid_after_time")
@@ -227,7 +229,7 @@ fn new_service_account_key(r: &GcpRecord) -> Option<KeyInfo> {
         s.as_i64()
             .or_else(|| s.as_str().and_then(|t| t.parse().ok()))
     });
-    let created = match (seconds, valid_after.and_then(Value::as_str)) {
+    let created = match (seconds, valid_after.and_then(tree::Value::as_str)) {
         (Some(secs), _) => DateTime::from_timestamp(secs, 0),
         (None, Some(text)) => parse_time(text),
         (None, None) => None,
@@ -281,11 +283,11 @@ fn added_credentials(r: &AzureRecord) -> Vec<String> {
     let targets = r
         .properties()
         .and_then(|p| p.get("targetResources"))
-        .and_then(Value::as_array);
+        .and_then(tree::Value::as_array);
     for t in targets.into_iter().flatten() {
-        let modified = t.get("modifiedProperties").and_then(Value::as_array);
+        let modified = t.get("modifiedProperties").and_then(tree::Value::as_array);
         for m in modified.into_iter().flatten() {
-            if m.get("displayName").and_then(Value::as_str) != Some("KeyDescription") {
+            if m.get("displayName").and_then(tree::Value::as_str) != Some("KeyDescription") {
                 continue;
             }
             let old = key_identifiers(m.get("oldValue"));
@@ -300,8 +302,8 @@ fn added_credentials(r: &AzureRecord) -> Vec<String> {
 }
 
 /// `KeyIdentifier=…` values in a `KeyDescription` value.
-fn key_identifiers(v: Option<&Value>) -> Vec<String> {
-    let Some(text) = v.and_then(Value::as_str) else {
+fn key_identifiers(v: Option<&tree::Value<'_>>) -> Vec<String> {
+    let Some(text) = v.and_then(tree::Value::as_str) else {
         return Vec::new();
     };
     text.split("KeyIdentifier=")
@@ -362,10 +364,12 @@ impl Enricher for KeyAge {
             );
         }
         if let Some(c) = found.credential {
-            record.context.insert("key".into(), Value::Object(c));
+            record
+                .context
+                .insert("key", tree::Value::from(Value::Object(c)));
         }
         if let Some(s) = found.session {
-            record.context.insert("session".into(), s);
+            record.context.insert("session", tree::Value::from(s));
         }
     }
 }
@@ -373,7 +377,7 @@ impl Enricher for KeyAge {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::transforms::decode::tree::json;
 
     #[test]
     fn key_identifiers_from_key_description() {

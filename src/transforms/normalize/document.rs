@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 use super::json;
 use super::sections::Part;
 use crate::transforms::decode::fields::str_of;
-use crate::transforms::decode::SourceRecord;
+use crate::transforms::decode::{tree, SourceRecord};
 
 /// An ECS or OCSF document under construction.
 ///
@@ -197,7 +197,7 @@ impl Document {
     pub fn splice_str(
         &mut self,
         path: &'static str,
-        fields: &Map<String, Value>,
+        fields: &tree::Map<'_>,
         key: &'static str,
     ) -> bool {
         let present = str_of(fields, key).is_some();
@@ -212,7 +212,7 @@ impl Document {
     pub fn splice_str_or_empty(
         &mut self,
         path: &'static str,
-        fields: &Map<String, Value>,
+        fields: &tree::Map<'_>,
         key: &'static str,
     ) {
         if !self.splice_str(path, fields, key) {
@@ -320,12 +320,7 @@ impl Head {
 
     /// The record's top-level string `key` at `field`, written from the record at
     /// serialization, when it is a non-empty string.
-    pub fn splice_str(
-        &mut self,
-        field: &'static str,
-        fields: &Map<String, Value>,
-        key: &'static str,
-    ) {
+    pub fn splice_str(&mut self, field: &'static str, fields: &tree::Map<'_>, key: &'static str) {
         if str_of(fields, key).is_some() {
             self.push(field, Node::Part(Part::Field(key)));
         }
@@ -409,13 +404,13 @@ mod tests {
     use chrono::Utc;
     use serde_json::json;
 
-    fn record() -> SourceRecord {
+    fn record() -> SourceRecord<'static> {
         let fields = json!({"eventName": "CreateUser", "eventSource": "iam.amazonaws.com",
             "requestParameters": {"userName": "backdoor"}})
         .as_object()
         .cloned()
         .unwrap();
-        SourceRecord::CloudTrail(CloudTrailRecord::new(fields, Utc::now()).unwrap())
+        SourceRecord::CloudTrail(CloudTrailRecord::new(fields.into(), Utc::now()).unwrap())
     }
 
     #[test]
@@ -446,7 +441,8 @@ mod tests {
         .as_object()
         .cloned()
         .unwrap();
-        let source = SourceRecord::CloudTrail(CloudTrailRecord::new(fields, Utc::now()).unwrap());
+        let source =
+            SourceRecord::CloudTrail(CloudTrailRecord::new(fields.into(), Utc::now()).unwrap());
         let mut doc = Document::default();
         doc.put("a.b", "tab\there \u{7f} \"q\"");
         doc.put(

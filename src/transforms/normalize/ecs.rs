@@ -11,7 +11,7 @@ use super::sections::Part;
 use super::taxonomy::{EcsCategories, Taxonomy};
 use crate::transforms::decode::fields::{obj_of, split_email, str_of};
 use crate::transforms::decode::time::TimeSource;
-use crate::transforms::decode::{AzureRecord, CloudTrailRecord, GcpRecord};
+use crate::transforms::decode::{tree, AzureRecord, CloudTrailRecord, GcpRecord};
 
 pub const ECS_VERSION: &str = "9.4.0";
 
@@ -281,7 +281,7 @@ pub fn cloudtrail_insight(r: &CloudTrailRecord, now: DateTime<Utc>) -> Document 
 
 /// "CloudTrail Insight Start: ApiCallRateInsight on ssm.amazonaws.com
 /// UpdateInstanceAssociationStatus (baseline average 1.7561507937, insight average 50.1)".
-pub fn insight_message(details: &serde_json::Map<String, Value>) -> String {
+pub fn insight_message(details: &tree::Map<'_>) -> String {
     let field = |k: &str| str_of(details, k).unwrap_or("?");
     let mut message = format!(
         "CloudTrail Insight {}: {} on {} {}",
@@ -380,8 +380,8 @@ pub fn entra(r: &AzureRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Document {
             );
             if let Some(geo) = obj_of(loc, "geoCoordinates") {
                 if let (Some(lat), Some(lon)) = (
-                    geo.get("latitude").and_then(Value::as_f64),
-                    geo.get("longitude").and_then(Value::as_f64),
+                    geo.get("latitude").and_then(tree::Value::as_f64),
+                    geo.get("longitude").and_then(tree::Value::as_f64),
                 ) {
                     doc.put(
                         "source.geo.location",
@@ -499,8 +499,8 @@ fn put_azure(doc: &mut Document, r: &AzureRecord) {
             .or_else(|| r.prop_str("correlationId")),
     );
     match r.fields().get("Level").or_else(|| r.fields().get("level")) {
-        Some(Value::String(level)) => doc.put("log.level", level.as_str()),
-        Some(Value::Number(level)) => doc.put("log.level", level.to_string()),
+        Some(tree::Value::String(level)) => doc.put("log.level", level.as_str()),
+        Some(tree::Value::Number(level)) => doc.put("log.level", level.to_string()),
         _ => {}
     }
     let Some(id) = r.str("resourceId") else {
@@ -532,10 +532,10 @@ fn put_azure(doc: &mut Document, r: &AzureRecord) {
 
 /// `durationMs` as ECS `event.duration` (nanoseconds); none for a negative duration or one
 /// too long to count in nanoseconds (found by fuzzing: the multiplication overflowed).
-fn duration_ns(v: &Value) -> Option<i64> {
+fn duration_ns(v: &tree::Value<'_>) -> Option<i64> {
     let ms: i64 = match v {
-        Value::Number(n) => n.as_i64()?,
-        Value::String(s) => s.parse().ok()?,
+        tree::Value::Number(n) => n.as_i64()?,
+        tree::Value::String(s) => s.parse().ok()?,
         _ => return None,
     };
     ms.checked_mul(1_000_000).filter(|ns| *ns >= 0)
@@ -627,7 +627,8 @@ mod tests {
                 "operationName": "Add user",
                 "properties": {"id": "x", "activityDisplayName": "Add user"}
             });
-            let r = AzureRecord::new(record.as_object().cloned().unwrap(), Utc::now()).unwrap();
+            let r =
+                AzureRecord::new(record.as_object().cloned().unwrap().into(), Utc::now()).unwrap();
             let mut doc = Document::new();
             put_azure(&mut doc, &r);
             let source = crate::transforms::decode::SourceRecord::Azure(r);
@@ -660,13 +661,14 @@ mod tests {
 
     #[test]
     fn duration_in_nanoseconds_only_when_it_fits() {
-        assert_eq!(duration_ns(&json!(1500)), Some(1_500_000_000));
-        assert_eq!(duration_ns(&json!("25")), Some(25_000_000));
+        let duration = |v: Value| duration_ns(&tree::Value::from(v));
+        assert_eq!(duration(json!(1500)), Some(1_500_000_000));
+        assert_eq!(duration(json!("25")), Some(25_000_000));
         assert_eq!(
-            duration_ns(&json!("-0000000000000000000000000000080000000000000")),
+            duration(json!("-0000000000000000000000000000080000000000000")),
             None
         );
-        assert_eq!(duration_ns(&json!(i64::MAX)), None);
-        assert_eq!(duration_ns(&json!("soon")), None);
+        assert_eq!(duration(json!(i64::MAX)), None);
+        assert_eq!(duration(json!("soon")), None);
     }
 }

@@ -4,10 +4,9 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use serde::Deserialize;
-use serde_json::{Map, Value};
-
+use crate::transforms::decode::tree::{Map, Value};
 use crate::transforms::decode::CloudTrailRecord;
+use serde::Deserialize;
 
 const TABLE: &str = include_str!("../../../config/elastic/cloudtrail-entities.toml");
 
@@ -58,7 +57,7 @@ fn paths() -> &'static Paths {
 }
 
 /// The entity identifiers of a record, sorted and without duplicates, as Elastic lists them.
-pub fn cloudtrail(r: &CloudTrailRecord) -> Vec<&str> {
+pub fn cloudtrail<'a>(r: &'a CloudTrailRecord<'_>) -> Vec<&'a str> {
     let paths = paths();
     let name = r.event_name();
     let event = paths.exact.get(name).or_else(|| {
@@ -71,7 +70,7 @@ pub fn cloudtrail(r: &CloudTrailRecord) -> Vec<&str> {
     let mut out = Vec::new();
     // Paths come grouped by their first field (`userIdentity.…`, `requestParameters.…`):
     // the record's top level is searched once per group, not once per path.
-    let mut top: Option<(&str, Option<&Value>)> = None;
+    let mut top: Option<(&str, Option<&Value<'_>>)> = None;
     for path in paths.always.iter().chain(event.into_iter().flatten()) {
         let Some((first, rest)) = path.split_first() else {
             continue;
@@ -93,7 +92,7 @@ pub fn cloudtrail(r: &CloudTrailRecord) -> Vec<&str> {
     out
 }
 
-fn within<'a>(map: &'a Map<String, Value>, path: &[String], out: &mut Vec<&'a str>) {
+fn within<'a>(map: &'a Map<'a>, path: &[String], out: &mut Vec<&'a str>) {
     if let Some((first, rest)) = path.split_first() {
         if let Some(v) = map.get(first) {
             at(v, rest, out);
@@ -103,7 +102,7 @@ fn within<'a>(map: &'a Map<String, Value>, path: &[String], out: &mut Vec<&'a st
 
 /// Every non-empty string at `rest` below `v`; an array on the way contributes each of its
 /// elements.
-fn at<'a>(v: &'a Value, rest: &[String], out: &mut Vec<&'a str>) {
+fn at<'a>(v: &'a Value<'a>, rest: &[String], out: &mut Vec<&'a str>) {
     match v {
         Value::Array(items) => items.iter().for_each(|item| at(item, rest, out)),
         Value::Object(map) => within(map, rest, out),
@@ -115,10 +114,10 @@ fn at<'a>(v: &'a Value, rest: &[String], out: &mut Vec<&'a str>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::transforms::decode::tree::json;
     use chrono::Utc;
-    use serde_json::json;
 
-    fn entities(record: Value) -> Vec<String> {
+    fn entities(record: Value<'static>) -> Vec<String> {
         let r = CloudTrailRecord::new(record.as_object().cloned().unwrap(), Utc::now()).unwrap();
         cloudtrail(&r).into_iter().map(str::to_string).collect()
     }

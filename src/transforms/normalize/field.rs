@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 
-use serde_json::{Map, Value};
+use crate::transforms::decode::tree::{Map, Value};
 
 use super::json;
 
@@ -173,16 +173,16 @@ pub fn snake_key(s: &str) -> Cow<'_, str> {
 /// sections of ECS and OCSF documents are views of the record, never copies of it.
 #[derive(Debug)]
 pub enum Field<'a> {
-    Value(&'a Value),
+    Value(&'a Value<'a>),
     /// A text made from the record.
     Text(String),
     /// A value made from the record.
-    Owned(Value),
+    Owned(Value<'a>),
     /// An object with its keys in snake_case, `depth` levels deep (objects in arrays
     /// included).
-    Snake(&'a Map<String, Value>, usize),
+    Snake(&'a Map<'a>, usize),
     /// An array whose objects have their keys in snake_case, `depth` levels deep.
-    SnakeList(&'a [Value], usize),
+    SnakeList(&'a [Value<'a>], usize),
     /// An object of named fields, sorted by key; a later field wins over an earlier one
     /// of the same key, as it would on insertion into a map.
     Object(Vec<(Cow<'a, str>, Field<'a>)>),
@@ -206,9 +206,9 @@ impl Field<'_> {
     /// The field's JSON text.
     pub fn write(&self, out: &mut Vec<u8>) {
         match self {
-            Field::Value(v) => json::value(out, v),
+            Field::Value(v) => json::record_value(out, v),
             Field::Text(t) => json::string(out, t),
-            Field::Owned(v) => json::value(out, v),
+            Field::Owned(v) => json::record_value(out, v),
             Field::Snake(map, depth) => {
                 let entries = map
                     .iter()
@@ -232,7 +232,7 @@ impl Field<'_> {
                 for item in *items {
                     match item {
                         Value::Object(map) => Field::Snake(map, *depth).write(list.item()),
-                        other => json::value(list.item(), other),
+                        other => json::record_value(list.item(), other),
                     }
                 }
                 list.close();
@@ -271,14 +271,16 @@ mod tests {
 
     #[test]
     fn snake_views_keep_the_later_of_two_keys_that_meet() {
-        let m = json!({"eventName": "a", "event_name": "b", "userIdentity": {"sessionContext": {"mfaAuthenticated": "true"}}})
-            .as_object()
-            .cloned()
-            .unwrap();
+        let m = Map::from(
+            json!({"eventName": "a", "event_name": "b", "userIdentity": {"sessionContext": {"mfaAuthenticated": "true"}}})
+                .as_object()
+                .cloned()
+                .unwrap(),
+        );
         let mut out = Vec::new();
         Field::Snake(&m, 2).write(&mut out);
         assert_eq!(
-            serde_json::from_slice::<Value>(&out).unwrap(),
+            serde_json::from_slice::<serde_json::Value>(&out).unwrap(),
             json!({"event_name": "b", "user_identity": {"session_context": {"mfaAuthenticated": "true"}}})
         );
     }

@@ -15,15 +15,14 @@
 //! (`eventname`) has such keys sorted; the text holds the same `key=value` pairs either
 //! way.
 
-use serde_json::Value;
-
 use crate::transforms::decode::tape::Item;
+use crate::transforms::decode::tree::Value;
 
 /// `value` as Java prints the parsed value: maps `{k=v, k2=v2}` in `HashMap` order, lists
 /// `[a, b]`, strings bare, numbers as `Integer`/`Long`/`Double` print them. Like Elastic's
 /// pipeline, which first drops null and empty values recursively, those are left out; a
 /// value that is nothing but those has no text.
-pub fn java_text(value: &Value) -> JavaText {
+pub fn java_text(value: &Value<'_>) -> JavaText {
     let mut out = String::new();
     let mut shared = false;
     let text = write(value, &mut out, &mut shared).then_some(out);
@@ -55,7 +54,7 @@ pub fn java_text_of(item: Item<'_, '_>) -> Option<String> {
 /// null/empty values recursively" script removes: null, `""`, and containers left empty.
 /// One pass: a dropped entry is written and taken back, never checked ahead.
 /// `shared` is set when two keys of an object fell into one bucket.
-fn write(value: &Value, out: &mut String, shared: &mut bool) -> bool {
+fn write(value: &Value<'_>, out: &mut String, shared: &mut bool) -> bool {
     match value {
         Value::Null => false,
         Value::String(s) if s.is_empty() => false,
@@ -235,6 +234,11 @@ mod tests {
     use crate::transforms::decode::tape::Tape;
     use serde_json::json;
 
+    /// The text of serde_json's tree, as of the record's.
+    fn java_text(value: &serde_json::Value) -> JavaText {
+        super::java_text(&Value::from(value.clone()))
+    }
+
     /// The text, whether or not its order was settled.
     fn any(text: JavaText) -> Option<String> {
         match text {
@@ -290,12 +294,12 @@ mod tests {
         assert_eq!(text(json!({"BB": 1, "Aa": 2})), "{Aa=2, BB=1}");
         // 13 keys need a table of 32, where `A` (65) and `Q` (81) no longer share a bucket.
         assert_eq!(bucket("A", 16), bucket("Q", 16));
-        let wide: serde_json::Map<String, Value> = "AQCDEFGHIJKLM"
+        let wide: serde_json::Map<String, serde_json::Value> = "AQCDEFGHIJKLM"
             .chars()
             .map(|k| (k.to_string(), json!(1)))
             .collect();
         assert_eq!(
-            text(Value::Object(wide)),
+            text(serde_json::Value::Object(wide)),
             "{A=1, C=1, D=1, E=1, F=1, G=1, H=1, I=1, J=1, K=1, L=1, M=1, Q=1}"
         );
         assert_eq!(

@@ -5,6 +5,8 @@
 
 use chrono::{DateTime, Datelike, SecondsFormat, Timelike, Utc};
 use serde_json::{Map, Number, Value};
+
+use crate::transforms::decode::tree;
 use sonic_rs::format::{CompactFormatter, Formatter};
 
 /// `s` as a quoted JSON string. sonic-rs escapes 16 or 32 bytes at a time.
@@ -72,6 +74,33 @@ pub fn object(out: &mut Vec<u8>, map: &Map<String, Value>) {
     let mut o = Object::open(out);
     for (k, v) in map {
         value(o.key(k), v);
+    }
+    o.close();
+}
+
+/// A value of a decoded record, as `value` writes serde_json's.
+pub fn record_value(out: &mut Vec<u8>, v: &tree::Value<'_>) {
+    match v {
+        tree::Value::Null => null(out),
+        tree::Value::Bool(true) => out.extend_from_slice(b"true"),
+        tree::Value::Bool(false) => out.extend_from_slice(b"false"),
+        tree::Value::Number(n) => number(out, n),
+        tree::Value::String(s) => string(out, s),
+        tree::Value::Array(items) => {
+            let mut list = Array::open(out);
+            for item in items {
+                record_value(list.item(), item);
+            }
+            list.close();
+        }
+        tree::Value::Object(map) => record_object(out, map),
+    }
+}
+
+pub fn record_object(out: &mut Vec<u8>, map: &tree::Map<'_>) {
+    let mut o = Object::open(out);
+    for (k, v) in map {
+        record_value(o.key(k), v);
     }
     o.close();
 }

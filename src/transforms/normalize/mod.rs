@@ -13,7 +13,7 @@ pub mod taxonomy;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
-use crate::transforms::decode::{AzureLog, SourceRecord};
+use crate::transforms::decode::{tree, AzureLog, SourceRecord};
 use document::Document;
 
 /// Which documents to build for every record.
@@ -39,16 +39,16 @@ impl OutputFormat {
 
 /// A validated record with its documents under construction; enrichers add to them.
 #[derive(Debug)]
-pub struct Normalized {
-    pub source: SourceRecord,
+pub struct Normalized<'a> {
+    pub source: SourceRecord<'a>,
     pub id: String,
     pub ecs: Option<Document>,
     pub ocsf: Option<Document>,
     /// OCSF Detection Findings (class 2004) raised by enrichers for this record.
     pub findings: Vec<Map<String, Value>>,
     /// Context enrichers learn about the record (credential type, key age), which later
-    /// stages and rules read as `context.…`.
-    pub context: Map<String, Value>,
+    /// stages and rules read as `context.…`, as they read the record.
+    pub context: tree::Map<'static>,
     /// ATT&CK technique ids the record was tagged with.
     pub techniques: Vec<String>,
     /// Ids of the rules that matched.
@@ -59,11 +59,11 @@ pub struct Normalized {
 /// Build the requested documents for one record. `fallback_id` is asked for an id only
 /// when the record carries none of its own.
 pub fn normalize(
-    source: SourceRecord,
+    source: SourceRecord<'_>,
     format: OutputFormat,
     fallback_id: impl FnOnce() -> String,
     now: DateTime<Utc>,
-) -> Normalized {
+) -> Normalized<'_> {
     let (ecs, ocsf) = match &source {
         SourceRecord::CloudTrail(r) if r.is_insight() => (
             format.ecs().then(|| ecs::cloudtrail_insight(r, now)),
@@ -104,7 +104,7 @@ pub fn normalize(
         ecs,
         ocsf,
         findings: Vec::new(),
-        context: Map::new(),
+        context: tree::Map::new(),
         techniques: Vec::new(),
         rules: Vec::new(),
         now,

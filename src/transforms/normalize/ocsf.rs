@@ -13,7 +13,7 @@ use super::sections::{
 use super::taxonomy::{OcsfClass, Taxonomy};
 use crate::transforms::decode::fields::{obj_of, split_email, str_of};
 use crate::transforms::decode::time::parse_time;
-use crate::transforms::decode::{AzureRecord, CloudTrailRecord, GcpRecord, UserIdentity};
+use crate::transforms::decode::{tree, AzureRecord, CloudTrailRecord, GcpRecord, UserIdentity};
 
 pub const OCSF_VERSION: &str = "1.8.0";
 
@@ -119,7 +119,7 @@ pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> D
             doc.put("actor.session.created_time", epoch_ms(created));
             doc.put_time("actor.session.created_time_dt", created);
         }
-        if let Some(mfa) = attrs.get("mfaAuthenticated").and_then(Value::as_str) {
+        if let Some(mfa) = attrs.get("mfaAuthenticated").and_then(tree::Value::as_str) {
             doc.put("actor.session.is_mfa", mfa == "true");
         }
     }
@@ -194,7 +194,7 @@ pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> D
                 .fields()
                 .get("additionalEventData")
                 .and_then(|a| a.get("MFAUsed"))
-                .and_then(Value::as_str)
+                .and_then(tree::Value::as_str)
             {
                 doc.put("is_mfa", mfa == "Yes");
             }
@@ -253,7 +253,7 @@ fn cloudtrail_source(
 /// finding's uid so the two pair up.
 pub fn cloudtrail_insight(r: &CloudTrailRecord, now: DateTime<Utc>) -> Document {
     let mut doc = Document::new();
-    let empty = Map::new();
+    let empty = tree::Map::new();
     let details = r.insight_details().unwrap_or(&empty);
     let state = str_of(details, "state");
     let (activity_id, activity_name) = match state {
@@ -340,7 +340,7 @@ pub fn cloudtrail_insight(r: &CloudTrailRecord, now: DateTime<Utc>) -> Document 
 }
 
 /// The Insight's averages as OCSF's baseline and anomaly observations.
-fn anomaly_analysis(details: &Map<String, Value>, operation: Option<&str>) -> Option<Value> {
+fn anomaly_analysis(details: &tree::Map<'_>, operation: Option<&str>) -> Option<Value> {
     let statistics = obj_of(details, "insightContext").and_then(|c| obj_of(c, "statistics"))?;
     let observed = |k: &str| {
         let average = obj_of(statistics, k)?.get("average")?;
@@ -415,12 +415,12 @@ fn target_user(r: &CloudTrailRecord) -> Option<Map<String, Value>> {
 
 /// Resources with an ARN (OCSF needs a uid or name), and whether every resource had one.
 fn cloudtrail_resources(r: &CloudTrailRecord) -> (Vec<Value>, bool) {
-    let Some(list) = r.fields().get("resources").and_then(Value::as_array) else {
+    let Some(list) = r.fields().get("resources").and_then(tree::Value::as_array) else {
         return (Vec::new(), true);
     };
     let out: Vec<Value> = list
         .iter()
-        .filter_map(Value::as_object)
+        .filter_map(tree::Value::as_object)
         .filter_map(|res| {
             let uid = str_of(res, "ARN").or_else(|| str_of(res, "arn"))?;
             let mut d = Object::new();
@@ -507,8 +507,8 @@ pub fn entra(r: &AzureRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Document {
             l.put_opt("region", str_of(loc, "state"));
             l.put_opt("country", str_of(loc, "countryOrRegion"));
             if let Some(geo) = obj_of(loc, "geoCoordinates") {
-                l.put_opt("lat", geo.get("latitude").and_then(Value::as_f64));
-                l.put_opt("long", geo.get("longitude").and_then(Value::as_f64));
+                l.put_opt("lat", geo.get("latitude").and_then(tree::Value::as_f64));
+                l.put_opt("long", geo.get("longitude").and_then(tree::Value::as_f64));
             }
             let l = l.into_map();
             if !l.is_empty() {
@@ -691,7 +691,7 @@ fn is_email(s: &str) -> bool {
         && s.matches('@').count() == 1
 }
 
-fn entra_target_user(t: &Map<String, Value>) -> Value {
+fn entra_target_user(t: &tree::Map<'_>) -> Value {
     let mut u = Object::new();
     u.put_opt("uid", str_of(t, "id"));
     u.put_opt(
@@ -756,12 +756,12 @@ fn entra_group(r: &AzureRecord) -> Value {
     let modified = |name: &str| {
         r.properties()
             .and_then(|p| p.get("targetResources"))
-            .and_then(Value::as_array)
+            .and_then(tree::Value::as_array)
             .into_iter()
             .flatten()
-            .filter_map(|t| t.get("modifiedProperties").and_then(Value::as_array))
+            .filter_map(|t| t.get("modifiedProperties").and_then(tree::Value::as_array))
             .flatten()
-            .filter_map(Value::as_object)
+            .filter_map(tree::Value::as_object)
             .find(|m| str_of(m, "displayName") == Some(name))
             .and_then(|m| str_of(m, "newValue").or_else(|| str_of(m, "oldValue")))
             .map(|v| v.trim_matches('"').to_string())
@@ -792,9 +792,9 @@ fn entity(r: &AzureRecord) -> Value {
     let target = r
         .properties()
         .and_then(|p| p.get("targetResources"))
-        .and_then(Value::as_array)
+        .and_then(tree::Value::as_array)
         .and_then(|t| t.first())
-        .and_then(Value::as_object);
+        .and_then(tree::Value::as_object);
     let mut e = Object::new();
     match target {
         Some(t) => {
@@ -816,15 +816,23 @@ fn privileges(r: &AzureRecord) -> Value {
     let targets = r
         .properties()
         .and_then(|p| p.get("targetResources"))
-        .and_then(Value::as_array);
-    for t in targets.into_iter().flatten().filter_map(Value::as_object) {
+        .and_then(tree::Value::as_array);
+    for t in targets
+        .into_iter()
+        .flatten()
+        .filter_map(tree::Value::as_object)
+    {
         if str_of(t, "type") == Some("Role") {
             if let Some(name) = str_of(t, "displayName") {
                 out.push(name.to_string());
             }
         }
-        let modified = t.get("modifiedProperties").and_then(Value::as_array);
-        for m in modified.into_iter().flatten().filter_map(Value::as_object) {
+        let modified = t.get("modifiedProperties").and_then(tree::Value::as_array);
+        for m in modified
+            .into_iter()
+            .flatten()
+            .filter_map(tree::Value::as_object)
+        {
             let name = str_of(m, "displayName").unwrap_or("");
             if matches!(
                 name,
@@ -883,14 +891,14 @@ pub fn gcp_audit(r: &GcpRecord, class: OcsfClass, now: DateTime<Utc>) -> Documen
             .fields()
             .get("operation")
             .and_then(|o| o.get("id"))
-            .and_then(Value::as_str)
+            .and_then(tree::Value::as_str)
             .or(r.id())
             .unwrap_or("");
         doc.put("api.request.uid", uid);
-        doc.put("api.request.data", request.clone());
+        doc.put("api.request.data", request.to_json());
     }
     if let Some(response) = r.proto().get("response").filter(|v| v.is_object()) {
-        doc.put("api.response.data", response.clone());
+        doc.put("api.response.data", response.to_json());
     }
     let mut user = Object::new();
     if let Some(email) = r.principal_email() {
@@ -940,7 +948,7 @@ pub fn gcp_audit(r: &GcpRecord, class: OcsfClass, now: DateTime<Utc>) -> Documen
     let mut unmapped = Map::new();
     for key in ["authorizationInfo", "serviceData", "metadata"] {
         if let Some(v) = r.proto().get(key).filter(|v| !v.is_null()) {
-            unmapped.insert(key.to_string(), v.clone());
+            unmapped.insert(key.to_string(), v.to_json());
         }
     }
     if !unmapped.is_empty() {

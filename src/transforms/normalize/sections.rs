@@ -6,7 +6,7 @@
 use std::borrow::Cow;
 use std::net::IpAddr;
 
-use serde_json::{Map, Value};
+use crate::transforms::decode::tree::{Map, Str, Value};
 
 use super::field::{snake_key, Field};
 use super::java_text::{java_text, java_text_of, JavaText};
@@ -42,10 +42,10 @@ pub enum Part {
 impl Part {
     /// This part's JSON text, read from `source` (and `input`, the text it was decoded
     /// from, when at hand).
-    pub fn write(self, source: &SourceRecord, input: Option<&str>, out: &mut Vec<u8>) {
+    pub fn write(self, source: &SourceRecord<'_>, input: Option<&str>, out: &mut Vec<u8>) {
         match (self, source) {
             (Part::Field(key), _) => match source.fields().get(key) {
-                Some(v) => json::value(out, v),
+                Some(v) => json::record_value(out, v),
                 None => json::null(out),
             },
             (Part::EcsCloudTrail, SourceRecord::CloudTrail(r)) => {
@@ -61,7 +61,7 @@ impl Part {
             ) => ocsf_cloudtrail_unmapped(r, request_parameters, resources).write(out),
             (Part::OcsfEntraUnmapped, SourceRecord::Azure(r)) => ocsf_entra_unmapped(r).write(out),
             (Part::EcsActivity, SourceRecord::Azure(r)) => ecs_activity(r).write(out),
-            (Part::EcsGcp, SourceRecord::Gcp(r)) => json::object(out, &ecs_gcp_audit(r)),
+            (Part::EcsGcp, SourceRecord::Gcp(r)) => json::record_object(out, &ecs_gcp_audit(r)),
             (Part::OcsfActivityUnmapped, SourceRecord::Azure(r)) => {
                 Field::Object(unmapped_activity_fields(r)).write(out)
             }
@@ -105,7 +105,7 @@ pub fn ecs_cloudtrail<'a>(r: &'a CloudTrailRecord, input: Option<&str>) -> Field
                     let section = tape
                         .get_or_insert_with(|| record_tape(r, input?))
                         .as_ref()
-                        .and_then(|t| t.root().members().find(|(k, _)| k == key))
+                        .and_then(|t| t.root().members().find(|(k, _)| k == key.as_str()))
                         .map(|(_, section)| java_text_of(section));
                     section.unwrap_or(text)
                 }
@@ -138,7 +138,7 @@ pub fn ecs_cloudtrail<'a>(r: &'a CloudTrailRecord, input: Option<&str>) -> Field
 
 /// The record's own JSON text in `input` indexed, when it holds exactly the decoded fields
 /// (a repeated key, which the tree kept once, would be printed twice from the text).
-fn record_tape<'t>(r: &CloudTrailRecord, input: &'t str) -> Option<Tape<'t>> {
+fn record_tape<'a, 't>(r: &'a CloudTrailRecord<'a>, input: &'t str) -> Option<Tape<'t>> {
     let tape = Tape::new(r.own_text(input)?)?;
     (tape.members() == tape::members_of(r.fields())).then_some(tape)
 }
@@ -153,7 +153,7 @@ fn insert_sorted<'a>(
     entries.insert(at, (Cow::Borrowed(name), field));
 }
 
-fn user_identity(identity: &Map<String, Value>) -> Field<'_> {
+fn user_identity<'a>(identity: &'a Map<'a>) -> Field<'a> {
     let entries = identity
         .iter()
         .map(|(key, value)| match (key.as_str(), value) {
@@ -178,7 +178,7 @@ fn user_identity(identity: &Map<String, Value>) -> Field<'_> {
     Field::object(entries)
 }
 
-fn snake_field(value: &Value, depth: usize) -> Field<'_> {
+fn snake_field<'a>(value: &'a Value<'a>, depth: usize) -> Field<'a> {
     match value {
         Value::Object(map) => Field::Snake(map, depth),
         other => Field::Value(other),
@@ -187,7 +187,7 @@ fn snake_field(value: &Value, depth: usize) -> Field<'_> {
 
 /// `console_login.additional_eventdata`: `MobileVersion` and `MFAUsed` as booleans
 /// (anything but "No" is true, as Elastic reads them) and `LoginTo`.
-fn console_login(r: &CloudTrailRecord) -> Option<Field<'_>> {
+fn console_login<'a>(r: &'a CloudTrailRecord<'a>) -> Option<Field<'a>> {
     let data = r.fields().get("additionalEventData")?.as_object()?;
     let yes = |key: &str| {
         data.get(key)
@@ -220,7 +220,7 @@ fn console_login(r: &CloudTrailRecord) -> Option<Field<'_>> {
 ///   as Azure wrote it, as in Elastic), and `target_resources` with their
 ///   `modified_properties` as objects keyed by position (`target_resources.0.display_name`,
 ///   `…modified_properties.3.new_value`), the shape Elastic's rules address.
-pub fn ecs_entra(r: &AzureRecord) -> Field<'_> {
+pub fn ecs_entra<'a>(r: &'a AzureRecord<'a>) -> Field<'a> {
     let sign_in = r.kind().is_sign_in();
     let entries = r
         .fields()
@@ -241,7 +241,7 @@ pub fn ecs_entra(r: &AzureRecord) -> Field<'_> {
 
 /// Sign-in `properties` in snake_case at every level, except three names Elastic's pipeline
 /// spells its own way (and its dashboards and ML jobs read).
-fn sign_in_properties(properties: &Map<String, Value>) -> Field<'_> {
+fn sign_in_properties<'a>(properties: &'a Map<'a>) -> Field<'a> {
     let entries = properties
         .iter()
         .map(|(key, value)| {
@@ -264,7 +264,7 @@ fn sign_in_properties(properties: &Map<String, Value>) -> Field<'_> {
     Field::object(entries)
 }
 
-fn audit_properties(properties: &Map<String, Value>) -> Field<'_> {
+fn audit_properties<'a>(properties: &'a Map<'a>) -> Field<'a> {
     let entries = properties
         .iter()
         .map(|(key, value)| {
@@ -278,7 +278,7 @@ fn audit_properties(properties: &Map<String, Value>) -> Field<'_> {
     Field::object(entries)
 }
 
-fn target_resource(resource: &Map<String, Value>) -> Field<'_> {
+fn target_resource<'a>(resource: &'a Map<'a>) -> Field<'a> {
     let entries = resource
         .iter()
         .map(|(key, value)| {
@@ -297,10 +297,7 @@ fn target_resource(resource: &Map<String, Value>) -> Field<'_> {
 
 /// An array as an object keyed by position (`"0"`, `"1"`, …), each object item through
 /// `object`, anything else as it is.
-fn indexed<'a>(
-    items: &'a [Value],
-    object: impl Fn(&'a Map<String, Value>) -> Field<'a>,
-) -> Field<'a> {
+fn indexed<'a>(items: &'a [Value], object: impl Fn(&'a Map<'a>) -> Field<'a>) -> Field<'a> {
     let entries = items
         .iter()
         .enumerate()
@@ -328,7 +325,7 @@ fn indexed<'a>(
 /// - `properties` as written, but `status_code` and `service_request_id`, request and
 ///   response bodies parsed, and without `statusMessage` (ECS `message`) and
 ///   `eventCategory`.
-pub fn ecs_activity(r: &AzureRecord) -> Field<'_> {
+pub fn ecs_activity<'a>(r: &'a AzureRecord<'a>) -> Field<'a> {
     let mut entries = Vec::with_capacity(r.fields().len() + 1);
     for (key, value) in r.fields() {
         let entry = match (key.as_str(), value) {
@@ -359,7 +356,7 @@ pub fn ecs_activity(r: &AzureRecord) -> Field<'_> {
 
 /// The Activity Log's own category of the event: `properties.eventCategory`, else
 /// `Policy` for a policy evaluation, else `Administrative`, as Elastic decides it.
-fn event_category(r: &AzureRecord) -> Field<'_> {
+fn event_category<'a>(r: &'a AzureRecord<'a>) -> Field<'a> {
     let props = r.properties();
     match props.and_then(|p| p.get("eventCategory")) {
         Some(c @ Value::String(_)) => Field::Value(c),
@@ -385,7 +382,7 @@ const INITIATED_BY: &[(&str, &str)] = &[
     ("fullname", "name"),
 ];
 
-fn activity_identity(identity: &Map<String, Value>) -> Field<'_> {
+fn activity_identity<'a>(identity: &'a Map<'a>) -> Field<'a> {
     let mut entries = Vec::with_capacity(identity.len() + 1);
     for (key, value) in identity {
         match (key.as_str(), value) {
@@ -409,7 +406,7 @@ fn activity_identity(identity: &Map<String, Value>) -> Field<'_> {
                     .iter()
                     .filter_map(|(name, claim)| {
                         claims
-                            .get(*claim)
+                            .get(claim)
                             .filter(|v| v.is_string())
                             .map(|v| (Cow::Borrowed(*name), Field::Value(v)))
                     })
@@ -433,7 +430,7 @@ fn activity_identity(identity: &Map<String, Value>) -> Field<'_> {
     Field::object(entries)
 }
 
-fn activity_properties(properties: &Map<String, Value>) -> Field<'_> {
+fn activity_properties<'a>(properties: &'a Map<'a>) -> Field<'a> {
     let entries = properties
         .iter()
         .filter(|(k, _)| !matches!(k.as_str(), "statusMessage" | "eventCategory"))
@@ -458,10 +455,8 @@ fn activity_properties(properties: &Map<String, Value>) -> Field<'_> {
 
 /// A request or response body Azure wrote as JSON text, as the object Elastic's pipeline
 /// parses it into (rules query `properties.requestbody.properties.roleDefinitionId`).
-fn body(text: &str) -> Option<Value> {
-    serde_json::from_str::<Value>(text)
-        .ok()
-        .filter(Value::is_object)
+fn body(text: &str) -> Option<Value<'_>> {
+    Value::parse(text).ok().filter(Value::is_object)
 }
 
 /// Activity Log keys with an OCSF home.
@@ -485,7 +480,7 @@ fn activity_unmapped(key: &str, value: &Value) -> bool {
 }
 
 /// The fields of an Activity Log record with no OCSF attribute.
-fn unmapped_activity_fields(r: &AzureRecord) -> Vec<(Cow<'_, str>, Field<'_>)> {
+fn unmapped_activity_fields<'a>(r: &'a AzureRecord<'a>) -> Vec<(Cow<'a, str>, Field<'a>)> {
     r.fields()
         .iter()
         .filter(|(k, v)| activity_unmapped(k, v))
@@ -494,7 +489,7 @@ fn unmapped_activity_fields(r: &AzureRecord) -> Vec<(Cow<'_, str>, Field<'_>)> {
 }
 
 /// Does an Activity Log record have any field for OCSF `unmapped`?
-pub fn has_unmapped_activity_fields(r: &AzureRecord) -> bool {
+pub fn has_unmapped_activity_fields<'a>(r: &'a AzureRecord<'a>) -> bool {
     r.fields().iter().any(|(k, v)| activity_unmapped(k, v))
 }
 
@@ -543,11 +538,11 @@ const ENTRA_MAPPED_PROPERTIES: &[&str] = &[
 
 /// The fields of a CloudTrail record with no OCSF attribute, and those mapped fields
 /// that found no home in this record.
-fn unmapped_cloudtrail_fields(
-    r: &CloudTrailRecord,
+fn unmapped_cloudtrail_fields<'a>(
+    r: &'a CloudTrailRecord<'a>,
     request_parameters: bool,
     resources: bool,
-) -> Vec<(Cow<'_, str>, Field<'_>)> {
+) -> Vec<(Cow<'a, str>, Field<'a>)> {
     r.fields()
         .iter()
         .filter(|(k, v)| unmapped_cloudtrail(k, v, request_parameters, resources))
@@ -569,16 +564,16 @@ pub fn unmapped_cloudtrail(
 }
 
 /// OCSF `unmapped` of a CloudTrail record.
-pub fn ocsf_cloudtrail_unmapped(
-    r: &CloudTrailRecord,
+pub fn ocsf_cloudtrail_unmapped<'a>(
+    r: &'a CloudTrailRecord<'a>,
     request_parameters: bool,
     resources: bool,
-) -> Field<'_> {
+) -> Field<'a> {
     Field::Object(unmapped_cloudtrail_fields(r, request_parameters, resources))
 }
 
 /// The fields of an Entra record with no OCSF attribute.
-pub fn unmapped_entra_fields(r: &AzureRecord) -> Vec<(Cow<'_, str>, Field<'_>)> {
+pub fn unmapped_entra_fields<'a>(r: &'a AzureRecord<'a>) -> Vec<(Cow<'a, str>, Field<'a>)> {
     let mut out = Vec::new();
     for (k, v) in r.fields() {
         match (k.as_str(), v) {
@@ -600,19 +595,19 @@ pub fn unmapped_entra_fields(r: &AzureRecord) -> Vec<(Cow<'_, str>, Field<'_>)> 
 }
 
 /// OCSF `unmapped` of an Entra record.
-pub fn ocsf_entra_unmapped(r: &AzureRecord) -> Field<'_> {
+pub fn ocsf_entra_unmapped<'a>(r: &'a AzureRecord<'a>) -> Field<'a> {
     Field::Object(unmapped_entra_fields(r))
 }
 
 /// ECS `gcp.audit.*` as Elastic's `gcp.audit` pipeline writes it: the payload's fields
 /// that have no ECS home, in snake case, with `request`, `response`, `metadata` and
 /// `serviceData` kept as Google wrote them (IAM policy deltas live there).
-fn ecs_gcp_audit(r: &GcpRecord) -> Map<String, Value> {
+fn ecs_gcp_audit<'a>(r: &'a GcpRecord<'a>) -> Map<'a> {
     let proto = r.proto();
     let mut out = Map::new();
-    let mut put = |key: &str, v: Option<&Value>| {
+    let mut put = |key: &'static str, v: Option<&Value<'a>>| {
         if let Some(v) = v.filter(|v| !is_empty(v)) {
-            out.insert(key.to_string(), v.clone());
+            out.insert(key, v.clone());
         }
     };
     put("type", proto.get("@type"));
@@ -629,25 +624,25 @@ fn ecs_gcp_audit(r: &GcpRecord) -> Map<String, Value> {
                 Value::Object(m) => Value::Object(
                     m.iter()
                         .filter(|(_, v)| !is_empty(v))
-                        .map(|(k, v)| (snake_key(k).into_owned(), v.clone()))
+                        .map(|(k, v)| (Str::from(snake_key(k)), v.clone()))
                         .collect(),
                 ),
                 other => other.clone(),
             })
             .collect();
-        out.insert("authorization_info".into(), Value::Array(checks));
+        out.insert("authorization_info", Value::Array(checks));
     }
     let auth = proto.get("authenticationInfo").and_then(Value::as_object);
-    let delegated: Map<String, Value> = auth
+    let delegated: Map<'a> = auth
         .into_iter()
         .flatten()
         .filter(|(k, v)| {
             !matches!(k.as_str(), "principalEmail" | "principalSubject") && !is_empty(v)
         })
-        .map(|(k, v)| (snake_key(k).into_owned(), v.clone()))
+        .map(|(k, v)| (Str::from(snake_key(k)), v.clone()))
         .collect();
     if !delegated.is_empty() {
-        out.insert("authentication_info".into(), Value::Object(delegated));
+        out.insert("authentication_info", Value::Object(delegated));
     }
     if let Some(locations) = proto
         .get("resourceLocation")
@@ -655,25 +650,28 @@ fn ecs_gcp_audit(r: &GcpRecord) -> Map<String, Value> {
         .filter(|v| !is_empty(v))
     {
         out.insert(
-            "resource_location".into(),
-            serde_json::json!({ "current_locations": locations }),
+            "resource_location",
+            Value::Object(Map::from_iter([(
+                "current_locations".into(),
+                locations.clone(),
+            )])),
         );
     }
     if let Some(n) = proto.get("numResponseItems").and_then(|n| {
         n.as_i64()
             .or_else(|| n.as_str().and_then(|s| s.parse().ok()))
     }) {
-        out.insert("num_response_items".into(), n.into());
+        out.insert("num_response_items", n.into());
     }
     let mut status = Map::new();
     if let Some(code) = r.status_code() {
-        status.insert("code".into(), code.into());
+        status.insert("code", code.into());
     }
     if let Some(message) = r.status_message() {
-        status.insert("message".into(), message.into());
+        status.insert("message", message.into());
     }
     if !status.is_empty() {
-        out.insert("status".into(), Value::Object(status));
+        out.insert("status", Value::Object(status));
     }
     if let Some(t) = r
         .fields()
@@ -682,13 +680,16 @@ fn ecs_gcp_audit(r: &GcpRecord) -> Map<String, Value> {
         .and_then(crate::transforms::decode::time::parse_time)
     {
         out.insert(
-            "receive_timestamp".into(),
+            "receive_timestamp",
             t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
                 .into(),
         );
     }
     if let Some(kind) = r.resource_type() {
-        out.insert("resource".into(), serde_json::json!({ "type": kind }));
+        out.insert(
+            "resource",
+            Value::Object(Map::from_iter([("type".into(), kind.into())])),
+        );
     }
     if let Some(op) = r
         .fields()
@@ -696,13 +697,16 @@ fn ecs_gcp_audit(r: &GcpRecord) -> Map<String, Value> {
         .and_then(|o| o.get("id"))
         .filter(|id| id.as_str() != r.id())
     {
-        out.insert("logentry_operation".into(), serde_json::json!({ "id": op }));
+        out.insert(
+            "logentry_operation",
+            Value::Object(Map::from_iter([("id".into(), op.clone())])),
+        );
     }
     out
 }
 
 /// Elastic's pipeline drops null and empty values.
-fn is_empty(v: &Value) -> bool {
+fn is_empty(v: &Value<'_>) -> bool {
     match v {
         Value::Null => true,
         Value::String(s) => s.is_empty(),
@@ -719,7 +723,7 @@ mod tests {
 
     /// `aws.cloudtrail.response_elements` of the record `input`, written with or without
     /// its text at hand.
-    fn response_text(input: &str, with_input: bool) -> Value {
+    fn response_text(input: &str, with_input: bool) -> serde_json::Value {
         let Ok(Decoded::Record(SourceRecord::CloudTrail(r))) =
             decode(input, 1 << 20, chrono::Utc::now())
         else {
@@ -727,7 +731,7 @@ mod tests {
         };
         let mut out = Vec::new();
         ecs_cloudtrail(&r, with_input.then_some(input)).write(&mut out);
-        let section: Value = serde_json::from_slice(&out).unwrap();
+        let section: serde_json::Value = serde_json::from_slice(&out).unwrap();
         section["response_elements"].clone()
     }
 

@@ -598,7 +598,7 @@ mod tests {
         let record = |name: &str, source: &str| {
             let fields = serde_json::json!({"eventName": name, "eventSource": source, "eventTime": "2024-01-01T00:00:00Z"});
             let fields = fields.as_object().cloned().unwrap();
-            CloudTrailRecord::new(fields, chrono::Utc::now()).unwrap()
+            CloudTrailRecord::new(fields.into(), chrono::Utc::now()).unwrap()
         };
         let ecs = |name: &str, source: &str| {
             let r = record(name, source);

@@ -1,0 +1,668 @@
+//! A decoded record as a tree that borrows its keys and strings from the input text.
+//!
+//! serde_json's own `Value` made a `String` for every key and string and a `BTreeMap` for
+//! every object, then freed them all again: that was a quarter of the transform stage.
+//! This tree is read through the same methods, and an object iterates its keys sorted,
+//! one per key with the last value written winning, as serde_json's map does, so what is
+//! written from it does not change. serde_json still does the parsing (its grammar, its
+//! errors, its depth limit); only the tree it builds differs.
+
+use std::borrow::{Borrow, Cow};
+use std::fmt;
+use std::ops::Deref;
+
+use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
+use serde_json::Number;
+
+/// A JSON string: borrowed from the input unless it held escapes.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Str<'a>(Cow<'a, str>);
+
+impl<'a> Str<'a> {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_owned(self) -> Str<'static> {
+        Str(Cow::Owned(self.0.into_owned()))
+    }
+}
+
+impl Deref for Str<'_> {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Borrow<str> for Str<'_> {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for Str<'_> {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Str<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for Str<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl PartialEq<str> for Str<'_> {
+    fn eq(&self, other: &str) -> bool {
+        *self.0 == *other
+    }
+}
+
+impl PartialEq<&str> for Str<'_> {
+    fn eq(&self, other: &&str) -> bool {
+        *self.0 == **other
+    }
+}
+
+impl<'a> From<&'a str> for Str<'a> {
+    fn from(s: &'a str) -> Self {
+        Str(Cow::Borrowed(s))
+    }
+}
+
+impl From<String> for Str<'_> {
+    fn from(s: String) -> Self {
+        Str(Cow::Owned(s))
+    }
+}
+
+impl<'a> From<Cow<'a, str>> for Str<'a> {
+    fn from(s: Cow<'a, str>) -> Self {
+        Str(s)
+    }
+}
+
+/// A JSON value of a decoded record.
+#[derive(Clone, PartialEq, Default)]
+pub enum Value<'a> {
+    #[default]
+    Null,
+    Bool(bool),
+    Number(Number),
+    String(Str<'a>),
+    Array(Vec<Value<'a>>),
+    Object(Map<'a>),
+}
+
+/// A JSON object: its members sorted by key, one per key.
+#[derive(Clone, PartialEq, Default)]
+pub struct Map<'a> {
+    members: Vec<(Str<'a>, Value<'a>)>,
+}
+
+impl<'a> Value<'a> {
+    /// Parse one JSON text, borrowing from it.
+    pub fn parse(text: &'a str) -> serde_json::Result<Value<'a>> {
+        serde_json::from_str(text)
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn as_object(&self) -> Option<&Map<'a>> {
+        match self {
+            Value::Object(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    pub fn as_object_mut(&mut self) -> Option<&mut Map<'a>> {
+        match self {
+            Value::Object(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    pub fn as_array(&self) -> Option<&Vec<Value<'a>>> {
+        match self {
+            Value::Array(items) => Some(items),
+            _ => None,
+        }
+    }
+
+    pub fn as_bool(&self) -> Option<bool> {
+        match self {
+            Value::Bool(b) => Some(*b),
+            _ => None,
+        }
+    }
+
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            Value::Number(n) => n.as_i64(),
+            _ => None,
+        }
+    }
+
+    pub fn as_u64(&self) -> Option<u64> {
+        match self {
+            Value::Number(n) => n.as_u64(),
+            _ => None,
+        }
+    }
+
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            Value::Number(n) => n.as_f64(),
+            _ => None,
+        }
+    }
+
+    pub fn is_null(&self) -> bool {
+        matches!(self, Value::Null)
+    }
+
+    pub fn is_string(&self) -> bool {
+        matches!(self, Value::String(_))
+    }
+
+    pub fn is_object(&self) -> bool {
+        matches!(self, Value::Object(_))
+    }
+
+    pub fn is_number(&self) -> bool {
+        matches!(self, Value::Number(_))
+    }
+
+    pub fn is_array(&self) -> bool {
+        matches!(self, Value::Array(_))
+    }
+
+    /// The member `key` of an object.
+    pub fn get(&self, key: &str) -> Option<&Value<'a>> {
+        self.as_object()?.get(key)
+    }
+
+    pub fn get_mut(&mut self, key: &str) -> Option<&mut Value<'a>> {
+        self.as_object_mut()?.get_mut(key)
+    }
+
+    /// The value, leaving null in its place.
+    pub fn take(&mut self) -> Value<'a> {
+        std::mem::take(self)
+    }
+
+    /// The same value, owning its strings.
+    pub fn into_owned(self) -> Value<'static> {
+        match self {
+            Value::Null => Value::Null,
+            Value::Bool(b) => Value::Bool(b),
+            Value::Number(n) => Value::Number(n),
+            Value::String(s) => Value::String(s.into_owned()),
+            Value::Array(items) => Value::Array(items.into_iter().map(Value::into_owned).collect()),
+            Value::Object(map) => Value::Object(map.into_owned()),
+        }
+    }
+
+    /// The same value as serde_json's, for the documents and findings that own theirs.
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            Value::Null => serde_json::Value::Null,
+            Value::Bool(b) => serde_json::Value::Bool(*b),
+            Value::Number(n) => serde_json::Value::Number(n.clone()),
+            Value::String(s) => serde_json::Value::String(s.to_string()),
+            Value::Array(items) => {
+                serde_json::Value::Array(items.iter().map(Value::to_json).collect())
+            }
+            Value::Object(map) => serde_json::Value::Object(map.to_json()),
+        }
+    }
+}
+
+impl From<serde_json::Value> for Value<'static> {
+    fn from(v: serde_json::Value) -> Self {
+        match v {
+            serde_json::Value::Null => Value::Null,
+            serde_json::Value::Bool(b) => Value::Bool(b),
+            serde_json::Value::Number(n) => Value::Number(n),
+            serde_json::Value::String(s) => Value::String(s.into()),
+            serde_json::Value::Array(items) => {
+                Value::Array(items.into_iter().map(Value::from).collect())
+            }
+            serde_json::Value::Object(map) => Value::Object(map.into()),
+        }
+    }
+}
+
+impl From<serde_json::Map<String, serde_json::Value>> for Map<'static> {
+    fn from(map: serde_json::Map<String, serde_json::Value>) -> Self {
+        // serde_json's map iterates sorted and unique, as this one keeps its members.
+        Map {
+            members: map.into_iter().map(|(k, v)| (k.into(), v.into())).collect(),
+        }
+    }
+}
+
+impl<'a> From<&'a str> for Value<'a> {
+    fn from(s: &'a str) -> Self {
+        Value::String(s.into())
+    }
+}
+
+impl From<String> for Value<'_> {
+    fn from(s: String) -> Self {
+        Value::String(s.into())
+    }
+}
+
+impl From<i64> for Value<'_> {
+    fn from(n: i64) -> Self {
+        Value::Number(n.into())
+    }
+}
+
+impl From<bool> for Value<'_> {
+    fn from(b: bool) -> Self {
+        Value::Bool(b)
+    }
+}
+
+impl fmt::Debug for Value<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Null => f.write_str("Null"),
+            Value::Bool(b) => write!(f, "Bool({b})"),
+            Value::Number(n) => write!(f, "Number({n})"),
+            Value::String(s) => write!(f, "String({s:?})"),
+            Value::Array(items) => f.debug_list().entries(items).finish(),
+            Value::Object(map) => fmt::Debug::fmt(map, f),
+        }
+    }
+}
+
+/// Compact JSON text, as serde_json's `Value` prints.
+impl fmt::Display for Value<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = serde_json::to_string(self).map_err(|_| fmt::Error)?;
+        f.write_str(&text)
+    }
+}
+
+impl<'a> Map<'a> {
+    pub fn new() -> Self {
+        Map::default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    fn find(&self, key: &str) -> Result<usize, usize> {
+        self.members.binary_search_by(|(k, _)| k.as_str().cmp(key))
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Value<'a>> {
+        self.find(key).ok().map(|at| &self.members[at].1)
+    }
+
+    pub fn get_mut(&mut self, key: &str) -> Option<&mut Value<'a>> {
+        self.find(key).ok().map(|at| &mut self.members[at].1)
+    }
+
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.find(key).is_ok()
+    }
+
+    /// Set `key`; the value it had, if any.
+    pub fn insert(&mut self, key: impl Into<Str<'a>>, value: Value<'a>) -> Option<Value<'a>> {
+        let key = key.into();
+        match self.find(&key) {
+            Ok(at) => Some(std::mem::replace(&mut self.members[at].1, value)),
+            Err(at) => {
+                self.members.insert(at, (key, value));
+                None
+            }
+        }
+    }
+
+    pub fn remove(&mut self, key: &str) -> Option<Value<'a>> {
+        self.find(key).ok().map(|at| self.members.remove(at).1)
+    }
+
+    pub fn iter(
+        &self,
+    ) -> impl DoubleEndedIterator<Item = (&Str<'a>, &Value<'a>)> + ExactSizeIterator {
+        self.members.iter().map(|(k, v)| (k, v))
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &Str<'a>> {
+        self.members.iter().map(|(k, _)| k)
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &Value<'a>> {
+        self.members.iter().map(|(_, v)| v)
+    }
+
+    pub fn into_owned(self) -> Map<'static> {
+        Map {
+            members: self
+                .members
+                .into_iter()
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect(),
+        }
+    }
+
+    pub fn to_json(&self) -> serde_json::Map<String, serde_json::Value> {
+        self.members
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_json()))
+            .collect()
+    }
+
+    /// Members in any order, possibly repeating a key: sorted, the last of a key kept.
+    fn from_members(mut members: Vec<(Str<'a>, Value<'a>)>) -> Self {
+        if !members.is_sorted_by(|a, b| a.0 < b.0) {
+            members.reverse();
+            // Stable: among equal keys the one written last now comes first and is kept.
+            members.sort_by(|a, b| a.0.cmp(&b.0));
+            members.dedup_by(|later, earlier| later.0 == earlier.0);
+        }
+        Map { members }
+    }
+}
+
+impl<'a> FromIterator<(Str<'a>, Value<'a>)> for Map<'a> {
+    fn from_iter<I: IntoIterator<Item = (Str<'a>, Value<'a>)>>(iter: I) -> Self {
+        Map::from_members(iter.into_iter().collect())
+    }
+}
+
+impl<'a, 'm> IntoIterator for &'m Map<'a> {
+    type Item = (&'m Str<'a>, &'m Value<'a>);
+    type IntoIter = std::iter::Map<
+        std::slice::Iter<'m, (Str<'a>, Value<'a>)>,
+        fn(&'m (Str<'a>, Value<'a>)) -> (&'m Str<'a>, &'m Value<'a>),
+    >;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.members.iter().map(|(k, v)| (k, v))
+    }
+}
+
+impl<'a> IntoIterator for Map<'a> {
+    type Item = (Str<'a>, Value<'a>);
+    type IntoIter = std::vec::IntoIter<(Str<'a>, Value<'a>)>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.members.into_iter()
+    }
+}
+
+/// `value["key"]`, as serde_json's tree answers it: the member, or null.
+impl<'a> std::ops::Index<&str> for Value<'a> {
+    type Output = Value<'a>;
+
+    fn index(&self, key: &str) -> &Value<'a> {
+        const NULL: Value<'static> = Value::Null;
+        self.get(key).unwrap_or(&NULL)
+    }
+}
+
+/// `value[i]`, as serde_json's tree answers it: the item, or null.
+impl<'a> std::ops::Index<usize> for Value<'a> {
+    type Output = Value<'a>;
+
+    fn index(&self, i: usize) -> &Value<'a> {
+        const NULL: Value<'static> = Value::Null;
+        self.as_array()
+            .and_then(|items| items.get(i))
+            .unwrap_or(&NULL)
+    }
+}
+
+impl PartialEq<&str> for Value<'_> {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == Some(*other)
+    }
+}
+
+/// `map["key"]`, as serde_json's map answers it: the member, or a panic when there is none.
+impl<'a> std::ops::Index<&str> for Map<'a> {
+    type Output = Value<'a>;
+
+    fn index(&self, key: &str) -> &Value<'a> {
+        self.get(key)
+            .unwrap_or_else(|| panic!("no member `{key}` in this object"))
+    }
+}
+
+impl fmt::Debug for Map<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+impl Serialize for Value<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Value::Null => s.serialize_unit(),
+            Value::Bool(b) => s.serialize_bool(*b),
+            Value::Number(n) => n.serialize(s),
+            Value::String(text) => s.serialize_str(text),
+            Value::Array(items) => {
+                let mut seq = s.serialize_seq(Some(items.len()))?;
+                for item in items {
+                    seq.serialize_element(item)?;
+                }
+                seq.end()
+            }
+            Value::Object(map) => map.serialize(s),
+        }
+    }
+}
+
+impl Serialize for Map<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut out = s.serialize_map(Some(self.len()))?;
+        for (k, v) in self {
+            out.serialize_entry(k.as_str(), v)?;
+        }
+        out.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Value<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ValueVisitor)
+    }
+}
+
+struct ValueVisitor;
+
+impl<'de> Visitor<'de> for ValueVisitor {
+    type Value = Value<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_unit<E>(self) -> Result<Value<'de>, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Value<'de>, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_bool<E>(self, b: bool) -> Result<Value<'de>, E> {
+        Ok(Value::Bool(b))
+    }
+
+    fn visit_u64<E>(self, n: u64) -> Result<Value<'de>, E> {
+        Ok(Value::Number(n.into()))
+    }
+
+    fn visit_i64<E>(self, n: i64) -> Result<Value<'de>, E> {
+        Ok(Value::Number(n.into()))
+    }
+
+    fn visit_f64<E>(self, n: f64) -> Result<Value<'de>, E> {
+        // As serde_json's own tree: a float JSON cannot hold becomes null.
+        Ok(Number::from_f64(n).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Value<'de>, E> {
+        Ok(Value::String(s.into()))
+    }
+
+    fn visit_str<E>(self, s: &str) -> Result<Value<'de>, E> {
+        Ok(Value::String(s.to_string().into()))
+    }
+
+    fn visit_string<E>(self, s: String) -> Result<Value<'de>, E> {
+        Ok(Value::String(s.into()))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value<'de>, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(item) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value<'de>, A::Error> {
+        let mut members = Vec::with_capacity(map.size_hint().unwrap_or(8));
+        while let Some(key) = map.next_key_seed(KeySeed)? {
+            members.push((key, map.next_value()?));
+        }
+        Ok(Value::Object(Map::from_members(members)))
+    }
+}
+
+/// A key, borrowed when it holds no escapes (`Cow`'s own `Deserialize` always copies).
+struct KeySeed;
+
+impl<'de> DeserializeSeed<'de> for KeySeed {
+    type Value = Str<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Str<'de>, D::Error> {
+        d.deserialize_str(KeyVisitor)
+    }
+}
+
+struct KeyVisitor;
+
+impl<'de> Visitor<'de> for KeyVisitor {
+    type Value = Str<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object key")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Str<'de>, E> {
+        Ok(s.into())
+    }
+
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<Str<'de>, E> {
+        Ok(s.to_string().into())
+    }
+
+    fn visit_string<E: de::Error>(self, s: String) -> Result<Str<'de>, E> {
+        Ok(s.into())
+    }
+}
+
+/// `serde_json::json!`, made a record's tree: tests write records as JSON literals.
+#[cfg(test)]
+macro_rules! json {
+    ($($json:tt)+) => {
+        $crate::transforms::decode::tree::Value::from(serde_json::json!($($json)+))
+    };
+}
+
+#[cfg(test)]
+pub(crate) use json;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_as_serde_json_reads_and_borrows_unescaped_text() {
+        let text = r#"{"b":[1,-2,2.5,true,null],"a":{"z":"x\"y","y":"plain"},"b":"last","c":1e3}"#;
+        let tree = Value::parse(text).unwrap();
+        let theirs: serde_json::Value = serde_json::from_str(text).unwrap();
+        assert_eq!(tree.to_json(), theirs);
+        assert_eq!(tree.to_string(), theirs.to_string());
+        let keys: Vec<&str> = tree
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str())
+            .collect();
+        assert_eq!(keys, ["a", "b", "c"]);
+        let inner = tree.get("a").unwrap();
+        assert!(matches!(
+            &inner.get("y").unwrap(),
+            Value::String(Str(Cow::Borrowed("plain")))
+        ));
+        assert!(matches!(
+            &inner.get("z").unwrap(),
+            Value::String(Str(Cow::Owned(_)))
+        ));
+        assert_eq!(tree.get("b").and_then(Value::as_str), Some("last"));
+    }
+
+    #[test]
+    fn refuses_what_serde_json_refuses() {
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        for bad in [
+            "{\"a\":1,}",
+            "[1 2]",
+            "{\"a\" 1}",
+            "\"\\ud800\"",
+            deep.as_str(),
+        ] {
+            assert_eq!(
+                Value::parse(bad).unwrap_err().to_string(),
+                serde_json::from_str::<serde_json::Value>(bad)
+                    .unwrap_err()
+                    .to_string(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn insert_and_remove_keep_members_sorted() {
+        let mut map = Map::new();
+        map.insert("b", Value::from("2"));
+        map.insert("a", Value::from("1"));
+        assert_eq!(map.insert("b", Value::from("3")), Some(Value::from("2")));
+        assert_eq!(
+            Value::Object(map.clone()).to_string(),
+            r#"{"a":"1","b":"3"}"#
+        );
+        assert_eq!(map.remove("a"), Some(Value::from("1")));
+        assert!(!map.contains_key("a"));
+    }
+}
