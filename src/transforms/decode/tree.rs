@@ -8,7 +8,9 @@
 //! errors, its depth limit); only the tree it builds differs.
 
 use std::borrow::{Borrow, Cow};
+use std::cmp::Ordering;
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::ops::Deref;
 
 use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -16,78 +18,143 @@ use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 use serde_json::Number;
 
 /// A JSON string: borrowed from the input unless it held escapes.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct Str<'a>(Cow<'a, str>);
+#[derive(Clone, Default)]
+pub struct Str<'a> {
+    text: Cow<'a, str>,
+    /// Read from the input with no escapes, so it has nothing to escape when written
+    /// (JSON text holds no bare quote, backslash or control character): its JSON text is
+    /// the input's own.
+    verbatim: bool,
+}
 
 impl<'a> Str<'a> {
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.text
+    }
+
+    /// Written between quotes as it is, with no escaping.
+    pub fn is_verbatim(&self) -> bool {
+        self.verbatim
     }
 
     pub fn into_owned(self) -> Str<'static> {
-        Str(Cow::Owned(self.0.into_owned()))
+        Str {
+            text: Cow::Owned(self.text.into_owned()),
+            verbatim: self.verbatim,
+        }
     }
+
+    fn new(text: Cow<'a, str>) -> Self {
+        Str {
+            text,
+            verbatim: false,
+        }
+    }
+}
+
+impl PartialEq for Str<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
+}
+
+impl Eq for Str<'_> {}
+
+impl PartialOrd for Str<'_> {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// As `str` orders: keys are sorted by it.
+impl Ord for Str<'_> {
+    fn cmp(&self, other: &Self) -> Ordering {
+        key_order(&self.text, &other.text)
+    }
+}
+
+impl Hash for Str<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.text.hash(state);
+    }
+}
+
+/// `a.cmp(b)`, told apart by the first byte or the first eight where those differ:
+/// sorting and searching a record's objects called `memcmp` for every pair of keys.
+fn key_order(a: &str, b: &str) -> Ordering {
+    let (x, y) = (a.as_bytes(), b.as_bytes());
+    match (x.first(), y.first()) {
+        (Some(p), Some(q)) if p != q => return p.cmp(q),
+        _ => {}
+    }
+    if let (Some(p), Some(q)) = (x.first_chunk::<8>(), y.first_chunk::<8>()) {
+        let (p, q) = (u64::from_be_bytes(*p), u64::from_be_bytes(*q));
+        if p != q {
+            return p.cmp(&q);
+        }
+    }
+    x.cmp(y)
 }
 
 impl Deref for Str<'_> {
     type Target = str;
 
     fn deref(&self) -> &str {
-        &self.0
+        &self.text
     }
 }
 
 impl Borrow<str> for Str<'_> {
     fn borrow(&self) -> &str {
-        &self.0
+        &self.text
     }
 }
 
 impl AsRef<str> for Str<'_> {
     fn as_ref(&self) -> &str {
-        &self.0
+        &self.text
     }
 }
 
 impl fmt::Debug for Str<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&*self.0, f)
+        fmt::Debug::fmt(&*self.text, f)
     }
 }
 
 impl fmt::Display for Str<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.text)
     }
 }
 
 impl PartialEq<str> for Str<'_> {
     fn eq(&self, other: &str) -> bool {
-        *self.0 == *other
+        *self.text == *other
     }
 }
 
 impl PartialEq<&str> for Str<'_> {
     fn eq(&self, other: &&str) -> bool {
-        *self.0 == **other
+        *self.text == **other
     }
 }
 
 impl<'a> From<&'a str> for Str<'a> {
     fn from(s: &'a str) -> Self {
-        Str(Cow::Borrowed(s))
+        Str::new(Cow::Borrowed(s))
     }
 }
 
 impl From<String> for Str<'_> {
     fn from(s: String) -> Self {
-        Str(Cow::Owned(s))
+        Str::new(Cow::Owned(s))
     }
 }
 
 impl<'a> From<Cow<'a, str>> for Str<'a> {
     fn from(s: Cow<'a, str>) -> Self {
-        Str(s)
+        Str::new(s)
     }
 }
 
@@ -315,7 +382,8 @@ impl<'a> Map<'a> {
     }
 
     fn find(&self, key: &str) -> Result<usize, usize> {
-        self.members.binary_search_by(|(k, _)| k.as_str().cmp(key))
+        self.members
+            .binary_search_by(|(k, _)| key_order(k.as_str(), key))
     }
 
     pub fn get(&self, key: &str) -> Option<&Value<'a>> {
@@ -530,7 +598,7 @@ impl<'de> Visitor<'de> for ValueVisitor {
     }
 
     fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Value<'de>, E> {
-        Ok(Value::String(s.into()))
+        Ok(Value::String(Str::verbatim(s)))
     }
 
     fn visit_str<E>(self, s: &str) -> Result<Value<'de>, E> {
@@ -558,6 +626,16 @@ impl<'de> Visitor<'de> for ValueVisitor {
     }
 }
 
+impl<'de> Str<'de> {
+    /// A string the parser lent from the input: it held no escapes.
+    fn verbatim(s: &'de str) -> Self {
+        Str {
+            text: Cow::Borrowed(s),
+            verbatim: true,
+        }
+    }
+}
+
 /// A key, borrowed when it holds no escapes (`Cow`'s own `Deserialize` always copies).
 struct KeySeed;
 
@@ -579,7 +657,7 @@ impl<'de> Visitor<'de> for KeyVisitor {
     }
 
     fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Str<'de>, E> {
-        Ok(s.into())
+        Ok(Str::verbatim(s))
     }
 
     fn visit_str<E: de::Error>(self, s: &str) -> Result<Str<'de>, E> {
@@ -621,14 +699,12 @@ mod tests {
             .collect();
         assert_eq!(keys, ["a", "b", "c"]);
         let inner = tree.get("a").unwrap();
-        assert!(matches!(
-            &inner.get("y").unwrap(),
-            Value::String(Str(Cow::Borrowed("plain")))
-        ));
-        assert!(matches!(
-            &inner.get("z").unwrap(),
-            Value::String(Str(Cow::Owned(_)))
-        ));
+        let text = |key: &str| match inner.get(key) {
+            Some(Value::String(s)) => s.clone(),
+            other => panic!("{other:?}"),
+        };
+        assert!(matches!(text("y").text, Cow::Borrowed("plain")) && text("y").is_verbatim());
+        assert!(matches!(text("z").text, Cow::Owned(_)) && !text("z").is_verbatim());
         assert_eq!(tree.get("b").and_then(Value::as_str), Some("last"));
     }
 
@@ -649,6 +725,28 @@ mod tests {
                     .to_string(),
                 "{bad}"
             );
+        }
+    }
+
+    #[test]
+    fn keys_sort_as_str_sorts_them() {
+        let keys = [
+            "",
+            "a",
+            "a\u{0}",
+            "ab",
+            "abcdefgh",
+            "abcdefgh\u{0}",
+            "abcdefghi",
+            "abcdefgi",
+            "b",
+            "\u{e9}",
+            "z\u{0}",
+        ];
+        for a in keys {
+            for b in keys {
+                assert_eq!(key_order(a, b), a.cmp(b), "{a:?} {b:?}");
+            }
         }
     }
 

@@ -48,6 +48,19 @@ pub fn time(out: &mut Vec<u8>, t: DateTime<Utc>) {
     out.extend_from_slice(b"Z\"");
 }
 
+/// A string of a decoded record: one read with no escapes is copied as it came, since it
+/// has nothing to escape.
+pub fn record_string(out: &mut Vec<u8>, s: &tree::Str<'_>) {
+    if s.is_verbatim() {
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        string(out, s);
+    }
+}
+
 pub fn null(out: &mut Vec<u8>) {
     out.extend_from_slice(b"null");
 }
@@ -85,7 +98,7 @@ pub fn record_value(out: &mut Vec<u8>, v: &tree::Value<'_>) {
         tree::Value::Bool(true) => out.extend_from_slice(b"true"),
         tree::Value::Bool(false) => out.extend_from_slice(b"false"),
         tree::Value::Number(n) => number(out, n),
-        tree::Value::String(s) => string(out, s),
+        tree::Value::String(s) => record_string(out, s),
         tree::Value::Array(items) => {
             let mut list = Array::open(out);
             for item in items {
@@ -100,7 +113,7 @@ pub fn record_value(out: &mut Vec<u8>, v: &tree::Value<'_>) {
 pub fn record_object(out: &mut Vec<u8>, map: &tree::Map<'_>) {
     let mut o = Object::open(out);
     for (k, v) in map {
-        record_value(o.key(k), v);
+        record_value(o.record_key(k), v);
     }
     o.close();
 }
@@ -160,6 +173,14 @@ impl<'o> Object<'o> {
         out
     }
 
+    /// [`key`](Self::key) for a key of a decoded record.
+    pub fn record_key(&mut self, key: &tree::Str<'_>) -> &mut Vec<u8> {
+        let out = self.0.next();
+        record_string(out, key);
+        out.push(b':');
+        out
+    }
+
     pub fn close(self) {
         self.0.close(b'}');
     }
@@ -200,6 +221,20 @@ mod tests {
         assert_eq!(
             String::from_utf8(out).unwrap(),
             String::from_utf8(sonic_rs::to_vec(&v).unwrap()).unwrap()
+        );
+    }
+
+    #[test]
+    fn record_values_are_written_as_serde_writes_them() {
+        // Strings with and without escapes in the input, keys too.
+        let text = "{\"plain\":\"\u{e9} \u{1d11e} </script> \u{7f} \u{2028}\",\"esc\":\"q\\\"uote \\u0001 \\n \\u00e9\",\"k\\\"ey\":[1,-0.0,1e-7,{\"x\":null,\"\":\"\"}]}";
+        let tree = tree::Value::parse(text).unwrap();
+        let mut out = Vec::new();
+        record_value(&mut out, &tree);
+        let theirs: Value = serde_json::from_str(text).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            serde_json::to_string(&theirs).unwrap()
         );
     }
 
