@@ -296,8 +296,7 @@ fn lower_first(s: &str) -> String {
 fn parse_embedded_json(value: Value<'_>) -> Value<'_> {
     match &value {
         Value::String(s) if s.starts_with('{') || s.starts_with('[') => {
-            // The text held escaped quotes, so it was copied out of the input: the tree
-            // parsed from it owns its strings.
+            // The tree would borrow from `value`, which it replaces: it owns its strings.
             Value::parse(s).map(Value::into_owned).unwrap_or(value)
         }
         _ => value,
