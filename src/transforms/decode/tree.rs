@@ -224,13 +224,6 @@ impl<'a> Value<'a> {
         }
     }
 
-    pub fn as_u64(&self) -> Option<u64> {
-        match self {
-            Value::Number(n) => n.as_u64(),
-            _ => None,
-        }
-    }
-
     pub fn as_f64(&self) -> Option<f64> {
         match self {
             Value::Number(n) => n.as_f64(),
@@ -338,12 +331,6 @@ impl From<String> for Value<'_> {
 impl From<i64> for Value<'_> {
     fn from(n: i64) -> Self {
         Value::Number(n.into())
-    }
-}
-
-impl From<bool> for Value<'_> {
-    fn from(b: bool) -> Self {
-        Value::Bool(b)
     }
 }
 
