@@ -176,6 +176,11 @@ impl Document {
         self.set(Cow::Borrowed(path), Node::Time(time));
     }
 
+    /// Set `path` to `object`, written as `object.into_map()` would be.
+    pub fn put_object(&mut self, path: &'static str, object: Object) {
+        self.set(Cow::Borrowed(path), Node::Object(sorted(object.0.root)));
+    }
+
     /// Append `item` to the array at `path` (made when missing).
     pub fn push(&mut self, path: &'static str, item: Value) {
         let (level, last) = slot(&mut self.root, Cow::Borrowed(path));
@@ -347,6 +352,11 @@ impl Object {
         self.0.put_opt(path, value);
     }
 
+    /// Whether the object has the top-level field `key`.
+    pub fn contains(&self, key: &str) -> bool {
+        self.0.root.iter().any(|(k, _)| k == key)
+    }
+
     pub fn into_map(self) -> Map<String, Value> {
         fn map(children: Vec<(Key, Node)>) -> Map<String, Value> {
             children
@@ -368,6 +378,31 @@ impl Object {
         }
         map(self.0.root)
     }
+}
+
+impl From<Map<String, Value>> for Object {
+    fn from(map: Map<String, Value>) -> Self {
+        Object(Document {
+            root: map
+                .into_iter()
+                .map(|(k, v)| (Cow::Owned(k), Node::Value(v)))
+                .collect(),
+        })
+    }
+}
+
+/// `children` with their keys sorted at every level, as a map orders them: an [`Object`]
+/// put whole into a document is written as its `into_map()` was, without making the map
+/// (a `String` per key and a tree to drop again).
+fn sorted(mut children: Vec<(Key, Node)>) -> Vec<(Key, Node)> {
+    // A level holds each key once, so the order is the map's.
+    children.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    for (_, node) in &mut children {
+        if let Node::Object(inner) = node {
+            *inner = sorted(std::mem::take(inner));
+        }
+    }
+    children
 }
 
 fn write_object(

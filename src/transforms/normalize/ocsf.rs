@@ -72,19 +72,13 @@ fn endpoint(addr: Option<&str>) -> Value {
 }
 
 /// OCSF requires a user to carry a name, uid or account.
-fn identified(user: Map<String, Value>) -> Map<String, Value> {
-    if ["name", "uid", "account"]
-        .iter()
-        .any(|k| user.contains_key(*k))
-    {
-        user
-    } else {
-        let mut u = user;
-        u.insert("name".into(), json!("Unknown"));
-        u.insert("type_id".into(), json!(0));
-        u.insert("type".into(), json!("Unknown"));
-        u
+fn identified(mut user: Object) -> Object {
+    if !["name", "uid", "account"].iter().any(|k| user.contains(k)) {
+        user.put("name", "Unknown");
+        user.put("type_id", 0);
+        user.put("type", "Unknown");
     }
+    user
 }
 
 /// OCSF wants `type` to be the caption of `type_id` unless `type_id` is 99 (Other),
@@ -111,7 +105,7 @@ pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> D
     doc.splice_str("status_detail", r.fields(), "errorMessage");
 
     let who = r.user_identity();
-    doc.put("actor.user", Value::Object(identified(actor_user(&who))));
+    doc.put_object("actor.user", identified(actor_user(&who)));
     // The service that made the call for the principal (`invoked_by` is deprecated).
     doc.put_opt("actor.app_name", who.invoked_by);
     if let Some(attrs) = who.session_attributes {
@@ -172,7 +166,7 @@ pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> D
     match class {
         OcsfClass::AccountChange(_) => {
             let user = target_user(r).unwrap_or_else(|| identified(actor_user(&who)));
-            doc.put("user", Value::Object(user));
+            doc.put_object("user", user);
             if let Some(p) = r.request_parameters() {
                 let mut policy = Object::new();
                 let created = r
@@ -188,7 +182,7 @@ pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> D
             }
         }
         OcsfClass::Authentication(_) => {
-            doc.put("user", Value::Object(identified(actor_user(&who))));
+            doc.put_object("user", identified(actor_user(&who)));
             doc.splice_str_or_empty("service.name", r.fields(), "eventSource");
             if let Some(mfa) = r
                 .fields()
@@ -363,7 +357,7 @@ fn anomaly_analysis(details: &tree::Map<'_>, operation: Option<&str>) -> Option<
     Some(Value::Object(analysis.into_map()))
 }
 
-fn actor_user(who: &UserIdentity) -> Map<String, Value> {
+fn actor_user(who: &UserIdentity) -> Object {
     let mut u = Object::new();
     // Without an ARN (AWS services, some federated callers) the principal id is the uid.
     match who.arn {
@@ -390,11 +384,11 @@ fn actor_user(who: &UserIdentity) -> Map<String, Value> {
         u.put("programmatic_credentials", access_key(key));
     }
     u.put_opt("account.uid", who.account_id);
-    u.into_map()
+    u
 }
 
 /// The IAM principal an Account Change acts on, from the request.
-fn target_user(r: &CloudTrailRecord) -> Option<Map<String, Value>> {
+fn target_user(r: &CloudTrailRecord) -> Option<Object> {
     let params = r.request_parameters()?;
     let name = ["userName", "roleName", "groupName"]
         .iter()
@@ -410,7 +404,7 @@ fn target_user(r: &CloudTrailRecord) -> Option<Map<String, Value>> {
         created.and_then(|c| str_of(c, "userId").or_else(|| str_of(c, "roleId"))),
     );
     u.put_opt("account.uid", r.account_id());
-    Some(u.into_map())
+    Some(u)
 }
 
 /// Resources with an ARN (OCSF needs a uid or name), and whether every resource had one.
@@ -487,7 +481,7 @@ pub fn entra(r: &AzureRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Document {
             }
         }
         user.put_opt("full_name", prop("userDisplayName"));
-        let user = Value::Object(identified(user.into_map()));
+        let user = Value::Object(identified(user).into_map());
         doc.put("user", user.clone());
         doc.put("actor.user", user);
         doc.put_opt("actor.app_name", prop("appDisplayName"));
@@ -673,7 +667,7 @@ fn activity_caller(r: &AzureRecord) -> Map<String, Value> {
         u.put("type", "Service");
     }
     u.put_opt("full_name", claim("name"));
-    identified(u.into_map())
+    identified(u).into_map()
 }
 
 /// The user an account or access change is about: the target user, else the initiator.
@@ -682,7 +676,7 @@ fn subject(target: Option<Value>, actor: &Map<String, Value>) -> Value {
         .or_else(|| actor.get("user").cloned())
         .and_then(|u| u.as_object().cloned())
         .unwrap_or_default();
-    Value::Object(identified(user))
+    Value::Object(identified(Object::from(user)).into_map())
 }
 
 fn is_email(s: &str) -> bool {
@@ -918,7 +912,7 @@ pub fn gcp_audit(r: &GcpRecord, class: OcsfClass, now: DateTime<Utc>) -> Documen
         );
     }
     user.put_opt("uid", r.principal_subject());
-    doc.put("actor.user", Value::Object(identified(user.into_map())));
+    doc.put_object("actor.user", identified(user));
     doc.put("src_endpoint", endpoint(r.caller_ip()));
     doc.put_opt("http_request.user_agent", r.user_agent());
     // Account Change has no `resources`: the account is its `user`.
@@ -938,7 +932,7 @@ pub fn gcp_audit(r: &GcpRecord, class: OcsfClass, now: DateTime<Utc>) -> Documen
             let mut target = Object::new();
             target.put_opt("uid", r.resource_name());
             target.put_opt("name", r.resource_name().and_then(|n| n.rsplit('/').next()));
-            doc.put("user", Value::Object(identified(target.into_map())));
+            doc.put_object("user", identified(target));
             if let OcsfClass::UserAccess(_) = class {
                 doc.put("privileges", json!([method]));
             }
