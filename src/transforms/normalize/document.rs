@@ -181,6 +181,13 @@ impl Document {
         self.set(Cow::Borrowed(path), Node::Object(sorted(object.0.root)));
     }
 
+    /// Set the top-level `key` to `head`'s fields; none when it has none.
+    pub fn put_head(&mut self, key: &'static str, head: Head) {
+        if !head.0.is_empty() {
+            self.set(Cow::Borrowed(key), Node::Object(head.0));
+        }
+    }
+
     /// Append `item` to the array at `path` (made when missing).
     pub fn push(&mut self, path: &'static str, item: Value) {
         let (level, last) = slot(&mut self.root, Cow::Borrowed(path));

@@ -29,6 +29,13 @@ pub fn dt(t: DateTime<Utc>) -> String {
 /// paths. `operation` is the source's name for the action: for the activity "Other" (99)
 /// OCSF wants it as `activity_name`, not the caption.
 fn base(class: OcsfClass, time: DateTime<Utc>, failed: bool, operation: &str) -> Document {
+    let mut head = shared_head(class, time, failed, operation);
+    head.put_object("metadata", metadata());
+    Document::from_head(head)
+}
+
+/// The attributes every class shares, before `metadata`.
+fn shared_head(class: OcsfClass, time: DateTime<Utc>, failed: bool, operation: &str) -> Head {
     let (category_uid, category_name) = class.category();
     let mut head = Head::with_capacity(20);
     head.put("activity_id", class.activity_id());
@@ -54,11 +61,15 @@ fn base(class: OcsfClass, time: DateTime<Utc>, failed: bool, operation: &str) ->
     head.put_time("time_dt", time);
     // CloudTrail and Entra write their times in UTC.
     head.put("timezone_offset", 0);
-    let mut metadata = Head::with_capacity(8);
+    head
+}
+
+/// The `metadata` every document starts with.
+fn metadata() -> Head {
+    let mut metadata = Head::with_capacity(10);
     metadata.put_static("version", OCSF_VERSION);
     metadata.put_statics("profiles", vec!["cloud", "datetime"]);
-    head.put_object("metadata", metadata);
-    Document::from_head(head)
+    metadata
 }
 
 /// `ip` for a real address, `domain` for a service name such as `lambda.amazonaws.com`.
@@ -99,8 +110,12 @@ fn access_key(uid: &str) -> Value {
 /// Build the OCSF record for a CloudTrail record.
 pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Document {
     let class = tax.ocsf;
-    let mut doc = base(class, r.time(), r.failed(), r.event_name());
-    cloudtrail_source(&mut doc, r, r.str("eventName"), now);
+    let mut head = shared_head(class, r.time(), r.failed(), r.event_name());
+    let (mut metadata, mut cloud) = (metadata(), Head::with_capacity(3));
+    cloudtrail_source(&mut metadata, &mut cloud, r, r.str("eventName"), now);
+    head.put_object("metadata", metadata);
+    head.put_object("cloud", cloud);
+    let mut doc = Document::from_head(head);
     doc.splice_str("status_code", r.fields(), "errorCode");
     doc.splice_str("status_detail", r.fields(), "errorMessage");
 
@@ -219,25 +234,30 @@ pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> D
 /// `metadata` and `cloud` of a CloudTrail record: the product, the record's ids and times,
 /// and the account it was delivered to.
 fn cloudtrail_source(
-    doc: &mut Document,
+    metadata: &mut Head,
+    cloud: &mut Head,
     r: &CloudTrailRecord,
     event_code: Option<&str>,
     now: DateTime<Utc>,
 ) {
-    doc.put_static("metadata.product.name", "CloudTrail");
-    doc.put_static("metadata.product.vendor_name", "AWS");
-    doc.splice_str("metadata.product.version", r.fields(), "eventVersion");
-    doc.put_opt("metadata.uid", r.id());
-    doc.put_opt("metadata.event_code", event_code);
-    doc.splice_str("metadata.original_time", r.fields(), "eventTime");
-    doc.put("metadata.processed_time", epoch_ms(now));
-    doc.put_time("metadata.processed_time_dt", now);
-    doc.put_static("cloud.provider", "AWS");
-    doc.splice_str("cloud.region", r.fields(), "awsRegion");
-    if let Some(account) = r.account_id() {
-        doc.put("cloud.account.uid", account);
-        doc.put("cloud.account.type_id", 10);
-        doc.put_static("cloud.account.type", "AWS Account");
+    let mut product = Head::with_capacity(3);
+    product.put_static("name", "CloudTrail");
+    product.put_static("vendor_name", "AWS");
+    product.splice_str("version", r.fields(), "eventVersion");
+    metadata.put_object("product", product);
+    metadata.put_opt("uid", r.id());
+    metadata.put_opt("event_code", event_code);
+    metadata.splice_str("original_time", r.fields(), "eventTime");
+    metadata.put("processed_time", epoch_ms(now));
+    metadata.put_time("processed_time_dt", now);
+    cloud.put_static("provider", "AWS");
+    cloud.splice_str("region", r.fields(), "awsRegion");
+    if let Some(id) = r.account_id() {
+        let mut account = Head::with_capacity(3);
+        account.put("uid", id);
+        account.put("type_id", 10);
+        account.put_static("type", "AWS Account");
+        cloud.put_object("account", account);
     }
 }
 
@@ -291,9 +311,10 @@ pub fn cloudtrail_insight(r: &CloudTrailRecord, now: DateTime<Utc>) -> Document 
     doc.put("time", epoch_ms(r.time()));
     doc.put_time("time_dt", r.time());
     doc.put("timezone_offset", 0);
-    doc.put("metadata.version", OCSF_VERSION);
-    doc.put("metadata.profiles", json!(["cloud", "datetime"]));
-    cloudtrail_source(&mut doc, r, r.str("eventType"), now);
+    let (mut metadata, mut cloud) = (metadata(), Head::with_capacity(3));
+    cloudtrail_source(&mut metadata, &mut cloud, r, r.str("eventType"), now);
+    doc.put_head("metadata", metadata);
+    doc.put_head("cloud", cloud);
 
     let insight_type = str_of(details, "insightType");
     let operation = str_of(details, "eventName");
