@@ -178,7 +178,7 @@ impl Document {
 
     /// Set `path` to `object`, written as `object.into_map()` would be.
     pub fn put_object(&mut self, path: &'static str, object: Object) {
-        self.set(Cow::Borrowed(path), Node::Object(sorted(object.0.root)));
+        self.set(Cow::Borrowed(path), Node::Object(Head::from(object).0));
     }
 
     /// Set the top-level `key` to `head`'s fields; none when it has none.
@@ -331,11 +331,27 @@ impl Head {
     }
 
     /// The record's top-level string `key` at `field`, written from the record at
-    /// serialization, when it is a non-empty string.
-    pub fn splice_str(&mut self, field: &'static str, fields: &tree::Map<'_>, key: &'static str) {
-        if str_of(fields, key).is_some() {
+    /// serialization, when it is a non-empty string; whether it was.
+    pub fn splice_str(
+        &mut self,
+        field: &'static str,
+        fields: &tree::Map<'_>,
+        key: &'static str,
+    ) -> bool {
+        let present = str_of(fields, key).is_some();
+        if present {
             self.push(field, Node::Part(Part::Field(key)));
         }
+        present
+    }
+}
+
+/// An object built from dotted paths, its keys sorted at every level as a map orders them:
+/// placed whole, it is written as its `into_map()` was, without making the map (a `String`
+/// per key, and a tree to drop again).
+impl From<Object> for Head {
+    fn from(object: Object) -> Self {
+        Head(sorted(object.0.root))
     }
 }
 
@@ -398,9 +414,7 @@ impl From<Map<String, Value>> for Object {
     }
 }
 
-/// `children` with their keys sorted at every level, as a map orders them: an [`Object`]
-/// put whole into a document is written as its `into_map()` was, without making the map
-/// (a `String` per key and a tree to drop again).
+/// `children` with their keys sorted at every level, as a map orders them.
 fn sorted(mut children: Vec<(Key, Node)>) -> Vec<(Key, Node)> {
     // A level holds each key once, so the order is the map's.
     children.sort_unstable_by(|a, b| a.0.cmp(&b.0));

@@ -115,34 +115,35 @@ pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> D
     cloudtrail_source(&mut metadata, &mut cloud, r, r.str("eventName"), now);
     head.put_object("metadata", metadata);
     head.put_object("cloud", cloud);
-    let mut doc = Document::from_head(head);
-    doc.splice_str("status_code", r.fields(), "errorCode");
-    doc.splice_str("status_detail", r.fields(), "errorMessage");
-
+    head.splice_str("status_code", r.fields(), "errorCode");
+    head.splice_str("status_detail", r.fields(), "errorMessage");
     let who = r.user_identity();
-    doc.put_object("actor.user", identified(actor_user(&who)));
-    // The service that made the call for the principal (`invoked_by` is deprecated).
-    doc.put_opt("actor.app_name", who.invoked_by);
-    if let Some(attrs) = who.session_attributes {
-        if let Some(created) = str_of(attrs, "creationDate").and_then(parse_time) {
-            doc.put("actor.session.created_time", epoch_ms(created));
-            doc.put_time("actor.session.created_time_dt", created);
-        }
-        if let Some(mfa) = attrs.get("mfaAuthenticated").and_then(tree::Value::as_str) {
-            doc.put("actor.session.is_mfa", mfa == "true");
-        }
-    }
-    doc.put_opt(
-        "actor.session.issuer",
-        who.session_issuer.and_then(|i| str_of(i, "arn")),
-    );
-    doc.put_opt("actor.session.credential_uid", who.access_key_id);
-    doc.put_opt("actor.idp.name", who.identity_provider);
-
+    head.put_object("actor", cloudtrail_actor(&who));
     // Strings of the record are written from it at serialization, not copied.
-    doc.splice_str_or_empty("api.operation", r.fields(), "eventName");
-    doc.splice_str_or_empty("api.service.name", r.fields(), "eventSource");
-    doc.splice_str("api.version", r.fields(), "apiVersion");
+    let mut api = Head::with_capacity(5);
+    if !api.splice_str("operation", r.fields(), "eventName") {
+        api.put_static("operation", "");
+    }
+    let mut service = Head::with_capacity(1);
+    if !service.splice_str("name", r.fields(), "eventSource") {
+        service.put_static("name", "");
+    }
+    api.put_object("service", service);
+    api.splice_str("version", r.fields(), "apiVersion");
+    let mut request = Head::with_capacity(2);
+    request.put_opt("uid", r.str("requestID"));
+    api.put_object("request", request);
+    let mut response = Head::with_capacity(3);
+    response.splice_str("error", r.fields(), "errorCode");
+    response.splice_str("message", r.fields(), "errorMessage");
+    api.put_object("response", response);
+    head.put_object("api", api);
+    head.put("src_endpoint", endpoint(r.str("sourceIPAddress")));
+    let mut http_request = Head::with_capacity(1);
+    http_request.splice_str("user_agent", r.fields(), "userAgent");
+    head.put_object("http_request", http_request);
+    let mut doc = Document::from_head(head);
+
     // Mapped keys that found no OCSF home in this record stay in `unmapped`.
     let mut homeless: Vec<&str> = Vec::new();
     // OCSF's request object requires a uid; without requestID the parameters stay in
@@ -152,19 +153,12 @@ pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> D
     }
     let present = |k: &str| r.fields().get(k).is_some_and(|v| !v.is_null());
     let mut parts = Vec::new();
-    if let Some(uid) = r.str("requestID") {
-        doc.put("api.request.uid", uid);
-        if present("requestParameters") {
-            parts.push(("api.request.data", Part::Field("requestParameters")));
-        }
+    if r.str("requestID").is_some() && present("requestParameters") {
+        parts.push(("api.request.data", Part::Field("requestParameters")));
     }
     if present("responseElements") {
         parts.push(("api.response.data", Part::Field("responseElements")));
     }
-    doc.splice_str("api.response.error", r.fields(), "errorCode");
-    doc.splice_str("api.response.message", r.fields(), "errorMessage");
-    doc.put("src_endpoint", endpoint(r.str("sourceIPAddress")));
-    doc.splice_str("http_request.user_agent", r.fields(), "userAgent");
     // Authentication has no `resources`: an assumed role's ARN stays in `unmapped`.
     if matches!(class, OcsfClass::Authentication(_)) {
         homeless.push("resources");
@@ -229,6 +223,31 @@ pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> D
         doc.splice(path, part);
     }
     doc
+}
+
+/// `actor`: the principal, the service that called for it (`invoked_by` is deprecated),
+/// its session and identity provider.
+fn cloudtrail_actor(who: &UserIdentity) -> Head {
+    let mut actor = Head::with_capacity(4);
+    actor.put_object("user", identified(actor_user(who)).into());
+    actor.put_opt("app_name", who.invoked_by);
+    let mut session = Head::with_capacity(5);
+    if let Some(attrs) = who.session_attributes {
+        if let Some(created) = str_of(attrs, "creationDate").and_then(parse_time) {
+            session.put("created_time", epoch_ms(created));
+            session.put_time("created_time_dt", created);
+        }
+        if let Some(mfa) = attrs.get("mfaAuthenticated").and_then(tree::Value::as_str) {
+            session.put("is_mfa", mfa == "true");
+        }
+    }
+    session.put_opt("issuer", who.session_issuer.and_then(|i| str_of(i, "arn")));
+    session.put_opt("credential_uid", who.access_key_id);
+    actor.put_object("session", session);
+    let mut idp = Head::with_capacity(1);
+    idp.put_opt("name", who.identity_provider);
+    actor.put_object("idp", idp);
+    actor
 }
 
 /// `metadata` and `cloud` of a CloudTrail record: the product, the record's ids and times,
