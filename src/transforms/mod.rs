@@ -666,11 +666,13 @@ fn fill(
                 .min(buf.capacity() - buf.len())
                 .min(1 << 20)
                 .min(room);
+            // Into the spare capacity as it is: zeroing it first cost as much as
+            // splitting the input into lines. Reading stops at `step`, within the
+            // capacity, so the buffer does not grow.
             let at = buf.len();
-            buf.resize(at + step, 0);
-            let got = read_some(from, &mut buf[at..]);
-            buf.truncate(at + got.as_ref().map_or(0, |n| *n));
-            got?
+            Read::take(&mut *from, step as u64)
+                .read_to_end(buf)
+                .inspect_err(|_| buf.truncate(at))?
         };
         *read += n as u64;
         if n == 0 {
@@ -1117,5 +1119,65 @@ mod tests {
         assert_eq!(letter.kind, "invalid_json");
         assert_eq!(letter.position.map(|p| p.line), Some(2));
         assert_eq!(letter.bytes, br#"{"eventName": }"#);
+    }
+
+    /// Hands out `chunk` bytes a read, then fails when `fail` is set.
+    struct Trickle<'a> {
+        data: &'a [u8],
+        chunk: usize,
+        fail: bool,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, into: &mut [u8]) -> std::io::Result<usize> {
+            if self.data.is_empty() && self.fail {
+                return Err(std::io::Error::other("the disk went away"));
+            }
+            let n = self.chunk.min(into.len()).min(self.data.len());
+            into[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn fill_reads_to_the_capacity_without_growing_and_keeps_nothing_of_a_failed_read() {
+        let data: Vec<u8> = (0..100u8).collect();
+        let mut buf = Vec::with_capacity(100);
+        let mut read = 0;
+        let mut from = Trickle {
+            data: &data,
+            chunk: 7,
+            fail: false,
+        };
+        // The input ends exactly at the capacity: the buffer holds it all and stays.
+        assert!(fill(&mut from, &mut buf, 1000, 1 << 20, &mut read).unwrap());
+        assert_eq!(
+            (buf.as_slice(), buf.capacity(), read),
+            (data.as_slice(), 100, 100)
+        );
+
+        let mut buf = Vec::with_capacity(64);
+        buf.extend_from_slice(b"kept");
+        let mut read = 4;
+        let mut from = Trickle {
+            data: &data[..30],
+            chunk: 7,
+            fail: true,
+        };
+        let err = fill(&mut from, &mut buf, 64, 1 << 20, &mut read).unwrap_err();
+        assert_eq!(err.to_string(), "the disk went away");
+        assert_eq!((buf.as_slice(), read), (b"kept".as_slice(), 4));
+
+        // Short reads are gathered until `want`, and more than the capacity grows it.
+        let mut buf = Vec::with_capacity(10);
+        let mut read = 0;
+        let mut from = Trickle {
+            data: &data,
+            chunk: 3,
+            fail: false,
+        };
+        assert!(!fill(&mut from, &mut buf, 50, 1 << 20, &mut read).unwrap());
+        assert!(buf.len() >= 50 && data.starts_with(&buf) && read == buf.len() as u64);
     }
 }
