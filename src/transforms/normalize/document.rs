@@ -586,6 +586,40 @@ mod tests {
     }
 
     #[test]
+    fn an_object_put_whole_is_written_as_its_map_was() {
+        let source = record();
+        let object = || {
+            let mut o = Object::new();
+            o.put("uid", "arn");
+            o.put("account.uid", "1");
+            o.put("name", "n");
+            o.put("credentials", json!([{"uid": "AKIA", "type": "key"}]));
+            o.put("account.type", "AWS");
+            o
+        };
+        let text = |d: &Document| String::from_utf8(d.to_vec(&source, None)).unwrap();
+        let mut whole = Document::default();
+        whole.put_object("actor.user", object());
+        whole.put("actor.user.type", "IAMUser");
+        let mut as_map = Document::default();
+        as_map.put("actor.user", Value::Object(object().into_map()));
+        as_map.put("actor.user.type", "IAMUser");
+        assert_eq!(text(&whole), text(&as_map));
+        assert_eq!(
+            text(&whole),
+            r#"{"actor":{"user":{"account":{"type":"AWS","uid":"1"},"credentials":[{"type":"key","uid":"AKIA"}],"name":"n","uid":"arn","type":"IAMUser"}}}"#
+        );
+        let mut head = Head::default();
+        head.put_object("user", object().into());
+        assert_eq!(
+            text(&Document::from_head(head)),
+            r#"{"user":{"account":{"type":"AWS","uid":"1"},"credentials":[{"type":"key","uid":"AKIA"}],"name":"n","uid":"arn"}}"#
+        );
+        let from_map = Object::from(object().into_map());
+        assert!(from_map.contains("account") && !from_map.contains("type"));
+    }
+
+    #[test]
     fn fields_nest_like_writes_into_a_map() {
         let source = record();
         let mut doc = Document::default();

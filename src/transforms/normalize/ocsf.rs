@@ -119,25 +119,7 @@ pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> D
     head.splice_str("status_detail", r.fields(), "errorMessage");
     let who = r.user_identity();
     head.put_object("actor", cloudtrail_actor(&who));
-    // Strings of the record are written from it at serialization, not copied.
-    let mut api = Head::with_capacity(5);
-    if !api.splice_str("operation", r.fields(), "eventName") {
-        api.put_static("operation", "");
-    }
-    let mut service = Head::with_capacity(1);
-    if !service.splice_str("name", r.fields(), "eventSource") {
-        service.put_static("name", "");
-    }
-    api.put_object("service", service);
-    api.splice_str("version", r.fields(), "apiVersion");
-    let mut request = Head::with_capacity(2);
-    request.put_opt("uid", r.str("requestID"));
-    api.put_object("request", request);
-    let mut response = Head::with_capacity(3);
-    response.splice_str("error", r.fields(), "errorCode");
-    response.splice_str("message", r.fields(), "errorMessage");
-    api.put_object("response", response);
-    head.put_object("api", api);
+    head.put_object("api", cloudtrail_api(r));
     head.put("src_endpoint", endpoint(r.str("sourceIPAddress")));
     let mut http_request = Head::with_capacity(1);
     http_request.splice_str("user_agent", r.fields(), "userAgent");
@@ -248,6 +230,30 @@ fn cloudtrail_actor(who: &UserIdentity) -> Head {
     idp.put_opt("name", who.identity_provider);
     actor.put_object("idp", idp);
     actor
+}
+
+/// `api`: the operation and service (OCSF requires both), the request's uid and the
+/// error. Strings of the record are written from it at serialization, not copied; the
+/// request and response bodies are spliced in later, beside these fields.
+fn cloudtrail_api(r: &CloudTrailRecord) -> Head {
+    let mut api = Head::with_capacity(5);
+    if !api.splice_str("operation", r.fields(), "eventName") {
+        api.put_static("operation", "");
+    }
+    let mut service = Head::with_capacity(1);
+    if !service.splice_str("name", r.fields(), "eventSource") {
+        service.put_static("name", "");
+    }
+    api.put_object("service", service);
+    api.splice_str("version", r.fields(), "apiVersion");
+    let mut request = Head::with_capacity(2);
+    request.put_opt("uid", r.str("requestID"));
+    api.put_object("request", request);
+    let mut response = Head::with_capacity(3);
+    response.splice_str("error", r.fields(), "errorCode");
+    response.splice_str("message", r.fields(), "errorMessage");
+    api.put_object("response", response);
+    api
 }
 
 /// `metadata` and `cloud` of a CloudTrail record: the product, the record's ids and times,
