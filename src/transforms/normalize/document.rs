@@ -176,15 +176,11 @@ impl Document {
         self.set(Cow::Borrowed(path), Node::Time(time));
     }
 
-    /// Set `path` to `object`, written as `object.into_map()` would be.
-    pub fn put_object(&mut self, path: &'static str, object: Object) {
-        self.set(Cow::Borrowed(path), Node::Object(Head::from(object).0));
-    }
-
-    /// Set the top-level `key` to `head`'s fields; none when it has none.
-    pub fn put_head(&mut self, key: &'static str, head: Head) {
+    /// Set `path` to an object of `head`'s fields; none when it has none. An [`Object`]
+    /// comes `into()` one, written as its `into_map()` would be.
+    pub fn put_object(&mut self, path: &'static str, head: Head) {
         if !head.0.is_empty() {
-            self.set(Cow::Borrowed(key), Node::Object(head.0));
+            self.set(Cow::Borrowed(path), Node::Object(head.0));
         }
     }
 
@@ -599,7 +595,7 @@ mod tests {
         };
         let text = |d: &Document| String::from_utf8(d.to_vec(&source, None)).unwrap();
         let mut whole = Document::default();
-        whole.put_object("actor.user", object());
+        whole.put_object("actor.user", object().into());
         whole.put("actor.user.type", "IAMUser");
         let mut as_map = Document::default();
         as_map.put("actor.user", Value::Object(object().into_map()));

@@ -157,7 +157,7 @@ pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> D
     match class {
         OcsfClass::AccountChange(_) => {
             let user = target_user(r).unwrap_or_else(|| identified(actor_user(&who)));
-            doc.put_object("user", user);
+            doc.put_object("user", user.into());
             if let Some(p) = r.request_parameters() {
                 let mut policy = Object::new();
                 let created = r
@@ -173,7 +173,7 @@ pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> D
             }
         }
         OcsfClass::Authentication(_) => {
-            doc.put_object("user", identified(actor_user(&who)));
+            doc.put_object("user", identified(actor_user(&who)).into());
             doc.splice_str_or_empty("service.name", r.fields(), "eventSource");
             if let Some(mfa) = r
                 .fields()
@@ -338,8 +338,8 @@ pub fn cloudtrail_insight(r: &CloudTrailRecord, now: DateTime<Utc>) -> Document 
     doc.put("timezone_offset", 0);
     let (mut metadata, mut cloud) = (metadata(), Head::with_capacity(3));
     cloudtrail_source(&mut metadata, &mut cloud, r, r.str("eventType"), now);
-    doc.put_head("metadata", metadata);
-    doc.put_head("cloud", cloud);
+    doc.put_object("metadata", metadata);
+    doc.put_object("cloud", cloud);
 
     let insight_type = str_of(details, "insightType");
     let operation = str_of(details, "eventName");
@@ -958,7 +958,7 @@ pub fn gcp_audit(r: &GcpRecord, class: OcsfClass, now: DateTime<Utc>) -> Documen
         );
     }
     user.put_opt("uid", r.principal_subject());
-    doc.put_object("actor.user", identified(user));
+    doc.put_object("actor.user", identified(user).into());
     doc.put("src_endpoint", endpoint(r.caller_ip()));
     doc.put_opt("http_request.user_agent", r.user_agent());
     // Account Change has no `resources`: the account is its `user`.
@@ -978,7 +978,7 @@ pub fn gcp_audit(r: &GcpRecord, class: OcsfClass, now: DateTime<Utc>) -> Documen
             let mut target = Object::new();
             target.put_opt("uid", r.resource_name());
             target.put_opt("name", r.resource_name().and_then(|n| n.rsplit('/').next()));
-            doc.put_object("user", identified(target));
+            doc.put_object("user", identified(target).into());
             if let OcsfClass::UserAccess(_) = class {
                 doc.put("privileges", json!([method]));
             }
