@@ -38,6 +38,12 @@ impl Doc for Vec<u8> {
     }
 }
 
+impl Doc for bytes::Bytes {
+    fn bytes(&self) -> &[u8] {
+        self
+    }
+}
+
 /// What became of one document of a request.
 pub enum Fate {
     Delivered,

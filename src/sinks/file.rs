@@ -2,10 +2,12 @@
 //! named pipe or device is written only).
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
-use super::ndjson::Target;
+use bytes::Bytes;
+
+use super::ndjson::{write_lines, Target};
 
 struct Appender {
     path: PathBuf,
@@ -34,16 +36,11 @@ impl Appender {
 }
 
 impl Target for Appender {
-    fn write(&mut self, lines: &[Vec<u8>]) -> io::Result<()> {
+    fn write(&mut self, docs: &[Bytes]) -> io::Result<()> {
         self.open()?;
         let len = self.len;
         let file = self.file.as_mut().expect("opened above");
-        let mut out = io::BufWriter::with_capacity(1 << 16, &mut *file);
-        let written = lines
-            .iter()
-            .try_for_each(|l| out.write_all(l))
-            .and_then(|()| out.flush());
-        drop(out);
+        let written = write_lines(file, docs);
         // Pipes and devices can be neither synced nor cut back; regular files can.
         let written = written.and_then(|()| match len {
             Some(_) => file.sync_data(),
@@ -51,7 +48,7 @@ impl Target for Appender {
         });
         match written {
             Ok(()) => {
-                let n: usize = lines.iter().map(Vec::len).sum();
+                let n: usize = docs.iter().map(|d| d.len() + 1).sum();
                 self.len = len.map(|l| l + n as u64);
                 Ok(())
             }
