@@ -5,6 +5,7 @@
 use std::borrow::Cow;
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use super::json;
@@ -235,20 +236,19 @@ impl Document {
         self.with_text(source, input, <[u8]>::to_vec)
     }
 
-    /// The whole document as a map, sections included, for enrichers that copy parts of
-    /// it (a finding repeats its activity's `api`, `actor` …). Enrichers do not have the
-    /// input text, and only ECS documents hold Java text.
-    pub fn materialize(&self, source: &SourceRecord) -> Map<String, Value> {
+    /// What `T` takes of the whole document, sections included, parsed from its text: for
+    /// enrichers that copy parts of it (a finding repeats its activity's `api`, `actor` …).
+    /// A `T` that names a few fields skips the rest without building it; `T::default()`
+    /// when the text does not fit `T`. Enrichers do not have the input text, and only ECS
+    /// documents hold Java text.
+    pub fn read<T: DeserializeOwned + Default>(&self, source: &SourceRecord) -> T {
         self.with_text(source, None, |text| {
             let mut parser = serde_json::Deserializer::from_slice(text);
             // A record may nest as deep as the decoder's limit allows, and the document
             // puts it a few levels further down; the text is our own, so no limit is
             // needed.
             parser.disable_recursion_limit();
-            match serde::Deserialize::deserialize(&mut parser) {
-                Ok(Value::Object(map)) => map,
-                _ => Map::new(),
-            }
+            T::deserialize(&mut parser).unwrap_or_default()
         })
     }
 
@@ -483,7 +483,10 @@ mod tests {
         });
         let text: Value = serde_json::from_slice(&doc.to_vec(&source, None)).unwrap();
         assert_eq!(text, expected);
-        assert_eq!(Value::Object(doc.materialize(&source)), expected);
+        assert_eq!(
+            Value::Object(doc.read::<Map<String, Value>>(&source)),
+            expected
+        );
     }
 
     #[test]
@@ -504,7 +507,10 @@ mod tests {
         doc.splice("data", Part::Field("requestParameters"));
         let text = doc.to_vec(&source, None);
         let parsed: Value = serde_json::from_slice(&text).unwrap();
-        assert_eq!(parsed, Value::Object(doc.materialize(&source)));
+        assert_eq!(
+            parsed,
+            Value::Object(doc.read::<Map<String, Value>>(&source))
+        );
         assert_eq!(
             parsed["data"]["q\"uote"],
             "back\\slash \u{1} \u{1f} \n\t\r \u{2028} é 𝄞 </script>"
@@ -525,7 +531,7 @@ mod tests {
         let text = doc.to_vec(&source, None);
         assert_eq!(text.len(), SCRATCH_KEPT + r#"{"small":"x","big":""}"#.len());
         assert_eq!(scratch(), 0);
-        doc.materialize(&source);
+        doc.read::<Map<String, Value>>(&source);
         assert_eq!(scratch(), 0);
     }
 
@@ -552,7 +558,7 @@ mod tests {
             r#"{"@timestamp":"2024-01-02T03:04:05.678Z","event":{"kind":"alert","action":"CreateUser","outcome":"success"},"tags":["a","b"]}"#
         );
         assert_eq!(
-            Value::Object(doc.materialize(&source)),
+            Value::Object(doc.read::<Map<String, Value>>(&source)),
             json!({"@timestamp": "2024-01-02T03:04:05.678Z", "tags": ["a", "b"],
                 "event": {"kind": "alert", "action": "CreateUser", "outcome": "success"}})
         );
