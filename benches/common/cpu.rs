@@ -4,7 +4,24 @@
 
 /// User plus system CPU time of this process so far (every thread), in seconds.
 pub fn seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    of("self")
+}
+
+/// The same for another process: the server a bench started, whose CPU comes out of the
+/// same cores as the pipeline's.
+pub fn of_process(pid: u32) -> f64 {
+    of(&pid.to_string())
+}
+
+/// What share of file -> null a pipeline into a server can reach at most, when file -> null
+/// used `null_cpu` seconds keeping every core busy and the server and the sink add
+/// `extra_cpu`: all of it comes out of the same cores.
+pub fn ceiling(null_cpu: f64, extra_cpu: f64) -> f64 {
+    null_cpu / (null_cpu + extra_cpu)
+}
+
+fn of(process: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{process}/stat")).unwrap_or_default();
     // The command name, in parentheses, may hold spaces: count fields after it.
     let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
     let ticks: f64 = after
