@@ -21,6 +21,7 @@ use crate::keys::{age_days, key_type, parse_create_date};
 use crate::transforms::decode::fields::{obj_of, str_of};
 use crate::transforms::decode::time::parse_time;
 use crate::transforms::decode::{AzureRecord, CloudTrailRecord, GcpRecord, SourceRecord};
+use crate::transforms::normalize::document::Head;
 use crate::transforms::normalize::Normalized;
 
 pub struct KeyAge {
@@ -36,28 +37,25 @@ impl KeyAge {
         }
     }
 
-    /// Age fields for a known credential, at the time of the event.
-    fn aged(&self, cred: &mut Map<String, Value>, info: &KeyInfo, at: DateTime<Utc>) {
-        let days = age_days(info.created, at);
-        cred.insert("created".into(), json!(ts(info.created)));
-        cred.insert("age_days".into(), json!(days));
-        cred.insert("status".into(), json!(info.status));
-        cred.insert("over_max_age".into(), json!(days > self.max_age_days));
-        cred.insert("max_age_days".into(), json!(self.max_age_days));
-        cred.insert(
-            "source".into(),
-            json!(match info.learned {
+    /// What the inventory says of a known credential, at the time of the event.
+    fn aged(&self, info: KeyInfo, at: DateTime<Utc>) -> Aged {
+        let age_days = age_days(info.created, at);
+        Aged {
+            created: ts(info.created),
+            age_days,
+            status: info.status,
+            over_max_age: age_days > self.max_age_days,
+            max_age_days: self.max_age_days,
+            source: match info.learned {
                 Learned::Stream => "stream",
                 Learned::CredentialReport => "credential_report",
                 Learned::Iam => "iam",
-            }),
-        );
-        if let Some(owner) = &info.owner {
-            cred.insert("owner".into(), json!(owner));
+            },
+            owner: info.owner,
         }
     }
 
-    fn cloudtrail(&self, r: &CloudTrailRecord, out: &mut Context) {
+    fn cloudtrail<'r>(&self, r: &'r CloudTrailRecord, out: &mut Context<'r>) {
         self.learn_aws(r);
         let at = r.time();
         let who = r.user_identity();
@@ -65,15 +63,17 @@ impl KeyAge {
             .access_key_id
             .and_then(|key| Some((key, key_type(key)?)));
         if let Some((key, kind)) = kind {
-            let mut cred = Map::new();
-            cred.insert("access_key_id".into(), json!(key));
-            cred.insert("type".into(), json!(kind));
-            if kind == "long-term" {
-                if let Some(info) = self.inventory.get(key, who.user_name) {
-                    self.aged(&mut cred, &info, at);
-                }
-            }
-            out.credential = Some(cred);
+            let known = match kind {
+                "long-term" => self.inventory.get(key, who.user_name),
+                _ => None,
+            };
+            out.credential = Some(Credential {
+                id_key: "access_key_id",
+                id: key,
+                kind,
+                owner: None,
+                aged: known.map(|info| self.aged(info, at)),
+            });
         }
         let session_created = match kind {
             Some((_, "temporary")) => who
@@ -83,10 +83,10 @@ impl KeyAge {
             _ => None,
         };
         if let Some(created) = session_created {
-            out.session = Some(json!({
-                "created": ts(created),
-                "age_seconds": (at - created).num_seconds().max(0),
-            }));
+            out.session = Some(Session {
+                created: ts(created),
+                age_seconds: (at - created).num_seconds().max(0),
+            });
         }
         if r.event_name() == "CreateAccessKey" && !r.failed() {
             if let Some(k) = new_access_key(r) {
@@ -123,7 +123,7 @@ impl KeyAge {
         }
     }
 
-    fn entra(&self, r: &AzureRecord, out: &mut Context) {
+    fn entra<'r>(&self, r: &'r AzureRecord, out: &mut Context<'r>) {
         for id in added_credentials(r) {
             self.inventory.insert(KeyInfo {
                 id,
@@ -134,19 +134,22 @@ impl KeyAge {
             });
         }
         if let Some(key) = r.prop_str("servicePrincipalCredentialKeyId") {
-            let mut cred = Map::new();
-            cred.insert("key_id".into(), json!(key));
-            cred.insert("type".into(), json!("service-principal-credential"));
-            if let Some(info) = self.inventory.get(key, None) {
-                self.aged(&mut cred, &info, r.time());
-            }
-            out.credential = Some(cred);
+            out.credential = Some(Credential {
+                id_key: "key_id",
+                id: key,
+                kind: "service-principal-credential",
+                owner: None,
+                aged: self
+                    .inventory
+                    .get(key, None)
+                    .map(|info| self.aged(info, r.time())),
+            });
         }
     }
 }
 
 impl KeyAge {
-    fn gcp(&self, r: &GcpRecord, out: &mut Context) {
+    fn gcp<'r>(&self, r: &'r GcpRecord, out: &mut Context<'r>) {
         let key_name = r
             .resource_name()
             .filter(|n| n.contains("/keys/"))
@@ -192,14 +195,16 @@ impl KeyAge {
             .and_then(|a| str_of(a, "serviceAccountKeyName"))
             .and_then(service_account_key);
         if let Some((owner, id)) = used {
-            let mut cred = Map::new();
-            cred.insert("key_id".into(), json!(id));
-            cred.insert("type".into(), json!("service-account-key"));
-            cred.insert("owner".into(), json!(owner));
-            if let Some(info) = self.inventory.get(id, None) {
-                self.aged(&mut cred, &info, r.time());
-            }
-            out.credential = Some(cred);
+            out.credential = Some(Credential {
+                id_key: "key_id",
+                id,
+                kind: "service-account-key",
+                owner: Some(owner),
+                aged: self
+                    .inventory
+                    .get(id, None)
+                    .map(|info| self.aged(info, r.time())),
+            });
         }
     }
 }
@@ -245,10 +250,142 @@ fn new_service_account_key(r: &GcpRecord) -> Option<KeyInfo> {
 
 /// What the enricher found for one record.
 #[derive(Default)]
-struct Context {
-    credential: Option<Map<String, Value>>,
-    session: Option<Value>,
+struct Context<'r> {
+    credential: Option<Credential<'r>>,
+    session: Option<Session>,
     created: Option<Value>,
+}
+
+/// The credential behind an action. It goes to ECS, to OCSF and to the rule context as
+/// the same fields: built as typed fields, not as a map cloned for each.
+struct Credential<'r> {
+    /// `access_key_id` for an AWS key, `key_id` for Entra and GCP credentials.
+    id_key: &'static str,
+    id: &'r str,
+    kind: &'static str,
+    /// The service account a GCP key belongs to, as the key's name says.
+    owner: Option<&'r str>,
+    /// Known to the inventory.
+    aged: Option<Aged>,
+}
+
+struct Aged {
+    created: String,
+    age_days: i64,
+    status: String,
+    over_max_age: bool,
+    max_age_days: i64,
+    source: &'static str,
+    owner: Option<String>,
+}
+
+/// The session a temporary key belongs to.
+struct Session {
+    created: String,
+    age_seconds: i64,
+}
+
+/// One field of a credential or session.
+#[derive(Clone, Copy)]
+enum Scalar<'a> {
+    Text(&'a str),
+    Constant(&'static str),
+    Int(i64),
+    Bool(bool),
+}
+
+impl Scalar<'_> {
+    fn json(self) -> Value {
+        match self {
+            Scalar::Text(s) => json!(s),
+            Scalar::Constant(s) => json!(s),
+            Scalar::Int(n) => json!(n),
+            Scalar::Bool(b) => json!(b),
+        }
+    }
+
+    fn tree(self) -> tree::Value<'static> {
+        match self {
+            Scalar::Text(s) => tree::Value::from(s.to_string()),
+            Scalar::Constant(s) => tree::Value::from(s),
+            Scalar::Int(n) => tree::Value::from(n),
+            Scalar::Bool(b) => tree::Value::Bool(b),
+        }
+    }
+}
+
+/// The fields of an object in key order, as a map writes them.
+type Fields<'a> = Vec<(&'static str, Scalar<'a>)>;
+
+impl Credential<'_> {
+    fn fields(&self) -> Fields<'_> {
+        let mut f = vec![
+            (self.id_key, Scalar::Text(self.id)),
+            ("type", Scalar::Constant(self.kind)),
+        ];
+        let known = self.aged.as_ref();
+        // The inventory's owner wins over the one the key's name gives.
+        if let Some(owner) = known.and_then(|a| a.owner.as_deref()).or(self.owner) {
+            f.push(("owner", Scalar::Text(owner)));
+        }
+        if let Some(a) = known {
+            f.extend([
+                ("created", Scalar::Text(&a.created)),
+                ("age_days", Scalar::Int(a.age_days)),
+                ("status", Scalar::Text(&a.status)),
+                ("over_max_age", Scalar::Bool(a.over_max_age)),
+                ("max_age_days", Scalar::Int(a.max_age_days)),
+                ("source", Scalar::Constant(a.source)),
+            ]);
+        }
+        f.sort_unstable_by_key(|(k, _)| *k);
+        f
+    }
+
+    /// The enrichment's value: the key's age, or its type when the age is not known.
+    fn summary(&self) -> String {
+        match &self.aged {
+            Some(a) => format!("{} days", a.age_days),
+            None => self.kind.to_string(),
+        }
+    }
+}
+
+impl Session {
+    fn fields(&self) -> Fields<'_> {
+        vec![
+            ("age_seconds", Scalar::Int(self.age_seconds)),
+            ("created", Scalar::Text(&self.created)),
+        ]
+    }
+}
+
+fn head(fields: &Fields) -> Head {
+    let mut h = Head::with_capacity(fields.len());
+    for &(k, v) in fields {
+        match v {
+            Scalar::Text(s) => h.put(k, s),
+            Scalar::Constant(s) => h.put_static(k, s),
+            Scalar::Int(n) => h.put(k, n),
+            Scalar::Bool(b) => h.put(k, b),
+        }
+    }
+    h
+}
+
+fn json_map(fields: &Fields) -> Map<String, Value> {
+    fields
+        .iter()
+        .map(|&(k, v)| (k.to_string(), v.json()))
+        .collect()
+}
+
+fn tree_map(fields: &Fields) -> tree::Value<'static> {
+    let mut m = tree::Map::new();
+    for &(k, v) in fields {
+        m.insert(k, v.tree());
+    }
+    tree::Value::Object(m)
 }
 
 fn ts(t: DateTime<Utc>) -> String {
@@ -332,44 +469,36 @@ impl Enricher for KeyAge {
             SourceRecord::Azure(r) => self.entra(r, &mut found),
             SourceRecord::Gcp(r) => self.gcp(r, &mut found),
         }
+        let credential = found.credential.as_ref().map(|c| (c, c.fields()));
+        let session = found.session.as_ref().map(Session::fields);
         if let Some(ecs) = record.ecs.as_mut() {
-            if let Some(c) = &found.credential {
-                ecs.put("auditbridge.credential", Value::Object(c.clone()));
+            if let Some((_, fields)) = &credential {
+                ecs.put_object("auditbridge.credential", head(fields));
             }
-            if let Some(s) = &found.session {
-                ecs.put("auditbridge.session", s.clone());
+            if let Some(fields) = &session {
+                ecs.put_object("auditbridge.session", head(fields));
             }
-            if let Some(c) = &found.created {
-                ecs.put("auditbridge.created_credential", c.clone());
+            if let Some(c) = found.created {
+                ecs.put("auditbridge.created_credential", c);
             }
         }
-        if let (Some(ocsf), Some(c)) = (record.ocsf.as_mut(), &found.credential) {
-            let value = match c.get("age_days") {
-                Some(days) => format!("{} days", days),
-                None => c
-                    .get("type")
-                    .and_then(Value::as_str)
-                    .unwrap_or("unknown")
-                    .to_string(),
-            };
+        if let (Some(ocsf), Some((c, fields))) = (record.ocsf.as_mut(), &credential) {
             ocsf.push(
                 "enrichments",
                 json!({
                     "name": "credential.age",
-                    "value": value,
+                    "value": c.summary(),
                     "type": "credential",
                     "provider": "auditbridge",
-                    "data": c,
+                    "data": json_map(fields),
                 }),
             );
         }
-        if let Some(c) = found.credential {
-            record
-                .context
-                .insert("key", tree::Value::from(Value::Object(c)));
+        if let Some((_, fields)) = &credential {
+            record.context.insert("key", tree_map(fields));
         }
-        if let Some(s) = found.session {
-            record.context.insert("session", tree::Value::from(s));
+        if let Some(fields) = &session {
+            record.context.insert("session", tree_map(fields));
         }
     }
 }
