@@ -1128,6 +1128,10 @@ mod tests {
         fail: bool,
     }
 
+    fn trickle(data: &[u8], chunk: usize, fail: bool) -> Trickle<'_> {
+        Trickle { data, chunk, fail }
+    }
+
     impl Read for Trickle<'_> {
         fn read(&mut self, into: &mut [u8]) -> std::io::Result<usize> {
             if self.data.is_empty() && self.fail {
@@ -1145,11 +1149,7 @@ mod tests {
         let data: Vec<u8> = (0..100u8).collect();
         let mut buf = Vec::with_capacity(100);
         let mut read = 0;
-        let mut from = Trickle {
-            data: &data,
-            chunk: 7,
-            fail: false,
-        };
+        let mut from = trickle(&data, 7, false);
         // The input ends exactly at the capacity: the buffer holds it all and stays.
         assert!(fill(&mut from, &mut buf, 1000, 1 << 20, &mut read).unwrap());
         assert_eq!(
@@ -1160,11 +1160,7 @@ mod tests {
         let mut buf = Vec::with_capacity(64);
         buf.extend_from_slice(b"kept");
         let mut read = 4;
-        let mut from = Trickle {
-            data: &data[..30],
-            chunk: 7,
-            fail: true,
-        };
+        let mut from = trickle(&data[..30], 7, true);
         let err = fill(&mut from, &mut buf, 64, 1 << 20, &mut read).unwrap_err();
         assert_eq!(err.to_string(), "the disk went away");
         assert_eq!((buf.as_slice(), read), (b"kept".as_slice(), 4));
@@ -1172,11 +1168,7 @@ mod tests {
         // Short reads are gathered until `want`, and more than the capacity grows it.
         let mut buf = Vec::with_capacity(10);
         let mut read = 0;
-        let mut from = Trickle {
-            data: &data,
-            chunk: 3,
-            fail: false,
-        };
+        let mut from = trickle(&data, 3, false);
         assert!(!fill(&mut from, &mut buf, 50, 1 << 20, &mut read).unwrap());
         assert!(buf.len() >= 50 && data.starts_with(&buf) && read == buf.len() as u64);
     }

@@ -423,19 +423,18 @@ fn describe(err: &serde_json::Error) -> String {
     }
 }
 
+/// JSON's four whitespace bytes ([`WS`]); a form feed, which `trim_ascii` would take, is
+/// not one of them.
+fn is_ws(b: &&u8) -> bool {
+    matches!(b, b' ' | b'\n' | b'\r' | b'\t')
+}
+
 fn leading_ws(bytes: &[u8]) -> usize {
-    bytes
-        .iter()
-        .take_while(|b| matches!(b, b' ' | b'\n' | b'\r' | b'\t'))
-        .count()
+    bytes.iter().take_while(is_ws).count()
 }
 
 fn trailing_ws(bytes: &[u8]) -> usize {
-    bytes
-        .iter()
-        .rev()
-        .take_while(|b| matches!(b, b' ' | b'\n' | b'\r' | b'\t'))
-        .count()
+    bytes.iter().rev().take_while(is_ws).count()
 }
 
 fn next_line(input: &[u8], from: usize) -> usize {
