@@ -529,7 +529,7 @@ impl Transformer {
         let raw_body = self.raw.then(|| raw::body(&source, raw));
         let mut normalized = normalize::normalize(source, self.format, || fallback_id(raw), now);
         self.enrichment.apply(&mut normalized);
-        serialize(normalized, raw, raw_body, Arc::clone(origin))
+        serialize(normalized, raw_body, Arc::clone(origin))
     }
 
     fn special(
@@ -782,8 +782,7 @@ fn fallback_id(raw: &str) -> String {
     format!("auditbridge-{hash:016x}")
 }
 
-/// `input` is the text the record was decoded from.
-fn serialize(n: Normalized, input: &str, raw: Option<Vec<u8>>, origin: Arc<Origin>) -> Record {
+fn serialize(n: Normalized, raw: Option<Vec<u8>>, origin: Arc<Origin>) -> Record {
     let mut outputs = Vec::with_capacity(3 + n.findings.len());
     if let Some(body) = raw {
         outputs.push(Output {
@@ -794,13 +793,13 @@ fn serialize(n: Normalized, input: &str, raw: Option<Vec<u8>>, origin: Arc<Origi
     if let Some(ecs) = &n.ecs {
         outputs.push(Output {
             format: Format::Ecs,
-            body: ecs.to_vec(&n.source, Some(input)).into(),
+            body: ecs.to_vec(&n.source).into(),
         });
     }
     if let Some(ocsf) = &n.ocsf {
         outputs.push(Output {
             format: Format::Ocsf,
-            body: ocsf.to_vec(&n.source, Some(input)).into(),
+            body: ocsf.to_vec(&n.source).into(),
         });
     }
     for finding in &n.findings {

@@ -119,8 +119,6 @@ pub struct CloudTrailRecord<'a> {
     unwrapped: bool,
     /// An Insight event: CloudTrail's summary of unusual activity, not an API call.
     insight: bool,
-    /// Some keys were respelled (`eventname`), so the input text is not the fields.
-    respelled: bool,
     /// Every document asks; the answer takes three searches of the record.
     failed: bool,
 }
@@ -128,16 +126,15 @@ pub struct CloudTrailRecord<'a> {
 impl<'a> CloudTrailRecord<'a> {
     /// Validate a record. `now` stands in for a missing or unreadable `eventTime`.
     pub fn new(mut fields: Map<'a>, now: DateTime<Utc>) -> Result<Self, WrongType> {
-        let mut respelled = false;
         if !fields.contains_key("eventName") || !fields.contains_key("eventSource") {
-            respelled = canonicalize_keys(&mut fields, TOP_LEVEL);
+            canonicalize_keys(&mut fields, TOP_LEVEL);
         }
         expect_strings(&fields, "", TOP_LEVEL_STRINGS)?;
         expect_object(&fields, "", "userIdentity")?;
         expect_object(&fields, "", "tlsDetails")?;
         expect_object(&fields, "", "insightDetails")?;
         if let Some(Value::Object(identity)) = fields.get_mut("userIdentity") {
-            respelled |= canonicalize_keys(identity, IDENTITY);
+            canonicalize_keys(identity, IDENTITY);
             expect_strings(identity, "userIdentity", IDENTITY_STRINGS)?;
             expect_object(identity, "userIdentity", "sessionContext")?;
             if let Some(ctx) = obj_of(identity, "sessionContext") {
@@ -160,29 +157,7 @@ impl<'a> CloudTrailRecord<'a> {
             time,
             time_source,
             unwrapped: false,
-            respelled,
         })
-    }
-
-    /// This record's own JSON text within `input`, the text it was decoded from (an
-    /// EventBridge event's `detail`). It holds what the decoded tree lost: the order in
-    /// which each object's keys were written. `None` when keys were respelled, since the
-    /// text is not the fields then.
-    pub fn own_text<'t>(&self, input: &'t str) -> Option<&'t str> {
-        if self.respelled {
-            return None;
-        }
-        if !self.unwrapped {
-            return Some(input);
-        }
-        #[derive(serde::Deserialize)]
-        struct Event<'a> {
-            #[serde(borrow)]
-            detail: &'a serde_json::value::RawValue,
-        }
-        serde_json::from_str::<Event<'_>>(input)
-            .ok()
-            .map(|e| e.detail.get())
     }
 
     /// The same record, owning its text.

@@ -83,10 +83,10 @@ pub fn obj_of<'a, 'r>(map: &'a Map<'r>, key: &str) -> Option<&'a Map<'r>> {
 }
 
 /// Rename keys that differ from the canonical spelling only by case (exports that
-/// lower-case every column, e.g. `eventname`), without touching keys already canonical;
-/// whether any key was renamed.
-pub fn canonicalize_keys(map: &mut Map<'_>, canonical: &[&str]) -> bool {
-    let renames: Vec<(String, &str)> = map
+/// lower-case every column, e.g. `eventname`), in their places, without touching keys
+/// already canonical.
+pub fn canonicalize_keys(map: &mut Map<'_>, canonical: &[&'static str]) {
+    let renames: Vec<(String, &'static str)> = map
         .keys()
         .filter(|k| !canonical.contains(&k.as_str()))
         .filter_map(|k| {
@@ -97,13 +97,9 @@ pub fn canonicalize_keys(map: &mut Map<'_>, canonical: &[&str]) -> bool {
                 .map(|c| (k.to_string(), *c))
         })
         .collect();
-    let renamed = !renames.is_empty();
     for (from, to) in renames {
-        if let Some(v) = map.remove(&from) {
-            map.insert(to.to_string(), v);
-        }
+        map.rename(&from, to);
     }
-    renamed
 }
 
 /// Split a user principal name or e-mail-shaped name into (local part, domain).
@@ -118,15 +114,16 @@ mod tests {
     use crate::transforms::decode::tree::json;
 
     #[test]
-    fn canonicalize_renames_only_case_variants() {
-        let mut m = json!({"eventname": "X", "eventSource": "s", "other": 1})
+    fn canonicalize_renames_only_case_variants_in_their_places() {
+        let mut m = Value::parse(r#"{"other":1,"eventname":"X","eventSource":"s"}"#)
+            .unwrap()
             .as_object()
             .cloned()
             .unwrap();
         canonicalize_keys(&mut m, &["eventName", "eventSource"]);
         assert_eq!(
-            Value::Object(m),
-            json!({"eventName": "X", "eventSource": "s", "other": 1})
+            Value::Object(m).to_string(),
+            r#"{"other":1,"eventName":"X","eventSource":"s"}"#
         );
     }
 

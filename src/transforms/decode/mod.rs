@@ -11,7 +11,6 @@ pub mod cutter;
 pub mod fields;
 pub mod framing;
 pub mod gcp;
-pub mod tape;
 pub mod time;
 pub mod tree;
 
@@ -272,30 +271,6 @@ mod tests {
         }
         let err = run(r#"{"detail-type":"Object Created","detail":{}}"#).unwrap_err();
         assert_eq!(err.kind(), "eventbridge_not_cloudtrail");
-    }
-
-    fn own_text(input: &str) -> Option<&str> {
-        match run(input).unwrap() {
-            Decoded::Record(SourceRecord::CloudTrail(r)) => r.own_text(input),
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn a_record_s_own_text_is_what_its_fields_were_decoded_from() {
-        let record = r#"{"eventName":"CreateUser","eventSource":"iam.amazonaws.com"}"#;
-        assert_eq!(own_text(record), Some(record));
-        let pretty = "{\n  \"eventName\": \"CreateUser\",\n  \"eventSource\": \"iam\"\n}";
-        assert_eq!(own_text(pretty), Some(pretty));
-        let forwarded = format!(
-            r#"{{"detail-type":"AWS API Call via CloudTrail","source":"aws.iam","detail":{record}}}"#
-        );
-        assert_eq!(own_text(&forwarded), Some(record));
-        // Respelled keys: the text is not the fields.
-        assert_eq!(
-            own_text(r#"{"eventname":"CreateUser","eventsource":"iam.amazonaws.com"}"#),
-            None
-        );
     }
 
     #[test]

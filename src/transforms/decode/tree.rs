@@ -2,15 +2,14 @@
 //!
 //! serde_json's own `Value` made a `String` for every key and string and a `BTreeMap` for
 //! every object, then freed them all again: that was a quarter of the transform stage.
-//! This tree is read through the same methods, and an object iterates its keys sorted,
-//! one per key with the last value written winning, as serde_json's map does, so what is
-//! written from it does not change. serde_json still does the parsing (its grammar, its
-//! errors, its depth limit); only the tree it builds differs.
+//! This tree is read through the same methods. An object keeps its keys in the order the
+//! record wrote them, one per key, the last value written winning: the order Elastic's
+//! pipeline fills its Java maps in, which the Java text forms of the record print
+//! ([`java_text`](crate::transforms::normalize::java_text)). serde_json still does the
+//! parsing (its grammar, its errors, its depth limit); only the tree it builds differs.
 
 use std::borrow::{Borrow, Cow};
-use std::cmp::Ordering;
 use std::fmt;
-use std::hash::{Hash, Hasher};
 use std::ops::Deref;
 
 use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -59,42 +58,6 @@ impl PartialEq for Str<'_> {
 }
 
 impl Eq for Str<'_> {}
-
-impl PartialOrd for Str<'_> {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-/// As `str` orders: keys are sorted by it.
-impl Ord for Str<'_> {
-    fn cmp(&self, other: &Self) -> Ordering {
-        key_order(&self.text, &other.text)
-    }
-}
-
-impl Hash for Str<'_> {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.text.hash(state);
-    }
-}
-
-/// `a.cmp(b)`, told apart by the first byte or the first eight where those differ:
-/// sorting and searching a record's objects called `memcmp` for every pair of keys.
-fn key_order(a: &str, b: &str) -> Ordering {
-    let (x, y) = (a.as_bytes(), b.as_bytes());
-    match (x.first(), y.first()) {
-        (Some(p), Some(q)) if p != q => return p.cmp(q),
-        _ => {}
-    }
-    if let (Some(p), Some(q)) = (x.first_chunk::<8>(), y.first_chunk::<8>()) {
-        let (p, q) = (u64::from_be_bytes(*p), u64::from_be_bytes(*q));
-        if p != q {
-            return p.cmp(&q);
-        }
-    }
-    x.cmp(y)
-}
 
 impl Deref for Str<'_> {
     type Target = str;
@@ -170,8 +133,8 @@ pub enum Value<'a> {
     Object(Map<'a>),
 }
 
-/// A JSON object: its members sorted by key, one per key.
-#[derive(Clone, PartialEq, Default)]
+/// A JSON object: its members in the order their keys first came, one per key.
+#[derive(Clone, Default)]
 pub struct Map<'a> {
     members: Vec<(Str<'a>, Value<'a>)>,
 }
@@ -368,11 +331,6 @@ impl<'a> Map<'a> {
         self.members.is_empty()
     }
 
-    fn find(&self, key: &str) -> Result<usize, usize> {
-        self.members
-            .binary_search_by(|(k, _)| key_order(k.as_str(), key))
-    }
-
     /// Where `key` is. A scan: objects are small, and telling keys apart by length first
     /// cost less than the comparisons of a binary search.
     fn position(&self, key: &str) -> Option<usize> {
@@ -391,15 +349,26 @@ impl<'a> Map<'a> {
         self.position(key).is_some()
     }
 
-    /// Set `key`; the value it had, if any.
+    /// Set `key`, in its place if it is there, else last; the value it had, if any.
     pub fn insert(&mut self, key: impl Into<Str<'a>>, value: Value<'a>) -> Option<Value<'a>> {
         let key = key.into();
-        match self.find(&key) {
-            Ok(at) => Some(std::mem::replace(&mut self.members[at].1, value)),
-            Err(at) => {
-                self.members.insert(at, (key, value));
+        match self.position(&key) {
+            Some(at) => Some(std::mem::replace(&mut self.members[at].1, value)),
+            None => {
+                self.members.push((key, value));
                 None
             }
+        }
+    }
+
+    /// Give the member `from` the key `to`, in its place, unless `to` is taken.
+    pub fn rename(&mut self, from: &str, to: impl Into<Str<'a>>) {
+        let to = to.into();
+        if self.contains_key(&to) {
+            return;
+        }
+        if let Some(at) = self.position(from) {
+            self.members[at].0 = to;
         }
     }
 
@@ -438,16 +407,52 @@ impl<'a> Map<'a> {
             .collect()
     }
 
-    /// Members in any order, possibly repeating a key: sorted, the last of a key kept.
+    /// Members as written, possibly repeating a key.
     fn from_members(mut members: Vec<(Str<'a>, Value<'a>)>) -> Self {
-        if !members.is_sorted_by(|a, b| a.0 < b.0) {
-            members.reverse();
-            // Stable: among equal keys the one written last now comes first and is kept.
-            members.sort_by(|a, b| a.0.cmp(&b.0));
-            members.dedup_by(|later, earlier| later.0 == earlier.0);
-        }
+        last_wins(&mut members);
         Map { members }
     }
+}
+
+/// Equal when they hold the same members, in any order, as JSON objects compare.
+impl PartialEq for Map<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().all(|(k, v)| other.get(k) == Some(v))
+    }
+}
+
+/// One member per key, where the key first came, holding the value written last: how a
+/// JSON object with a repeated key reads, and what a Java `HashMap` filled in this order
+/// keeps. Sorting to find repeats was the costliest step of building the tree; a 64-bit
+/// sketch of the keys seen finds the few members worth comparing.
+pub fn last_wins<K: AsRef<str>, V>(members: &mut Vec<(K, V)>) {
+    let mut seen = 0u64;
+    let mut at = 0;
+    while at < members.len() {
+        let key = members[at].0.as_ref();
+        let bit = 1u64 << sketch(key);
+        if seen & bit != 0 {
+            if let Some(first) = members[..at].iter().position(|(k, _)| k.as_ref() == key) {
+                let (_, value) = members.remove(at);
+                members[first].1 = value;
+                continue;
+            }
+        }
+        seen |= bit;
+        at += 1;
+    }
+}
+
+/// A key's bit in the sketch, from its length and its first and last bytes (keys of one
+/// record mostly differ in those).
+fn sketch(key: &str) -> u32 {
+    let bytes = key.as_bytes();
+    let (first, last) = (
+        bytes.first().copied().unwrap_or(0),
+        bytes.last().copied().unwrap_or(0),
+    );
+    let mixed = (bytes.len() as u64) ^ (u64::from(first) << 8) ^ (u64::from(last) << 16);
+    (mixed.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as u32
 }
 
 impl<'a> FromIterator<(Str<'a>, Value<'a>)> for Map<'a> {
@@ -683,14 +688,17 @@ mod tests {
         let tree = Value::parse(text).unwrap();
         let theirs: serde_json::Value = serde_json::from_str(text).unwrap();
         assert_eq!(tree.to_json(), theirs);
-        assert_eq!(tree.to_string(), theirs.to_string());
+        assert_eq!(
+            tree.to_string(),
+            r#"{"b":"last","a":{"z":"x\"y","y":"plain"},"c":1000.0}"#
+        );
         let keys: Vec<&str> = tree
             .as_object()
             .unwrap()
             .keys()
             .map(|k| k.as_str())
             .collect();
-        assert_eq!(keys, ["a", "b", "c"]);
+        assert_eq!(keys, ["b", "a", "c"]);
         let inner = tree.get("a").unwrap();
         let text = |key: &str| match inner.get(key) {
             Some(Value::String(s)) => s.clone(),
@@ -722,36 +730,43 @@ mod tests {
     }
 
     #[test]
-    fn keys_sort_as_str_sorts_them() {
-        let keys = [
-            "",
-            "a",
-            "a\u{0}",
-            "ab",
-            "abcdefgh",
-            "abcdefgh\u{0}",
-            "abcdefghi",
-            "abcdefgi",
-            "b",
-            "\u{e9}",
-            "z\u{0}",
-        ];
-        for a in keys {
-            for b in keys {
-                assert_eq!(key_order(a, b), a.cmp(b), "{a:?} {b:?}");
-            }
+    fn a_repeated_key_keeps_its_first_place_and_its_last_value() {
+        // 200 keys, more than the sketch has bits, so every kind of collision is met.
+        let mut members: Vec<(String, usize)> = (0..200).map(|i| (format!("k{i}"), i)).collect();
+        members.push(("k7".into(), 1000));
+        members.push(("k199".into(), 1001));
+        members.push(("k7".into(), 1002));
+        last_wins(&mut members);
+        assert_eq!(members.len(), 200);
+        for (i, (key, value)) in members.iter().enumerate() {
+            assert_eq!(*key, format!("k{i}"));
+            let want = match i {
+                7 => 1002,
+                199 => 1001,
+                _ => i,
+            };
+            assert_eq!(*value, want, "{key}");
         }
     }
 
     #[test]
-    fn insert_and_remove_keep_members_sorted() {
+    fn objects_are_equal_in_any_order() {
+        let one = Value::parse(r#"{"a":1,"b":{"c":2,"d":3}}"#).unwrap();
+        let two = Value::parse(r#"{"b":{"d":3,"c":2},"a":1}"#).unwrap();
+        let three = Value::parse(r#"{"b":{"d":3,"c":2},"a":2}"#).unwrap();
+        assert_eq!(one, two);
+        assert_ne!(one, three);
+    }
+
+    #[test]
+    fn insert_and_remove_keep_the_order_keys_came_in() {
         let mut map = Map::new();
         map.insert("b", Value::from("2"));
         map.insert("a", Value::from("1"));
         assert_eq!(map.insert("b", Value::from("3")), Some(Value::from("2")));
         assert_eq!(
             Value::Object(map.clone()).to_string(),
-            r#"{"a":"1","b":"3"}"#
+            r#"{"b":"3","a":"1"}"#
         );
         assert_eq!(map.remove("a"), Some(Value::from("1")));
         assert!(!map.contains_key("a"));

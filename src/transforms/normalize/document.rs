@@ -229,20 +229,17 @@ impl Document {
         }
     }
 
-    /// The JSON text of the document for `source`, the record it was built from, and
-    /// `input`, the text that record was decoded from when it is at hand (it orders the
-    /// keys of Java text as the record wrote them).
-    pub fn to_vec(&self, source: &SourceRecord, input: Option<&str>) -> Vec<u8> {
-        self.with_text(source, input, <[u8]>::to_vec)
+    /// The JSON text of the document for `source`, the record it was built from.
+    pub fn to_vec(&self, source: &SourceRecord) -> Vec<u8> {
+        self.with_text(source, <[u8]>::to_vec)
     }
 
     /// What `T` takes of the whole document, sections included, parsed from its text: for
     /// enrichers that copy parts of it (a finding repeats its activity's `api`, `actor` …).
     /// A `T` that names a few fields skips the rest without building it; `T::default()`
-    /// when the text does not fit `T`. Enrichers do not have the input text, and only ECS
-    /// documents hold Java text.
+    /// when the text does not fit `T`.
     pub fn read<T: DeserializeOwned + Default>(&self, source: &SourceRecord) -> T {
-        self.with_text(source, None, |text| {
+        self.with_text(source, |text| {
             let mut parser = serde_json::Deserializer::from_slice(text);
             // A record may nest as deep as the decoder's limit allows, and the document
             // puts it a few levels further down; the text is our own, so no limit is
@@ -253,16 +250,11 @@ impl Document {
     }
 
     /// `read` given the document's JSON text, written into this thread's scratch buffer.
-    fn with_text<R>(
-        &self,
-        source: &SourceRecord,
-        input: Option<&str>,
-        read: impl FnOnce(&[u8]) -> R,
-    ) -> R {
+    fn with_text<R>(&self, source: &SourceRecord, read: impl FnOnce(&[u8]) -> R) -> R {
         SCRATCH.with(|scratch| {
             let mut scratch = scratch.borrow_mut();
             scratch.clear();
-            write_object(&self.root, source, input, &mut scratch);
+            write_object(&self.root, source, &mut scratch);
             let out = read(&scratch);
             // One huge record must not keep its buffer's size for the thread's life.
             if scratch.capacity() > SCRATCH_KEPT {
@@ -422,12 +414,7 @@ fn sorted(mut children: Vec<(Key, Node)>) -> Vec<(Key, Node)> {
     children
 }
 
-fn write_object(
-    children: &[(Key, Node)],
-    source: &SourceRecord,
-    input: Option<&str>,
-    out: &mut Vec<u8>,
-) {
+fn write_object(children: &[(Key, Node)], source: &SourceRecord, out: &mut Vec<u8>) {
     let mut object = json::Object::open(out);
     for (key, node) in children {
         let out = object.key(key);
@@ -442,8 +429,8 @@ fn write_object(
                 list.close();
             }
             Node::Time(time) => json::time(out, *time),
-            Node::Object(inner) => write_object(inner, source, input, out),
-            Node::Part(part) => part.write(source, input, out),
+            Node::Object(inner) => write_object(inner, source, out),
+            Node::Part(part) => part.write(source, out),
         }
     }
     object.close();
@@ -481,7 +468,7 @@ mod tests {
             "x": {"y": "CreateUser"},
             "data": "iam.amazonaws.com",
         });
-        let text: Value = serde_json::from_slice(&doc.to_vec(&source, None)).unwrap();
+        let text: Value = serde_json::from_slice(&doc.to_vec(&source)).unwrap();
         assert_eq!(text, expected);
         assert_eq!(
             Value::Object(doc.read::<Map<String, Value>>(&source)),
@@ -505,7 +492,7 @@ mod tests {
             json!([1, -2, 1.5e300, 0.1, u64::MAX, i64::MIN, null, true]),
         );
         doc.splice("data", Part::Field("requestParameters"));
-        let text = doc.to_vec(&source, None);
+        let text = doc.to_vec(&source);
         let parsed: Value = serde_json::from_slice(&text).unwrap();
         assert_eq!(
             parsed,
@@ -524,11 +511,11 @@ mod tests {
         let scratch = || SCRATCH.with(|s| s.borrow().capacity());
         let mut doc = Document::new();
         doc.put("small", "x");
-        doc.to_vec(&source, None);
+        doc.to_vec(&source);
         let small = scratch();
         assert!(small > 0 && small <= SCRATCH_KEPT, "{small}");
         doc.put("big", "x".repeat(SCRATCH_KEPT));
-        let text = doc.to_vec(&source, None);
+        let text = doc.to_vec(&source);
         assert_eq!(text.len(), SCRATCH_KEPT + r#"{"small":"x","big":""}"#.len());
         assert_eq!(scratch(), 0);
         doc.read::<Map<String, Value>>(&source);
@@ -552,7 +539,7 @@ mod tests {
         let mut doc = Document::from_head(head);
         doc.put("event.kind", "alert");
         doc.put("event.outcome", "success");
-        let text = doc.to_vec(&source, None);
+        let text = doc.to_vec(&source);
         assert_eq!(
             String::from_utf8(text).unwrap(),
             r#"{"@timestamp":"2024-01-02T03:04:05.678Z","event":{"kind":"alert","action":"CreateUser","outcome":"success"},"tags":["a","b"]}"#
@@ -599,7 +586,7 @@ mod tests {
             o.put("account.type", "AWS");
             o
         };
-        let text = |d: &Document| String::from_utf8(d.to_vec(&source, None)).unwrap();
+        let text = |d: &Document| String::from_utf8(d.to_vec(&source)).unwrap();
         let mut whole = Document::default();
         whole.put_object("actor.user", object().into());
         whole.put("actor.user.type", "IAMUser");
@@ -637,7 +624,7 @@ mod tests {
         doc.put("auditbridge.credential", json!({"type": "temporary"}));
         doc.push("enrichments", json!({"name": "a"}));
         doc.push("enrichments", json!({"name": "b"}));
-        let text: Value = serde_json::from_slice(&doc.to_vec(&source, None)).unwrap();
+        let text: Value = serde_json::from_slice(&doc.to_vec(&source)).unwrap();
         assert_eq!(
             text,
             json!({

@@ -9,9 +9,8 @@ use std::net::IpAddr;
 use crate::transforms::decode::tree::{Map, Str, Value};
 
 use super::field::{snake_key, Field};
-use super::java_text::{java_text, java_text_of, JavaText};
+use super::java_text::java_text;
 use super::json;
-use crate::transforms::decode::tape::{self, Tape};
 use crate::transforms::decode::{AzureRecord, CloudTrailRecord, GcpRecord, SourceRecord};
 
 /// A section of a document taken from the source record.
@@ -40,17 +39,14 @@ pub enum Part {
 }
 
 impl Part {
-    /// This part's JSON text, read from `source` (and `input`, the text it was decoded
-    /// from, when at hand).
-    pub fn write(self, source: &SourceRecord<'_>, input: Option<&str>, out: &mut Vec<u8>) {
+    /// This part's JSON text, read from `source`.
+    pub fn write(self, source: &SourceRecord<'_>, out: &mut Vec<u8>) {
         match (self, source) {
             (Part::Field(key), _) => match source.fields().get(key) {
                 Some(v) => json::record_value(out, v),
                 None => json::null(out),
             },
-            (Part::EcsCloudTrail, SourceRecord::CloudTrail(r)) => {
-                ecs_cloudtrail(r, input).write(out)
-            }
+            (Part::EcsCloudTrail, SourceRecord::CloudTrail(r)) => ecs_cloudtrail(r).write(out),
             (Part::EcsEntra, SourceRecord::Azure(r)) => ecs_entra(r).write(out),
             (
                 Part::OcsfCloudTrailUnmapped {
@@ -88,29 +84,12 @@ fn flattened(key: &str) -> Option<&'static str> {
 /// (the text Elastic's rules match on); `user_identity.session_context` with its
 /// `attributes` lifted one level; and for a console sign-in, `console_login` with its
 /// `additionalEventData` answers as booleans.
-pub fn ecs_cloudtrail<'a>(r: &'a CloudTrailRecord, input: Option<&str>) -> Field<'a> {
+pub fn ecs_cloudtrail<'a>(r: &'a CloudTrailRecord) -> Field<'a> {
     let mut entries = Vec::with_capacity(r.fields().len() + 4);
     let mut nested = Vec::new();
-    // Indexed at most once, for the records that need it.
-    let mut tape: Option<Option<Tape>> = None;
     for (key, value) in r.fields() {
         if let Some(name) = flattened(key) {
-            // The decoded tree keeps keys sorted, not in the order Elastic's pipeline
-            // inserts them (the record's). That gives the same text unless two keys of one
-            // object share a hash bucket; then it is made from the record's text (one corpus
-            // record in nine).
-            let text = match java_text(value) {
-                JavaText::Settled(text) => text,
-                JavaText::Sorted(text) => {
-                    let section = tape
-                        .get_or_insert_with(|| record_tape(r, input?))
-                        .as_ref()
-                        .and_then(|t| t.root().members().find(|(k, _)| k == key.as_str()))
-                        .map(|(_, section)| java_text_of(section));
-                    section.unwrap_or(text)
-                }
-            };
-            if let Some(text) = text {
+            if let Some(text) = java_text(value) {
                 nested.push((Cow::Borrowed(name), Field::Value(value)));
                 entries.push((Cow::Borrowed(name), Field::Text(text)));
             }
@@ -127,30 +106,13 @@ pub fn ecs_cloudtrail<'a>(r: &'a CloudTrailRecord, input: Option<&str>) -> Field
     }
     if r.event_name() == "ConsoleLogin" {
         if let Some(login) = console_login(r) {
-            insert_sorted(&mut entries, "console_login", login);
+            entries.push((Cow::Borrowed("console_login"), login));
         }
     }
     if !nested.is_empty() {
-        insert_sorted(&mut entries, "flattened", Field::object(nested));
+        entries.push((Cow::Borrowed("flattened"), Field::object(nested)));
     }
     Field::object(entries)
-}
-
-/// The record's own JSON text in `input` indexed, when it holds exactly the decoded fields
-/// (a repeated key, which the tree kept once, would be printed twice from the text).
-fn record_tape<'a, 't>(r: &'a CloudTrailRecord<'a>, input: &'t str) -> Option<Tape<'t>> {
-    let tape = Tape::new(r.own_text(input)?)?;
-    (tape.members() == tape::members_of(r.fields())).then_some(tape)
-}
-
-/// At its sorted place, so the (usually sorted) entries need no sort.
-fn insert_sorted<'a>(
-    entries: &mut Vec<(Cow<'a, str>, Field<'a>)>,
-    name: &'static str,
-    field: Field<'a>,
-) {
-    let at = entries.partition_point(|(k, _)| k.as_ref() < name);
-    entries.insert(at, (Cow::Borrowed(name), field));
 }
 
 fn user_identity<'a>(identity: &'a Map<'a>) -> Field<'a> {
@@ -721,30 +683,30 @@ mod tests {
     use super::*;
     use crate::transforms::decode::{decode, Decoded};
 
-    /// `aws.cloudtrail.response_elements` of the record `input`, written with or without
-    /// its text at hand.
-    fn response_text(input: &str, with_input: bool) -> serde_json::Value {
+    /// `aws.cloudtrail.response_elements` of the record `input`.
+    fn response_text(input: &str) -> serde_json::Value {
         let Ok(Decoded::Record(SourceRecord::CloudTrail(r))) =
             decode(input, 1 << 20, chrono::Utc::now())
         else {
             panic!("not a CloudTrail record: {input}")
         };
         let mut out = Vec::new();
-        ecs_cloudtrail(&r, with_input.then_some(input)).write(&mut out);
+        ecs_cloudtrail(&r).write(&mut out);
         let section: serde_json::Value = serde_json::from_slice(&out).unwrap();
         section["response_elements"].clone()
     }
 
     #[test]
-    fn keys_that_share_a_bucket_keep_the_record_s_order_when_its_text_is_at_hand() {
-        // `status` and `createDate` share a bucket; the record lists `status` first.
+    fn keys_that_share_a_bucket_keep_the_record_s_order() {
+        // `status` and `createDate` share a bucket.
         let record = r#"{"eventName":"CreateAccessKey","eventSource":"iam.amazonaws.com","responseElements":{"accessKey":{"status":"Active","createDate":"Jan 8, 2020"}}}"#;
         assert_eq!(
-            response_text(record, true),
+            response_text(record),
             "{accessKey={status=Active, createDate=Jan 8, 2020}}"
         );
+        let swapped = r#"{"eventName":"CreateAccessKey","eventSource":"iam.amazonaws.com","responseElements":{"accessKey":{"createDate":"Jan 8, 2020","status":"Active"}}}"#;
         assert_eq!(
-            response_text(record, false),
+            response_text(swapped),
             "{accessKey={createDate=Jan 8, 2020, status=Active}}"
         );
         // Forwarded by EventBridge, the record is the event's `detail`.
@@ -752,18 +714,18 @@ mod tests {
             r#"{{"detail-type":"AWS API Call via CloudTrail","source":"aws.iam","detail":{record}}}"#
         );
         assert_eq!(
-            response_text(&forwarded, true),
+            response_text(&forwarded),
             "{accessKey={status=Active, createDate=Jan 8, 2020}}"
         );
     }
 
     #[test]
-    fn a_repeated_key_keeps_the_decoded_tree_s_text() {
-        // The tree keeps the last `status` once; the text would print both.
+    fn a_repeated_key_prints_its_last_value_in_its_first_place() {
+        // As a Java `HashMap` keeps a key put twice.
         let record = r#"{"eventName":"CreateAccessKey","eventSource":"iam.amazonaws.com","responseElements":{"accessKey":{"status":"Active","createDate":"Jan 8, 2020","status":"Inactive"}}}"#;
         assert_eq!(
-            response_text(record, true),
-            "{accessKey={createDate=Jan 8, 2020, status=Inactive}}"
+            response_text(record),
+            "{accessKey={status=Inactive, createDate=Jan 8, 2020}}"
         );
     }
 }
