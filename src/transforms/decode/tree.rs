@@ -141,8 +141,18 @@ pub struct Map<'a> {
 
 impl<'a> Value<'a> {
     /// Parse one JSON text, borrowing from it.
+    ///
+    /// sonic-rs reads it first: it finds where strings end 32 bytes at a time, where
+    /// serde_json goes 8 at a time, and strings are most of a record. serde_json reads
+    /// again whatever sonic-rs refuses, or holds a float, or nests deeper than
+    /// [`FAST_DEPTH`]: so what is accepted, the error a bad record is dead-lettered with,
+    /// the depth limit and the rounding of floats stay serde_json's.
     pub fn parse(text: &'a str) -> serde_json::Result<Value<'a>> {
-        serde_json::from_str(text)
+        let mut fast = sonic_rs::Deserializer::from_str(text);
+        match Tree::fast().deserialize(&mut fast) {
+            Ok(value) if fast.end().is_ok() => Ok(value),
+            _ => serde_json::from_str(text),
+        }
     }
 
     pub fn as_str(&self) -> Option<&str> {
@@ -557,13 +567,49 @@ impl Serialize for Map<'_> {
 
 impl<'de> Deserialize<'de> for Value<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(ValueVisitor)
+        Tree { fast: None }.deserialize(d)
     }
 }
 
-struct ValueVisitor;
+/// Nesting that the first reader, sonic-rs, takes; below serde_json's limit (128), so a
+/// record refused for its depth is refused by serde_json, with its message.
+const FAST_DEPTH: u8 = 100;
 
-impl<'de> Visitor<'de> for ValueVisitor {
+/// Builds the tree. With `fast`, the levels of nesting left, and a float is refused, so
+/// that serde_json reads the text again (see [`Value::parse`]).
+#[derive(Clone, Copy)]
+struct Tree {
+    fast: Option<u8>,
+}
+
+impl Tree {
+    fn fast() -> Self {
+        Tree {
+            fast: Some(FAST_DEPTH),
+        }
+    }
+
+    /// The seed for the values one level down.
+    fn inner<E: de::Error>(self) -> Result<Tree, E> {
+        match self.fast {
+            Some(0) => Err(E::custom("nested too deep for the first reader")),
+            Some(left) => Ok(Tree {
+                fast: Some(left - 1),
+            }),
+            None => Ok(self),
+        }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Tree {
+    type Value = Value<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value<'de>, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Tree {
     type Value = Value<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -590,7 +636,10 @@ impl<'de> Visitor<'de> for ValueVisitor {
         Ok(Value::Number(n.into()))
     }
 
-    fn visit_f64<E>(self, n: f64) -> Result<Value<'de>, E> {
+    fn visit_f64<E: de::Error>(self, n: f64) -> Result<Value<'de>, E> {
+        if self.fast.is_some() {
+            return Err(E::custom("a float, which serde_json rounds its own way"));
+        }
         // As serde_json's own tree: a float JSON cannot hold becomes null.
         Ok(Number::from_f64(n).map_or(Value::Null, Value::Number))
     }
@@ -608,17 +657,19 @@ impl<'de> Visitor<'de> for ValueVisitor {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value<'de>, A::Error> {
+        let inner = self.inner()?;
         let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
-        while let Some(item) = seq.next_element()? {
+        while let Some(item) = seq.next_element_seed(inner)? {
             items.push(item);
         }
         Ok(Value::Array(items))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value<'de>, A::Error> {
+        let inner = self.inner()?;
         let mut members = Vec::with_capacity(map.size_hint().unwrap_or(8));
         while let Some(key) = map.next_key_seed(KeySeed)? {
-            members.push((key, map.next_value()?));
+            members.push((key, map.next_value_seed(inner)?));
         }
         Ok(Value::Object(Map::from_members(members)))
     }
@@ -712,12 +763,37 @@ mod tests {
     #[test]
     fn refuses_what_serde_json_refuses() {
         let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        let deeper_than_serde_json_goes = format!("{}{}", "[".repeat(129), "]".repeat(129));
         for bad in [
             "{\"a\":1,}",
+            "[1,]",
             "[1 2]",
             "{\"a\" 1}",
+            "{\"a\":1}}",
+            "{\"a\":1} x",
+            "{1:2}",
             "\"\\ud800\"",
+            "\"\\udc00\"",
+            "\"\\ud800\\u0041\"",
+            "\"\\x\"",
+            "\"\\u00g0\"",
+            "\"a\u{1}b\"",
+            "\"a\tb\"",
+            "\u{feff}{}",
+            "01",
+            "1.",
+            "-",
+            "1e",
+            "1e400",
+            ".5",
+            "+1",
+            "nul",
+            "NaN",
+            "[",
+            "",
+            " ",
             deep.as_str(),
+            deeper_than_serde_json_goes.as_str(),
         ] {
             assert_eq!(
                 Value::parse(bad).unwrap_err().to_string(),
@@ -727,6 +803,44 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn reads_what_serde_json_reads_as_serde_json_reads_it() {
+        let nested = format!("{}1{}", "[".repeat(127), "]".repeat(127));
+        for good in [
+            r#"{"a":"plain","b":"esc\"aped \u00e9 \ud83d\ude00","c":[]}"#,
+            "[0, -0, 1, -1, 18446744073709551615, 18446744073709551616, -9223372036854775808, -9223372036854775809]",
+            "[0.1, -0.0, 1E2, 1e-7, 2.2250738585072011e-308, 9007199254740993.0, 1.7976931348623157e308]",
+            "[123456789012345678901234567890, 0.30000000000000000000000000000000000001]",
+            " \t\n\r{ \"a\" : [ true , false , null ] } \n",
+            r#""\u0000\u001f\/\b\f\n\r\t""#,
+            "\"\u{7f} \u{2028} \u{10ffff}\"",
+            nested.as_str(),
+        ] {
+            let theirs: serde_json::Value = serde_json::from_str(good).unwrap();
+            let tree = Value::parse(good).unwrap();
+            assert_eq!(tree.to_json(), theirs, "{good}");
+            assert_eq!(tree.to_string(), theirs.to_string(), "{good}");
+        }
+    }
+
+    #[test]
+    fn the_first_reader_takes_a_record_and_passes_on_floats_and_depth() {
+        let first = |text: &str| {
+            let mut fast = sonic_rs::Deserializer::from_str(text);
+            Tree::fast()
+                .deserialize(&mut fast)
+                .is_ok_and(|_| fast.end().is_ok())
+        };
+        assert!(first(
+            r#"{"eventName":"CreateUser","n":[1,-2],"s":"q\"uote","ok":true,"no":null}"#
+        ));
+        assert!(!first(r#"{"n":1.5}"#));
+        let depth = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        assert!(first(&depth(usize::from(FAST_DEPTH))));
+        assert!(!first(&depth(usize::from(FAST_DEPTH) + 1)));
+        assert!(Value::parse(&depth(usize::from(FAST_DEPTH) + 1)).is_ok());
     }
 
     #[test]
