@@ -199,26 +199,25 @@ impl Transformer {
             if cutter.is_none() {
                 let plain = if last {
                     // The last block (often the only one) is framed whole, any shape.
-                    Some((buf.len(), false))
+                    Some((buf.len(), None))
                 } else {
-                    memchr::memrchr(b'\n', &buf)
-                        .filter(|newline| framing::plain_ndjson(&buf[..newline + 1]))
-                        .map(|newline| (newline + 1, true))
+                    memchr::memrchr(b'\n', &buf).and_then(|newline| {
+                        framing::plain_ndjson(&buf[..newline + 1])
+                            .map(|text| (newline + 1, Some(text)))
+                    })
                 };
                 match plain {
                     Some((cut, checked)) => {
-                        let block = &buf[..cut];
                         // A block found plain NDJSON just above is not checked again.
-                        let frames = if checked {
-                            framing::checked_ndjson(block)
-                        } else {
-                            framing::frames(block)
+                        let frames = match checked {
+                            Some(text) => framing::checked_ndjson(text),
+                            None => framing::frames(&buf[..cut]),
                         };
                         self.frame_block(frames, base, &mut emitters, &mut progress, dead);
                         if self.stopped(&progress) || eof || capped {
                             break;
                         }
-                        base.line += memchr::memchr_iter(b'\n', block).count() as u64;
+                        base.line += memchr::memchr_iter(b'\n', &buf[..cut]).count() as u64;
                         base.offset += cut as u64;
                         buf.drain(..cut);
                         continue;

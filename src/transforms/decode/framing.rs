@@ -108,9 +108,12 @@ pub struct Frames<'a> {
 }
 
 enum Mode<'a> {
-    /// Plain NDJSON of objects, one per line, checked up front: each line is left to the
-    /// decoder, which parses it once.
+    /// Plain NDJSON of objects, one per line, checked up front (UTF-8 included): each
+    /// line is left to the decoder, which parses it once. `text` begins `base` bytes into
+    /// the input.
     Lines {
+        text: &'a str,
+        base: usize,
         offset: usize,
         line: u64,
     },
@@ -137,22 +140,28 @@ pub fn frames(input: &[u8]) -> Frames<'_> {
     } else {
         0
     };
-    let mode = if plain_ndjson(&input[start..]) {
-        Mode::Lines {
-            offset: start,
+    let mode = match plain_ndjson(&input[start..]) {
+        Some(text) => Mode::Lines {
+            text,
+            base: start,
+            offset: 0,
             line: 0,
-        }
-    } else {
-        Mode::Scan(Scan::new(start))
+        },
+        None => Mode::Scan(Scan::new(start)),
     };
     Frames { input, mode }
 }
 
-/// The lines of input [`plain_ndjson`] already found plain, framed without checking again.
-pub fn checked_ndjson(input: &[u8]) -> Frames<'_> {
+/// The lines of text [`plain_ndjson`] already found plain, framed without checking again.
+pub fn checked_ndjson(text: &str) -> Frames<'_> {
     Frames {
-        input,
-        mode: Mode::Lines { offset: 0, line: 0 },
+        input: text.as_bytes(),
+        mode: Mode::Lines {
+            text,
+            base: 0,
+            offset: 0,
+            line: 0,
+        },
     }
 }
 
@@ -175,15 +184,13 @@ pub fn spans(input: &[u8], spans: Vec<Span>) -> Frames<'_> {
 
 /// Plain NDJSON of objects, one per line and no envelope among them, skips the scanning
 /// pass: that pass read every byte once more before the decoder parsed it. Checking it
-/// reads the input without keeping anything.
-pub fn plain_ndjson(input: &[u8]) -> bool {
-    let Ok(text) = std::str::from_utf8(input) else {
-        return false;
-    };
+/// reads the input without keeping anything; the input as text when it is plain.
+pub fn plain_ndjson(input: &[u8]) -> Option<&str> {
+    let text = std::str::from_utf8(input).ok()?;
     // Lines found with the memchr crate's vector search: `str::split` searched with
     // core's, at a third of the speed.
     let mut start = 0;
-    !mentions_records(text)
+    (!mentions_records(text)
         && memchr::memchr_iter(b'\n', input)
             .chain([input.len()])
             .all(|end| {
@@ -192,7 +199,8 @@ pub fn plain_ndjson(input: &[u8]) -> bool {
                 let trimmed = &line[leading_ws(line)..];
                 let trimmed = &trimmed[..trimmed.len() - trailing_ws(trimmed)];
                 trimmed.is_empty() || (trimmed[0] == b'{' && trimmed[trimmed.len() - 1] == b'}')
-            })
+            }))
+    .then_some(text)
 }
 
 const WS: [char; 4] = [' ', '\n', '\r', '\t'];
@@ -203,25 +211,29 @@ impl<'a> Iterator for Frames<'a> {
     fn next(&mut self) -> Option<Frame<'a>> {
         let input = self.input;
         match &mut self.mode {
-            Mode::Lines { offset, line } => loop {
-                if *offset >= input.len() {
+            Mode::Lines {
+                text,
+                base,
+                offset,
+                line,
+            } => loop {
+                if *offset >= text.len() {
                     return None;
                 }
-                let end = memchr::memchr(b'\n', &input[*offset..])
-                    .map_or(input.len(), |i| *offset + i + 1);
-                let raw = &input[*offset..end];
-                let at = *offset;
+                let end = memchr::memchr(b'\n', &text.as_bytes()[*offset..])
+                    .map_or(text.len(), |i| *offset + i + 1);
+                // A newline is never inside a character, so this slice never fails.
+                let raw = text.get(*offset..end).unwrap_or_default();
+                let at = *base + *offset;
                 *offset = end;
                 *line += 1;
-                // Checked as UTF-8, line by line, when the mode was chosen.
-                let text = std::str::from_utf8(raw).unwrap_or_default();
-                let trimmed = text.trim_matches(WS);
+                let trimmed = raw.trim_matches(WS);
                 if !trimmed.is_empty() {
                     return Some(Frame::Line {
                         text: trimmed,
                         position: Position {
                             line: *line,
-                            offset: (at + leading_ws(raw)) as u64,
+                            offset: (at + leading_ws(raw.as_bytes())) as u64,
                             index: None,
                         },
                     });
@@ -496,13 +508,22 @@ mod tests {
             Frame::Line { position, .. } => assert_eq!(position.offset, 10),
             other => panic!("{other:?}"),
         }
+        // After a byte-order mark, offsets still count from the input's first byte.
+        let marked = format!("\u{feff}{input}");
+        let offsets: Vec<u64> = frames(marked.as_bytes())
+            .map(|f| match f {
+                Frame::Line { position, .. } => position.offset,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(offsets, [3, 13]);
         // A line of nothing but JSON's whitespace is skipped; a form feed is not JSON's.
         assert_eq!(
             summary("{\"a\":1}\n \t \r\n{\"b\":2}"),
             vec!["L1:{\"a\":1}", "L3:{\"b\":2}"]
         );
-        assert!(plain_ndjson(b" \n\t\n"));
-        assert!(!plain_ndjson(b"{\"a\":1}\n\x0c{\"b\":2}"));
+        assert!(plain_ndjson(b" \n\t\n").is_some());
+        assert!(plain_ndjson(b"{\"a\":1}\n\x0c{\"b\":2}").is_none());
         // Pretty-printed JSON and envelopes take the scanning path.
         assert_eq!(summary("{\n\"a\": 1\n}\n"), vec!["R1:{\n\"a\": 1\n}"]);
         assert_eq!(summary("{\"Records\":[{\"x\":1}]}\n"), vec!["R1:{\"x\":1}"]);

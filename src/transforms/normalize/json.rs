@@ -215,6 +215,8 @@ mod tests {
             "n": [0, 1, -2, 1.5e300, 0.1, -0.0, 1e-7, u64::MAX, i64::MIN, 12345678901234567890u64],
             "l": [null, true, false, [], {}, [[]], {"a": {"b": []}}],
             "": "",
+            "short": ["q\"", "b\\", "\u{1}", "\u{1f}", " ", "\u{7f}", "\u{e9}", "plain", "31 bytes, one quote at the end\""],
+            "k\"": "32 bytes, nothing to escape ....",
         });
         let mut out = Vec::new();
         value(&mut out, &v);
