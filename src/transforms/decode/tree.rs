@@ -282,7 +282,7 @@ impl From<serde_json::Value> for Value<'static> {
 
 impl From<serde_json::Map<String, serde_json::Value>> for Map<'static> {
     fn from(map: serde_json::Map<String, serde_json::Value>) -> Self {
-        // serde_json's map iterates sorted and unique, as this one keeps its members.
+        // serde_json's map holds each key once, as this one keeps its members.
         Map {
             members: map.into_iter().map(|(k, v)| (k.into(), v.into())).collect(),
         }

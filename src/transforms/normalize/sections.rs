@@ -271,8 +271,8 @@ fn indexed<'a>(items: &'a [Value], object: impl Fn(&'a Map<'a>) -> Field<'a>) ->
             (Cow::<str>::Owned(i.to_string()), field)
         })
         .collect();
-    // Sorted as text ("10" before "2"), as the keys of a JSON object are.
-    Field::object(entries)
+    // Positions never repeat, so there is nothing to merge.
+    Field::Object(entries)
 }
 
 /// `azure.activitylogs` as Elastic's integration writes it:
