@@ -17,7 +17,9 @@ use crate::transforms::decode::tree::Value;
 /// pipeline, which first drops null and empty values recursively, those are left out; a
 /// value that is nothing but those has no text.
 pub fn java_text(value: &Value<'_>) -> Option<String> {
-    let mut out = String::new();
+    // Nine texts in ten of the corpus are under 256 bytes (the median is 101); grown from
+    // empty, a median text was reallocated four times.
+    let mut out = String::with_capacity(256);
     write(value, &mut out).then_some(out)
 }
 
