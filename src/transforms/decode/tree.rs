@@ -5,8 +5,9 @@
 //! This tree is read through the same methods. An object keeps its keys in the order the
 //! record wrote them, one per key, the last value written winning: the order Elastic's
 //! pipeline fills its Java maps in, which the Java text forms of the record print
-//! ([`java_text`](crate::transforms::normalize::java_text)). serde_json still does the
-//! parsing (its grammar, its errors, its depth limit); only the tree it builds differs.
+//! ([`java_text`](crate::transforms::normalize::java_text)). sonic-rs parses first and
+//! serde_json has the last word ([`Value::parse`]): its grammar, its errors and its depth
+//! limit are the ones that apply.
 
 use std::borrow::{Borrow, Cow};
 use std::fmt;
@@ -142,11 +143,13 @@ pub struct Map<'a> {
 impl<'a> Value<'a> {
     /// Parse one JSON text, borrowing from it.
     ///
-    /// sonic-rs reads it first: it finds where strings end 32 bytes at a time, where
-    /// serde_json goes 8 at a time, and strings are most of a record. serde_json reads
-    /// again whatever sonic-rs refuses, or holds a float, or nests deeper than
-    /// [`FAST_DEPTH`]: so what is accepted, the error a bad record is dead-lettered with,
-    /// the depth limit and the rounding of floats stay serde_json's.
+    /// sonic-rs reads it first: it finds where strings end 16 or 32 bytes at a time,
+    /// where serde_json goes 8 at a time, and strings are most of a record. serde_json
+    /// reads again whatever sonic-rs refuses, or that holds a number no double can hold
+    /// or a float zero (sonic-rs drops the sign of `-0`), or nests deeper than
+    /// [`FAST_DEPTH`]: so what is accepted, the error a bad record is
+    /// dead-lettered with and the depth limit stay serde_json's. Both round floats to the
+    /// nearest double (serde_json with `float_roundtrip`).
     pub fn parse(text: &'a str) -> serde_json::Result<Value<'a>> {
         let mut fast = sonic_rs::Deserializer::from_str(text);
         match Tree::fast().deserialize(&mut fast) {
@@ -575,8 +578,8 @@ impl<'de> Deserialize<'de> for Value<'de> {
 /// record refused for its depth is refused by serde_json, with its message.
 const FAST_DEPTH: u8 = 100;
 
-/// Builds the tree. With `fast`, the levels of nesting left, and a float is refused, so
-/// that serde_json reads the text again (see [`Value::parse`]).
+/// Builds the tree. With `fast`, the levels of nesting left, and a float that is zero or
+/// not finite is refused, so that serde_json reads the text again (see [`Value::parse`]).
 #[derive(Clone, Copy)]
 struct Tree {
     fast: Option<u8>,
@@ -637,8 +640,8 @@ impl<'de> Visitor<'de> for Tree {
     }
 
     fn visit_f64<E: de::Error>(self, n: f64) -> Result<Value<'de>, E> {
-        if self.fast.is_some() {
-            return Err(E::custom("a float, which serde_json rounds its own way"));
+        if self.fast.is_some() && (n == 0.0 || !n.is_finite()) {
+            return Err(E::custom("a zero or a number out of a double's range"));
         }
         // As serde_json's own tree: a float JSON cannot hold becomes null.
         Ok(Number::from_f64(n).map_or(Value::Null, Value::Number))
@@ -813,6 +816,8 @@ mod tests {
             "[0, -0, 1, -1, 18446744073709551615, 18446744073709551616, -9223372036854775808, -9223372036854775809]",
             "[0.1, -0.0, 1E2, 1e-7, 2.2250738585072011e-308, 9007199254740993.0, 1.7976931348623157e308]",
             "[123456789012345678901234567890, 0.30000000000000000000000000000000000001]",
+            // Halfway cases and long mantissas, where a fast float reader rounds wrongly.
+            "[1.00000000000000011102230246251565404236316680908203125, 9007199254740992.5, 2.470328229206232720882e-324, 47.60621, -122.33207, 5e-324]",
             " \t\n\r{ \"a\" : [ true , false , null ] } \n",
             r#""\u0000\u001f\/\b\f\n\r\t""#,
             "\"\u{7f} \u{2028} \u{10ffff}\"",
@@ -826,7 +831,7 @@ mod tests {
     }
 
     #[test]
-    fn the_first_reader_takes_a_record_and_passes_on_floats_and_depth() {
+    fn the_first_reader_takes_a_record_and_passes_on_zeros_huge_numbers_and_depth() {
         let first = |text: &str| {
             let mut fast = sonic_rs::Deserializer::from_str(text);
             Tree::fast()
@@ -836,7 +841,9 @@ mod tests {
         assert!(first(
             r#"{"eventName":"CreateUser","n":[1,-2],"s":"q\"uote","ok":true,"no":null}"#
         ));
-        assert!(!first(r#"{"n":1.5}"#));
+        assert!(first(r#"{"n":1.5,"m":-2.2250738585072011e-308}"#));
+        assert!(!first(r#"{"n":1e400}"#));
+        assert!(!first(r#"{"n":-0.0}"#));
         let depth = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
         assert!(first(&depth(usize::from(FAST_DEPTH))));
         assert!(!first(&depth(usize::from(FAST_DEPTH) + 1)));
