@@ -121,16 +121,36 @@ fn put_source(doc: &mut Document, related: &mut Related, addr: Option<&str>) -> 
     Some(ip)
 }
 
-/// A name that may be an e-mail address: `prefix.name` gets the local part, with
-/// `prefix.email` and `prefix.domain` when it is one.
-fn put_user_name(doc: &mut Document, prefix: &str, name: &str) {
+/// Where a user's name, e-mail address and domain go: paths written out in full, since a
+/// path made per record (`format!("{prefix}.name")`) cost a `String` per segment.
+struct UserPaths {
+    name: &'static str,
+    email: &'static str,
+    domain: &'static str,
+}
+
+const USER: UserPaths = UserPaths {
+    name: "user.name",
+    email: "user.email",
+    domain: "user.domain",
+};
+
+const TARGET_USER: UserPaths = UserPaths {
+    name: "user.target.name",
+    email: "user.target.email",
+    domain: "user.target.domain",
+};
+
+/// A name that may be an e-mail address: the name gets the local part, with the e-mail
+/// address and the domain when it is one.
+fn put_user_name(doc: &mut Document, paths: &UserPaths, name: &str) {
     match split_email(name) {
         Some((local, domain)) => {
-            doc.put(format!("{prefix}.name"), local);
-            doc.put(format!("{prefix}.email"), name);
-            doc.put(format!("{prefix}.domain"), domain);
+            doc.put(paths.name, local);
+            doc.put(paths.email, name);
+            doc.put(paths.domain, domain);
         }
-        None => doc.put(format!("{prefix}.name"), name),
+        None => doc.put(paths.name, name),
     }
 }
 
@@ -188,7 +208,7 @@ pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> D
     }
     doc.put_opt("user.id", who.principal_id);
     if let Some(name) = user_name {
-        put_user_name(&mut doc, "user", name);
+        put_user_name(&mut doc, &USER, name);
         related.user(Some(name));
     }
     // The role session name (after the role in an assumed-role ARN) names the person or
@@ -352,7 +372,7 @@ pub fn entra(r: &AzureRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Document {
         doc.put_opt("user.id", user_id);
         related.user(user_id);
         if let Some(upn) = prop("userPrincipalName").or_else(|| prop("servicePrincipalName")) {
-            put_user_name(&mut doc, "user", upn);
+            put_user_name(&mut doc, &USER, upn);
             related.user(Some(upn));
         }
         doc.put_opt("user.full_name", prop("userDisplayName"));
@@ -397,7 +417,7 @@ pub fn entra(r: &AzureRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Document {
             doc.put_opt("user.id", str_of(user, "id"));
             related.user(str_of(user, "id"));
             if let Some(upn) = str_of(user, "userPrincipalName") {
-                put_user_name(&mut doc, "user", upn);
+                put_user_name(&mut doc, &USER, upn);
                 related.user(Some(upn));
             }
             doc.put_opt("user.full_name", str_of(user, "displayName"));
@@ -410,7 +430,7 @@ pub fn entra(r: &AzureRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Document {
             doc.put_opt("user.target.id", str_of(target, "id"));
             related.user(str_of(target, "id"));
             if let Some(upn) = str_of(target, "userPrincipalName") {
-                put_user_name(&mut doc, "user.target", upn);
+                put_user_name(&mut doc, &TARGET_USER, upn);
                 related.user(Some(upn));
             }
             doc.put_opt("user.target.full_name", str_of(target, "displayName"));
@@ -466,7 +486,7 @@ pub fn azure_activity(r: &AzureRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Do
     doc.put_opt("client.ip", ip);
 
     if let Some(name) = r.caller_name() {
-        put_user_name(&mut doc, "user", name);
+        put_user_name(&mut doc, &USER, name);
         related.user(Some(name));
     }
     doc.put_opt("user.full_name", r.claims().and_then(|c| str_of(c, "name")));
