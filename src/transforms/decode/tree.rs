@@ -347,7 +347,7 @@ impl<'a> Map<'a> {
     /// Where `key` is. A scan: objects are small, and telling keys apart by length first
     /// cost less than the comparisons of a binary search.
     fn position(&self, key: &str) -> Option<usize> {
-        self.members.iter().position(|(k, _)| k.as_str() == key)
+        self.members.iter().position(|(k, _)| same_key(k, key))
     }
 
     pub fn get(&self, key: &str) -> Option<&Value<'a>> {
@@ -445,7 +445,10 @@ pub fn last_wins<K: AsRef<str>, V>(members: &mut Vec<(K, V)>) {
         let key = members[at].0.as_ref();
         let bit = 1u64 << sketch(key);
         if seen & bit != 0 {
-            if let Some(first) = members[..at].iter().position(|(k, _)| k.as_ref() == key) {
+            if let Some(first) = members[..at]
+                .iter()
+                .position(|(k, _)| same_key(k.as_ref(), key))
+            {
                 let (_, value) = members.remove(at);
                 members[first].1 = value;
                 continue;
@@ -454,6 +457,36 @@ pub fn last_wins<K: AsRef<str>, V>(members: &mut Vec<(K, V)>) {
         seen |= bit;
         at += 1;
     }
+}
+
+/// `a == b` for object keys, with no call: `==` on strings calls `memcmp` for every key of
+/// the same length, and keys are mostly 4 to 16 bytes long, which two overlapping words
+/// compare whole.
+#[inline]
+pub fn same_key(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    match n {
+        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
+        4..=7 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
+        0..=3 => a.iter().zip(b).all(|(x, y)| x == y),
+        _ => a == b,
+    }
+}
+
+fn word(s: &[u8], at: usize) -> u64 {
+    let mut w = [0; 8];
+    w.copy_from_slice(&s[at..at + 8]);
+    u64::from_ne_bytes(w)
+}
+
+fn half(s: &[u8], at: usize) -> u32 {
+    let mut w = [0; 4];
+    w.copy_from_slice(&s[at..at + 4]);
+    u32::from_ne_bytes(w)
 }
 
 /// A key's bit in the sketch, from its length and its first and last bytes (keys of one
@@ -735,6 +768,21 @@ pub(crate) use json;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_compare_equal_only_when_every_byte_is() {
+        for n in 0..=24 {
+            let key: String = (0..n).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+            assert!(same_key(&key, &key.clone()), "{key:?}");
+            assert!(!same_key(&key, &format!("{key}a")), "{key:?}");
+            for at in 0..n {
+                let mut other = key.clone().into_bytes();
+                other[at] = b'Z';
+                let other = String::from_utf8(other).unwrap();
+                assert!(!same_key(&key, &other), "{key:?} {other:?}");
+            }
+        }
+    }
 
     #[test]
     fn reads_as_serde_json_reads_and_borrows_unescaped_text() {

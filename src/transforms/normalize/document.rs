@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 use super::json;
 use super::sections::Part;
 use crate::transforms::decode::fields::str_of;
+use crate::transforms::decode::tree::same_key;
 use crate::transforms::decode::{tree, SourceRecord};
 
 /// An ECS or OCSF document under construction.
@@ -49,12 +50,6 @@ enum Node {
     Part(Part),
 }
 
-/// Key equality that tells most different keys apart by length and first byte, before
-/// comparing whole strings: a document's objects are searched for every field written.
-fn same(key: &str, other: &str) -> bool {
-    key.len() == other.len() && key.as_bytes().first() == other.as_bytes().first() && key == other
-}
-
 /// The object at dotted `parent` below `level` (`""` is `level` itself), made (or made an
 /// object) as needed; `key` turns a segment into a stored key.
 fn object_at<'a, 'p>(
@@ -72,7 +67,7 @@ fn object_at<'a, 'p>(
             Some(dot) => (&rest[..dot], Some(&rest[dot + 1..])),
             None => (rest, None),
         };
-        let at = match level.iter().rposition(|(k, _)| same(k, segment)) {
+        let at = match level.iter().rposition(|(k, _)| same_key(k, segment)) {
             Some(at) => at,
             None => {
                 level.push((key(segment), Node::Object(Vec::new())));
@@ -149,7 +144,7 @@ impl Document {
 
     fn set(&mut self, path: Key, node: Node) {
         let (level, last) = slot(&mut self.root, path);
-        match level.iter_mut().rev().find(|(k, _)| same(k, &last)) {
+        match level.iter_mut().rev().find(|(k, _)| same_key(k, &last)) {
             Some((_, existing)) => *existing = node,
             None => level.push((last, node)),
         }
@@ -188,7 +183,7 @@ impl Document {
     /// Append `item` to the array at `path` (made when missing).
     pub fn push(&mut self, path: &'static str, item: Value) {
         let (level, last) = slot(&mut self.root, Cow::Borrowed(path));
-        match level.iter_mut().rev().find(|(k, _)| same(k, &last)) {
+        match level.iter_mut().rev().find(|(k, _)| same_key(k, &last)) {
             Some((_, Node::Value(Value::Array(items)))) => items.push(item),
             Some((_, other)) => *other = Node::Value(Value::Array(vec![item])),
             None => level.push((last, Node::Value(Value::Array(vec![item])))),
