@@ -611,6 +611,10 @@ impl<'de> Deserialize<'de> for Value<'de> {
 /// record refused for its depth is refused by serde_json, with its message.
 const FAST_DEPTH: u8 = 100;
 
+/// Room for a record's own fields (CloudTrail writes up to about 25): grown from eight,
+/// the list was copied twice per record.
+const RECORD_MEMBERS: usize = 32;
+
 /// Builds the tree. With `fast`, the levels of nesting left, and a float that is zero or
 /// not finite is refused, so that serde_json reads the text again (see [`Value::parse`]).
 #[derive(Clone, Copy)]
@@ -703,7 +707,11 @@ impl<'de> Visitor<'de> for Tree {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value<'de>, A::Error> {
         let inner = self.inner()?;
-        let mut members = Vec::with_capacity(map.size_hint().unwrap_or(8));
+        let room = match self.fast {
+            Some(FAST_DEPTH) => RECORD_MEMBERS,
+            _ => 8,
+        };
+        let mut members = Vec::with_capacity(map.size_hint().unwrap_or(room));
         while let Some(key) = map.next_key_seed(KeySeed)? {
             members.push((key, map.next_value_seed(inner)?));
         }

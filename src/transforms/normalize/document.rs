@@ -41,8 +41,10 @@ enum Node {
     Value(Value),
     /// A constant text (`event`, `aws.cloudtrail`): written as it is, never allocated.
     Static(&'static str),
-    /// Constant texts (`event.category`), as a list.
-    Statics(Vec<&'static str>),
+    /// Constant texts (`event.category`), then one more when there is one (the `info`
+    /// Elastic adds to some `event.type`s), as a list: made from constant lists, never
+    /// allocated.
+    Statics(&'static [&'static str], Option<&'static str>),
     /// A time, written as RFC 3339 text with milliseconds.
     Time(DateTime<Utc>),
     Object(Vec<(Key, Node)>),
@@ -295,10 +297,15 @@ impl Head {
         self.push(key, Node::Static(value));
     }
 
-    /// A list of constant texts; none when it is empty.
-    pub fn put_statics(&mut self, key: &'static str, values: Vec<&'static str>) {
-        if !values.is_empty() {
-            self.push(key, Node::Statics(values));
+    /// A list of constant texts, then `extra` when there is one; none when that is empty.
+    pub fn put_statics(
+        &mut self,
+        key: &'static str,
+        texts: &'static [&'static str],
+        extra: Option<&'static str>,
+    ) {
+        if !texts.is_empty() || extra.is_some() {
+            self.push(key, Node::Statics(texts, extra));
         }
     }
 
@@ -371,7 +378,9 @@ impl Object {
                     let value = match node {
                         Node::Value(v) => v,
                         Node::Static(text) => Value::from(text),
-                        Node::Statics(texts) => Value::from(texts),
+                        Node::Statics(texts, extra) => {
+                            Value::from_iter(texts.iter().copied().chain(extra))
+                        }
                         Node::Time(time) => {
                             Value::from(time.to_rfc3339_opts(SecondsFormat::Millis, true))
                         }
@@ -416,9 +425,9 @@ fn write_object(children: &[(Key, Node)], source: &SourceRecord, out: &mut Vec<u
         match node {
             Node::Value(v) => json::value(out, v),
             Node::Static(text) => json::string(out, text),
-            Node::Statics(texts) => {
+            Node::Statics(texts, extra) => {
                 let mut list = json::Array::open(out);
-                for text in texts {
+                for text in texts.iter().chain(extra) {
                     json::string(list.item(), text);
                 }
                 list.close();
@@ -528,8 +537,8 @@ mod tests {
         head.put_time("@timestamp", "2024-01-02T03:04:05.678Z".parse().unwrap());
         head.put_object("event", event);
         head.put_object("empty", Head::default());
-        head.put_statics("tags", vec!["a", "b"]);
-        head.put_statics("none", Vec::new());
+        head.put_statics("tags", &["a"], Some("b"));
+        head.put_statics("none", &[], None);
         head.put_opt::<&str>("absent", None);
         let mut doc = Document::from_head(head);
         doc.put("event.kind", "alert");

@@ -33,9 +33,8 @@ impl Header {
         let mut event = Head::with_capacity(12);
         event.put_static("kind", "event");
         event.put_time("created", self.now);
-        event.put_statics("category", category.to_vec());
-        let info = info.then_some("info");
-        event.put_statics("type", types.iter().copied().chain(info).collect());
+        event.put_statics("category", category, None);
+        event.put_statics("type", types, info.then_some("info"));
         event
     }
 

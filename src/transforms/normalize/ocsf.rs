@@ -68,7 +68,7 @@ fn shared_head(class: OcsfClass, time: DateTime<Utc>, failed: bool, operation: &
 fn metadata() -> Head {
     let mut metadata = Head::with_capacity(10);
     metadata.put_static("version", OCSF_VERSION);
-    metadata.put_statics("profiles", vec!["cloud", "datetime"]);
+    metadata.put_statics("profiles", &["cloud", "datetime"], None);
     metadata
 }
 
