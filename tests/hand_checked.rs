@@ -1002,3 +1002,30 @@ fn entra_log_analytics_audit_row() {
         ],
     );
 }
+
+/// The README's examples are printed sorted; the documents themselves keep the record's key
+/// order in `aws.cloudtrail` (the order Elastic's pipeline writes them in).
+#[test]
+fn aws_cloudtrail_keeps_the_record_s_key_order() {
+    let r = cloudtrail("64b7de64-bf53-47ae-b7e3-d30cb1b5136e");
+    let ecs = r.outputs_of(Format::Ecs).next().unwrap();
+    let text = std::str::from_utf8(&ecs.body).unwrap();
+    for written in [
+        concat!(
+            r#""user_identity":{"type":"IAMUser","principal_id":"AIDATFQR7NSC5AU2ZV3IE","#,
+            r#""arn":"arn:aws:iam::123837392027:user/bert-jan","account_id":"123837392027","#,
+            r#""access_key_id":"AKIATFQR7NSC8Q4X20BJ","user_name":"bert-jan"},"event_time":"#
+        ),
+        concat!(
+            r#""tls_details":{"tlsVersion":"TLSv1.2","cipherSuite":"ECDHE-RSA-AES128-GCM-SHA256","#,
+            r#""clientProvidedHostHeader":"iam.amazonaws.com"}"#
+        ),
+        concat!(
+            r#""response_elements":{"accessKey":{"accessKeyId":"AKIATFQR7NSC3ZO6PKAZ","#,
+            r#""status":"Active","userName":"stratus-red-team-backdoor-u-user","#,
+            r#""createDate":"Jul 10, 2023 12:24:29 PM"}}"#
+        ),
+    ] {
+        assert!(text.contains(written), "{written} not in {text}");
+    }
+}

@@ -421,30 +421,24 @@ fn actor_user(who: &UserIdentity) -> Head {
         Some("AWSService") => who.invoked_by,
         _ => who.user_name,
     };
-    let named = uid.is_some() || name.is_some() || who.account_id.is_some();
+    // The same rule as `identified`, for a user that is not an `Object`.
+    let (name, kind, type_id) = if uid.is_some() || name.is_some() || who.account_id.is_some() {
+        (name, who.kind, who.present.then(|| user_type_id(who.kind)))
+    } else {
+        (Some("Unknown"), Some("Unknown"), Some(0))
+    };
     let mut u = Head::with_capacity(7);
     if let Some(account) = who.account_id {
         let mut a = Head::with_capacity(1);
         a.put("uid", account);
         u.put_object("account", a);
     }
-    if named {
-        u.put_opt("name", name);
-    } else {
-        u.put_static("name", "Unknown");
-    }
+    u.put_opt("name", name);
     if let Some(key) = who.access_key_id {
         u.put("programmatic_credentials", access_key(key));
     }
-    if named {
-        u.put_opt("type", who.kind);
-        if who.present {
-            u.put("type_id", user_type_id(who.kind));
-        }
-    } else {
-        u.put_static("type", "Unknown");
-        u.put("type_id", 0);
-    }
+    u.put_opt("type", kind);
+    u.put_opt("type_id", type_id);
     u.put_opt("uid", uid);
     u.put_opt("uid_alt", uid_alt);
     u
