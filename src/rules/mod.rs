@@ -266,6 +266,9 @@ fn describe(c: &Condition) -> String {
 pub struct RuleSet {
     rules: Vec<Rule>,
     by_event_name: HashMap<String, Vec<usize>>,
+    /// CloudTrail rules whose event names are patterns, by the event sources they require:
+    /// scanned for every record, they cost more than the rest of the matching.
+    by_event_source: HashMap<String, Vec<usize>>,
     by_activity: HashMap<String, Vec<usize>>,
     /// CloudTrail Sigma rules by a field's value they require (lower case: Sigma
     /// compares values ignoring case), one table per field.
@@ -456,6 +459,17 @@ impl RuleSet {
                         .push(i);
                 }
             }
+            ProviderName::Aws
+                if !native.event_source.is_empty()
+                    && native.event_source.iter().all(Pattern::is_literal) =>
+            {
+                for p in &native.event_source {
+                    self.by_event_source
+                        .entry(p.text.clone())
+                        .or_default()
+                        .push(i);
+                }
+            }
             ProviderName::Aws => self.aws_scan.push(i),
             ProviderName::Azure
                 if !native.activity.is_empty()
@@ -489,13 +503,18 @@ impl RuleSet {
     /// The rules that match a record, in load order.
     pub fn evaluate(&self, record: &SourceRecord<'_>, context: &Map<'_>) -> Vec<&Rule> {
         let subject = Subject::of(record);
-        let (indexed, scan) = match record {
-            SourceRecord::CloudTrail(r) => (self.by_event_name.get(r.event_name()), &self.aws_scan),
+        let (indexed, by_source, scan) = match record {
+            SourceRecord::CloudTrail(r) => (
+                self.by_event_name.get(r.event_name()),
+                self.by_event_source.get(r.event_source()),
+                &self.aws_scan,
+            ),
             SourceRecord::Azure(r) => (
                 self.by_activity.get(&activity_key(r.activity())),
+                None,
                 &self.azure_scan,
             ),
-            SourceRecord::Gcp(r) => (self.by_method.get(r.method()), &self.gcp_scan),
+            SourceRecord::Gcp(r) => (self.by_method.get(r.method()), None, &self.gcp_scan),
         };
         let mut sigma: Vec<&[usize]> = Vec::new();
         if let SourceRecord::CloudTrail(r) = record {
@@ -505,6 +524,7 @@ impl RuleSet {
         }
         let mut hits: Vec<usize> = indexed
             .into_iter()
+            .chain(by_source)
             .flatten()
             .chain(sigma.into_iter().flatten())
             .chain(scan.iter())
@@ -809,6 +829,56 @@ mod tests {
         let e = load(&text).unwrap_err();
         assert_eq!(e.line, 11);
         assert!(e.message.contains("needs a `value`"), "{e}");
+    }
+
+    #[test]
+    fn rules_are_found_by_name_by_source_and_by_scan() {
+        let rule = |id: &str, source: &str, name: &str| {
+            let source = if source.is_empty() {
+                String::new()
+            } else {
+                format!("event_source = [\"{source}\"]\n")
+            };
+            format!("[[rule]]\nid = \"{id}\"\ntitle = \"t\"\ndescription = \"d\"\nseverity = \"low\"\nprovider = \"aws\"\ntechniques = [\"T1098\"]\n[rule.match]\n{source}event_name = [\"{name}\"]\n")
+        };
+        let text = [
+            rule("named", "", "CreateUser"),
+            rule("by-source", "iam.amazonaws.com", "Create*"),
+            rule("scanned", "", "*User"),
+        ]
+        .concat();
+        let set = load(&text).unwrap();
+        let hits = |source: &str, name: &str| {
+            let text = format!(
+                r#"{{"eventVersion":"1.08","eventTime":"2024-01-02T03:04:05Z","eventSource":"{source}","eventName":"{name}"}}"#
+            );
+            let record = match crate::transforms::decode::decode(&text, 1 << 20, chrono::Utc::now())
+            {
+                Ok(crate::transforms::decode::Decoded::Record(r)) => r,
+                other => panic!("{other:?}"),
+            };
+            set.evaluate(&record, &Map::new())
+                .iter()
+                .map(|r| r.id.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            hits("iam.amazonaws.com", "CreateUser"),
+            ["named", "by-source", "scanned"]
+        );
+        assert_eq!(hits("iam.amazonaws.com", "CreateRole"), ["by-source"]);
+        assert_eq!(
+            hits("sso.amazonaws.com", "CreateRole"),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            hits("sso.amazonaws.com", "CreateUser"),
+            ["named", "scanned"]
+        );
+        assert_eq!(
+            hits("IAM.amazonaws.com", "CreateUser"),
+            ["named", "scanned"]
+        );
     }
 
     #[test]

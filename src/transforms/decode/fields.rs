@@ -1,6 +1,6 @@
 //! Typed access to the fields of a decoded JSON record, with errors that name the field.
 
-use super::tree::{Map, Value};
+use super::tree::{same_key, Map, Value};
 
 /// A field holds a value of the wrong JSON type.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -28,7 +28,7 @@ pub fn expect_strings(map: &Map<'_>, prefix: &str, keys: &[&str]) -> Result<(), 
     // where a lookup per key compared whole names all the way down the map.
     let fine = map
         .iter()
-        .all(|(k, v)| matches!(v, Value::Null | Value::String(_)) || !keys.contains(&k.as_str()));
+        .all(|(k, v)| matches!(v, Value::Null | Value::String(_)) || !listed(keys, k));
     if fine {
         return Ok(());
     }
@@ -39,6 +39,12 @@ pub fn expect_strings(map: &Map<'_>, prefix: &str, keys: &[&str]) -> Result<(), 
         }
     }
     Ok(())
+}
+
+/// `key` is one of `keys`: asked of every member of every record, where `contains` called
+/// `memcmp` for each name of the same length.
+fn listed(keys: &[&str], key: &str) -> bool {
+    keys.iter().any(|k| same_key(k, key))
 }
 
 /// Check that the named field, when present and not null, is an object.
@@ -88,7 +94,7 @@ pub fn obj_of<'a, 'r>(map: &'a Map<'r>, key: &str) -> Option<&'a Map<'r>> {
 pub fn canonicalize_keys(map: &mut Map<'_>, canonical: &[&'static str]) {
     let renames: Vec<(String, &'static str)> = map
         .keys()
-        .filter(|k| !canonical.contains(&k.as_str()))
+        .filter(|k| !listed(canonical, k))
         .filter_map(|k| {
             canonical
                 .iter()

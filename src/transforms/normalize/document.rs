@@ -424,11 +424,11 @@ fn write_object(children: &[(Key, Node)], source: &SourceRecord, out: &mut Vec<u
         let out = object.key(key);
         match node {
             Node::Value(v) => json::value(out, v),
-            Node::Static(text) => json::string(out, text),
+            Node::Static(text) => json::short_string(out, text),
             Node::Statics(texts, extra) => {
                 let mut list = json::Array::open(out);
                 for text in texts.iter().chain(extra) {
-                    json::string(list.item(), text);
+                    json::short_string(list.item(), text);
                 }
                 list.close();
             }
