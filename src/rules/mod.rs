@@ -447,51 +447,21 @@ impl RuleSet {
                 return;
             }
         };
-        match rule.provider {
-            ProviderName::Aws
-                if !native.event_name.is_empty()
-                    && native.event_name.iter().all(Pattern::is_literal) =>
-            {
-                for p in &native.event_name {
-                    self.by_event_name
-                        .entry(p.text.clone())
-                        .or_default()
-                        .push(i);
-                }
+        let name = |p: &str| p.to_string();
+        let indexed = match rule.provider {
+            ProviderName::Aws => {
+                index(&mut self.by_event_name, &native.event_name, name, i)
+                    || index(&mut self.by_event_source, &native.event_source, name, i)
             }
-            ProviderName::Aws
-                if !native.event_source.is_empty()
-                    && native.event_source.iter().all(Pattern::is_literal) =>
-            {
-                for p in &native.event_source {
-                    self.by_event_source
-                        .entry(p.text.clone())
-                        .or_default()
-                        .push(i);
-                }
+            ProviderName::Azure => index(&mut self.by_activity, &native.activity, activity_key, i),
+            ProviderName::Gcp => index(&mut self.by_method, &native.event_name, name, i),
+        };
+        if !indexed {
+            match rule.provider {
+                ProviderName::Aws => self.aws_scan.push(i),
+                ProviderName::Azure => self.azure_scan.push(i),
+                ProviderName::Gcp => self.gcp_scan.push(i),
             }
-            ProviderName::Aws => self.aws_scan.push(i),
-            ProviderName::Azure
-                if !native.activity.is_empty()
-                    && native.activity.iter().all(Pattern::is_literal) =>
-            {
-                for p in &native.activity {
-                    self.by_activity
-                        .entry(activity_key(&p.text))
-                        .or_default()
-                        .push(i);
-                }
-            }
-            ProviderName::Azure => self.azure_scan.push(i),
-            ProviderName::Gcp
-                if !native.event_name.is_empty()
-                    && native.event_name.iter().all(Pattern::is_literal) =>
-            {
-                for p in &native.event_name {
-                    self.by_method.entry(p.text.clone()).or_default().push(i);
-                }
-            }
-            ProviderName::Gcp => self.gcp_scan.push(i),
         }
         self.rules.push(rule);
     }
@@ -539,6 +509,23 @@ impl RuleSet {
         hits.dedup();
         hits.into_iter().map(|i| &self.rules[i]).collect()
     }
+}
+
+/// Lists rule `i` in `table` under each of `patterns`, by `key`, when every one is a plain
+/// name; whether it did (a rule with a pattern among them is scanned instead).
+fn index(
+    table: &mut HashMap<String, Vec<usize>>,
+    patterns: &[Pattern],
+    key: impl Fn(&str) -> String,
+    i: usize,
+) -> bool {
+    let names = !patterns.is_empty() && patterns.iter().all(Pattern::is_literal);
+    if names {
+        for p in patterns {
+            table.entry(key(&p.text)).or_default().push(i);
+        }
+    }
+    names
 }
 
 fn activity_key(s: &str) -> String {
