@@ -84,8 +84,9 @@ pub struct Pattern {
 /// How a case-sensitive pattern can be matched without its glob: every record is tested
 /// against dozens of patterns, and most are a name (`CreateUser`), a prefix (`Put*`), a
 /// suffix (`*.CreateOauthClient`) or both around one star (`Put*Policy`), which a
-/// comparison answers in a fraction of a glob match. Only the others compile their glob: compiling builds a regex, and doing so for
-/// every rule's names was most of the time it took to load the rules.
+/// comparison answers in a fraction of a glob match. Only the others compile their glob:
+/// compiling builds a regex, and doing so for every rule's names was most of the time it
+/// took to load the rules.
 #[derive(Debug, Clone)]
 enum Shape {
     Exact,

@@ -439,9 +439,7 @@ impl RuleSet {
                         };
                         self.sigma_by_value[at].1.add(key.values, i);
                     }
-                    (None, ProviderName::Aws) => self.aws_scan.push(i),
-                    (None, ProviderName::Azure) => self.azure_scan.push(i),
-                    (None, ProviderName::Gcp) => self.gcp_scan.push(i),
+                    (None, provider) => self.scan(provider).push(i),
                 }
                 self.rules.push(rule);
                 return;
@@ -457,13 +455,18 @@ impl RuleSet {
             ProviderName::Gcp => index(&mut self.by_method, &native.event_name, name, i),
         };
         if !indexed {
-            match rule.provider {
-                ProviderName::Aws => self.aws_scan.push(i),
-                ProviderName::Azure => self.azure_scan.push(i),
-                ProviderName::Gcp => self.gcp_scan.push(i),
-            }
+            self.scan(rule.provider).push(i);
         }
         self.rules.push(rule);
+    }
+
+    /// The rules of `provider` tried on every one of its records.
+    fn scan(&mut self, provider: ProviderName) -> &mut Vec<usize> {
+        match provider {
+            ProviderName::Aws => &mut self.aws_scan,
+            ProviderName::Azure => &mut self.azure_scan,
+            ProviderName::Gcp => &mut self.gcp_scan,
+        }
     }
 
     pub fn rules(&self) -> &[Rule] {
