@@ -57,7 +57,7 @@ impl Enricher for AttackTagger {
                     );
                 }
             }
-            let activity = ocsf.read::<Activity>(&record.source);
+            let activity = ocsf.read::<Activity>(&record.source, ACTIVITY_FIELDS);
             let finding = finding(activity, &matched, &record.id, attempt);
             record.findings.push(finding);
         }
@@ -208,10 +208,11 @@ fn write_ecs(doc: &mut Document, rules: &[&Rule], attempt: bool) {
     doc.put("tags", tags);
 }
 
-/// What a finding repeats of its OCSF activity. Read from the activity's text with the
-/// rest skipped: building the whole document as a map (its `unmapped` vendor sections are
-/// most of it) and dropping it again cost more than the rest of the finding.
+/// What a finding repeats of its OCSF activity. Read from the text of these fields alone:
+/// building the whole document as a map (its `unmapped` vendor sections are most of it)
+/// and dropping it again cost more than the rest of the finding.
 #[derive(Default, Deserialize)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
 #[serde(default)]
 struct Activity {
     #[serde(deserialize_with = "present")]
@@ -235,7 +236,22 @@ struct Activity {
     metadata: ActivityMetadata,
 }
 
+/// The top-level fields of the activity that [`Activity`] reads.
+const ACTIVITY_FIELDS: &[&str] = &[
+    "time",
+    "time_dt",
+    "cloud",
+    "api",
+    "resources",
+    "type_uid",
+    "type_name",
+    "actor",
+    "src_endpoint",
+    "metadata",
+];
+
 #[derive(Default, Deserialize)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
 #[serde(default)]
 struct ActivityMetadata {
     #[serde(deserialize_with = "present")]
@@ -405,5 +421,55 @@ mod tests {
             (a.cloud, a.resources, a.type_uid, a.src_endpoint),
             (None, None, None, None)
         );
+    }
+
+    /// The activity's fields that a finding reads are all written for it, and read as
+    /// from the whole document.
+    #[test]
+    fn an_activity_is_read_from_the_fields_it_names_alone() {
+        use crate::transforms::decode::CloudTrailRecord;
+        use crate::transforms::normalize::{normalize, OutputFormat};
+        let fields = json!({
+            "eventVersion": "1.08", "eventTime": "2024-01-02T03:04:05Z",
+            "eventID": "e-1", "eventName": "CreateUser", "eventSource": "iam.amazonaws.com",
+            "awsRegion": "us-east-1", "sourceIPAddress": "198.51.100.7",
+            "recipientAccountId": "111122223333",
+            "userIdentity": {"type": "IAMUser", "userName": "alice",
+                "arn": "arn:aws:iam::111122223333:user/alice", "accountId": "111122223333"},
+            "requestParameters": {"userName": "backdoor"},
+            "resources": [{"ARN": "arn:aws:iam::111122223333:user/backdoor",
+                "accountId": "111122223333", "type": "AWS::IAM::User"}],
+        });
+        let now = chrono::Utc::now();
+        let record =
+            CloudTrailRecord::new(fields.as_object().cloned().unwrap().into(), now).unwrap();
+        let n = normalize(
+            SourceRecord::CloudTrail(record),
+            OutputFormat::Ocsf,
+            String::new,
+            now,
+        );
+        let ocsf = n.ocsf.as_ref().unwrap();
+        let read = ocsf.read::<Activity>(&n.source, ACTIVITY_FIELDS);
+        let whole: Activity = serde_json::from_slice(&ocsf.to_vec(&n.source)).unwrap();
+        assert_eq!(read, whole);
+        assert!(
+            [
+                &read.time,
+                &read.time_dt,
+                &read.cloud,
+                &read.api,
+                &read.resources,
+                &read.type_uid,
+                &read.type_name,
+                &read.actor,
+                &read.src_endpoint,
+                &read.metadata.uid,
+            ]
+            .iter()
+            .all(|f| f.as_ref().is_some_and(|v| !v.is_null())),
+            "{read:?}"
+        );
+        assert_eq!(read.metadata.uid, Some(json!("e-1")));
     }
 }

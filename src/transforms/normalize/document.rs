@@ -228,38 +228,52 @@ impl Document {
 
     /// The JSON text of the document for `source`, the record it was built from.
     pub fn to_vec(&self, source: &SourceRecord) -> Vec<u8> {
-        self.with_text(source, <[u8]>::to_vec)
+        with_text(|out| write_object(&self.root, source, out), <[u8]>::to_vec)
     }
 
-    /// What `T` takes of the whole document, sections included, parsed from its text: for
-    /// enrichers that copy parts of it (a finding repeats its activity's `api`, `actor` …).
-    /// A `T` that names a few fields skips the rest without building it; `T::default()`
-    /// when the text does not fit `T`.
-    pub fn read<T: DeserializeOwned + Default>(&self, source: &SourceRecord) -> T {
-        self.with_text(source, |text| {
-            let mut parser = serde_json::Deserializer::from_slice(text);
-            // A record may nest as deep as the decoder's limit allows, and the document
-            // puts it a few levels further down; the text is our own, so no limit is
-            // needed.
-            parser.disable_recursion_limit();
-            T::deserialize(&mut parser).unwrap_or_default()
-        })
+    /// What `T` takes of the document's top-level fields named in `keys`, sections
+    /// included, parsed from their text: for enrichers that copy parts of it (a finding
+    /// repeats its activity's `api`, `actor` …). The other fields are not written: an OCSF
+    /// activity's `unmapped` section, which no finding repeats, was most of the text.
+    /// `T::default()` when the text does not fit `T`.
+    pub fn read<T: DeserializeOwned + Default>(&self, source: &SourceRecord, keys: &[&str]) -> T {
+        let named = self
+            .root
+            .iter()
+            .filter(|(key, _)| keys.iter().any(|k| same_key(k, key)));
+        with_text(
+            |out| {
+                let mut object = json::Object::open(out);
+                for (key, node) in named {
+                    write_node(node, source, object.key(key));
+                }
+                object.close();
+            },
+            |text| {
+                let mut parser = serde_json::Deserializer::from_slice(text);
+                // A record may nest as deep as the decoder's limit allows, and the document
+                // puts it a few levels further down; the text is our own, so no limit is
+                // needed.
+                parser.disable_recursion_limit();
+                T::deserialize(&mut parser).unwrap_or_default()
+            },
+        )
     }
+}
 
-    /// `read` given the document's JSON text, written into this thread's scratch buffer.
-    fn with_text<R>(&self, source: &SourceRecord, read: impl FnOnce(&[u8]) -> R) -> R {
-        SCRATCH.with(|scratch| {
-            let mut scratch = scratch.borrow_mut();
-            scratch.clear();
-            write_object(&self.root, source, &mut scratch);
-            let out = read(&scratch);
-            // One huge record must not keep its buffer's size for the thread's life.
-            if scratch.capacity() > SCRATCH_KEPT {
-                *scratch = Vec::new();
-            }
-            out
-        })
-    }
+/// `read`s the JSON text that `write` puts into this thread's scratch buffer.
+fn with_text<R>(write: impl FnOnce(&mut Vec<u8>), read: impl FnOnce(&[u8]) -> R) -> R {
+    SCRATCH.with(|scratch| {
+        let mut scratch = scratch.borrow_mut();
+        scratch.clear();
+        write(&mut scratch);
+        let out = read(&scratch);
+        // One huge record must not keep its buffer's size for the thread's life.
+        if scratch.capacity() > SCRATCH_KEPT {
+            *scratch = Vec::new();
+        }
+        out
+    })
 }
 
 /// The fields of one object in the order written, for the header every document of a kind
@@ -421,23 +435,27 @@ fn sorted(mut children: Vec<(Key, Node)>) -> Vec<(Key, Node)> {
 fn write_object(children: &[(Key, Node)], source: &SourceRecord, out: &mut Vec<u8>) {
     let mut object = json::Object::open(out);
     for (key, node) in children {
-        let out = object.key(key);
-        match node {
-            Node::Value(v) => json::value(out, v),
-            Node::Static(text) => json::short_string(out, text),
-            Node::Statics(texts, extra) => {
-                let mut list = json::Array::open(out);
-                for text in texts.iter().chain(extra) {
-                    json::short_string(list.item(), text);
-                }
-                list.close();
-            }
-            Node::Time(time) => json::time(out, *time),
-            Node::Object(inner) => write_object(inner, source, out),
-            Node::Part(part) => part.write(source, out),
-        }
+        write_node(node, source, object.key(key));
     }
     object.close();
+}
+
+#[inline(always)]
+fn write_node(node: &Node, source: &SourceRecord, out: &mut Vec<u8>) {
+    match node {
+        Node::Value(v) => json::value(out, v),
+        Node::Static(text) => json::short_string(out, text),
+        Node::Statics(texts, extra) => {
+            let mut list = json::Array::open(out);
+            for text in texts.iter().chain(extra) {
+                json::short_string(list.item(), text);
+            }
+            list.close();
+        }
+        Node::Time(time) => json::time(out, *time),
+        Node::Object(inner) => write_object(inner, source, out),
+        Node::Part(part) => part.write(source, out),
+    }
 }
 
 #[cfg(test)]
@@ -474,10 +492,14 @@ mod tests {
         });
         let text: Value = serde_json::from_slice(&doc.to_vec(&source)).unwrap();
         assert_eq!(text, expected);
+        let read = |keys: &[&str]| Value::Object(doc.read::<Map<String, Value>>(&source, keys));
+        assert_eq!(read(&["api", "b", "x", "data"]), expected);
         assert_eq!(
-            Value::Object(doc.read::<Map<String, Value>>(&source)),
-            expected
+            read(&["data", "api", "absent"]),
+            json!({"api": {"operation": "CreateUser", "request": {"data": {"userName": "backdoor"}}},
+                "data": "iam.amazonaws.com"})
         );
+        assert_eq!(read(&[]), json!({}));
     }
 
     #[test]
@@ -500,7 +522,7 @@ mod tests {
         let parsed: Value = serde_json::from_slice(&text).unwrap();
         assert_eq!(
             parsed,
-            Value::Object(doc.read::<Map<String, Value>>(&source))
+            Value::Object(doc.read::<Map<String, Value>>(&source, &["a", "n", "data"]))
         );
         assert_eq!(
             parsed["data"]["q\"uote"],
@@ -522,7 +544,7 @@ mod tests {
         let text = doc.to_vec(&source);
         assert_eq!(text.len(), SCRATCH_KEPT + r#"{"small":"x","big":""}"#.len());
         assert_eq!(scratch(), 0);
-        doc.read::<Map<String, Value>>(&source);
+        doc.read::<Map<String, Value>>(&source, &["big"]);
         assert_eq!(scratch(), 0);
     }
 
@@ -549,7 +571,9 @@ mod tests {
             r#"{"@timestamp":"2024-01-02T03:04:05.678Z","event":{"kind":"alert","action":"CreateUser","outcome":"success"},"tags":["a","b"]}"#
         );
         assert_eq!(
-            Value::Object(doc.read::<Map<String, Value>>(&source)),
+            Value::Object(
+                doc.read::<Map<String, Value>>(&source, &["@timestamp", "event", "tags"])
+            ),
             json!({"@timestamp": "2024-01-02T03:04:05.678Z", "tags": ["a", "b"],
                 "event": {"kind": "alert", "action": "CreateUser", "outcome": "success"}})
         );
