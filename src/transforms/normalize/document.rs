@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 
 use super::json;
 use super::sections::Part;
+use super::taxonomy::EcsCategories;
 use crate::transforms::decode::fields::str_of;
 use crate::transforms::decode::tree::same_key;
 use crate::transforms::decode::{tree, SourceRecord};
@@ -22,6 +23,8 @@ use crate::transforms::decode::{tree, SourceRecord};
 #[derive(Debug, Clone, Default)]
 pub struct Document {
     root: Vec<(Key, Node)>,
+    /// Fields written straight from the record instead, which `root` lies over.
+    base: Option<Base>,
 }
 
 type Key = Cow<'static, str>;
@@ -47,7 +50,14 @@ enum Node {
     Statics(&'static [&'static str], Option<&'static str>),
     /// A time, written as RFC 3339 text with milliseconds.
     Time(DateTime<Utc>),
+    /// An object placed whole, or a field's value that fields were put into later.
     Object(Vec<(Key, Node)>),
+    /// An object made by putting a field below a path where there was nothing: over a
+    /// document's [`Base`], it merges with the object the base writes there.
+    Branch(Vec<(Key, Node)>),
+    /// A list made by [`Document::push`] where there was nothing: over a document's
+    /// [`Base`], it continues the list the base writes there.
+    Pushed(Vec<Value>),
     /// Written from the source record at serialization.
     Part(Part),
 }
@@ -72,12 +82,12 @@ fn object_at<'a, 'p>(
         let at = match level.iter().rposition(|(k, _)| same_key(k, segment)) {
             Some(at) => at,
             None => {
-                level.push((key(segment), Node::Object(Vec::new())));
+                level.push((key(segment), Node::Branch(Vec::new())));
                 level.len() - 1
             }
         };
         let node = &mut level[at].1;
-        if !matches!(node, Node::Object(_)) {
+        if !matches!(node, Node::Object(_) | Node::Branch(_)) {
             *node = match std::mem::replace(node, Node::Object(Vec::new())) {
                 // A whole object written earlier is opened up so fields can join it.
                 Node::Value(Value::Object(map)) => Node::Object(
@@ -88,7 +98,7 @@ fn object_at<'a, 'p>(
                 _ => Node::Object(Vec::new()),
             };
         }
-        let Node::Object(children) = node else {
+        let (Node::Object(children) | Node::Branch(children)) = node else {
             unreachable!("made an object just above")
         };
         level = children;
@@ -134,6 +144,16 @@ impl Document {
     pub fn new() -> Self {
         Document {
             root: Vec::with_capacity(32),
+            base: None,
+        }
+    }
+
+    /// A document whose fields `base` writes from the record at serialization; fields put
+    /// into it lie over those (see [`Fields`]).
+    pub fn based(base: Base) -> Self {
+        Document {
+            root: Vec::new(),
+            base: Some(base),
         }
     }
 
@@ -141,7 +161,7 @@ impl Document {
     pub fn from_head(head: Head) -> Self {
         let mut root = head.0;
         root.reserve(32usize.saturating_sub(root.len()));
-        Document { root }
+        Document { root, base: None }
     }
 
     fn set(&mut self, path: Key, node: Node) {
@@ -186,9 +206,9 @@ impl Document {
     pub fn push(&mut self, path: &'static str, item: Value) {
         let (level, last) = slot(&mut self.root, Cow::Borrowed(path));
         match level.iter_mut().rev().find(|(k, _)| same_key(k, &last)) {
-            Some((_, Node::Value(Value::Array(items)))) => items.push(item),
+            Some((_, Node::Value(Value::Array(items)) | Node::Pushed(items))) => items.push(item),
             Some((_, other)) => *other = Node::Value(Value::Array(vec![item])),
-            None => level.push((last, Node::Value(Value::Array(vec![item])))),
+            None => level.push((last, Node::Pushed(vec![item]))),
         }
     }
 
@@ -228,7 +248,20 @@ impl Document {
 
     /// The JSON text of the document for `source`, the record it was built from.
     pub fn to_vec(&self, source: &SourceRecord) -> Vec<u8> {
-        with_text(|out| write_object(&self.root, source, out), <[u8]>::to_vec)
+        with_text(|out| self.write(source, out), <[u8]>::to_vec)
+    }
+
+    fn write(&self, source: &SourceRecord, out: &mut Vec<u8>) {
+        match (self.base, source) {
+            (Some(Base::EcsCloudTrail { categories, now }), SourceRecord::CloudTrail(r)) => {
+                let mut fields = Fields::open(out, &self.root, source);
+                super::ecs::write_cloudtrail(r, categories, now, &mut fields);
+                fields.close();
+            }
+            // A document is only written with the record it was built from, so a base
+            // always meets its own kind of record.
+            _ => write_object(&self.root, source, out),
+        }
     }
 
     /// What `T` takes of the document's top-level fields named in `keys`, sections
@@ -243,6 +276,10 @@ impl Document {
             .filter(|(key, _)| keys.iter().any(|k| same_key(k, key)));
         with_text(
             |out| {
+                // What a base writes is only known as text: all of it is read then.
+                if self.base.is_some() {
+                    return self.write(source, out);
+                }
                 let mut object = json::Object::open(out);
                 for (key, node) in named {
                     write_node(node, source, object.key(key));
@@ -398,7 +435,8 @@ impl Object {
                         Node::Time(time) => {
                             Value::from(time.to_rfc3339_opts(SecondsFormat::Millis, true))
                         }
-                        Node::Object(inner) => Value::Object(map(inner)),
+                        Node::Object(inner) | Node::Branch(inner) => Value::Object(map(inner)),
+                        Node::Pushed(items) => Value::Array(items),
                         Node::Part(_) => unreachable!("an Object has nothing spliced in"),
                     };
                     (k.into_owned(), value)
@@ -416,6 +454,7 @@ impl From<Map<String, Value>> for Object {
                 .into_iter()
                 .map(|(k, v)| (Cow::Owned(k), Node::Value(v)))
                 .collect(),
+            base: None,
         })
     }
 }
@@ -425,7 +464,7 @@ fn sorted(mut children: Vec<(Key, Node)>) -> Vec<(Key, Node)> {
     // A level holds each key once, so the order is the map's.
     children.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     for (_, node) in &mut children {
-        if let Node::Object(inner) = node {
+        if let Node::Object(inner) | Node::Branch(inner) = node {
             *inner = sorted(std::mem::take(inner));
         }
     }
@@ -453,8 +492,211 @@ fn write_node(node: &Node, source: &SourceRecord, out: &mut Vec<u8>) {
             list.close();
         }
         Node::Time(time) => json::time(out, *time),
-        Node::Object(inner) => write_object(inner, source, out),
+        Node::Object(inner) | Node::Branch(inner) => write_object(inner, source, out),
+        Node::Pushed(items) => json::array(out, items),
         Node::Part(part) => part.write(source, out),
+    }
+}
+
+/// What a document's own fields are written from at serialization, besides its record,
+/// where they are not kept as a tree.
+#[derive(Debug, Clone, Copy)]
+pub enum Base {
+    /// ECS of a CloudTrail record ([`super::ecs::write_cloudtrail`]).
+    EcsCloudTrail {
+        categories: EcsCategories,
+        now: DateTime<Utc>,
+    },
+}
+
+/// An object written straight from a record, with the fields put into its document at the
+/// same level lying over it, as if they had been put after the object's own: one of those
+/// replaces the field of its key in place, an object made by a path merges with the object
+/// it lies over, a list made by [`Document::push`] continues the list it lies over, and the
+/// rest follow the object's own fields in the order they were put.
+pub struct Fields<'w, 'r> {
+    object: json::Object<'w>,
+    overlay: &'w [(Key, Node)],
+    used: Used,
+    source: &'w SourceRecord<'r>,
+}
+
+impl<'w, 'r> Fields<'w, 'r> {
+    fn open(
+        out: &'w mut Vec<u8>,
+        overlay: &'w [(Key, Node)],
+        source: &'w SourceRecord<'r>,
+    ) -> Self {
+        Fields {
+            object: json::Object::open(out),
+            overlay,
+            used: Used::new(overlay.len()),
+            source,
+        }
+    }
+
+    /// The overlay's field of `key`, now written.
+    fn over(&mut self, key: &str) -> Option<&'w Node> {
+        if self.overlay.is_empty() {
+            return None;
+        }
+        let at = self.overlay.iter().position(|(k, _)| same_key(k, key))?;
+        self.used.mark(at);
+        Some(&self.overlay[at].1)
+    }
+
+    /// Where the object's own value of `key` goes; none when the overlay's replaces it,
+    /// which is then written.
+    fn own(&mut self, key: &str) -> Option<&mut Vec<u8>> {
+        match self.over(key) {
+            Some(node) => {
+                write_node(node, self.source, self.object.key(key));
+                None
+            }
+            None => Some(self.object.key(key)),
+        }
+    }
+
+    pub fn str(&mut self, key: &str, value: &str) {
+        if let Some(out) = self.own(key) {
+            json::string(out, value);
+        }
+    }
+
+    pub fn str_opt(&mut self, key: &str, value: Option<&str>) {
+        if let Some(value) = value {
+            self.str(key, value);
+        }
+    }
+
+    /// An object of the `texts` there are, at their keys; none when there is none.
+    pub fn strs_object(&mut self, key: &str, texts: &[(&str, Option<&str>)]) {
+        if texts.iter().any(|(_, text)| text.is_some()) {
+            self.object(key, |object| {
+                for (key, text) in texts {
+                    object.str_opt(key, *text);
+                }
+            });
+        }
+    }
+
+    pub fn constant(&mut self, key: &str, value: &'static str) {
+        if let Some(out) = self.own(key) {
+            json::short_string(out, value);
+        }
+    }
+
+    pub fn time(&mut self, key: &str, time: DateTime<Utc>) {
+        if let Some(out) = self.own(key) {
+            json::time(out, time);
+        }
+    }
+
+    /// The record's top-level string `name` at `key`, when it is a non-empty string.
+    pub fn record_str(&mut self, key: &str, fields: &tree::Map<'_>, name: &'static str) {
+        if str_of(fields, name).is_some() {
+            self.part(key, Part::Field(name));
+        }
+    }
+
+    pub fn part(&mut self, key: &str, part: Part) {
+        let source = self.source;
+        if let Some(out) = self.own(key) {
+            part.write(source, out);
+        }
+    }
+
+    /// A list of `texts` (constants, then `extra` when there is one); none when that is
+    /// empty.
+    pub fn constants(
+        &mut self,
+        key: &str,
+        texts: &'static [&'static str],
+        extra: Option<&'static str>,
+    ) {
+        if !texts.is_empty() || extra.is_some() {
+            self.list(key, |list| {
+                for text in texts.iter().chain(&extra) {
+                    json::short_string(list.item(), text);
+                }
+            });
+        }
+    }
+
+    /// A list of `texts`.
+    pub fn strs(&mut self, key: &str, texts: &[&str]) {
+        self.list(key, |list| {
+            for text in texts {
+                json::string(list.item(), text);
+            }
+        });
+    }
+
+    fn list(&mut self, key: &str, items: impl FnOnce(&mut json::Array)) {
+        let pushed = match self.over(key) {
+            None => None,
+            Some(Node::Pushed(pushed)) => Some(pushed),
+            Some(node) => return write_node(node, self.source, self.object.key(key)),
+        };
+        let mut list = json::Array::open(self.object.key(key));
+        items(&mut list);
+        for item in pushed.into_iter().flatten() {
+            json::value(list.item(), item);
+        }
+        list.close();
+    }
+
+    /// An object at `key` of the fields `fields` writes.
+    pub fn object(&mut self, key: &str, fields: impl FnOnce(&mut Fields<'_, 'r>)) {
+        let overlay: &[(Key, Node)] = match self.over(key) {
+            None => &[],
+            Some(Node::Branch(overlay)) => overlay,
+            Some(node) => return write_node(node, self.source, self.object.key(key)),
+        };
+        let source = self.source;
+        let mut object = Fields::open(self.object.key(key), overlay, source);
+        fields(&mut object);
+        object.close();
+    }
+
+    /// Closes the object after the overlay's fields of keys it did not write.
+    fn close(mut self) {
+        for (at, (key, node)) in self.overlay.iter().enumerate() {
+            if !self.used.get(at) {
+                write_node(node, self.source, self.object.key(key));
+            }
+        }
+        self.object.close();
+    }
+}
+
+/// Which fields of an overlay were written.
+enum Used {
+    Few(u64),
+    Many(Vec<bool>),
+}
+
+impl Used {
+    fn new(fields: usize) -> Self {
+        if fields <= 64 {
+            Used::Few(0)
+        } else {
+            Used::Many(vec![false; fields])
+        }
+    }
+
+    fn mark(&mut self, at: usize) {
+        match self {
+            Used::Few(bits) => *bits |= 1 << at,
+            Used::Many(used) => used[at] = true,
+        }
+    }
+
+    fn get(&self, at: usize) -> bool {
+        match self {
+            Used::Few(bits) => bits & 1 << at != 0,
+            Used::Many(used) => used[at],
+        }
     }
 }
 
@@ -472,6 +714,126 @@ mod tests {
         .cloned()
         .unwrap();
         SourceRecord::CloudTrail(CloudTrailRecord::new(fields.into(), Utc::now()).unwrap())
+    }
+
+    /// A document holding the fields of `text` in their order, as puts would have built it.
+    fn tree_of(text: &[u8]) -> Document {
+        fn nodes(map: &tree::Map<'_>) -> Vec<(Key, Node)> {
+            map.iter()
+                .map(|(k, v)| {
+                    let node = match v {
+                        tree::Value::Object(inner) => Node::Object(nodes(inner)),
+                        other => Node::Value(other.to_json()),
+                    };
+                    (Cow::Owned(k.to_string()), node)
+                })
+                .collect()
+        }
+        let text = std::str::from_utf8(text).unwrap();
+        let parsed = tree::Value::parse(text).unwrap();
+        Document {
+            root: nodes(parsed.as_object().unwrap()),
+            base: None,
+        }
+    }
+
+    /// Fields put into a document over a base land where they would in a document that
+    /// held the base's fields as a tree: in place, merged, continued or after the rest.
+    #[test]
+    fn fields_put_over_a_base_land_as_over_a_tree_of_its_fields() {
+        let fields = json!({"eventName": "CreateUser", "eventSource": "iam.amazonaws.com",
+            "eventID": "e-1", "recipientAccountId": "111122223333",
+            "userIdentity": {"type": "IAMUser", "userName": "alice", "principalId": "AIDA1"},
+            "sourceIPAddress": "198.51.100.7", "userAgent": "aws-cli",
+            "requestParameters": {"userName": "backdoor"}});
+        let record = CloudTrailRecord::new(
+            fields.as_object().cloned().unwrap().into(),
+            "2024-01-02T03:04:05Z".parse().unwrap(),
+        )
+        .unwrap();
+        let source = SourceRecord::CloudTrail(record);
+        let base = Base::EcsCloudTrail {
+            categories: (&["iam"], &["user", "creation"], false),
+            now: "2024-01-02T03:04:06Z".parse().unwrap(),
+        };
+        let bare = Document::based(base).to_vec(&source);
+        let puts = |doc: &mut Document| {
+            doc.put("event.kind", "alert");
+            doc.put("auditbridge.credential.type", "long-term");
+            let mut cloud = Head::default();
+            cloud.put_static("provider", "elsewhere");
+            doc.put_object("cloud", cloud);
+            doc.push("related.user", json!("extra"));
+            doc.put("related.ip", "203.0.113.1");
+            doc.put("tags", json!(["a"]));
+            doc.put("source", json!({"address": "a"}));
+            doc.put("source.port", 1);
+            doc.push("threat.list", json!(1));
+            doc.push("threat.list", json!(2));
+            doc.put("user.target", "scalar");
+            doc.put("event.category.x", 1);
+        };
+        let mut over_base = Document::based(base);
+        puts(&mut over_base);
+        let mut over_tree = tree_of(&bare);
+        puts(&mut over_tree);
+        let text = String::from_utf8(over_base.to_vec(&source)).unwrap();
+        assert_eq!(text, String::from_utf8(over_tree.to_vec(&source)).unwrap());
+        for part in [
+            r#""event":{"kind":"alert","created""#,
+            r#""category":{"x":1}"#,
+            r#""auditbridge":{"time_source":"ingest","credential":{"type":"long-term"}}"#,
+            r#""cloud":{"provider":"elsewhere"}"#,
+            r#""user":{"id":"AIDA1","name":"alice","target":"scalar"}"#,
+            r#""source":{"address":"a","port":1}"#,
+            r#""related":{"user":["alice","AIDA1","backdoor","extra"],"ip":"203.0.113.1","#,
+            r#""entity":["AIDA1","alice"]},"aws":{"cloudtrail":{"event_id":"e-1","#,
+            r#""tags":["a"],"threat":{"list":[1,2]}}"#,
+        ] {
+            assert!(text.contains(part), "{part} in {text}");
+        }
+        // A field put below a section spliced from the record replaces the section, in a
+        // tree as over a base (the tree of the base's text holds it as an object instead).
+        let below_part = |mut doc: Document| {
+            doc.put("aws.cloudtrail.x", 1);
+            String::from_utf8(doc.to_vec(&source)).unwrap()
+        };
+        let mut spliced = Document::new();
+        spliced.splice("aws.cloudtrail", Part::EcsCloudTrail);
+        assert_eq!(below_part(spliced), r#"{"aws":{"cloudtrail":{"x":1}}}"#);
+        assert!(below_part(Document::based(base)).ends_with(r#""aws":{"cloudtrail":{"x":1}}}"#));
+        assert_eq!(
+            Value::Object(over_base.read::<Map<String, Value>>(&source, &["tags"])),
+            serde_json::from_str::<Value>(&text).unwrap()
+        );
+    }
+
+    /// Past 64 fields put at one level, those are still written once each.
+    #[test]
+    fn many_fields_over_a_base_are_each_written_once() {
+        let fields = json!({"eventName": "CreateUser", "eventSource": "iam.amazonaws.com",
+            "eventTime": "2024-01-02T03:04:05Z"});
+        let now = "2024-01-02T03:04:06Z".parse().unwrap();
+        let record = CloudTrailRecord::new(fields.as_object().cloned().unwrap().into(), now);
+        let source = SourceRecord::CloudTrail(record.unwrap());
+        let base = Base::EcsCloudTrail {
+            categories: (&[], &["info"], false),
+            now,
+        };
+        let puts = |doc: &mut Document| {
+            for n in 0..70 {
+                doc.put(format!("f{n}"), n);
+            }
+            doc.put("ecs", "replaced");
+        };
+        let mut over_base = Document::based(base);
+        puts(&mut over_base);
+        let mut over_tree = tree_of(&Document::based(base).to_vec(&source));
+        puts(&mut over_tree);
+        let text = String::from_utf8(over_base.to_vec(&source)).unwrap();
+        assert_eq!(text, String::from_utf8(over_tree.to_vec(&source)).unwrap());
+        assert!(text.contains(r#""ecs":"replaced","event""#), "{text}");
+        assert!(text.ends_with(r#""f68":68,"f69":69}"#), "{text}");
     }
 
     #[test]

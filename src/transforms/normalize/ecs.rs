@@ -1,12 +1,13 @@
 //! ECS 9.x documents. Field semantics follow Elastic's AWS and Azure integrations, plus
 //! `event.category`/`event.type` and the initiating `user.*` for Entra audit records.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use super::document::{Document, Head};
+use super::document::{Base, Document, Fields, Head};
 use super::sections::Part;
 use super::taxonomy::{EcsCategories, Taxonomy};
 use crate::transforms::decode::fields::{obj_of, split_email, str_of};
@@ -75,23 +76,23 @@ fn nested_field<V: Into<Value>>(field: &'static str, value: Option<V>) -> Head {
 
 /// Collects `related.user` / `related.ip` without duplicates.
 #[derive(Default)]
-struct Related {
-    users: Vec<String>,
-    ips: Vec<String>,
+struct Related<'a> {
+    users: Vec<&'a str>,
+    ips: Vec<Cow<'a, str>>,
 }
 
-impl Related {
-    fn user(&mut self, u: Option<&str>) {
+impl<'a> Related<'a> {
+    fn user(&mut self, u: Option<&'a str>) {
         if let Some(u) = u.filter(|u| !u.is_empty()) {
-            if !self.users.iter().any(|x| x == u) {
-                self.users.push(u.to_string());
+            if !self.users.contains(&u) {
+                self.users.push(u);
             }
         }
     }
 
-    fn ip(&mut self, ip: &str) {
-        if !self.ips.iter().any(|x| x == ip) {
-            self.ips.push(ip.to_string());
+    fn ip(&mut self, ip: Cow<'a, str>) {
+        if !self.ips.contains(&ip) {
+            self.ips.push(ip);
         }
     }
 
@@ -103,19 +104,48 @@ impl Related {
             doc.put("related.ip", self.ips);
         }
     }
+
+    /// `related` with `entities` after the users and addresses.
+    fn write_fields(&self, doc: &mut Fields, entities: &[&str]) {
+        if self.users.is_empty() && self.ips.is_empty() && entities.is_empty() {
+            return;
+        }
+        doc.object("related", |related| {
+            if !self.users.is_empty() {
+                related.strs("user", &self.users);
+            }
+            if !self.ips.is_empty() {
+                let ips: Vec<&str> = self.ips.iter().map(AsRef::as_ref).collect();
+                related.strs("ip", &ips);
+            }
+            if !entities.is_empty() {
+                related.strs("entity", entities);
+            }
+        });
+    }
+}
+
+/// `addr` as `source.ip` holds it, when it is a real address.
+fn real_ip(addr: &str) -> Option<Cow<'_, str>> {
+    Some(match addr.parse::<IpAddr>().ok()? {
+        // Rust reads no IPv4 address with leading zeros or spaces, so one it read is
+        // already written as it would print it.
+        IpAddr::V4(_) => Cow::Borrowed(addr),
+        v6 => Cow::Owned(v6.to_string()),
+    })
 }
 
 /// `source.ip` only for real addresses; `source.address` always keeps what was written.
-fn put_source(doc: &mut Document, related: &mut Related, addr: Option<&str>) -> Option<String> {
+fn put_source<'a>(
+    doc: &mut Document,
+    related: &mut Related<'a>,
+    addr: Option<&'a str>,
+) -> Option<String> {
     let addr = addr?;
     doc.put("source.address", addr);
-    let ip = match addr.parse::<IpAddr>().ok()? {
-        // Rust reads no IPv4 address with leading zeros or spaces, so one it read is
-        // already written as it would print it.
-        IpAddr::V4(_) => addr.to_string(),
-        v6 => v6.to_string(),
-    };
-    related.ip(&ip);
+    let ip = real_ip(addr)?;
+    related.ip(ip.clone());
+    let ip = ip.into_owned();
     doc.put("source.ip", ip.clone());
     Some(ip)
 }
@@ -153,43 +183,87 @@ fn put_user_name(doc: &mut Document, paths: &UserPaths, name: &str) {
     }
 }
 
-/// The fields every CloudTrail document starts with.
-fn cloudtrail_head(
+/// The ECS document of a CloudTrail record, written from the record when it is serialized
+/// ([`write_cloudtrail`]).
+pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Document {
+    Document::based(Base::EcsCloudTrail {
+        categories: super::taxonomy::cloudtrail_ecs(r, tax),
+        now,
+    })
+}
+
+/// The ECS document of a CloudTrail Insight event ([`write_cloudtrail`]).
+pub fn cloudtrail_insight(now: DateTime<Utc>) -> Document {
+    Document::based(Base::EcsCloudTrail {
+        categories: (&[], &["info"], false),
+        now,
+    })
+}
+
+/// Writes the ECS document of a CloudTrail record straight from it, with no tree of the
+/// fields built first: that tree cost more to build and drop than its text to write.
+///
+/// An Insight event is written as Elastic indexes it: no actor, since the record names no
+/// call of its own (the API it is about stays in `aws.cloudtrail.flattened.insight_details`,
+/// so rules keyed on an action do not fire on a summary of it), and a `message` a person
+/// can read in an alert list.
+pub fn write_cloudtrail(
     r: &CloudTrailRecord,
     categories: EcsCategories,
     now: DateTime<Utc>,
-) -> Document {
-    let header = Header {
-        time: r.time(),
-        time_source: r.time_source(),
-        now,
-        categories,
-        dataset: "aws.cloudtrail",
-        module: "aws",
-    };
-    let mut event = header.event();
-    event.put_opt("id", r.id());
-    // Written from the record at serialization, not copied into the document.
-    event.splice_str("action", r.fields(), "eventName");
-    event.splice_str("provider", r.fields(), "eventSource");
-    event.put_static("outcome", if r.failed() { "failure" } else { "success" });
-    let mut cloud = Head::with_capacity(4);
-    cloud.put_static("provider", "aws");
-    cloud.put_object("account", nested_field("id", r.account_id()));
-    cloud.splice_str("region", r.fields(), "awsRegion");
-    // `cloud.service.name` is the service's short name, as Elastic writes it (`sts`).
-    let service = r
-        .str("eventSource")
-        .map(|s| s.strip_suffix(".amazonaws.com").unwrap_or(s));
-    cloud.put_object("service", nested_field("name", service));
-    header.document(event, cloud)
+    doc: &mut Fields,
+) {
+    let fields = r.fields();
+    doc.time("@timestamp", r.time());
+    doc.object("ecs", |ecs| ecs.constant("version", ECS_VERSION));
+    doc.object("event", |event| {
+        let (category, types, info) = categories;
+        event.constant("kind", "event");
+        event.time("created", now);
+        event.constants("category", category, None);
+        event.constants("type", types, info.then_some("info"));
+        event.str_opt("id", r.id());
+        event.record_str("action", fields, "eventName");
+        event.record_str("provider", fields, "eventSource");
+        event.constant("outcome", if r.failed() { "failure" } else { "success" });
+        event.constant("dataset", "aws.cloudtrail");
+        event.constant("module", "aws");
+    });
+    if r.time_source() == TimeSource::Ingest {
+        doc.object("auditbridge", |auditbridge| {
+            auditbridge.constant("time_source", "ingest");
+        });
+    }
+    doc.object("data_stream", |data_stream| {
+        data_stream.constant("type", "logs");
+        data_stream.constant("dataset", "aws.cloudtrail");
+        data_stream.constant("namespace", "default");
+    });
+    doc.object("cloud", |cloud| {
+        cloud.constant("provider", "aws");
+        cloud.strs_object("account", &[("id", r.account_id())]);
+        cloud.record_str("region", fields, "awsRegion");
+        // `cloud.service.name` is the service's short name, as Elastic writes it (`sts`).
+        let service = r
+            .str("eventSource")
+            .map(|s| s.strip_suffix(".amazonaws.com").unwrap_or(s));
+        cloud.strs_object("service", &[("name", service)]);
+    });
+    if r.is_insight() {
+        if let Some(details) = r.insight_details() {
+            doc.str("message", &insight_message(details));
+        }
+    } else {
+        write_cloudtrail_call(r, doc);
+    }
+    doc.object("aws", |aws| aws.part("cloudtrail", Part::EcsCloudTrail));
 }
 
-/// Build the ECS document for a CloudTrail record.
-pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Document {
-    let mut doc = cloudtrail_head(r, super::taxonomy::cloudtrail_ecs(r, tax), now);
+/// Who made a CloudTrail API call, on what, from where: `user.*`, `group.*`, `source.*`,
+/// `user_agent.*`, `error.*`, `tls.*` and `related.*`.
+fn write_cloudtrail_call(r: &CloudTrailRecord, doc: &mut Fields) {
+    let fields = r.fields();
     let mut related = Related::default();
-
     let who = r.user_identity();
     let user_name = match who.kind {
         Some("AssumedRole") | Some("FederatedUser") => who
@@ -203,16 +277,19 @@ pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> D
         _ => who.user_name,
     };
     if who.kind == Some("AWSService") {
-        doc.put_opt("service.name", who.invoked_by);
+        doc.strs_object("service", &[("name", who.invoked_by)]);
     }
-    doc.put_opt("user.id", who.principal_id);
-    if let Some(name) = user_name {
-        put_user_name(&mut doc, &USER, name);
-        related.user(Some(name));
-    }
+    // A name that is an e-mail address gives the local part as the name, with the address
+    // and its domain.
+    let (name, mut email, domain) = match user_name.map(|n| (n, split_email(n))) {
+        Some((whole, Some((local, domain)))) => (Some(local), Some(whole), Some(domain)),
+        Some((whole, None)) => (Some(whole), None, None),
+        None => (None, None, None),
+    };
+    related.user(user_name);
     // The role session name (after the role in an assumed-role ARN) names the person or
     // workload behind the role; Elastic lists it, and its local part when it is an e-mail
-    // address, in `related.user`.
+    // address, in `related.user`, and takes such an address as `user.email`.
     if who.kind == Some("AssumedRole") {
         let session = who
             .arn
@@ -222,7 +299,7 @@ pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> D
         if let Some(session) = session {
             related.user(Some(session));
             if let Some((local, _)) = split_email(session) {
-                doc.put("user.email", session);
+                email = Some(session);
                 related.user(Some(local));
             }
         }
@@ -230,72 +307,81 @@ pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> D
     related.user(who.principal_id);
 
     let params = r.request_parameters();
-    if let Some(name) = params.and_then(|p| str_of(p, "userName")) {
-        doc.put("user.target.name", name);
-        related.user(Some(name));
+    let target_name = params.and_then(|p| str_of(p, "userName"));
+    related.user(target_name);
+    let iam = r.event_source() == "iam.amazonaws.com";
+    let response = r.response_elements().filter(|_| iam);
+    let target_id = response
+        .and_then(|e| obj_of(e, "user"))
+        .and_then(|u| str_of(u, "userId"));
+    let new_name = params
+        .filter(|_| iam)
+        .and_then(|p| str_of(p, "newUserName"));
+    related.user(new_name);
+    let user = [
+        who.principal_id,
+        name,
+        email,
+        target_name,
+        target_id,
+        new_name,
+    ];
+    if user.iter().any(Option::is_some) {
+        doc.object("user", |user| {
+            user.str_opt("id", who.principal_id);
+            user.str_opt("name", name);
+            user.str_opt("email", email);
+            user.str_opt("domain", domain);
+            user.strs_object("target", &[("name", target_name), ("id", target_id)]);
+            user.strs_object("changes", &[("name", new_name)]);
+        });
     }
-    if r.event_source() == "iam.amazonaws.com" {
-        let response = r.response_elements();
-        doc.put_opt(
-            "user.target.id",
-            response
-                .and_then(|e| obj_of(e, "user"))
-                .and_then(|u| str_of(u, "userId")),
-        );
-        if let Some(new_name) = params.and_then(|p| str_of(p, "newUserName")) {
-            doc.put("user.changes.name", new_name);
-            related.user(Some(new_name));
+    // IAM groups only: other services' `groupName` (EC2 security groups) is no user group.
+    let group_name = params.filter(|_| iam).and_then(|p| str_of(p, "groupName"));
+    let group_id = response
+        .and_then(|e| obj_of(e, "group"))
+        .and_then(|g| str_of(g, "groupId"));
+    doc.strs_object("group", &[("name", group_name), ("id", group_id)]);
+
+    if let Some(address) = r.str("sourceIPAddress") {
+        let ip = real_ip(address);
+        doc.object("source", |source| {
+            source.str("address", address);
+            if let Some(ip) = &ip {
+                source.str("ip", ip);
+            }
+        });
+        if let Some(ip) = ip {
+            related.ip(ip);
         }
-        // IAM groups only: other services' `groupName` (EC2 security groups) is no user group.
-        doc.put_opt("group.name", params.and_then(|p| str_of(p, "groupName")));
-        doc.put_opt(
-            "group.id",
-            response
-                .and_then(|e| obj_of(e, "group"))
-                .and_then(|g| str_of(g, "groupId")),
-        );
     }
-
-    let _ = put_source(&mut doc, &mut related, r.str("sourceIPAddress"));
-    doc.splice_str("user_agent.original", r.fields(), "userAgent");
-    doc.splice_str("error.code", r.fields(), "errorCode");
-    doc.splice_str("error.message", r.fields(), "errorMessage");
-    if let Some(tls) = obj_of(r.fields(), "tlsDetails") {
-        if let Some(v) = str_of(tls, "tlsVersion") {
-            let (proto, version) = v
-                .strip_prefix("TLSv")
-                .map(|n| ("tls", n))
-                .unwrap_or(("tls", v));
-            doc.put("tls.version", version);
-            doc.put_static("tls.version_protocol", proto);
+    if str_of(fields, "userAgent").is_some() {
+        doc.object("user_agent", |agent| {
+            agent.record_str("original", fields, "userAgent");
+        });
+    }
+    if str_of(fields, "errorCode").is_some() || str_of(fields, "errorMessage").is_some() {
+        doc.object("error", |error| {
+            error.record_str("code", fields, "errorCode");
+            error.record_str("message", fields, "errorMessage");
+        });
+    }
+    if let Some(tls) = obj_of(fields, "tlsDetails") {
+        let version = str_of(tls, "tlsVersion").map(|v| v.strip_prefix("TLSv").unwrap_or(v));
+        let cipher = str_of(tls, "cipherSuite");
+        let host = str_of(tls, "clientProvidedHostHeader");
+        if version.is_some() || cipher.is_some() || host.is_some() {
+            doc.object("tls", |t| {
+                if let Some(version) = version {
+                    t.str("version", version);
+                    t.constant("version_protocol", "tls");
+                }
+                t.str_opt("cipher", cipher);
+                t.strs_object("client", &[("server_name", host)]);
+            });
         }
-        doc.put_opt("tls.cipher", str_of(tls, "cipherSuite"));
-        doc.put_opt(
-            "tls.client.server_name",
-            str_of(tls, "clientProvidedHostHeader"),
-        );
     }
-    related.write(&mut doc);
-    let entities = super::entities::cloudtrail(r);
-    if !entities.is_empty() {
-        doc.put("related.entity", entities);
-    }
-
-    doc.splice("aws.cloudtrail", Part::EcsCloudTrail);
-    doc
-}
-
-/// Build the ECS document for a CloudTrail Insight event as Elastic indexes it: no
-/// `event.action` or actor, since the record names no call of its own (the API it is about
-/// stays in `aws.cloudtrail.flattened.insight_details`, so rules keyed on an action do not
-/// fire on a summary of it), and a `message` a person can read in an alert list.
-pub fn cloudtrail_insight(r: &CloudTrailRecord, now: DateTime<Utc>) -> Document {
-    let mut doc = cloudtrail_head(r, (&[], &["info"], false), now);
-    if let Some(details) = r.insight_details() {
-        doc.put("message", insight_message(details));
-    }
-    doc.splice("aws.cloudtrail", Part::EcsCloudTrail);
-    doc
+    related.write_fields(doc, &super::entities::cloudtrail(r));
 }
 
 /// "CloudTrail Insight Start: ApiCallRateInsight on ssm.amazonaws.com
@@ -614,7 +700,7 @@ pub fn gcp_audit(r: &GcpRecord, now: DateTime<Utc>) -> Document {
     // `private` and `gce-internal-ip` stand for addresses Google does not disclose.
     if let Some(ip) = r.caller_ip().and_then(|a| a.parse::<IpAddr>().ok()) {
         let ip = ip.to_string();
-        related.ip(&ip);
+        related.ip(Cow::Owned(ip.clone()));
         doc.put("source.ip", ip);
     }
     doc.put_opt("user_agent.original", r.user_agent());

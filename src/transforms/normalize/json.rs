@@ -123,15 +123,17 @@ pub fn value(out: &mut Vec<u8>, v: &Value) {
         Value::Bool(false) => out.extend_from_slice(b"false"),
         Value::Number(n) => number(out, n),
         Value::String(s) => string(out, s),
-        Value::Array(items) => {
-            let mut list = Array::open(out);
-            for item in items {
-                value(list.item(), item);
-            }
-            list.close();
-        }
+        Value::Array(items) => array(out, items),
         Value::Object(map) => object(out, map),
     }
+}
+
+pub fn array(out: &mut Vec<u8>, items: &[Value]) {
+    let mut list = Array::open(out);
+    for item in items {
+        value(list.item(), item);
+    }
+    list.close();
 }
 
 pub fn object(out: &mut Vec<u8>, map: &Map<String, Value>) {

@@ -66,7 +66,7 @@ pub fn normalize(
 ) -> Normalized<'_> {
     let (ecs, ocsf) = match &source {
         SourceRecord::CloudTrail(r) if r.is_insight() => (
-            format.ecs().then(|| ecs::cloudtrail_insight(r, now)),
+            format.ecs().then(|| ecs::cloudtrail_insight(now)),
             format.ocsf().then(|| ocsf::cloudtrail_insight(r, now)),
         ),
         SourceRecord::CloudTrail(r) => {
