@@ -47,6 +47,11 @@ macro_rules! known_snake_names {
             })
         }
 
+        /// Whether `s` is what a known key is renamed to.
+        fn is_known_snake(s: &str) -> bool {
+            matches!(s, $($snake)|*)
+        }
+
         #[cfg(test)]
         const KNOWN_SNAKE: &[(&str, &str)] = &[$(($camel, $snake)),*];
     };
@@ -169,6 +174,17 @@ pub fn snake_key(s: &str) -> Cow<'_, str> {
     }
 }
 
+/// `s` in snake_case when no other key of an object can be renamed to the same: the name
+/// of a known key (no two known keys share one), or a key with nothing to rename that no
+/// known key is renamed to. None for a key that may meet another (`userName` beside
+/// `user_name`), or that is unknown and needs renaming.
+pub fn snake_key_alone(s: &str) -> Option<&str> {
+    match known_snake(s) {
+        Some(known) => Some(known),
+        None => (!s.bytes().any(|b| b.is_ascii_uppercase()) && !is_known_snake(s)).then_some(s),
+    }
+}
+
 /// A JSON value borrowed from a source record, written as it is serialized: the vendor
 /// sections of ECS and OCSF documents are views of the record, never copies of it.
 #[derive(Debug)]
@@ -204,20 +220,12 @@ impl Field<'_> {
             Field::Text(t) => json::string(out, t),
             Field::Owned(v) => json::record_value(out, v),
             Field::Snake(map, depth) => {
+                if write_snake_alone(map, *depth, out) {
+                    return;
+                }
                 let entries = map
                     .iter()
-                    .map(|(k, v)| {
-                        let v = match v {
-                            Value::Object(inner) if *depth > 1 => Field::Snake(inner, depth - 1),
-                            Value::Array(items)
-                                if *depth > 1 && items.iter().any(Value::is_object) =>
-                            {
-                                Field::SnakeList(items, depth - 1)
-                            }
-                            other => Field::Value(other),
-                        };
-                        (snake_key(k), v)
-                    })
+                    .map(|(k, v)| (snake_key(k), snake_value(v, *depth)))
                     .collect();
                 Field::object(entries).write(out);
             }
@@ -242,6 +250,41 @@ impl Field<'_> {
     }
 }
 
+/// `Field::Snake(map, depth)` written with no list of its fields made first, when each key
+/// is renamed alone ([`snake_key_alone`]); false, with nothing written, otherwise.
+fn write_snake_alone(map: &Map<'_>, depth: usize, out: &mut Vec<u8>) -> bool {
+    let start = out.len();
+    let written = {
+        let mut object = json::Object::open(out);
+        let alone = map.iter().all(|(key, value)| {
+            let Some(key) = snake_key_alone(key) else {
+                return false;
+            };
+            snake_value(value, depth).write(object.key(key));
+            true
+        });
+        if alone {
+            object.close();
+        }
+        alone
+    };
+    if !written {
+        out.truncate(start);
+    }
+    written
+}
+
+/// A field of an object whose keys are in snake_case `depth` levels deep.
+fn snake_value<'a>(value: &'a Value<'a>, depth: usize) -> Field<'a> {
+    match value {
+        Value::Object(inner) if depth > 1 => Field::Snake(inner, depth - 1),
+        Value::Array(items) if depth > 1 && items.iter().any(Value::is_object) => {
+            Field::SnakeList(items, depth - 1)
+        }
+        other => Field::Value(other),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,6 +303,56 @@ mod tests {
         for (camel, snake) in KNOWN_SNAKE {
             assert_eq!(snake_case(camel), *snake, "{camel}");
         }
+    }
+
+    /// A snake view written alone is what its list of fields writes, and it is written
+    /// alone unless two keys may meet.
+    #[test]
+    fn a_snake_view_written_alone_is_the_listed_view() {
+        for (text, alone) in [
+            (
+                r#"{"userName":"a","type":"t","arn":"x","sessionContext":{"webIdFederationData":{"federatedProvider":"p"}},"list":[{"mfaAuthenticated":"true"},2],"é":1}"#,
+                true,
+            ),
+            (r#"{"userName":"a","user_name":"b"}"#, false),
+            (r#"{"fooBar":1}"#, false),
+        ] {
+            let record = Value::parse(text).unwrap();
+            let map = record.as_object().unwrap();
+            let mut direct = b"[".to_vec();
+            assert_eq!(write_snake_alone(map, 3, &mut direct), alone, "{text}");
+            let mut listed = b"[".to_vec();
+            let entries = map
+                .iter()
+                .map(|(k, v)| (snake_key(k), snake_value(v, 3)))
+                .collect();
+            Field::object(entries).write(&mut listed);
+            if alone {
+                assert_eq!(
+                    String::from_utf8(direct).unwrap(),
+                    String::from_utf8(listed).unwrap()
+                );
+            } else {
+                assert_eq!(direct, b"[", "{text}");
+            }
+        }
+    }
+
+    /// What [`snake_key_alone`] relies on: no two known keys are renamed to the same name,
+    /// and no known key is a name another is renamed to.
+    #[test]
+    fn known_names_are_no_known_key() {
+        let mut names: Vec<&str> = KNOWN_SNAKE.iter().map(|(_, snake)| *snake).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), KNOWN_SNAKE.len());
+        for (camel, snake) in KNOWN_SNAKE {
+            assert!(is_known_snake(snake) && !is_known_snake(camel), "{camel}");
+            assert_eq!(snake_key_alone(camel), Some(*snake));
+            assert_eq!(snake_key_alone(snake), None);
+        }
+        assert_eq!(snake_key_alone("type"), Some("type"));
+        assert_eq!(snake_key_alone("fooBar"), None);
     }
 
     #[test]
