@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 
 use super::json;
 use super::sections::Part;
-use super::taxonomy::EcsCategories;
+use super::taxonomy::{EcsCategories, OcsfClass};
 use crate::transforms::decode::fields::str_of;
 use crate::transforms::decode::tree::same_key;
 use crate::transforms::decode::{tree, SourceRecord};
@@ -248,19 +248,38 @@ impl Document {
 
     /// The JSON text of the document for `source`, the record it was built from.
     pub fn to_vec(&self, source: &SourceRecord) -> Vec<u8> {
-        with_text(|out| self.write(source, out), <[u8]>::to_vec)
+        with_text(|out| self.write(source, None, out), <[u8]>::to_vec)
     }
 
-    fn write(&self, source: &SourceRecord, out: &mut Vec<u8>) {
+    /// The document's text, or of its top-level fields named in `only`.
+    fn write(&self, source: &SourceRecord, only: Option<&[&str]>, out: &mut Vec<u8>) {
+        let mut fields = |write: &dyn Fn(&mut Fields)| {
+            let mut fields = Fields::open(out, &self.root, source);
+            fields.only = only;
+            write(&mut fields);
+            fields.close();
+        };
         match (self.base, source) {
             (Some(Base::EcsCloudTrail { categories, now }), SourceRecord::CloudTrail(r)) => {
-                let mut fields = Fields::open(out, &self.root, source);
-                super::ecs::write_cloudtrail(r, categories, now, &mut fields);
-                fields.close();
+                fields(&|f| super::ecs::write_cloudtrail(r, categories, now, f));
+            }
+            (Some(Base::OcsfCloudTrail { class, now }), SourceRecord::CloudTrail(r)) => {
+                fields(&|f| super::ocsf::write_cloudtrail(r, class, now, f));
             }
             // A document is only written with the record it was built from, so a base
             // always meets its own kind of record.
-            _ => write_object(&self.root, source, out),
+            _ => match only {
+                None => write_object(&self.root, source, out),
+                Some(keys) => {
+                    let mut object = json::Object::open(out);
+                    for (key, node) in &self.root {
+                        if keys.iter().any(|k| same_key(k, key)) {
+                            write_node(node, source, object.key(key));
+                        }
+                    }
+                    object.close();
+                }
+            },
         }
     }
 
@@ -270,22 +289,8 @@ impl Document {
     /// activity's `unmapped` section, which no finding repeats, was most of the text.
     /// `T::default()` when the text does not fit `T`.
     pub fn read<T: DeserializeOwned + Default>(&self, source: &SourceRecord, keys: &[&str]) -> T {
-        let named = self
-            .root
-            .iter()
-            .filter(|(key, _)| keys.iter().any(|k| same_key(k, key)));
         with_text(
-            |out| {
-                // What a base writes is only known as text: all of it is read then.
-                if self.base.is_some() {
-                    return self.write(source, out);
-                }
-                let mut object = json::Object::open(out);
-                for (key, node) in named {
-                    write_node(node, source, object.key(key));
-                }
-                object.close();
-            },
+            |out| self.write(source, Some(keys), out),
             |text| {
                 let mut parser = serde_json::Deserializer::from_slice(text);
                 // A record may nest as deep as the decoder's limit allows, and the document
@@ -362,6 +367,16 @@ impl Head {
 
     pub fn put_time(&mut self, key: &'static str, time: DateTime<Utc>) {
         self.push(key, Node::Time(time));
+    }
+
+    pub fn put_leaf(&mut self, key: &'static str, leaf: Leaf) {
+        match leaf {
+            Leaf::Int(n) => self.put(key, n),
+            Leaf::Str(text) => self.put(key, text),
+            Leaf::Text(text) => self.put(key, text),
+            Leaf::Constant(text) => self.put_static(key, text),
+            Leaf::Time(time) => self.put_time(key, time),
+        }
     }
 
     /// An object; none when it has no field.
@@ -507,6 +522,21 @@ pub enum Base {
         categories: EcsCategories,
         now: DateTime<Utc>,
     },
+    /// OCSF of a CloudTrail record ([`super::ocsf::write_cloudtrail`]).
+    OcsfCloudTrail {
+        class: OcsfClass,
+        now: DateTime<Utc>,
+    },
+}
+
+/// A field's value where a head and a writer place the same fields.
+#[derive(Debug)]
+pub enum Leaf<'a> {
+    Int(i64),
+    Str(&'a str),
+    Text(String),
+    Constant(&'static str),
+    Time(DateTime<Utc>),
 }
 
 /// An object written straight from a record, with the fields put into its document at the
@@ -519,6 +549,8 @@ pub struct Fields<'w, 'r> {
     overlay: &'w [(Key, Node)],
     used: Used,
     source: &'w SourceRecord<'r>,
+    /// The keys to write, when not all.
+    only: Option<&'w [&'w str]>,
 }
 
 impl<'w, 'r> Fields<'w, 'r> {
@@ -532,14 +564,30 @@ impl<'w, 'r> Fields<'w, 'r> {
             overlay,
             used: Used::new(overlay.len()),
             source,
+            only: None,
         }
     }
 
-    /// The overlay's field of `key`, now written.
+    /// Whether `key` is left out. Asked for every field, so kept inline: called, it cost
+    /// more than the rest of placing a field.
+    #[inline(always)]
+    fn skips(&self, key: &str) -> bool {
+        self.only
+            .is_some_and(|keys| !keys.iter().any(|k| same_key(k, key)))
+    }
+
+    /// The overlay's field of `key`, now written. Most levels have no overlay, which is
+    /// told inline.
+    #[inline(always)]
     fn over(&mut self, key: &str) -> Option<&'w Node> {
         if self.overlay.is_empty() {
-            return None;
+            None
+        } else {
+            self.over_some(key)
         }
+    }
+
+    fn over_some(&mut self, key: &str) -> Option<&'w Node> {
         let at = self.overlay.iter().position(|(k, _)| same_key(k, key))?;
         self.used.mark(at);
         Some(&self.overlay[at].1)
@@ -548,6 +596,9 @@ impl<'w, 'r> Fields<'w, 'r> {
     /// Where the object's own value of `key` goes; none when the overlay's replaces it,
     /// which is then written.
     fn own(&mut self, key: &str) -> Option<&mut Vec<u8>> {
+        if self.skips(key) {
+            return None;
+        }
         match self.over(key) {
             Some(node) => {
                 write_node(node, self.source, self.object.key(key));
@@ -560,6 +611,34 @@ impl<'w, 'r> Fields<'w, 'r> {
     pub fn str(&mut self, key: &str, value: &str) {
         if let Some(out) = self.own(key) {
             json::string(out, value);
+        }
+    }
+
+    pub fn int(&mut self, key: &str, n: i64) {
+        if let Some(out) = self.own(key) {
+            json::int(out, n);
+        }
+    }
+
+    pub fn bool(&mut self, key: &str, value: bool) {
+        if let Some(out) = self.own(key) {
+            out.extend_from_slice(if value { b"true" } else { b"false" });
+        }
+    }
+
+    pub fn value(&mut self, key: &str, value: &Value) {
+        if let Some(out) = self.own(key) {
+            json::value(out, value);
+        }
+    }
+
+    pub fn leaf(&mut self, key: &str, leaf: Leaf) {
+        match leaf {
+            Leaf::Int(n) => self.int(key, n),
+            Leaf::Str(text) => self.str(key, text),
+            Leaf::Text(text) => self.str(key, &text),
+            Leaf::Constant(text) => self.constant(key, text),
+            Leaf::Time(time) => self.time(key, time),
         }
     }
 
@@ -599,6 +678,16 @@ impl<'w, 'r> Fields<'w, 'r> {
         }
     }
 
+    /// `record_str`, or `""` when the record has no such string: for the fields a schema
+    /// requires.
+    pub fn record_str_or_empty(&mut self, key: &str, fields: &tree::Map<'_>, name: &'static str) {
+        if str_of(fields, name).is_some() {
+            self.part(key, Part::Field(name));
+        } else {
+            self.constant(key, "");
+        }
+    }
+
     pub fn part(&mut self, key: &str, part: Part) {
         let source = self.source;
         if let Some(out) = self.own(key) {
@@ -632,7 +721,20 @@ impl<'w, 'r> Fields<'w, 'r> {
         });
     }
 
+    /// A list of one object, of the fields `fields` writes.
+    pub fn list_of_object(&mut self, key: &str, fields: impl FnOnce(&mut Fields<'_, 'r>)) {
+        let source = self.source;
+        self.list(key, |list| {
+            let mut object = Fields::open(list.item(), &[], source);
+            fields(&mut object);
+            object.close();
+        });
+    }
+
     fn list(&mut self, key: &str, items: impl FnOnce(&mut json::Array)) {
+        if self.skips(key) {
+            return;
+        }
         let pushed = match self.over(key) {
             None => None,
             Some(Node::Pushed(pushed)) => Some(pushed),
@@ -648,6 +750,9 @@ impl<'w, 'r> Fields<'w, 'r> {
 
     /// An object at `key` of the fields `fields` writes.
     pub fn object(&mut self, key: &str, fields: impl FnOnce(&mut Fields<'_, 'r>)) {
+        if self.skips(key) {
+            return;
+        }
         let overlay: &[(Key, Node)] = match self.over(key) {
             None => &[],
             Some(Node::Branch(overlay)) => overlay,
@@ -662,7 +767,7 @@ impl<'w, 'r> Fields<'w, 'r> {
     /// Closes the object after the overlay's fields of keys it did not write.
     fn close(mut self) {
         for (at, (key, node)) in self.overlay.iter().enumerate() {
-            if !self.used.get(at) {
+            if !self.used.get(at) && !self.skips(key) {
                 write_node(node, self.source, self.object.key(key));
             }
         }
@@ -803,8 +908,11 @@ mod tests {
         assert_eq!(below_part(spliced), r#"{"aws":{"cloudtrail":{"x":1}}}"#);
         assert!(below_part(Document::based(base)).ends_with(r#""aws":{"cloudtrail":{"x":1}}}"#));
         assert_eq!(
-            Value::Object(over_base.read::<Map<String, Value>>(&source, &["tags"])),
-            serde_json::from_str::<Value>(&text).unwrap()
+            Value::Object(
+                over_base.read::<Map<String, Value>>(&source, &["tags", "cloud", "data_stream"])
+            ),
+            json!({"cloud": {"provider": "elsewhere"}, "tags": ["a"],
+                "data_stream": {"type": "logs", "dataset": "aws.cloudtrail", "namespace": "default"}})
         );
     }
 

@@ -112,6 +112,10 @@ pub fn record_string(out: &mut Vec<u8>, s: &tree::Str<'_>) {
     }
 }
 
+pub fn int(out: &mut Vec<u8>, n: i64) {
+    let _ = CompactFormatter.write_i64(out, n);
+}
+
 pub fn null(out: &mut Vec<u8>) {
     out.extend_from_slice(b"null");
 }

@@ -67,13 +67,13 @@ pub fn normalize(
     let (ecs, ocsf) = match &source {
         SourceRecord::CloudTrail(r) if r.is_insight() => (
             format.ecs().then(|| ecs::cloudtrail_insight(now)),
-            format.ocsf().then(|| ocsf::cloudtrail_insight(r, now)),
+            format.ocsf().then(|| ocsf::cloudtrail_insight(now)),
         ),
         SourceRecord::CloudTrail(r) => {
             let tax = taxonomy::cloudtrail(r);
             (
                 format.ecs().then(|| ecs::cloudtrail(r, &tax, now)),
-                format.ocsf().then(|| ocsf::cloudtrail(r, &tax, now)),
+                format.ocsf().then(|| ocsf::cloudtrail(&tax, now)),
             )
         }
         SourceRecord::Azure(r) if r.kind() == AzureLog::Activity => {

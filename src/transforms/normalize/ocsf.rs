@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Map, Value};
 
-use super::document::{Document, Head, Object};
+use super::document::{Base, Document, Fields, Head, Leaf, Object};
 use super::sections::{
     has_unmapped_activity_fields, unmapped_cloudtrail, unmapped_entra_fields, Part,
 };
@@ -36,32 +36,52 @@ fn base(class: OcsfClass, time: DateTime<Utc>, failed: bool, operation: &str) ->
 
 /// The attributes every class shares, before `metadata`.
 fn shared_head(class: OcsfClass, time: DateTime<Utc>, failed: bool, operation: &str) -> Head {
-    let (category_uid, category_name) = class.category();
     let mut head = Head::with_capacity(20);
-    head.put("activity_id", class.activity_id());
-    if class.activity_id() == 99 && !operation.is_empty() {
-        head.put("activity_name", operation);
-    } else {
-        head.put_static("activity_name", class.activity_name());
+    for (key, leaf) in shared_fields(class, time, failed, operation) {
+        head.put_leaf(key, leaf);
     }
-    head.put("category_uid", category_uid);
-    head.put_static("category_name", category_name);
-    head.put("class_uid", class.class_uid());
-    head.put_static("class_name", class.class_name());
-    head.put("type_uid", class.type_uid());
-    head.put(
-        "type_name",
-        format!("{}: {}", class.class_name(), class.activity_name()),
-    );
-    head.put("severity_id", 1);
-    head.put_static("severity", "Informational");
-    head.put("status_id", if failed { 2 } else { 1 });
-    head.put_static("status", if failed { "Failure" } else { "Success" });
-    head.put("time", epoch_ms(time));
-    head.put_time("time_dt", time);
-    // CloudTrail and Entra write their times in UTC.
-    head.put("timezone_offset", 0);
     head
+}
+
+/// [`shared_head`]'s fields.
+fn shared_fields(
+    class: OcsfClass,
+    time: DateTime<Utc>,
+    failed: bool,
+    operation: &str,
+) -> [(&'static str, Leaf<'_>); 15] {
+    let (category_uid, category_name) = class.category();
+    [
+        ("activity_id", Leaf::Int(class.activity_id().into())),
+        (
+            "activity_name",
+            if class.activity_id() == 99 && !operation.is_empty() {
+                Leaf::Str(operation)
+            } else {
+                Leaf::Constant(class.activity_name())
+            },
+        ),
+        ("category_uid", Leaf::Int(category_uid.into())),
+        ("category_name", Leaf::Constant(category_name)),
+        ("class_uid", Leaf::Int(class.class_uid().into())),
+        ("class_name", Leaf::Constant(class.class_name())),
+        ("type_uid", Leaf::Int(class.type_uid().into())),
+        (
+            "type_name",
+            Leaf::Text(format!("{}: {}", class.class_name(), class.activity_name())),
+        ),
+        ("severity_id", Leaf::Int(1)),
+        ("severity", Leaf::Constant("Informational")),
+        ("status_id", Leaf::Int(if failed { 2 } else { 1 })),
+        (
+            "status",
+            Leaf::Constant(if failed { "Failure" } else { "Success" }),
+        ),
+        ("time", Leaf::Int(epoch_ms(time))),
+        ("time_dt", Leaf::Time(time)),
+        // CloudTrail and Entra write their times in UTC.
+        ("timezone_offset", Leaf::Int(0)),
+    ]
 }
 
 /// The `metadata` every document starts with.
@@ -102,62 +122,100 @@ fn user_type_id(identity_type: Option<&str>) -> u8 {
     }
 }
 
-/// An access key as OCSF 1.8 records credentials (`credential_uid` is deprecated).
-fn access_key(uid: &str) -> Value {
-    json!([{ "uid": uid, "type": "AWS Access Key" }])
+/// The OCSF record of a CloudTrail record, written from the record when it is serialized
+/// ([`write_cloudtrail`]).
+pub fn cloudtrail(tax: &Taxonomy, now: DateTime<Utc>) -> Document {
+    Document::based(Base::OcsfCloudTrail {
+        class: tax.ocsf,
+        now,
+    })
 }
 
-/// Build the OCSF record for a CloudTrail record.
-pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> Document {
-    let class = tax.ocsf;
-    let mut head = shared_head(class, r.time(), r.failed(), r.event_name());
-    let (mut metadata, mut cloud) = (metadata(), Head::with_capacity(3));
-    cloudtrail_source(&mut metadata, &mut cloud, r, r.str("eventName"), now);
-    head.put_object("metadata", metadata);
-    head.put_object("cloud", cloud);
-    head.splice_str("status_code", r.fields(), "errorCode");
-    head.splice_str("status_detail", r.fields(), "errorMessage");
-    let who = r.user_identity();
-    head.put_object("actor", cloudtrail_actor(&who));
-    head.put_object("api", cloudtrail_api(r));
-    head.put("src_endpoint", endpoint(r.str("sourceIPAddress")));
-    let mut http_request = Head::with_capacity(1);
-    http_request.splice_str("user_agent", r.fields(), "userAgent");
-    head.put_object("http_request", http_request);
-    let mut doc = Document::from_head(head);
+/// A CloudTrail Insight event as an OCSF Detection Finding ([`write_cloudtrail`]).
+pub fn cloudtrail_insight(now: DateTime<Utc>) -> Document {
+    Document::based(Base::OcsfCloudTrail {
+        class: OcsfClass::ApiActivity(0),
+        now,
+    })
+}
 
-    // Mapped keys that found no OCSF home in this record stay in `unmapped`.
-    let mut homeless: Vec<&str> = Vec::new();
+/// Writes the OCSF record of a CloudTrail record straight from it, with no tree of the
+/// fields built first: that tree cost more to build and drop than its text to write.
+/// `class` is the record's, unless it is an Insight event.
+pub fn write_cloudtrail(
+    r: &CloudTrailRecord,
+    class: OcsfClass,
+    now: DateTime<Utc>,
+    doc: &mut Fields,
+) {
+    if r.is_insight() {
+        return write_cloudtrail_insight(r, now, doc);
+    }
+    let fields = r.fields();
+    for (key, leaf) in shared_fields(class, r.time(), r.failed(), r.event_name()) {
+        doc.leaf(key, leaf);
+    }
+    write_cloudtrail_source(doc, r, r.str("eventName"), now);
+    doc.record_str("status_code", fields, "errorCode");
+    doc.record_str("status_detail", fields, "errorMessage");
+    let who = r.user_identity();
+    doc.object("actor", |actor| write_cloudtrail_actor(actor, &who));
+
     // OCSF's request object requires a uid; without requestID the parameters stay in
     // `unmapped.requestParameters`.
-    if r.str("requestID").is_none() {
-        homeless.push("requestParameters");
-    }
-    let present = |k: &str| r.fields().get(k).is_some_and(|v| !v.is_null());
-    let mut parts = Vec::new();
-    if r.str("requestID").is_some() && present("requestParameters") {
-        parts.push(("api.request.data", Part::Field("requestParameters")));
-    }
-    if present("responseElements") {
-        parts.push(("api.response.data", Part::Field("responseElements")));
-    }
-    // Authentication has no `resources`: an assumed role's ARN stays in `unmapped`.
-    if matches!(class, OcsfClass::Authentication(_)) {
-        homeless.push("resources");
-    } else {
-        let (resources, lossless) = cloudtrail_resources(r);
-        if !resources.is_empty() {
-            doc.put("resources", resources);
+    let request_id = r.str("requestID");
+    let present = |k: &str| fields.get(k).is_some_and(|v| !v.is_null());
+    doc.object("api", |api| {
+        api.record_str_or_empty("operation", fields, "eventName");
+        api.object("service", |service| {
+            service.record_str_or_empty("name", fields, "eventSource");
+        });
+        api.record_str("version", fields, "apiVersion");
+        if let Some(uid) = request_id {
+            api.object("request", |request| {
+                request.str("uid", uid);
+                if present("requestParameters") {
+                    request.part("data", Part::Field("requestParameters"));
+                }
+            });
         }
-        if !lossless {
-            homeless.push("resources");
+        let error = ["errorCode", "errorMessage"]
+            .iter()
+            .any(|k| str_of(fields, k).is_some());
+        if error || present("responseElements") {
+            api.object("response", |response| {
+                response.record_str("error", fields, "errorCode");
+                response.record_str("message", fields, "errorMessage");
+                if present("responseElements") {
+                    response.part("data", Part::Field("responseElements"));
+                }
+            });
         }
+    });
+    write_endpoint(doc, r.str("sourceIPAddress"));
+    if str_of(fields, "userAgent").is_some() {
+        doc.object("http_request", |http| {
+            http.record_str("user_agent", fields, "userAgent");
+        });
     }
 
+    // Authentication has no `resources`: an assumed role's ARN stays in `unmapped`.
+    let homeless_resources = match class {
+        OcsfClass::Authentication(_) => true,
+        _ => {
+            let (resources, lossless) = cloudtrail_resources(r);
+            if !resources.is_empty() {
+                doc.value("resources", &Value::Array(resources));
+            }
+            !lossless
+        }
+    };
     match class {
         OcsfClass::AccountChange(_) => {
-            let user = target_user(r).map_or_else(|| actor_user(&who), Head::from);
-            doc.put_object("user", user);
+            match target_user(r) {
+                Some(user) => doc.value("user", &Value::Object(user.into_map())),
+                None => doc.object("user", |user| write_actor_user(user, &who)),
+            }
             if let Some(p) = r.request_parameters() {
                 let mut policy = Object::new();
                 let created = r
@@ -168,130 +226,123 @@ pub fn cloudtrail(r: &CloudTrailRecord, tax: &Taxonomy, now: DateTime<Utc>) -> D
                 policy.put_opt("name", str_of(p, "policyName"));
                 let policy = policy.into_map();
                 if !policy.is_empty() {
-                    doc.put("policies", json!([policy]));
+                    doc.value("policies", &json!([policy]));
                 }
             }
         }
         OcsfClass::Authentication(_) => {
-            doc.put_object("user", actor_user(&who));
-            doc.splice_str_or_empty("service.name", r.fields(), "eventSource");
-            if let Some(mfa) = r
-                .fields()
+            doc.object("user", |user| write_actor_user(user, &who));
+            doc.object("service", |service| {
+                service.record_str_or_empty("name", fields, "eventSource");
+            });
+            if let Some(mfa) = fields
                 .get("additionalEventData")
                 .and_then(|a| a.get("MFAUsed"))
                 .and_then(tree::Value::as_str)
             {
-                doc.put("is_mfa", mfa == "Yes");
+                doc.bool("is_mfa", mfa == "Yes");
             }
         }
         _ => {}
     }
 
-    let request_parameters = homeless.contains(&"requestParameters");
-    let resources = homeless.contains(&"resources");
-    if r.fields()
+    // Mapped keys that found no OCSF home in this record stay in `unmapped`.
+    let request_parameters = request_id.is_none();
+    if fields
         .iter()
-        .any(|(k, v)| unmapped_cloudtrail(k, v, request_parameters, resources))
+        .any(|(k, v)| unmapped_cloudtrail(k, v, request_parameters, homeless_resources))
     {
-        parts.push((
+        doc.part(
             "unmapped",
             Part::OcsfCloudTrailUnmapped {
                 request_parameters,
-                resources,
+                resources: homeless_resources,
             },
-        ));
+        );
     }
-    for (path, part) in parts {
-        doc.splice(path, part);
-    }
-    doc
+}
+
+/// `src_endpoint`: `ip` for a real address, `domain` for a service name such as
+/// `lambda.amazonaws.com`. OCSF requires a source endpoint to name something, so an absent
+/// address is "Unknown".
+fn write_endpoint(doc: &mut Fields, addr: Option<&str>) {
+    doc.object("src_endpoint", |endpoint| match addr {
+        Some(a) if a.parse::<IpAddr>().is_ok() => endpoint.str("ip", a),
+        Some(a) => endpoint.str("domain", a),
+        None => endpoint.constant("name", "Unknown"),
+    });
 }
 
 /// `actor`: the principal, the service that called for it (`invoked_by` is deprecated),
 /// its session and identity provider.
-fn cloudtrail_actor(who: &UserIdentity) -> Head {
-    let mut actor = Head::with_capacity(4);
-    actor.put_object("user", actor_user(who));
-    actor.put_opt("app_name", who.invoked_by);
-    let mut session = Head::with_capacity(5);
-    if let Some(attrs) = who.session_attributes {
-        if let Some(created) = str_of(attrs, "creationDate").and_then(parse_time) {
-            session.put("created_time", epoch_ms(created));
-            session.put_time("created_time_dt", created);
-        }
-        if let Some(mfa) = attrs.get("mfaAuthenticated").and_then(tree::Value::as_str) {
-            session.put("is_mfa", mfa == "true");
-        }
+fn write_cloudtrail_actor(actor: &mut Fields, who: &UserIdentity) {
+    actor.object("user", |user| write_actor_user(user, who));
+    actor.str_opt("app_name", who.invoked_by);
+    let attrs = who.session_attributes;
+    let created = attrs
+        .and_then(|a| str_of(a, "creationDate"))
+        .and_then(parse_time);
+    let mfa = attrs
+        .and_then(|a| a.get("mfaAuthenticated"))
+        .and_then(tree::Value::as_str);
+    let issuer = who.session_issuer.and_then(|i| str_of(i, "arn"));
+    if created.is_some() || mfa.is_some() || issuer.is_some() || who.access_key_id.is_some() {
+        actor.object("session", |session| {
+            if let Some(created) = created {
+                session.int("created_time", epoch_ms(created));
+                session.time("created_time_dt", created);
+            }
+            if let Some(mfa) = mfa {
+                session.bool("is_mfa", mfa == "true");
+            }
+            session.str_opt("issuer", issuer);
+            session.str_opt("credential_uid", who.access_key_id);
+        });
     }
-    session.put_opt("issuer", who.session_issuer.and_then(|i| str_of(i, "arn")));
-    session.put_opt("credential_uid", who.access_key_id);
-    actor.put_object("session", session);
-    let mut idp = Head::with_capacity(1);
-    idp.put_opt("name", who.identity_provider);
-    actor.put_object("idp", idp);
-    actor
-}
-
-/// `api`: the operation and service (OCSF requires both), the request's uid and the
-/// error. Strings of the record are written from it at serialization, not copied; the
-/// request and response bodies are spliced in later, beside these fields.
-fn cloudtrail_api(r: &CloudTrailRecord) -> Head {
-    let mut api = Head::with_capacity(5);
-    if !api.splice_str("operation", r.fields(), "eventName") {
-        api.put_static("operation", "");
-    }
-    let mut service = Head::with_capacity(1);
-    if !service.splice_str("name", r.fields(), "eventSource") {
-        service.put_static("name", "");
-    }
-    api.put_object("service", service);
-    api.splice_str("version", r.fields(), "apiVersion");
-    let mut request = Head::with_capacity(2);
-    request.put_opt("uid", r.str("requestID"));
-    api.put_object("request", request);
-    let mut response = Head::with_capacity(3);
-    response.splice_str("error", r.fields(), "errorCode");
-    response.splice_str("message", r.fields(), "errorMessage");
-    api.put_object("response", response);
-    api
+    actor.strs_object("idp", &[("name", who.identity_provider)]);
 }
 
 /// `metadata` and `cloud` of a CloudTrail record: the product, the record's ids and times,
 /// and the account it was delivered to.
-fn cloudtrail_source(
-    metadata: &mut Head,
-    cloud: &mut Head,
+fn write_cloudtrail_source(
+    doc: &mut Fields,
     r: &CloudTrailRecord,
     event_code: Option<&str>,
     now: DateTime<Utc>,
 ) {
-    let mut product = Head::with_capacity(3);
-    product.put_static("name", "CloudTrail");
-    product.put_static("vendor_name", "AWS");
-    product.splice_str("version", r.fields(), "eventVersion");
-    metadata.put_object("product", product);
-    metadata.put_opt("uid", r.id());
-    metadata.put_opt("event_code", event_code);
-    metadata.splice_str("original_time", r.fields(), "eventTime");
-    metadata.put("processed_time", epoch_ms(now));
-    metadata.put_time("processed_time_dt", now);
-    cloud.put_static("provider", "AWS");
-    cloud.splice_str("region", r.fields(), "awsRegion");
-    if let Some(id) = r.account_id() {
-        let mut account = Head::with_capacity(3);
-        account.put("uid", id);
-        account.put("type_id", 10);
-        account.put_static("type", "AWS Account");
-        cloud.put_object("account", account);
-    }
+    let fields = r.fields();
+    doc.object("metadata", |metadata| {
+        metadata.constant("version", OCSF_VERSION);
+        metadata.constants("profiles", &["cloud", "datetime"], None);
+        metadata.object("product", |product| {
+            product.constant("name", "CloudTrail");
+            product.constant("vendor_name", "AWS");
+            product.record_str("version", fields, "eventVersion");
+        });
+        metadata.str_opt("uid", r.id());
+        metadata.str_opt("event_code", event_code);
+        metadata.record_str("original_time", fields, "eventTime");
+        metadata.int("processed_time", epoch_ms(now));
+        metadata.time("processed_time_dt", now);
+    });
+    doc.object("cloud", |cloud| {
+        cloud.constant("provider", "AWS");
+        cloud.record_str("region", fields, "awsRegion");
+        if let Some(id) = r.account_id() {
+            cloud.object("account", |account| {
+                account.str("uid", id);
+                account.int("type_id", 10);
+                account.constant("type", "AWS Account");
+            });
+        }
+    });
 }
 
 /// A CloudTrail Insight event as an OCSF Detection Finding: CloudTrail's statistical
 /// analysis found an API's call or error rate far from its baseline. `Start` opens the
 /// finding and `End` closes it; both carry the same `sharedEventID`, which becomes the
 /// finding's uid so the two pair up.
-pub fn cloudtrail_insight(r: &CloudTrailRecord, now: DateTime<Utc>) -> Document {
-    let mut doc = Document::new();
+fn write_cloudtrail_insight(r: &CloudTrailRecord, now: DateTime<Utc>, doc: &mut Fields) {
     let empty = tree::Map::new();
     let details = r.insight_details().unwrap_or(&empty);
     let state = str_of(details, "state");
@@ -301,16 +352,16 @@ pub fn cloudtrail_insight(r: &CloudTrailRecord, now: DateTime<Utc>) -> Document 
         Some(other) => (99, other),
         None => (0, "Unknown"),
     };
-    doc.put("activity_id", activity_id);
-    doc.put("activity_name", activity_name);
-    doc.put("category_uid", 2);
-    doc.put("category_name", "Findings");
-    doc.put("class_uid", 2004);
-    doc.put("class_name", "Detection Finding");
-    doc.put("type_uid", 200400 + activity_id);
-    doc.put(
+    doc.int("activity_id", activity_id);
+    doc.str("activity_name", activity_name);
+    doc.int("category_uid", 2);
+    doc.constant("category_name", "Findings");
+    doc.int("class_uid", 2004);
+    doc.constant("class_name", "Detection Finding");
+    doc.int("type_uid", 200400 + activity_id);
+    doc.str(
         "type_name",
-        format!(
+        &format!(
             "Detection Finding: {}",
             if activity_id == 99 {
                 "Other"
@@ -320,63 +371,65 @@ pub fn cloudtrail_insight(r: &CloudTrailRecord, now: DateTime<Utc>) -> Document 
         ),
     );
     // CloudTrail grades no Insight; the SIEM's analyst does.
-    doc.put("severity_id", 0);
-    doc.put("severity", "Unknown");
+    doc.int("severity_id", 0);
+    doc.constant("severity", "Unknown");
     match state {
         Some("Start") => {
-            doc.put("status_id", 1);
-            doc.put("status", "New");
+            doc.int("status_id", 1);
+            doc.constant("status", "New");
         }
         Some(other) => {
-            doc.put("status_id", 99);
-            doc.put("status", other);
+            doc.int("status_id", 99);
+            doc.str("status", other);
         }
         None => {}
     }
-    doc.put("time", epoch_ms(r.time()));
-    doc.put_time("time_dt", r.time());
-    doc.put("timezone_offset", 0);
-    let (mut metadata, mut cloud) = (metadata(), Head::with_capacity(3));
-    cloudtrail_source(&mut metadata, &mut cloud, r, r.str("eventType"), now);
-    doc.put_object("metadata", metadata);
-    doc.put_object("cloud", cloud);
+    doc.int("time", epoch_ms(r.time()));
+    doc.time("time_dt", r.time());
+    doc.int("timezone_offset", 0);
+    write_cloudtrail_source(doc, r, r.str("eventType"), now);
 
     let insight_type = str_of(details, "insightType");
     let operation = str_of(details, "eventName");
-    doc.put_opt("api.operation", operation);
-    doc.put_opt("api.service.name", str_of(details, "eventSource"));
-    doc.put_opt(
-        "finding_info.uid",
-        r.str("sharedEventID").or_else(|| r.id()),
-    );
-    doc.put(
-        "finding_info.title",
-        format!(
-            "CloudTrail Insight: {} on {} {}",
-            insight_type.unwrap_or("?"),
-            str_of(details, "eventSource").unwrap_or("?"),
-            operation.unwrap_or("?"),
-        ),
-    );
-    doc.put_opt("finding_info.types", insight_type.map(|t| json!([t])));
-    let mut analytic = Object::new();
-    analytic.put("type_id", 3);
-    analytic.put("type", "Statistical");
-    analytic.put("name", "CloudTrail Insights");
-    analytic.put_opt("uid", insight_type);
-    doc.put("finding_info.analytic", Value::Object(analytic.into_map()));
-    if let Some(analysis) = anomaly_analysis(details, operation) {
-        doc.put("anomaly_analyses", json!([analysis]));
+    let service = str_of(details, "eventSource");
+    if operation.is_some() || service.is_some() {
+        doc.object("api", |api| {
+            api.str_opt("operation", operation);
+            api.strs_object("service", &[("name", service)]);
+        });
     }
-    doc.put("message", super::ecs::insight_message(details));
-    doc.splice(
+    doc.object("finding_info", |finding| {
+        finding.str_opt("uid", r.str("sharedEventID").or_else(|| r.id()));
+        finding.str(
+            "title",
+            &format!(
+                "CloudTrail Insight: {} on {} {}",
+                insight_type.unwrap_or("?"),
+                service.unwrap_or("?"),
+                operation.unwrap_or("?"),
+            ),
+        );
+        if let Some(t) = insight_type {
+            finding.strs("types", &[t]);
+        }
+        finding.object("analytic", |analytic| {
+            analytic.constant("name", "CloudTrail Insights");
+            analytic.constant("type", "Statistical");
+            analytic.int("type_id", 3);
+            analytic.str_opt("uid", insight_type);
+        });
+    });
+    if let Some(analysis) = anomaly_analysis(details, operation) {
+        doc.value("anomaly_analyses", &json!([analysis]));
+    }
+    doc.str("message", &super::ecs::insight_message(details));
+    doc.part(
         "unmapped",
         Part::OcsfCloudTrailUnmapped {
             request_parameters: false,
             resources: false,
         },
     );
-    doc
 }
 
 /// The Insight's averages as OCSF's baseline and anomaly observations.
@@ -404,10 +457,9 @@ fn anomaly_analysis(details: &tree::Map<'_>, operation: Option<&str>) -> Option<
 }
 
 /// The principal as an OCSF user, `Unknown` when the identity names no one (OCSF requires
-/// a name, uid or account). Placed straight into a head in the order of a map's keys,
-/// as an [`Object`] would be written: built by dotted paths and sorted, it cost a tenth of
-/// the OCSF document.
-fn actor_user(who: &UserIdentity) -> Head {
+/// a name, uid or account), with its fields in the order of a map's keys, as an [`Object`]
+/// would write them.
+fn write_actor_user(u: &mut Fields, who: &UserIdentity) {
     // Without an ARN (AWS services, some federated callers) the principal id is the uid.
     let (uid, uid_alt) = match who.arn {
         Some(arn) => (Some(arn), who.principal_id),
@@ -427,21 +479,21 @@ fn actor_user(who: &UserIdentity) -> Head {
     } else {
         (Some("Unknown"), Some("Unknown"), Some(0))
     };
-    let mut u = Head::with_capacity(7);
-    if let Some(account) = who.account_id {
-        let mut a = Head::with_capacity(1);
-        a.put("uid", account);
-        u.put_object("account", a);
-    }
-    u.put_opt("name", name);
+    u.strs_object("account", &[("uid", who.account_id)]);
+    u.str_opt("name", name);
     if let Some(key) = who.access_key_id {
-        u.put("programmatic_credentials", access_key(key));
+        // An access key as OCSF 1.8 records credentials (`credential_uid` is deprecated).
+        u.list_of_object("programmatic_credentials", |credential| {
+            credential.constant("type", "AWS Access Key");
+            credential.str("uid", key);
+        });
     }
-    u.put_opt("type", kind);
-    u.put_opt("type_id", type_id);
-    u.put_opt("uid", uid);
-    u.put_opt("uid_alt", uid_alt);
-    u
+    u.str_opt("type", kind);
+    if let Some(type_id) = type_id {
+        u.int("type_id", type_id.into());
+    }
+    u.str_opt("uid", uid);
+    u.str_opt("uid_alt", uid_alt);
 }
 
 /// The IAM principal an Account Change acts on, from the request.
@@ -1018,10 +1070,13 @@ mod tests {
         let fields = json!({"eventName": "X", "eventSource": "s", "userIdentity": identity});
         let fields = fields.as_object().cloned().unwrap();
         let record = CloudTrailRecord::new(fields.into(), Utc::now()).unwrap();
-        let mut head = Head::with_capacity(1);
-        head.put_object("user", actor_user(&record.user_identity()));
-        let doc = Document::from_head(head);
-        String::from_utf8(doc.to_vec(&SourceRecord::CloudTrail(record))).unwrap()
+        let tax = crate::transforms::normalize::taxonomy::cloudtrail(&record);
+        let doc = cloudtrail(&tax, Utc::now()).to_vec(&SourceRecord::CloudTrail(record));
+        let doc = tree::Value::parse(std::str::from_utf8(&doc).unwrap()).unwrap();
+        let mut user = b"{\"user\":".to_vec();
+        crate::transforms::normalize::json::record_value(&mut user, &doc["actor"]["user"]);
+        user.push(b'}');
+        String::from_utf8(user).unwrap()
     }
 
     #[test]
