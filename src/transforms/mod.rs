@@ -804,8 +804,11 @@ fn serialize(n: Normalized, raw: Option<Vec<u8>>, origin: Arc<Origin>) -> Record
     for finding in &n.findings {
         outputs.push(Output {
             format: Format::OcsfFinding,
-            // Serializing a map of JSON values cannot fail.
-            body: serde_json::to_vec(finding).unwrap_or_default().into(),
+            body: {
+                let mut body = Vec::new();
+                normalize::json::object(&mut body, finding);
+                body.into()
+            },
         });
     }
     let (dataset, account) = match &n.source {

@@ -483,16 +483,15 @@ impl Enricher for KeyAge {
             }
         }
         if let (Some(ocsf), Some((c, fields))) = (record.ocsf.as_mut(), &credential) {
-            ocsf.push(
-                "enrichments",
-                json!({
-                    "name": "credential.age",
-                    "value": c.summary(),
-                    "type": "credential",
-                    "provider": "auditbridge",
-                    "data": json_map(fields),
-                }),
-            );
+            // Placed, not through `json!`: that serializes a map it is given into a new one.
+            let mut enrichment = json!({
+                "name": "credential.age",
+                "type": "credential",
+                "provider": "auditbridge",
+            });
+            enrichment["value"] = Value::String(c.summary());
+            enrichment["data"] = Value::Object(json_map(fields));
+            ocsf.push("enrichments", enrichment);
         }
         if let Some((_, fields)) = &credential {
             record.context.insert("key", tree_map(fields));
