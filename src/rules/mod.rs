@@ -10,7 +10,7 @@ pub mod model;
 pub mod sigma;
 pub mod testing;
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 

@@ -8,7 +8,7 @@ pub mod condition;
 pub mod detection;
 mod fields;
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
