@@ -214,19 +214,6 @@ impl SinkHealth {
         };
         slept && !self.given_up()
     }
-
-    /// [`SinkHealth::pause`] for sinks that run on a blocking thread.
-    pub fn pause_blocking(&self, delay: Duration) -> bool {
-        let step = Duration::from_millis(50);
-        let until = std::time::Instant::now() + delay;
-        while std::time::Instant::now() < until {
-            if self.given_up() {
-                return false;
-            }
-            std::thread::sleep(step.min(until - std::time::Instant::now()));
-        }
-        !self.given_up()
-    }
 }
 
 /// A source's view of whether it may take in more work.

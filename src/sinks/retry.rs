@@ -83,13 +83,6 @@ impl<'a> Retrier<'a> {
         self.health.pause(wait).await
     }
 
-    /// [`Retrier::after`] on a blocking thread.
-    pub fn after_blocking(&mut self, trouble: Trouble) -> bool {
-        self.report(trouble);
-        let wait = self.next_wait();
-        self.health.pause_blocking(wait)
-    }
-
     /// The work went through. Only work that had trouble clears it: a request that went
     /// through on another topic says nothing about the one that failed.
     pub fn succeeded(&mut self) {

@@ -233,19 +233,6 @@ impl Document {
         present
     }
 
-    /// `splice_str`, or `""` when the record has no such string: for the fields a schema
-    /// requires.
-    pub fn splice_str_or_empty(
-        &mut self,
-        path: &'static str,
-        fields: &tree::Map<'_>,
-        key: &'static str,
-    ) {
-        if !self.splice_str(path, fields, key) {
-            self.put_static(path, "");
-        }
-    }
-
     /// The JSON text of the document for `source`, the record it was built from.
     pub fn to_vec(&self, source: &SourceRecord) -> Vec<u8> {
         with_text(|out| self.write(source, None, out), <[u8]>::to_vec)
