@@ -362,6 +362,7 @@ impl Head {
             Leaf::Str(text) => self.put(key, text),
             Leaf::Text(text) => self.put(key, text),
             Leaf::Constant(text) => self.put_static(key, text),
+            Leaf::Constants(texts, extra) => self.put_statics(key, texts, extra),
             Leaf::Time(time) => self.put_time(key, time),
         }
     }
@@ -523,6 +524,8 @@ pub enum Leaf<'a> {
     Str(&'a str),
     Text(String),
     Constant(&'static str),
+    /// Constant texts, then one more when there is one; none when that is empty.
+    Constants(&'static [&'static str], Option<&'static str>),
     Time(DateTime<Utc>),
 }
 
@@ -625,6 +628,7 @@ impl<'w, 'r> Fields<'w, 'r> {
             Leaf::Str(text) => self.str(key, text),
             Leaf::Text(text) => self.str(key, &text),
             Leaf::Constant(text) => self.constant(key, text),
+            Leaf::Constants(texts, extra) => self.constants(key, texts, extra),
             Leaf::Time(time) => self.time(key, time),
         }
     }

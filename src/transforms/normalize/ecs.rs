@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use super::document::{Base, Document, Fields, Head};
+use super::document::{Base, Document, Fields, Head, Leaf};
 use super::sections::Part;
 use super::taxonomy::{EcsCategories, Taxonomy};
 use crate::transforms::decode::fields::{obj_of, split_email, str_of};
@@ -29,23 +29,49 @@ struct Header {
 impl Header {
     /// `event.kind`, `.created`, `.category` and `.type`, which the provider's own `event`
     /// fields follow.
-    fn event(&self) -> Head {
+    fn event_start(&self) -> [(&'static str, Leaf<'static>); 4] {
         let (category, types, info) = self.categories;
+        [
+            ("kind", Leaf::Constant("event")),
+            ("created", Leaf::Time(self.now)),
+            ("category", Leaf::Constants(category, None)),
+            ("type", Leaf::Constants(types, info.then_some("info"))),
+        ]
+    }
+
+    /// What `event` ends in, after the provider's own fields.
+    fn event_end(&self) -> [(&'static str, Leaf<'static>); 2] {
+        [
+            ("dataset", Leaf::Constant(self.dataset)),
+            ("module", Leaf::Constant(self.module)),
+        ]
+    }
+
+    /// The `data_stream.*` Elastic's integration writes (its prebuilt rules filter on
+    /// `data_stream.dataset` almost without exception).
+    fn data_stream(&self) -> [(&'static str, Leaf<'static>); 3] {
+        [
+            ("type", Leaf::Constant("logs")),
+            ("dataset", Leaf::Constant(self.dataset)),
+            ("namespace", Leaf::Constant("default")),
+        ]
+    }
+
+    fn event(&self) -> Head {
         let mut event = Head::with_capacity(12);
-        event.put_static("kind", "event");
-        event.put_time("created", self.now);
-        event.put_statics("category", category, None);
-        event.put_statics("type", types, info.then_some("info"));
+        for (key, leaf) in self.event_start() {
+            event.put_leaf(key, leaf);
+        }
         event
     }
 
     /// A document that starts with `@timestamp`, `ecs.version`, `event` (ending in
-    /// `dataset` and `module`), `auditbridge.time_source` for a time read at ingest, the
-    /// `data_stream.*` Elastic's integration writes (its prebuilt rules filter on
-    /// `data_stream.dataset` almost without exception), and `cloud`.
+    /// `dataset` and `module`), `auditbridge.time_source` for a time read at ingest,
+    /// `data_stream` and `cloud`.
     fn document(self, mut event: Head, cloud: Head) -> Document {
-        event.put_static("dataset", self.dataset);
-        event.put_static("module", self.module);
+        for (key, leaf) in self.event_end() {
+            event.put_leaf(key, leaf);
+        }
         let mut head = Head::with_capacity(6);
         head.put_time("@timestamp", self.time);
         let mut ecs = Head::with_capacity(1);
@@ -58,12 +84,44 @@ impl Header {
             head.put_object("auditbridge", auditbridge);
         }
         let mut data_stream = Head::with_capacity(3);
-        data_stream.put_static("type", "logs");
-        data_stream.put_static("dataset", self.dataset);
-        data_stream.put_static("namespace", "default");
+        for (key, leaf) in self.data_stream() {
+            data_stream.put_leaf(key, leaf);
+        }
         head.put_object("data_stream", data_stream);
         head.put_object("cloud", cloud);
         Document::from_head(head)
+    }
+
+    /// [`Header::document`] written straight from a record: `event` writes the provider's
+    /// own `event` fields, `cloud` the `cloud` object.
+    fn write<'r>(
+        &self,
+        doc: &mut Fields<'_, 'r>,
+        event: impl FnOnce(&mut Fields<'_, 'r>),
+        cloud: impl FnOnce(&mut Fields<'_, 'r>),
+    ) {
+        doc.time("@timestamp", self.time);
+        doc.object("ecs", |ecs| ecs.constant("version", ECS_VERSION));
+        doc.object("event", |fields| {
+            for (key, leaf) in self.event_start() {
+                fields.leaf(key, leaf);
+            }
+            event(fields);
+            for (key, leaf) in self.event_end() {
+                fields.leaf(key, leaf);
+            }
+        });
+        if self.time_source == TimeSource::Ingest {
+            doc.object("auditbridge", |auditbridge| {
+                auditbridge.constant("time_source", "ingest");
+            });
+        }
+        doc.object("data_stream", |data_stream| {
+            for (key, leaf) in self.data_stream() {
+                data_stream.leaf(key, leaf);
+            }
+        });
+        doc.object("cloud", cloud);
     }
 }
 
@@ -214,41 +272,33 @@ pub fn write_cloudtrail(
     doc: &mut Fields,
 ) {
     let fields = r.fields();
-    doc.time("@timestamp", r.time());
-    doc.object("ecs", |ecs| ecs.constant("version", ECS_VERSION));
-    doc.object("event", |event| {
-        let (category, types, info) = categories;
-        event.constant("kind", "event");
-        event.time("created", now);
-        event.constants("category", category, None);
-        event.constants("type", types, info.then_some("info"));
-        event.str_opt("id", r.id());
-        event.record_str("action", fields, "eventName");
-        event.record_str("provider", fields, "eventSource");
-        event.constant("outcome", if r.failed() { "failure" } else { "success" });
-        event.constant("dataset", "aws.cloudtrail");
-        event.constant("module", "aws");
-    });
-    if r.time_source() == TimeSource::Ingest {
-        doc.object("auditbridge", |auditbridge| {
-            auditbridge.constant("time_source", "ingest");
-        });
-    }
-    doc.object("data_stream", |data_stream| {
-        data_stream.constant("type", "logs");
-        data_stream.constant("dataset", "aws.cloudtrail");
-        data_stream.constant("namespace", "default");
-    });
-    doc.object("cloud", |cloud| {
-        cloud.constant("provider", "aws");
-        cloud.strs_object("account", &[("id", r.account_id())]);
-        cloud.record_str("region", fields, "awsRegion");
-        // `cloud.service.name` is the service's short name, as Elastic writes it (`sts`).
-        let service = r
-            .str("eventSource")
-            .map(|s| s.strip_suffix(".amazonaws.com").unwrap_or(s));
-        cloud.strs_object("service", &[("name", service)]);
-    });
+    let header = Header {
+        time: r.time(),
+        time_source: r.time_source(),
+        now,
+        categories,
+        dataset: "aws.cloudtrail",
+        module: "aws",
+    };
+    header.write(
+        doc,
+        |event| {
+            event.str_opt("id", r.id());
+            event.record_str("action", fields, "eventName");
+            event.record_str("provider", fields, "eventSource");
+            event.constant("outcome", if r.failed() { "failure" } else { "success" });
+        },
+        |cloud| {
+            cloud.constant("provider", "aws");
+            cloud.strs_object("account", &[("id", r.account_id())]);
+            cloud.record_str("region", fields, "awsRegion");
+            // `cloud.service.name` is the service's short name, as Elastic writes it (`sts`).
+            let service = r
+                .str("eventSource")
+                .map(|s| s.strip_suffix(".amazonaws.com").unwrap_or(s));
+            cloud.strs_object("service", &[("name", service)]);
+        },
+    );
     if r.is_insight() {
         if let Some(details) = r.insight_details() {
             doc.str("message", &insight_message(details));
