@@ -7,7 +7,7 @@
 pub mod ack;
 pub mod admin;
 #[cfg(not(fuzzing))]
-mod allocator;
+pub mod allocator;
 pub mod cleartext;
 pub mod config;
 pub mod dead_letter;
