@@ -792,13 +792,13 @@ fn serialize(n: Normalized, raw: Option<Vec<u8>>, origin: Arc<Origin>) -> Record
     if let Some(ecs) = &n.ecs {
         outputs.push(Output {
             format: Format::Ecs,
-            body: ecs.to_vec(&n.source).into(),
+            body: ecs.to_bytes(&n.source),
         });
     }
     if let Some(ocsf) = &n.ocsf {
         outputs.push(Output {
             format: Format::Ocsf,
-            body: ocsf.to_vec(&n.source).into(),
+            body: ocsf.to_bytes(&n.source),
         });
     }
     for finding in &n.findings {

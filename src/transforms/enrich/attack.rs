@@ -451,7 +451,7 @@ mod tests {
         );
         let ocsf = n.ocsf.as_ref().unwrap();
         let read = ocsf.read::<Activity>(&n.source, ACTIVITY_FIELDS);
-        let whole: Activity = serde_json::from_slice(&ocsf.to_vec(&n.source)).unwrap();
+        let whole: Activity = serde_json::from_slice(&ocsf.to_bytes(&n.source)).unwrap();
         assert_eq!(read, whole);
         assert!(
             [

@@ -4,6 +4,7 @@
 
 use std::borrow::Cow;
 
+use bytes::{Bytes, BytesMut};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
@@ -38,6 +39,15 @@ thread_local! {
 
 /// The largest scratch buffer a thread keeps between documents.
 const SCRATCH_KEPT: usize = 1 << 20;
+
+thread_local! {
+    /// The texts of this thread's latest documents, one after the other in one block.
+    static TEXTS: std::cell::RefCell<BytesMut> = std::cell::RefCell::new(BytesMut::new());
+}
+
+/// The block [`TEXTS`] takes at a time: room for about twenty documents of the corpus.
+/// A text this long or longer gets a block of its own.
+const TEXTS_BLOCK: usize = 64 << 10;
 
 #[derive(Debug, Clone)]
 enum Node {
@@ -234,8 +244,8 @@ impl Document {
     }
 
     /// The JSON text of the document for `source`, the record it was built from.
-    pub fn to_vec(&self, source: &SourceRecord) -> Vec<u8> {
-        with_text(|out| self.write(source, None, out), <[u8]>::to_vec)
+    pub fn to_bytes(&self, source: &SourceRecord) -> Bytes {
+        with_text(|out| self.write(source, None, out), shared)
     }
 
     /// The document's text, or of its top-level fields named in `only`.
@@ -288,6 +298,26 @@ impl Document {
             },
         )
     }
+}
+
+/// `text` in [`TEXTS`], the block it shares with the thread's neighbouring documents,
+/// which is freed when the last of them is. A block of its own per document cost a
+/// large-block allocation per document, freed later by the sink's thread: mimalloc's
+/// slow paths on both sides (callgrind, `replay --format ecs`, 3,785 records: see
+/// BENCHMARKS.md). The documents of one block travel together, in one batch or the next,
+/// so a block is held about as long as its documents.
+fn shared(text: &[u8]) -> Bytes {
+    if text.len() >= TEXTS_BLOCK {
+        return Bytes::copy_from_slice(text);
+    }
+    TEXTS.with(|texts| {
+        let mut texts = texts.borrow_mut();
+        if texts.capacity() < text.len() {
+            *texts = BytesMut::with_capacity(TEXTS_BLOCK);
+        }
+        texts.extend_from_slice(text);
+        texts.split().freeze()
+    })
 }
 
 /// `read`s the JSON text that `write` puts into this thread's scratch buffer.
@@ -852,7 +882,7 @@ mod tests {
             categories: (&["iam"], &["user", "creation"], false),
             now: "2024-01-02T03:04:06Z".parse().unwrap(),
         };
-        let bare = Document::based(base).to_vec(&source);
+        let bare = Document::based(base).to_bytes(&source).to_vec();
         let puts = |doc: &mut Document| {
             doc.put("event.kind", "alert");
             doc.put("auditbridge.credential.type", "long-term");
@@ -873,8 +903,11 @@ mod tests {
         puts(&mut over_base);
         let mut over_tree = tree_of(&bare);
         puts(&mut over_tree);
-        let text = String::from_utf8(over_base.to_vec(&source)).unwrap();
-        assert_eq!(text, String::from_utf8(over_tree.to_vec(&source)).unwrap());
+        let text = String::from_utf8(over_base.to_bytes(&source).to_vec()).unwrap();
+        assert_eq!(
+            text,
+            String::from_utf8(over_tree.to_bytes(&source).to_vec()).unwrap()
+        );
         for part in [
             r#""event":{"kind":"alert","created""#,
             r#""category":{"x":1}"#,
@@ -892,7 +925,7 @@ mod tests {
         // tree as over a base (the tree of the base's text holds it as an object instead).
         let below_part = |mut doc: Document| {
             doc.put("aws.cloudtrail.x", 1);
-            String::from_utf8(doc.to_vec(&source)).unwrap()
+            String::from_utf8(doc.to_bytes(&source).to_vec()).unwrap()
         };
         let mut spliced = Document::new();
         spliced.splice("aws.cloudtrail", Part::EcsCloudTrail);
@@ -927,10 +960,13 @@ mod tests {
         };
         let mut over_base = Document::based(base);
         puts(&mut over_base);
-        let mut over_tree = tree_of(&Document::based(base).to_vec(&source));
+        let mut over_tree = tree_of(&Document::based(base).to_bytes(&source));
         puts(&mut over_tree);
-        let text = String::from_utf8(over_base.to_vec(&source)).unwrap();
-        assert_eq!(text, String::from_utf8(over_tree.to_vec(&source)).unwrap());
+        let text = String::from_utf8(over_base.to_bytes(&source).to_vec()).unwrap();
+        assert_eq!(
+            text,
+            String::from_utf8(over_tree.to_bytes(&source).to_vec()).unwrap()
+        );
         assert!(text.contains(r#""ecs":"replaced","event""#), "{text}");
         assert!(text.ends_with(r#""f68":68,"f69":69}"#), "{text}");
     }
@@ -951,7 +987,7 @@ mod tests {
             "x": {"y": "CreateUser"},
             "data": "iam.amazonaws.com",
         });
-        let text: Value = serde_json::from_slice(&doc.to_vec(&source)).unwrap();
+        let text: Value = serde_json::from_slice(&doc.to_bytes(&source)).unwrap();
         assert_eq!(text, expected);
         let read = |keys: &[&str]| Value::Object(doc.read::<Map<String, Value>>(&source, keys));
         assert_eq!(read(&["api", "b", "x", "data"]), expected);
@@ -979,7 +1015,7 @@ mod tests {
             json!([1, -2, 1.5e300, 0.1, u64::MAX, i64::MIN, null, true]),
         );
         doc.splice("data", Part::Field("requestParameters"));
-        let text = doc.to_vec(&source);
+        let text = doc.to_bytes(&source).to_vec();
         let parsed: Value = serde_json::from_slice(&text).unwrap();
         assert_eq!(
             parsed,
@@ -998,15 +1034,41 @@ mod tests {
         let scratch = || SCRATCH.with(|s| s.borrow().capacity());
         let mut doc = Document::new();
         doc.put("small", "x");
-        doc.to_vec(&source);
+        doc.to_bytes(&source).to_vec();
         let small = scratch();
         assert!(small > 0 && small <= SCRATCH_KEPT, "{small}");
         doc.put("big", "x".repeat(SCRATCH_KEPT));
-        let text = doc.to_vec(&source);
+        let text = doc.to_bytes(&source).to_vec();
         assert_eq!(text.len(), SCRATCH_KEPT + r#"{"small":"x","big":""}"#.len());
         assert_eq!(scratch(), 0);
         doc.read::<Map<String, Value>>(&source, &["big"]);
         assert_eq!(scratch(), 0);
+    }
+
+    #[test]
+    fn neighbouring_texts_share_a_block_and_a_long_one_has_its_own() {
+        let first = shared(br#"{"a":1}"#);
+        let second = shared(br#"{"b":[2]}"#);
+        assert_eq!(&first[..], br#"{"a":1}"#);
+        assert_eq!(&second[..], br#"{"b":[2]}"#);
+        assert_eq!(first.as_ptr().wrapping_add(first.len()), second.as_ptr());
+        let long = vec![b'x'; TEXTS_BLOCK];
+        let own = shared(&long);
+        assert_eq!(&own[..], &long[..]);
+        // The long text took no room in the block: the next text follows the second.
+        let third = shared(b"{}");
+        assert_eq!(second.as_ptr().wrapping_add(second.len()), third.as_ptr());
+        // Past the block's end, a new block.
+        let fill = vec![b'y'; TEXTS_BLOCK - first.len() - second.len() - third.len() - 1];
+        let last_in_block = shared(&fill);
+        let next = shared(b"[1,2]");
+        assert_eq!(&next[..], b"[1,2]");
+        assert_ne!(
+            last_in_block.as_ptr().wrapping_add(last_in_block.len()),
+            next.as_ptr()
+        );
+        drop((first, second, third, last_in_block));
+        assert_eq!(&next[..], b"[1,2]");
     }
 
     #[test]
@@ -1026,7 +1088,7 @@ mod tests {
         let mut doc = Document::from_head(head);
         doc.put("event.kind", "alert");
         doc.put("event.outcome", "success");
-        let text = doc.to_vec(&source);
+        let text = doc.to_bytes(&source).to_vec();
         assert_eq!(
             String::from_utf8(text).unwrap(),
             r#"{"@timestamp":"2024-01-02T03:04:05.678Z","event":{"kind":"alert","action":"CreateUser","outcome":"success"},"tags":["a","b"]}"#
@@ -1075,7 +1137,7 @@ mod tests {
             o.put("account.type", "AWS");
             o
         };
-        let text = |d: &Document| String::from_utf8(d.to_vec(&source)).unwrap();
+        let text = |d: &Document| String::from_utf8(d.to_bytes(&source).to_vec()).unwrap();
         let mut whole = Document::default();
         whole.put_object("actor.user", object().into());
         whole.put("actor.user.type", "IAMUser");
@@ -1113,7 +1175,7 @@ mod tests {
         doc.put("auditbridge.credential", json!({"type": "temporary"}));
         doc.push("enrichments", json!({"name": "a"}));
         doc.push("enrichments", json!({"name": "b"}));
-        let text: Value = serde_json::from_slice(&doc.to_vec(&source)).unwrap();
+        let text: Value = serde_json::from_slice(&doc.to_bytes(&source)).unwrap();
         assert_eq!(
             text,
             json!({

@@ -787,7 +787,7 @@ mod tests {
             let mut doc = Document::new();
             put_azure(&mut doc, &r);
             let source = crate::transforms::decode::SourceRecord::Azure(r);
-            serde_json::from_slice::<Value>(&doc.to_vec(&source)).unwrap()["azure"].clone()
+            serde_json::from_slice::<Value>(&doc.to_bytes(&source)).unwrap()["azure"].clone()
         };
         assert_eq!(
             resource("/SUBSCRIPTIONS/0000-1/RESOURCEGROUPS/RG-1/PROVIDERS/MICROSOFT.COMPUTE/VIRTUALMACHINES/VM-1/EXTENSIONS/CUSTOM"),

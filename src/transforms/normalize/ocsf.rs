@@ -1071,7 +1071,9 @@ mod tests {
         let fields = fields.as_object().cloned().unwrap();
         let record = CloudTrailRecord::new(fields.into(), Utc::now()).unwrap();
         let tax = crate::transforms::normalize::taxonomy::cloudtrail(&record);
-        let doc = cloudtrail(&tax, Utc::now()).to_vec(&SourceRecord::CloudTrail(record));
+        let doc = cloudtrail(&tax, Utc::now())
+            .to_bytes(&SourceRecord::CloudTrail(record))
+            .to_vec();
         let doc = tree::Value::parse(std::str::from_utf8(&doc).unwrap()).unwrap();
         let mut user = b"{\"user\":".to_vec();
         crate::transforms::normalize::json::record_value(&mut user, &doc["actor"]["user"]);
