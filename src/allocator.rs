@@ -17,35 +17,6 @@ const WORD: usize = std::mem::size_of::<usize>();
 
 pub struct Allocator;
 
-// mimalloc's option calls, which the -sys crate declares only with a feature that pulls in
-// one more crate.
-extern "C" {
-    #[cfg(test)]
-    fn mi_option_get(option: std::ffi::c_int) -> std::ffi::c_long;
-    fn mi_option_set(option: std::ffi::c_int, value: std::ffi::c_long);
-}
-
-/// `mi_option_purge_delay` in mimalloc 3's `mi_option_t`.
-const PURGE_DELAY: std::ffi::c_int = 15;
-
-/// How long freed memory stays with the process before mimalloc gives it back to the OS.
-/// mimalloc's own second was shorter than the gaps in which a pipeline's buffers go unused:
-/// the pages it gave back were faulted in again moments later and zeroed by the kernel,
-/// 2 MiB at a time where transparent huge pages are on. Over 200,605 records `replay`
-/// took 2,489 page faults at one second and 850 at ten (all but a few at start-up), with
-/// the kernel's page clearing 6 % of its time at one second. Ten seconds is also jemalloc's
-/// default decay: memory a burst left unused is still given back.
-const PURGE_DELAY_MS: std::ffi::c_long = 10_000;
-
-/// Sets [`PURGE_DELAY_MS`] unless the operator set `MIMALLOC_PURGE_DELAY`, which mimalloc
-/// reads itself.
-pub fn keep_freed_memory() {
-    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
-        // SAFETY: sets one of mimalloc's options, which it reads atomically.
-        unsafe { mi_option_set(PURGE_DELAY, PURGE_DELAY_MS) }
-    }
-}
-
 /// A new block from `plain` when the word alignment every block has is enough, else from
 /// `aligned`, which takes the alignment.
 #[inline(always)]
@@ -92,19 +63,6 @@ unsafe impl GlobalAlloc for Allocator {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_purge_delay_is_the_option_set() {
-        // SAFETY: reads and sets one of mimalloc's options.
-        let default = unsafe { mi_option_get(PURGE_DELAY) };
-        // mimalloc 3's documented default identifies the option: no other is 1,000.
-        assert!(
-            default == 1_000 || default == PURGE_DELAY_MS,
-            "option {PURGE_DELAY} is {default}, not the purge delay"
-        );
-        keep_freed_memory();
-        assert_eq!(unsafe { mi_option_get(PURGE_DELAY) }, PURGE_DELAY_MS);
-    }
 
     /// Blocks of every alignment the two paths serve, small and past 1 KiB, come back
     /// aligned, zeroed when asked, and keep their bytes when they grow.

@@ -7,7 +7,7 @@
 pub mod ack;
 pub mod admin;
 #[cfg(not(fuzzing))]
-pub mod allocator;
+mod allocator;
 pub mod cleartext;
 pub mod config;
 pub mod dead_letter;
