@@ -3,6 +3,8 @@
 //! value, about a tenth of the time spent writing them. The text is the same byte for
 //! byte: strings and numbers are formatted by the same sonic-rs formatter.
 
+use std::mem::MaybeUninit;
+
 use chrono::{DateTime, Datelike, SecondsFormat, Timelike, Utc};
 use serde_json::{Map, Number, Value};
 
@@ -46,49 +48,83 @@ pub fn time(out: &mut Vec<u8>, t: DateTime<Utc>) {
 
 /// [`string`] for a text that is short and nearly always plain: a key, a constant
 /// (`event`, `source_ip_address`, `iam`). Setting up the vector escaper cost more than
-/// writing such a text. Up to 16 bytes, a check of a word or two shows it needs no
-/// escaping, and it is placed between its quotes in a fixed buffer that is copied whole
-/// (fixed-size copies are moves; a `memcpy` call cost as much as the escaper).
+/// writing such a text.
 pub fn short_string(out: &mut Vec<u8>, s: &str) {
-    let text = s.as_bytes();
+    if !plain_short(out, s.as_bytes(), b"\"") {
+        string(out, s);
+    }
+}
+
+/// An object's key: [`short_string`] and the colon after it, written together.
+fn short_key(out: &mut Vec<u8>, key: &str) {
+    if !plain_short(out, key.as_bytes(), b"\":") {
+        string(out, key);
+        out.push(b':');
+    }
+}
+
+/// `"`, `text` and `end`, when `text` is at most 16 bytes with nothing to escape; false,
+/// and nothing written, otherwise. A check of a word or two shows the text is plain, and
+/// the same words are stored straight into `out`'s spare room (overlapping when the text
+/// is shorter than a word pair): fixed-size stores, no copy call, and no staging buffer
+/// to copy from, which with the key's colon pushed apart cost 1 % more of `replay`'s
+/// instructions (callgrind, BENCHMARKS.md).
+fn plain_short<const E: usize>(out: &mut Vec<u8>, text: &[u8], end: &[u8; E]) -> bool {
     let n = text.len();
-    let mut quoted = [b'"'; 18];
-    let plain = match n {
-        // Two overlapping pieces cover the text: the second is written over the end of the
-        // first.
+    if n > 16 {
+        return false;
+    }
+    out.reserve(1 + 16 + E);
+    let room = &mut out.spare_capacity_mut()[..1 + 16 + E];
+    match n {
+        // Two overlapping pieces cover the text: the second is stored over the end of
+        // the first.
         8..=16 => {
             let (head, tail) = (piece::<8>(text, 0), piece::<8>(text, n - 8));
-            quoted[1..9].copy_from_slice(&head);
-            quoted[n - 7..=n].copy_from_slice(&tail);
-            plain_word(u64::from_le_bytes(head)) && plain_word(u64::from_le_bytes(tail))
+            if !(plain_word(u64::from_le_bytes(head)) && plain_word(u64::from_le_bytes(tail))) {
+                return false;
+            }
+            put(room, 1, head);
+            put(room, n - 7, tail);
         }
         4..=7 => {
             let (head, tail) = (piece::<4>(text, 0), piece::<4>(text, n - 4));
-            quoted[1..5].copy_from_slice(&head);
-            quoted[n - 3..=n].copy_from_slice(&tail);
-            plain_word(
-                u64::from(u32::from_le_bytes(head)) | u64::from(u32::from_le_bytes(tail)) << 32,
-            )
+            let both =
+                u64::from(u32::from_le_bytes(head)) | u64::from(u32::from_le_bytes(tail)) << 32;
+            if !plain_word(both) {
+                return false;
+            }
+            put(room, 1, head);
+            put(room, n - 3, tail);
         }
         1..=3 => {
             let (first, middle, last) = (text[0], text[n / 2], text[n - 1]);
-            quoted[1] = first;
-            quoted[1 + n / 2] = middle;
-            quoted[n] = last;
-            [first, middle, last]
+            if ![first, middle, last]
                 .iter()
                 .all(|&b| b >= 0x20 && b != b'"' && b != b'\\')
+            {
+                return false;
+            }
+            room[1].write(first);
+            room[1 + n / 2].write(middle);
+            room[n].write(last);
         }
-        0 => true,
-        _ => false,
-    };
-    if plain {
-        // The buffer started as quotes, so the closing one is in place.
-        let end = out.len() + n + 2;
-        out.extend_from_slice(&quoted);
-        out.truncate(end);
-    } else {
-        string(out, s);
+        _ => {}
+    }
+    room[0].write(b'"');
+    put(room, n + 1, *end);
+    let len = out.len() + 1 + n + E;
+    // SAFETY: the `1 + n + E` bytes after the length were all written above: the opening
+    // quote, every byte of the text (the pieces cover it), and `end`; `reserve` made the
+    // room.
+    unsafe { out.set_len(len) };
+    true
+}
+
+/// `bytes` stored into `room` from `at`: a fixed-size store, not a call.
+fn put<const N: usize>(room: &mut [MaybeUninit<u8>], at: usize, bytes: [u8; N]) {
+    for (slot, b) in room[at..at + N].iter_mut().zip(bytes) {
+        slot.write(b);
     }
 }
 
@@ -234,8 +270,7 @@ impl<'o> Object<'o> {
     /// Writes `key` and returns the buffer its value goes to.
     pub fn key(&mut self, key: &str) -> &mut Vec<u8> {
         let out = self.0.next();
-        short_string(out, key);
-        out.push(b':');
+        short_key(out, key);
         out
     }
 
@@ -309,6 +344,11 @@ mod tests {
                     null(o.key(&key));
                     o.close();
                     let expected = serde_json::to_string(&json!({ key.clone(): null })).unwrap();
+                    assert_eq!(String::from_utf8(out).unwrap(), expected, "{key:?}");
+                    // After text already in the buffer, as a value.
+                    let mut out = b"[".to_vec();
+                    short_string(&mut out, &key);
+                    let expected = format!("[{}", serde_json::to_string(&key).unwrap());
                     assert_eq!(String::from_utf8(out).unwrap(), expected, "{key:?}");
                 }
             }
