@@ -60,9 +60,37 @@ unsafe impl GlobalAlloc for Allocator {
     }
 }
 
+/// Keep the heap in 4 KiB pages: transparent huge pages are turned off for the process,
+/// unless the operator chose otherwise with `MIMALLOC_ALLOW_THP`, which mimalloc reads.
+///
+/// mimalloc asks for huge pages on its arenas (`madvise(MADV_HUGEPAGE)`). Each 2 MiB of heap
+/// it touches is then resident whole, and zeroed by the kernel in one go: on the memory
+/// bench's `{"Records":[…]}` file that was 30 MB more at the peak and twice the system
+/// time (BENCHMARKS.md, fourteenth stop). True when the process runs on small pages.
+pub fn small_pages() -> bool {
+    #[cfg(target_os = "linux")]
+    if std::env::var_os("MIMALLOC_ALLOW_THP").is_none() {
+        // SAFETY: PR_SET_THP_DISABLE takes integers and touches no memory of ours.
+        return unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) } == 0;
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn huge_pages_are_off_once_asked() {
+        assert!(small_pages(), "prctl(PR_SET_THP_DISABLE) was refused");
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let line = status
+            .lines()
+            .find(|l| l.starts_with("THP_enabled:"))
+            .expect("the kernel reports THP_enabled");
+        assert_eq!(line.split_whitespace().nth(1), Some("0"), "{line}");
+    }
 
     /// Blocks of every alignment the two paths serve, small and past 1 KiB, come back
     /// aligned, zeroed when asked, and keep their bytes when they grow.

@@ -204,6 +204,12 @@ impl Config {
                 "must be at least 1".into(),
             ));
         }
+        if self.pipeline.max_in_flight_bytes == 0 {
+            return Err(invalid(
+                "pipeline.max_in_flight_bytes",
+                "must be at least 1".into(),
+            ));
+        }
         for (name, source) in &self.sources {
             match source {
                 SourceConfig::File { paths } if paths.is_empty() => {

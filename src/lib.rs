@@ -8,6 +8,9 @@ pub mod ack;
 pub mod admin;
 #[cfg(not(fuzzing))]
 mod allocator;
+pub mod budget;
+#[cfg(not(fuzzing))]
+pub use allocator::small_pages;
 pub mod cleartext;
 pub mod config;
 pub mod dead_letter;

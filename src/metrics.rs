@@ -17,6 +17,8 @@ pub struct Metrics {
     pub records_deduplicated: AtomicU64,
     /// Batches handed to the sinks and not yet settled.
     pub batches_in_flight: AtomicU64,
+    /// Bytes of documents between the transform stage and the sinks (`pipeline.max_in_flight_bytes`).
+    pub bytes_in_flight: AtomicU64,
     /// Input units (files, SQS messages, Event Hubs events) taken in and not yet settled.
     pub inputs_in_flight: AtomicU64,
     /// Seconds from a record's event time to its acknowledgement by every sink.
@@ -196,7 +198,7 @@ pub struct Sample {
 
 /// The metric contract: every name exported (with `auditbridge_` and, for counters,
 /// `_total` in Prometheus; dotted in OTLP), and whether it is a gauge.
-pub const CONTRACT: [(&str, bool); 38] = [
+pub const CONTRACT: [(&str, bool); 39] = [
     ("inputs_received", false),
     ("records_decoded", false),
     ("records_emitted", false),
@@ -208,6 +210,7 @@ pub const CONTRACT: [(&str, bool); 38] = [
     ("batches_acknowledged", false),
     ("batches_negatively_acknowledged", false),
     ("batches_in_flight", true),
+    ("bytes_in_flight", true),
     ("inputs_in_flight", true),
     ("transform_panics", false),
     ("sink_records_delivered", false),
@@ -276,6 +279,10 @@ impl Metrics {
             Sample {
                 gauge: true,
                 ..counter("batches_in_flight", Self::get(&self.batches_in_flight))
+            },
+            Sample {
+                gauge: true,
+                ..counter("bytes_in_flight", Self::get(&self.bytes_in_flight))
             },
             Sample {
                 gauge: true,

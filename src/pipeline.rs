@@ -18,6 +18,7 @@ use tokio::task::JoinSet;
 
 use crate::ack::{AckToken, BatchStatus};
 use crate::admin::{self, Health};
+use crate::budget::{Budget, Held};
 use crate::config::{sink_formats, Config, KeysConfig, SinkConfig};
 use crate::dead_letter::{DeadLetter, DeadLetterSink};
 use crate::dedup::{self, DedupWindow, Digest};
@@ -110,15 +111,18 @@ pub struct Pipeline {
     workers: usize,
     batch_size: usize,
     in_flight: usize,
+    in_flight_bytes: u64,
     grace: Duration,
     metrics: Arc<Metrics>,
     progress: bool,
 }
 
-/// Records for the sinks, each with the acknowledgement share of the input it came from.
+/// Records for the sinks, each with the acknowledgement share of the input it came from,
+/// and the bytes they took from the budget.
 struct Batch {
     records: Vec<Record>,
     acks: Vec<AckToken>,
+    held: Held,
 }
 
 impl Pipeline {
@@ -193,6 +197,7 @@ impl Pipeline {
             workers: config.pipeline.workers,
             batch_size: config.pipeline.batch_size,
             in_flight: config.pipeline.max_in_flight_batches,
+            in_flight_bytes: config.pipeline.max_in_flight_bytes,
             grace: Duration::from_secs(config.pipeline.shutdown_grace_secs),
             metrics,
             progress: std::io::stderr().is_terminal(),
@@ -306,10 +311,12 @@ impl Pipeline {
         drop(source_env);
 
         let input_rx = Arc::new(Mutex::new(input_rx));
+        let budget = Budget::new(self.in_flight_bytes, Arc::clone(&self.metrics));
         let mut workers = JoinSet::new();
         for _ in 0..self.workers {
             let input_rx = Arc::clone(&input_rx);
             let batch_tx = batch_tx.clone();
+            let budget = budget.clone();
             let transformer = Arc::clone(&self.transformer);
             let dead_letters = Arc::clone(&self.dead_letters);
             let metrics = Arc::clone(&self.metrics);
@@ -318,7 +325,7 @@ impl Pipeline {
             workers.spawn_blocking(move || {
                 transform_worker(
                     &input_rx,
-                    &batch_tx,
+                    (&batch_tx, &budget),
                     |body, origin, emitters, dead| {
                         transformer.process_pieces(Input::of(body), origin, emitters, dead)
                     },
@@ -471,7 +478,7 @@ type Emitter<'a> = Box<dyn FnMut(Record) + Send + 'a>;
 /// that input is dead-lettered as `transform_panic` and the worker goes on.
 fn transform_worker(
     input: &Mutex<mpsc::Receiver<RawInput>>,
-    out: &mpsc::Sender<Batch>,
+    out: Out<'_>,
     transform: impl for<'e> Fn(
         &Body,
         &Origin,
@@ -550,9 +557,12 @@ fn transform_worker(
     }
 }
 
+/// Where batches go, and the budget they take from first.
+type Out<'a> = (&'a mpsc::Sender<Batch>, &'a Budget);
+
 /// Gathers one piece's records into batches of `size` for the fan-out.
 struct Batcher<'a> {
-    out: &'a mpsc::Sender<Batch>,
+    out: Out<'a>,
     ack: &'a AckToken,
     size: usize,
     records: Vec<Record>,
@@ -560,7 +570,7 @@ struct Batcher<'a> {
 }
 
 impl<'a> Batcher<'a> {
-    fn new(out: &'a mpsc::Sender<Batch>, ack: &'a AckToken, size: usize) -> Self {
+    fn new(out: Out<'a>, ack: &'a AckToken, size: usize) -> Self {
         Batcher {
             out,
             ack,
@@ -592,10 +602,17 @@ impl<'a> Batcher<'a> {
 }
 
 /// Hand a chunk of records to the fan-out, each with a share of the input's ack.
-/// Blocks while the pipeline is full; false when the sinks are gone.
-fn send(out: &mpsc::Sender<Batch>, records: Vec<Record>, ack: &AckToken) -> bool {
+/// Blocks while the pipeline is full, by batches or by bytes; false when the sinks are
+/// gone.
+fn send((out, budget): Out<'_>, records: Vec<Record>, ack: &AckToken) -> bool {
+    let held = budget.take_blocking(&records);
     let acks = records.iter().map(|_| ack.share()).collect();
-    out.blocking_send(Batch { records, acks }).is_ok()
+    out.blocking_send(Batch {
+        records,
+        acks,
+        held,
+    })
+    .is_ok()
 }
 
 /// Hand each batch to every sink, after the dedup window (if any) took out the records
@@ -611,11 +628,13 @@ async fn fan_out(
             continue;
         };
         let records: Arc<[Record]> = batch.records.into();
+        let held = Arc::new(batch.held);
         for sink in &sinks {
             let acks = batch.acks.iter().map(AckToken::share).collect();
             let sink_batch = SinkBatch {
                 records: Arc::clone(&records),
                 acks,
+                held: Arc::clone(&held),
             };
             if sink.send(sink_batch).await.is_err() {
                 tracing::error!("a sink stopped; its records stay unacknowledged");
@@ -691,7 +710,11 @@ fn settle_together(
     });
     let acks = records.iter().map(|_| token.share()).collect();
     token.resolve(BatchStatus::Delivered);
-    Some(Batch { records, acks })
+    Some(Batch {
+        records,
+        acks,
+        held: batch.held,
+    })
 }
 
 async fn progress_line(metrics: Arc<Metrics>, progress: Arc<FileProgress>) {
@@ -721,6 +744,8 @@ pub struct PipelineConfig {
     pub workers: usize,
     /// Batches that may be between the transform stage and the sinks at once.
     pub max_in_flight_batches: usize,
+    /// Bytes of documents that may be between the transform stage and the sinks at once.
+    pub max_in_flight_bytes: u64,
     /// Records per batch handed to the sinks.
     pub batch_size: usize,
     /// Seconds to drain in-flight work after SIGTERM/SIGINT before exiting.
@@ -736,6 +761,7 @@ impl Default for PipelineConfig {
             format: OutputFormat::Both,
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
             max_in_flight_batches: 64,
+            max_in_flight_bytes: 64 << 20,
             batch_size: 1000,
             shutdown_grace_secs: 30,
             sink_fault_timeout_secs: 60,
@@ -785,9 +811,10 @@ mod tests {
                 .unwrap();
         }
         drop(input_tx);
+        let budget = Budget::new(1 << 20, Arc::new(Metrics::default()));
         transform_worker(
             &Mutex::new(input_rx),
-            &batch_tx,
+            (&batch_tx, &budget),
             |body, origin, mut emitters, _| {
                 assert!(
                     !matches!(body, Body::Bytes(b) if b == b"boom"),

@@ -533,6 +533,7 @@ mod tests {
             tx.send(SinkBatch {
                 records: records.into(),
                 acks,
+                held: Default::default(),
             })
             .await
             .unwrap();

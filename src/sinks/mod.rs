@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::ack::AckToken;
+use crate::budget::Held;
 use crate::config::SinkConfig;
 use crate::dead_letter::DeadLetterSink;
 use crate::metrics::Metrics;
@@ -30,6 +31,9 @@ use crate::supervisor::{SinkHealth, Supervisor};
 pub struct SinkBatch {
     pub records: Arc<[Record]>,
     pub acks: Vec<AckToken>,
+    /// The records' bytes in the pipeline's budget, given back once every sink has
+    /// dropped its batch, that is, taken the documents into its own bounded requests.
+    pub held: Arc<Held>,
 }
 
 /// A sink that could not be built from its settings.
