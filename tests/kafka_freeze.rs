@@ -2,7 +2,8 @@
 //! in-memory storage would not survive a restart), with a file, an SQS and an Event Hubs
 //! source feeding it at once: nothing is lost, nothing is acknowledged early, no SQS
 //! message goes towards its dead-letter queue, no Event Hubs event is resent, and the
-//! pipeline recovers without a restart. Its own test binary, because freezing the shared
+//! pipeline recovers without a restart. The producer queue is held to 1 MiB
+//! (`queue_max_bytes`), so the sink also waits for room in it. Its own test binary, because freezing the shared
 //! broker would stall the other Kafka tests.
 
 mod common;
@@ -82,6 +83,7 @@ type = "kafka"
 brokers = "{broker}"
 topics = {{ ecs = "{topic}" }}
 linger_ms = 50
+queue_max_bytes = 1048576
 [sources.q]
 type = "sqs"
 queue_url = "{queue}"

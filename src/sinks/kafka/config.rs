@@ -77,6 +77,11 @@ pub struct KafkaSinkConfig {
     /// pipeline waits.
     #[serde(default = "default_queue")]
     pub queue_max_messages: u64,
+    /// `queue.buffering.max.kbytes`, in bytes: the same bound by size. librdkafka's own
+    /// default (1 GiB) would let a broker that stops answering hold that much twice, in
+    /// its copy and in the sink's, until the message timeout.
+    #[serde(default = "default_queue_bytes")]
+    pub queue_max_bytes: u64,
     /// `message.timeout.ms`: how long librdkafka retries a message before the batch is
     /// left unacknowledged for redelivery.
     #[serde(default = "default_message_timeout")]
@@ -116,6 +121,11 @@ fn default_batch_bytes() -> u64 {
 fn default_queue() -> u64 {
     100_000
 }
+fn default_queue_bytes() -> u64 {
+    64 << 20
+}
+/// librdkafka's default `message.max.bytes`.
+const MESSAGE_MAX_BYTES: u64 = 1_000_000;
 fn default_message_timeout() -> u64 {
     300_000
 }
@@ -199,6 +209,8 @@ const RESERVED: &[&str] = &["enable.idempotence", "acks", "bootstrap.servers"];
 pub enum KafkaConfigError {
     #[error("kafka property `{0}` is set by auditbridge (idempotent, acks=all) and cannot be overridden")]
     Reserved(String),
+    #[error("queue_max_bytes ({queue}) is below the largest message librdkafka sends (message.max.bytes = {message}): such a message could never be queued; raise queue_max_bytes")]
+    QueueBelowMessage { queue: u64, message: u64 },
     #[error("cannot read the secret file for kafka property `{property}` ({path})")]
     SecretFile {
         property: String,
@@ -221,7 +233,22 @@ impl KafkaSinkConfig {
                 "queue.buffering.max.messages",
                 self.queue_max_messages.to_string(),
             )
+            .set(
+                "queue.buffering.max.kbytes",
+                self.queue_max_bytes.div_ceil(1024).to_string(),
+            )
             .set("message.timeout.ms", self.message_timeout_ms.to_string());
+        let message = self
+            .properties
+            .get("message.max.bytes")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(MESSAGE_MAX_BYTES);
+        if self.queue_max_bytes < message {
+            return Err(KafkaConfigError::QueueBelowMessage {
+                queue: self.queue_max_bytes,
+                message,
+            });
+        }
         for (k, v) in self.properties.exposed() {
             if RESERVED.contains(&k) {
                 return Err(KafkaConfigError::Reserved(k.to_string()));
@@ -275,5 +302,35 @@ properties = { "security.protocol" = "SASL_SSL", "sasl.username" = "svc", "sasl.
             Some("pw-2")
         );
         assert_eq!(client.get("sasl.username"), Some("svc"));
+    }
+
+    #[test]
+    fn the_queue_is_bounded_by_bytes_and_never_below_one_message() {
+        let client = |extra: &str| {
+            toml::from_str::<KafkaSinkConfig>(&format!("brokers = \"kafka:9093\"\n{extra}"))
+                .unwrap()
+                .client_config()
+        };
+        let default = client("").unwrap();
+        assert_eq!(default.get("queue.buffering.max.kbytes"), Some("65536"));
+        assert_eq!(default.get("queue.buffering.max.messages"), Some("100000"));
+        let odd = client("queue_max_bytes = 1000001").unwrap();
+        assert_eq!(odd.get("queue.buffering.max.kbytes"), Some("977"));
+        let err = client("queue_max_bytes = 999999").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "queue_max_bytes (999999) is below the largest message librdkafka sends (message.max.bytes = 1000000): such a message could never be queued; raise queue_max_bytes"
+        );
+        let err = client(
+            "queue_max_bytes = 2000000\nproperties = { \"message.max.bytes\" = \"4000000\" }",
+        )
+        .unwrap_err();
+        assert!(matches!(
+            err,
+            KafkaConfigError::QueueBelowMessage {
+                queue: 2_000_000,
+                message: 4_000_000
+            }
+        ));
     }
 }

@@ -113,12 +113,15 @@ pub fn build(config: KafkaSinkConfig) -> Result<Built, KafkaSinkError> {
         let grace = ctx.grace;
         let name = ctx.health.name().to_string();
         // Messages are handed to librdkafka, which batches them itself: a request is
-        // what one batch from the pipeline holds, sent without waiting for more.
+        // what one batch from the pipeline holds, sent without waiting for more. A request
+        // holds its slot only while it queues its messages, and its documents while it
+        // waits for room in a full queue: two at a time keep the queue fed and bound
+        // what waits.
         let settings = Settings {
             max_events: 10_000,
-            max_bytes: 16 << 20,
+            max_bytes: 8 << 20,
             linger: Duration::ZERO,
-            max_in_flight: ctx.max_in_flight,
+            max_in_flight: ctx.max_in_flight.min(2),
             max_retry_delay: Duration::from_secs(config.retry_max_delay_secs.max(1)),
         };
         let service = Service {
