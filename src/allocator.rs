@@ -17,6 +17,35 @@ const WORD: usize = std::mem::size_of::<usize>();
 
 pub struct Allocator;
 
+// mimalloc's option call, which the -sys crate declares only with a feature that pulls in
+// one more crate.
+extern "C" {
+    #[cfg(test)]
+    fn mi_option_get(option: std::ffi::c_int) -> std::ffi::c_long;
+    fn mi_option_set(option: std::ffi::c_int, value: std::ffi::c_long);
+}
+
+/// `mi_option_purge_delay` in mimalloc 3's `mi_option_t`.
+const PURGE_DELAY: std::ffi::c_int = 15;
+
+/// How long freed memory stays with the process before mimalloc gives it back. mimalloc 3's
+/// own second keeps a second of a pipeline's traffic resident: documents flow through at
+/// hundreds of MB a second. At 100 ms the memory bench's million records peaked at 76
+/// against 90 MB and `replay`'s CPU time did not move beyond noise; at 10 ms the kernel's
+/// page faults doubled the system time (BENCHMARKS.md, fourteenth stop).
+const PURGE_DELAY_MS: std::ffi::c_long = 100;
+
+/// The process's memory settings, called first thing in `main`: small pages
+/// ([`small_pages`]) and a short purge delay ([`PURGE_DELAY_MS`]). Each is left to mimalloc
+/// when the operator set its variable (`MIMALLOC_ALLOW_THP`, `MIMALLOC_PURGE_DELAY`).
+pub fn configure() {
+    small_pages();
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        // SAFETY: sets one of mimalloc's options, which it reads atomically.
+        unsafe { mi_option_set(PURGE_DELAY, PURGE_DELAY_MS) }
+    }
+}
+
 /// A new block from `plain` when the word alignment every block has is enough, else from
 /// `aligned`, which takes the alignment.
 #[inline(always)]
@@ -67,7 +96,7 @@ unsafe impl GlobalAlloc for Allocator {
 /// it touches is then resident whole, and zeroed by the kernel in one go: on the memory
 /// bench's `{"Records":[…]}` file that was 30 MB more at the peak and twice the system
 /// time (BENCHMARKS.md, fourteenth stop). True when the process runs on small pages.
-pub fn small_pages() -> bool {
+fn small_pages() -> bool {
     #[cfg(target_os = "linux")]
     if std::env::var_os("MIMALLOC_ALLOW_THP").is_none() {
         // SAFETY: PR_SET_THP_DISABLE takes integers and touches no memory of ours.
@@ -79,6 +108,19 @@ pub fn small_pages() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_purge_delay_is_the_option_set() {
+        // SAFETY: reads one of mimalloc's options.
+        let before = unsafe { mi_option_get(PURGE_DELAY) };
+        // mimalloc 3's default identifies the option: no other is 1,000.
+        assert!(
+            before == 1_000 || before == PURGE_DELAY_MS,
+            "option {PURGE_DELAY} is {before}, not the purge delay"
+        );
+        configure();
+        assert_eq!(unsafe { mi_option_get(PURGE_DELAY) }, PURGE_DELAY_MS);
+    }
 
     #[cfg(target_os = "linux")]
     #[test]

@@ -10,7 +10,7 @@ pub mod admin;
 mod allocator;
 pub mod budget;
 #[cfg(not(fuzzing))]
-pub use allocator::small_pages;
+pub use allocator::configure as configure_memory;
 pub mod cleartext;
 pub mod config;
 pub mod dead_letter;

@@ -220,7 +220,7 @@ fn keys_audit(args: AuditArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn main() -> ExitCode {
-    auditbridge::small_pages();
+    auditbridge::configure_memory();
     let filter = tracing_subscriber::EnvFilter::try_from_env("AUDITBRIDGE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Colour only for a person at a terminal: a collector reading `run 2> file` gets plain text.

@@ -761,7 +761,7 @@ impl Default for PipelineConfig {
             format: OutputFormat::Both,
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
             max_in_flight_batches: 64,
-            max_in_flight_bytes: 64 << 20,
+            max_in_flight_bytes: 32 << 20,
             batch_size: 1000,
             shutdown_grace_secs: 30,
             sink_fault_timeout_secs: 60,

@@ -122,7 +122,7 @@ fn default_queue() -> u64 {
     100_000
 }
 fn default_queue_bytes() -> u64 {
-    64 << 20
+    32 << 20
 }
 /// librdkafka's default `message.max.bytes`.
 const MESSAGE_MAX_BYTES: u64 = 1_000_000;
@@ -312,7 +312,7 @@ properties = { "security.protocol" = "SASL_SSL", "sasl.username" = "svc", "sasl.
                 .client_config()
         };
         let default = client("").unwrap();
-        assert_eq!(default.get("queue.buffering.max.kbytes"), Some("65536"));
+        assert_eq!(default.get("queue.buffering.max.kbytes"), Some("32768"));
         assert_eq!(default.get("queue.buffering.max.messages"), Some("100000"));
         let odd = client("queue_max_bytes = 1000001").unwrap();
         assert_eq!(odd.get("queue.buffering.max.kbytes"), Some("977"));
