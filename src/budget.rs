@@ -84,25 +84,14 @@ fn weight(records: &[Record]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{Origin, Provider};
-    use crate::record::{Format, Output};
+    use crate::event::Origin;
 
     fn record(text_bytes: usize) -> Record {
-        Record {
-            id: "r".into(),
-            provider: Provider::Aws,
-            dataset: "aws.cloudtrail",
-            account: None,
-            time: chrono::Utc::now(),
-            techniques: Vec::new(),
-            rules: Vec::new(),
-            key_age_days: None,
-            origin: Arc::new(Origin::Inline { name: "t".into() }),
-            outputs: vec![Output {
-                format: Format::Ecs,
-                body: vec![b'x'; text_bytes].into(),
-            }],
-        }
+        Record::test(
+            "r",
+            Origin::Inline { name: "t".into() },
+            Some(vec![b'x'; text_bytes].into()),
+        )
     }
 
     #[test]

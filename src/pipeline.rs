@@ -773,21 +773,9 @@ impl Default for PipelineConfig {
 mod tests {
     use super::*;
     use crate::ack;
-    use crate::event::Provider;
 
     fn record(origin: &Origin) -> Record {
-        Record {
-            id: "r-1".into(),
-            provider: Provider::Aws,
-            dataset: "aws.cloudtrail",
-            account: None,
-            time: chrono::Utc::now(),
-            techniques: Vec::new(),
-            rules: Vec::new(),
-            key_age_days: None,
-            origin: Arc::new(origin.clone()),
-            outputs: Vec::new(),
-        }
+        Record::test("r-1", origin.clone(), None)
     }
 
     #[test]

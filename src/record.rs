@@ -77,3 +77,28 @@ impl Record {
         self.outputs.iter().filter(move |o| o.format == format)
     }
 }
+
+#[cfg(test)]
+impl Record {
+    /// A CloudTrail record from `origin` with one ECS document, `ecs`, for unit tests.
+    pub(crate) fn test(id: &str, origin: Origin, ecs: Option<Bytes>) -> Record {
+        Record {
+            id: id.into(),
+            provider: Provider::Aws,
+            dataset: "aws.cloudtrail",
+            account: None,
+            time: Utc::now(),
+            techniques: Vec::new(),
+            rules: Vec::new(),
+            key_age_days: None,
+            origin: Arc::new(origin),
+            outputs: ecs
+                .map(|body| Output {
+                    format: Format::Ecs,
+                    body,
+                })
+                .into_iter()
+                .collect(),
+        }
+    }
+}

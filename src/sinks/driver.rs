@@ -402,7 +402,7 @@ mod tests {
     use crate::ack::AckReceiver;
     use crate::admin::Health;
     use crate::dead_letter::DeadLetterSink;
-    use crate::event::{Origin, Provider};
+    use crate::event::Origin;
     use crate::supervisor::Supervisor;
 
     /// Documents are their record ids; `script` answers each request from its documents.
@@ -454,21 +454,11 @@ mod tests {
     }
 
     fn record(id: &str) -> Record {
-        Record {
-            id: id.into(),
-            provider: Provider::Aws,
-            dataset: "aws.cloudtrail",
-            account: None,
-            time: chrono::Utc::now(),
-            techniques: Vec::new(),
-            rules: Vec::new(),
-            key_age_days: None,
-            origin: Arc::new(Origin::Inline { name: id.into() }),
-            outputs: vec![Output {
-                format: Format::Ecs,
-                body: Bytes::copy_from_slice(id.as_bytes()),
-            }],
-        }
+        Record::test(
+            id,
+            Origin::Inline { name: id.into() },
+            Some(Bytes::copy_from_slice(id.as_bytes())),
+        )
     }
 
     struct Run {
