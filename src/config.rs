@@ -468,6 +468,17 @@ mod tests {
         assert_eq!(c.routing.digest, SpecialRoute::Skip);
         assert_eq!(c.routing.insight, InsightRoute::Normalize);
         assert_eq!(c.limits.max_decompressed_bytes, 1 << 30);
+        assert_eq!(c.pipeline.max_in_flight_bytes, 32 << 20);
+    }
+
+    #[test]
+    fn a_byte_budget_of_nothing_is_refused() {
+        let text = format!("[pipeline]\nmax_in_flight_bytes = 0\n{MINIMAL}");
+        let err = Config::parse(&text, "test").unwrap_err().to_string();
+        assert!(
+            err.contains("pipeline.max_in_flight_bytes") && err.contains("must be at least 1"),
+            "{err}"
+        );
     }
 
     #[test]
