@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 
 use auditbridge::metrics::Metrics;
 
-const RECORDS: usize = 40_000;
-const BUDGET: u64 = 4 << 20;
+const RECORDS: usize = 100_000;
+/// `pipeline.max_in_flight_bytes` at its default.
+const BUDGET: u64 = 32 << 20;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_sink_holds_the_pipeline_to_its_byte_budget_and_loses_nothing() {
@@ -36,10 +37,11 @@ async fn a_stalled_sink_holds_the_pipeline_to_its_byte_budget_and_loses_nothing(
         pipe.read_to_string(&mut text).unwrap();
         text
     });
-    // 500-record batches, 64 of them per channel: the batch counts alone would let all
-    // 40,000 records in.
+    // The defaults but for the worker count, which sets how many batches are being
+    // filled: 1,000-record batches, 64 of them per channel, so the batch counts alone
+    // would let all 100,000 records in.
     let config = format!(
-        "[pipeline]\nformat = \"both\"\nworkers = 2\nbatch_size = 500\nmax_in_flight_bytes = {BUDGET}\n\
+        "[pipeline]\nformat = \"both\"\nworkers = 2\n\
          [sources.in]\ntype = \"file\"\npaths = [\"{}/in.ndjson\"]\n\
          [sinks.out]\ntype = \"file\"\npath = \"{}\"\n",
         dir.path().display(),
@@ -69,11 +71,11 @@ async fn a_stalled_sink_holds_the_pipeline_to_its_byte_budget_and_loses_nothing(
         held > 0 && held <= BUDGET,
         "bytes in flight {held}, budget {BUDGET}"
     );
-    // What may be read while the sink is stalled: the budget's worth (about 700 records of
-    // ECS and OCSF), the sink's one blocked request and one being gathered, and each
-    // transform piece's batch being filled (2 workers × 2 pieces × 500).
+    // What may be read while the sink is stalled: the budget's worth (about 6,500 records
+    // of ECS and OCSF), the sink's one blocked request and one being gathered (4 MiB
+    // each), and each transform piece's batch being filled (2 workers × 2 pieces × 1,000).
     assert!(
-        last.0 < 10_000,
+        last.0 < 20_000,
         "{} of {RECORDS} records read while the sink took nothing",
         last.0
     );
