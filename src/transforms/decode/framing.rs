@@ -3,6 +3,9 @@
 //! and `{"Records":[…]}` / `{"records":[…]}` envelopes and JSON arrays are opened one level
 //! so every record is parsed on its own.
 
+use std::sync::LazyLock;
+
+use memchr::memmem;
 use serde::Deserialize;
 use serde_json::de::SliceRead;
 use serde_json::value::RawValue;
@@ -323,10 +326,15 @@ impl<'a> Scan<'a> {
     }
 }
 
+/// Whether `"Records"` or `"records"` is in `text`: one scan for their shared tail, with
+/// a searcher made once. Two searches, each making its searcher, were half the cost of
+/// framing a line.
 fn mentions_records(text: &str) -> bool {
+    static TAIL: LazyLock<memmem::Finder<'static>> =
+        LazyLock::new(|| memmem::Finder::new(b"ecords\""));
     let bytes = text.as_bytes();
-    memchr::memmem::find(bytes, b"\"Records\"").is_some()
-        || memchr::memmem::find(bytes, b"\"records\"").is_some()
+    TAIL.find_iter(bytes)
+        .any(|at| at >= 2 && bytes[at - 2] == b'"' && matches!(bytes[at - 1], b'R' | b'r'))
 }
 
 /// A top-level value: one frame, or the items of an array or envelope to come.
@@ -478,6 +486,22 @@ impl LineCounter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_quoted_records_key_in_either_case_is_mentioned() {
+        for (text, mentioned) in [
+            (r#"{"Records":[]}"#, true),
+            (r#"{"a":1,"records":[]}"#, true),
+            (r#"{"ecords":1}"#, false),
+            (r#"{"xRecords":1}"#, false),
+            (r#"{"RECORDS":1}"#, false),
+            (r#"{"a":"Records"}"#, true),
+            (r#"ecords""#, false),
+            (r#"{"eventName":"GetRecords"}"#, false),
+        ] {
+            assert_eq!(mentions_records(text), mentioned, "{text}");
+        }
+    }
 
     fn summary(input: &str) -> Vec<String> {
         frames(input.as_bytes())

@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use crate::transforms::decode::tree;
 
@@ -295,15 +295,6 @@ enum Scalar<'a> {
 }
 
 impl Scalar<'_> {
-    fn json(self) -> Value {
-        match self {
-            Scalar::Text(s) => json!(s),
-            Scalar::Constant(s) => json!(s),
-            Scalar::Int(n) => json!(n),
-            Scalar::Bool(b) => json!(b),
-        }
-    }
-
     fn tree(self) -> tree::Value<'static> {
         match self {
             Scalar::Text(s) => tree::Value::from(s.to_string()),
@@ -371,13 +362,6 @@ fn head(fields: &Fields) -> Head {
         }
     }
     h
-}
-
-fn json_map(fields: &Fields) -> Map<String, Value> {
-    fields
-        .iter()
-        .map(|&(k, v)| (k.to_string(), v.json()))
-        .collect()
 }
 
 fn tree_map(fields: &Fields) -> tree::Value<'static> {
@@ -483,15 +467,15 @@ impl Enricher for KeyAge {
             }
         }
         if let (Some(ocsf), Some((c, fields))) = (record.ocsf.as_mut(), &credential) {
-            // Placed, not through `json!`: that serializes a map it is given into a new one.
-            let mut enrichment = json!({
-                "name": "credential.age",
-                "type": "credential",
-                "provider": "auditbridge",
-            });
-            enrichment["value"] = Value::String(c.summary());
-            enrichment["data"] = Value::Object(json_map(fields));
-            ocsf.push("enrichments", enrichment);
+            // Placed as a head, keys in the order a map sorts them: a map made per record,
+            // written and dropped again cost more than the rest of the enrichment.
+            let mut enrichment = Head::with_capacity(5);
+            enrichment.put_object("data", head(fields));
+            enrichment.put_static("name", "credential.age");
+            enrichment.put_static("provider", "auditbridge");
+            enrichment.put_static("type", "credential");
+            enrichment.put("value", c.summary());
+            ocsf.push_object("enrichments", enrichment);
         }
         if let Some((_, fields)) = &credential {
             record.context.insert("key", tree_map(fields));

@@ -67,7 +67,7 @@ enum Node {
     Branch(Vec<(Key, Node)>),
     /// A list made by [`Document::push`] where there was nothing: over a document's
     /// [`Base`], it continues the list the base writes there.
-    Pushed(Vec<Value>),
+    Pushed(Vec<Node>),
     /// Written from the source record at serialization.
     Part(Part),
 }
@@ -214,10 +214,30 @@ impl Document {
 
     /// Append `item` to the array at `path` (made when missing).
     pub fn push(&mut self, path: &'static str, item: Value) {
+        self.push_node(path, Node::Value(item));
+    }
+
+    /// Append an object of `head`'s fields to the array at `path` (made when missing):
+    /// [`push`](Self::push) without a map made, written and dropped again.
+    pub fn push_object(&mut self, path: &'static str, head: Head) {
+        self.push_node(path, Node::Object(head.0));
+    }
+
+    fn push_node(&mut self, path: &'static str, item: Node) {
         let (level, last) = slot(&mut self.root, Cow::Borrowed(path));
         match level.iter_mut().rev().find(|(k, _)| same_key(k, &last)) {
-            Some((_, Node::Value(Value::Array(items)) | Node::Pushed(items))) => items.push(item),
-            Some((_, other)) => *other = Node::Value(Value::Array(vec![item])),
+            Some((_, Node::Pushed(items))) => items.push(item),
+            Some((_, node @ Node::Value(Value::Array(_)))) => {
+                let Node::Value(Value::Array(items)) =
+                    std::mem::replace(node, Node::Pushed(Vec::new()))
+                else {
+                    unreachable!("matched an array just above")
+                };
+                let mut items: Vec<Node> = items.into_iter().map(Node::Value).collect();
+                items.push(item);
+                *node = Node::Pushed(items);
+            }
+            Some((_, other)) => *other = Node::Pushed(vec![item]),
             None => level.push((last, Node::Pushed(vec![item]))),
         }
     }
@@ -271,7 +291,7 @@ impl Document {
                     let mut object = json::Object::open(out);
                     for (key, node) in &self.root {
                         if keys.iter().any(|k| same_key(k, key)) {
-                            write_node(node, source, object.key(key));
+                            write_node(node, source, key_of(&mut object, key));
                         }
                     }
                     object.close();
@@ -390,8 +410,8 @@ impl Head {
         match leaf {
             Leaf::Int(n) => self.put(key, n),
             Leaf::Str(text) => self.put(key, text),
-            Leaf::Text(text) => self.put(key, text),
             Leaf::Constant(text) => self.put_static(key, text),
+            Leaf::Joined(a, b) => self.put(key, format!("{a}: {b}")),
             Leaf::Constants(texts, extra) => self.put_statics(key, texts, extra),
             Leaf::Time(time) => self.put_time(key, time),
         }
@@ -458,23 +478,19 @@ impl Object {
         fn map(children: Vec<(Key, Node)>) -> Map<String, Value> {
             children
                 .into_iter()
-                .map(|(k, node)| {
-                    let value = match node {
-                        Node::Value(v) => v,
-                        Node::Static(text) => Value::from(text),
-                        Node::Statics(texts, extra) => {
-                            Value::from_iter(texts.iter().copied().chain(extra))
-                        }
-                        Node::Time(time) => {
-                            Value::from(time.to_rfc3339_opts(SecondsFormat::Millis, true))
-                        }
-                        Node::Object(inner) | Node::Branch(inner) => Value::Object(map(inner)),
-                        Node::Pushed(items) => Value::Array(items),
-                        Node::Part(_) => unreachable!("an Object has nothing spliced in"),
-                    };
-                    (k.into_owned(), value)
-                })
+                .map(|(k, node)| (k.into_owned(), value(node)))
                 .collect()
+        }
+        fn value(node: Node) -> Value {
+            match node {
+                Node::Value(v) => v,
+                Node::Static(text) => Value::from(text),
+                Node::Statics(texts, extra) => Value::from_iter(texts.iter().copied().chain(extra)),
+                Node::Time(time) => Value::from(time.to_rfc3339_opts(SecondsFormat::Millis, true)),
+                Node::Object(inner) | Node::Branch(inner) => Value::Object(map(inner)),
+                Node::Pushed(items) => Value::Array(items.into_iter().map(value).collect()),
+                Node::Part(_) => unreachable!("an Object has nothing spliced in"),
+            }
         }
         map(self.0.root)
     }
@@ -507,9 +523,18 @@ fn sorted(mut children: Vec<(Key, Node)>) -> Vec<(Key, Node)> {
 fn write_object(children: &[(Key, Node)], source: &SourceRecord, out: &mut Vec<u8>) {
     let mut object = json::Object::open(out);
     for (key, node) in children {
-        write_node(node, source, object.key(key));
+        write_node(node, source, key_of(&mut object, key));
     }
     object.close();
+}
+
+/// `key` written into `object`: a borrowed key is a path of this program's source, a name
+/// with nothing to escape; an owned one came from data.
+fn key_of<'o>(object: &'o mut json::Object<'_>, key: &Key) -> &'o mut Vec<u8> {
+    match key {
+        Cow::Borrowed(name) => object.name(name),
+        Cow::Owned(text) => object.key(text),
+    }
 }
 
 #[inline(always)]
@@ -526,7 +551,13 @@ fn write_node(node: &Node, source: &SourceRecord, out: &mut Vec<u8>) {
         }
         Node::Time(time) => json::time(out, *time),
         Node::Object(inner) | Node::Branch(inner) => write_object(inner, source, out),
-        Node::Pushed(items) => json::array(out, items),
+        Node::Pushed(items) => {
+            let mut list = json::Array::open(out);
+            for item in items {
+                write_node(item, source, list.item());
+            }
+            list.close();
+        }
         Node::Part(part) => part.write(source, out),
     }
 }
@@ -552,8 +583,10 @@ pub enum Base {
 pub enum Leaf<'a> {
     Int(i64),
     Str(&'a str),
-    Text(String),
     Constant(&'static str),
+    /// Two constant texts joined by `": "` (OCSF's `type_name`), written without making
+    /// the text first.
+    Joined(&'static str, &'static str),
     /// Constant texts, then one more when there is one; none when that is empty.
     Constants(&'static [&'static str], Option<&'static str>),
     Time(DateTime<Utc>),
@@ -615,62 +648,62 @@ impl<'w, 'r> Fields<'w, 'r> {
 
     /// Where the object's own value of `key` goes; none when the overlay's replaces it,
     /// which is then written.
-    fn own(&mut self, key: &str) -> Option<&mut Vec<u8>> {
+    fn own(&mut self, key: &'static str) -> Option<&mut Vec<u8>> {
         if self.skips(key) {
             return None;
         }
         match self.over(key) {
             Some(node) => {
-                write_node(node, self.source, self.object.key(key));
+                write_node(node, self.source, self.object.name(key));
                 None
             }
-            None => Some(self.object.key(key)),
+            None => Some(self.object.name(key)),
         }
     }
 
-    pub fn str(&mut self, key: &str, value: &str) {
+    pub fn str(&mut self, key: &'static str, value: &str) {
         if let Some(out) = self.own(key) {
             json::string(out, value);
         }
     }
 
-    pub fn int(&mut self, key: &str, n: i64) {
+    pub fn int(&mut self, key: &'static str, n: i64) {
         if let Some(out) = self.own(key) {
             json::int(out, n);
         }
     }
 
-    pub fn bool(&mut self, key: &str, value: bool) {
+    pub fn bool(&mut self, key: &'static str, value: bool) {
         if let Some(out) = self.own(key) {
             out.extend_from_slice(if value { b"true" } else { b"false" });
         }
     }
 
-    pub fn value(&mut self, key: &str, value: &Value) {
+    pub fn value(&mut self, key: &'static str, value: &Value) {
         if let Some(out) = self.own(key) {
             json::value(out, value);
         }
     }
 
-    pub fn leaf(&mut self, key: &str, leaf: Leaf) {
+    pub fn leaf(&mut self, key: &'static str, leaf: Leaf) {
         match leaf {
             Leaf::Int(n) => self.int(key, n),
             Leaf::Str(text) => self.str(key, text),
-            Leaf::Text(text) => self.str(key, &text),
             Leaf::Constant(text) => self.constant(key, text),
+            Leaf::Joined(a, b) => self.joined(key, a, b),
             Leaf::Constants(texts, extra) => self.constants(key, texts, extra),
             Leaf::Time(time) => self.time(key, time),
         }
     }
 
-    pub fn str_opt(&mut self, key: &str, value: Option<&str>) {
+    pub fn str_opt(&mut self, key: &'static str, value: Option<&str>) {
         if let Some(value) = value {
             self.str(key, value);
         }
     }
 
     /// An object of the `texts` there are, at their keys; none when there is none.
-    pub fn strs_object(&mut self, key: &str, texts: &[(&str, Option<&str>)]) {
+    pub fn strs_object(&mut self, key: &'static str, texts: &[(&'static str, Option<&str>)]) {
         if texts.iter().any(|(_, text)| text.is_some()) {
             self.object(key, |object| {
                 for (key, text) in texts {
@@ -680,20 +713,27 @@ impl<'w, 'r> Fields<'w, 'r> {
         }
     }
 
-    pub fn constant(&mut self, key: &str, value: &'static str) {
+    pub fn constant(&mut self, key: &'static str, value: &'static str) {
         if let Some(out) = self.own(key) {
             json::short_string(out, value);
         }
     }
 
-    pub fn time(&mut self, key: &str, time: DateTime<Utc>) {
+    /// `a`, `": "` and `b` as one text.
+    pub fn joined(&mut self, key: &'static str, a: &'static str, b: &'static str) {
+        if let Some(out) = self.own(key) {
+            json::joined(out, a, b);
+        }
+    }
+
+    pub fn time(&mut self, key: &'static str, time: DateTime<Utc>) {
         if let Some(out) = self.own(key) {
             json::time(out, time);
         }
     }
 
     /// The record's top-level string `name` at `key`, when it is a non-empty string.
-    pub fn record_str(&mut self, key: &str, fields: &tree::Map<'_>, name: &'static str) {
+    pub fn record_str(&mut self, key: &'static str, fields: &tree::Map<'_>, name: &'static str) {
         if str_of(fields, name).is_some() {
             self.part(key, Part::Field(name));
         }
@@ -701,7 +741,12 @@ impl<'w, 'r> Fields<'w, 'r> {
 
     /// `record_str`, or `""` when the record has no such string: for the fields a schema
     /// requires.
-    pub fn record_str_or_empty(&mut self, key: &str, fields: &tree::Map<'_>, name: &'static str) {
+    pub fn record_str_or_empty(
+        &mut self,
+        key: &'static str,
+        fields: &tree::Map<'_>,
+        name: &'static str,
+    ) {
         if str_of(fields, name).is_some() {
             self.part(key, Part::Field(name));
         } else {
@@ -709,7 +754,7 @@ impl<'w, 'r> Fields<'w, 'r> {
         }
     }
 
-    pub fn part(&mut self, key: &str, part: Part) {
+    pub fn part(&mut self, key: &'static str, part: Part) {
         let source = self.source;
         if let Some(out) = self.own(key) {
             part.write(source, out);
@@ -720,7 +765,7 @@ impl<'w, 'r> Fields<'w, 'r> {
     /// empty.
     pub fn constants(
         &mut self,
-        key: &str,
+        key: &'static str,
         texts: &'static [&'static str],
         extra: Option<&'static str>,
     ) {
@@ -734,7 +779,7 @@ impl<'w, 'r> Fields<'w, 'r> {
     }
 
     /// A list of `texts`.
-    pub fn strs(&mut self, key: &str, texts: &[&str]) {
+    pub fn strs(&mut self, key: &'static str, texts: &[&str]) {
         self.list(key, |list| {
             for text in texts {
                 json::string(list.item(), text);
@@ -743,44 +788,56 @@ impl<'w, 'r> Fields<'w, 'r> {
     }
 
     /// A list of one object, of the fields `fields` writes.
-    pub fn list_of_object(&mut self, key: &str, fields: impl FnOnce(&mut Fields<'_, 'r>)) {
+    pub fn list_of_object(&mut self, key: &'static str, fields: impl FnOnce(&mut Fields<'_, 'r>)) {
+        self.list_of_objects(key, [fields], |object, fields| fields(object));
+    }
+
+    /// A list of an object per item, of the fields `fields` writes for it.
+    pub fn list_of_objects<T>(
+        &mut self,
+        key: &'static str,
+        items: impl IntoIterator<Item = T>,
+        fields: impl Fn(&mut Fields<'_, 'r>, T),
+    ) {
         let source = self.source;
         self.list(key, |list| {
-            let mut object = Fields::open(list.item(), &[], source);
-            fields(&mut object);
-            object.close();
+            for item in items {
+                let mut object = Fields::open(list.item(), &[], source);
+                fields(&mut object, item);
+                object.close();
+            }
         });
     }
 
-    fn list(&mut self, key: &str, items: impl FnOnce(&mut json::Array)) {
+    fn list(&mut self, key: &'static str, items: impl FnOnce(&mut json::Array)) {
         if self.skips(key) {
             return;
         }
         let pushed = match self.over(key) {
             None => None,
             Some(Node::Pushed(pushed)) => Some(pushed),
-            Some(node) => return write_node(node, self.source, self.object.key(key)),
+            Some(node) => return write_node(node, self.source, self.object.name(key)),
         };
-        let mut list = json::Array::open(self.object.key(key));
+        let mut list = json::Array::open(self.object.name(key));
         items(&mut list);
         for item in pushed.into_iter().flatten() {
-            json::value(list.item(), item);
+            write_node(item, self.source, list.item());
         }
         list.close();
     }
 
     /// An object at `key` of the fields `fields` writes.
-    pub fn object(&mut self, key: &str, fields: impl FnOnce(&mut Fields<'_, 'r>)) {
+    pub fn object(&mut self, key: &'static str, fields: impl FnOnce(&mut Fields<'_, 'r>)) {
         if self.skips(key) {
             return;
         }
         let overlay: &[(Key, Node)] = match self.over(key) {
             None => &[],
             Some(Node::Branch(overlay)) => overlay,
-            Some(node) => return write_node(node, self.source, self.object.key(key)),
+            Some(node) => return write_node(node, self.source, self.object.name(key)),
         };
         let source = self.source;
-        let mut object = Fields::open(self.object.key(key), overlay, source);
+        let mut object = Fields::open(self.object.name(key), overlay, source);
         fields(&mut object);
         object.close();
     }
@@ -789,7 +846,7 @@ impl<'w, 'r> Fields<'w, 'r> {
     fn close(mut self) {
         for (at, (key, node)) in self.overlay.iter().enumerate() {
             if !self.used.get(at) && !self.skips(key) {
-                write_node(node, self.source, self.object.key(key));
+                write_node(node, self.source, key_of(&mut self.object, key));
             }
         }
         self.object.close();

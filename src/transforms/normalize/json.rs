@@ -46,6 +46,18 @@ pub fn time(out: &mut Vec<u8>, t: DateTime<Utc>) {
     out.extend_from_slice(&text);
 }
 
+/// `a`, `": "` and `b` as one quoted string; both are constants of this program's source,
+/// with nothing to escape.
+pub fn joined(out: &mut Vec<u8>, a: &'static str, b: &'static str) {
+    debug_assert!(is_plain(a) && is_plain(b));
+    out.reserve(a.len() + b.len() + 4);
+    out.push(b'"');
+    out.extend_from_slice(a.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(b.as_bytes());
+    out.push(b'"');
+}
+
 /// [`string`] for a text that is short and nearly always plain: a key, a constant
 /// (`event`, `source_ip_address`, `iam`). Setting up the vector escaper cost more than
 /// writing such a text.
@@ -63,6 +75,11 @@ fn short_key(out: &mut Vec<u8>, key: &str) {
     }
 }
 
+/// Whether a key needs no escaping: what [`Object::name`] takes on trust.
+pub fn is_plain(key: &str) -> bool {
+    key.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\')
+}
+
 /// `"`, `text` and `end`, when `text` is at most 16 bytes with nothing to escape; false,
 /// and nothing written, otherwise. A check of a word or two shows the text is plain, and
 /// the same words are stored straight into `out`'s spare room (overlapping when the text
@@ -70,6 +87,13 @@ fn short_key(out: &mut Vec<u8>, key: &str) {
 /// to copy from, which with the key's colon pushed apart cost 1 % more of `replay`'s
 /// instructions (callgrind, BENCHMARKS.md).
 fn plain_short<const E: usize>(out: &mut Vec<u8>, text: &[u8], end: &[u8; E]) -> bool {
+    short::<E, true>(out, text, end)
+}
+
+/// [`plain_short`], checking the text only when `CHECK`: a text known to be plain is
+/// placed with the same fixed-size stores and no test.
+#[inline(always)]
+fn short<const E: usize, const CHECK: bool>(out: &mut Vec<u8>, text: &[u8], end: &[u8; E]) -> bool {
     let n = text.len();
     if n > 16 {
         return false;
@@ -81,7 +105,9 @@ fn plain_short<const E: usize>(out: &mut Vec<u8>, text: &[u8], end: &[u8; E]) ->
         // the first.
         8..=16 => {
             let (head, tail) = (piece::<8>(text, 0), piece::<8>(text, n - 8));
-            if !(plain_word(u64::from_le_bytes(head)) && plain_word(u64::from_le_bytes(tail))) {
+            if CHECK
+                && !(plain_word(u64::from_le_bytes(head)) && plain_word(u64::from_le_bytes(tail)))
+            {
                 return false;
             }
             put(room, 1, head);
@@ -91,7 +117,7 @@ fn plain_short<const E: usize>(out: &mut Vec<u8>, text: &[u8], end: &[u8; E]) ->
             let (head, tail) = (piece::<4>(text, 0), piece::<4>(text, n - 4));
             let both =
                 u64::from(u32::from_le_bytes(head)) | u64::from(u32::from_le_bytes(tail)) << 32;
-            if !plain_word(both) {
+            if CHECK && !plain_word(both) {
                 return false;
             }
             put(room, 1, head);
@@ -99,9 +125,10 @@ fn plain_short<const E: usize>(out: &mut Vec<u8>, text: &[u8], end: &[u8; E]) ->
         }
         1..=3 => {
             let (first, middle, last) = (text[0], text[n / 2], text[n - 1]);
-            if ![first, middle, last]
-                .iter()
-                .all(|&b| b >= 0x20 && b != b'"' && b != b'\\')
+            if CHECK
+                && ![first, middle, last]
+                    .iter()
+                    .all(|&b| b >= 0x20 && b != b'"' && b != b'\\')
             {
                 return false;
             }
@@ -271,6 +298,22 @@ impl<'o> Object<'o> {
     pub fn key(&mut self, key: &str) -> &mut Vec<u8> {
         let out = self.0.next();
         short_key(out, key);
+        out
+    }
+
+    /// [`key`](Self::key) for a key written in this program's source, a name with nothing
+    /// to escape, so its bytes are not checked: checking cost a third of writing a key,
+    /// and documents write about seventy of them each (callgrind, BENCHMARKS.md).
+    #[inline]
+    pub fn name(&mut self, key: &'static str) -> &mut Vec<u8> {
+        debug_assert!(is_plain(key), "the key {key:?} needs escaping");
+        let out = self.0.next();
+        if !short::<2, false>(out, key.as_bytes(), b"\":") {
+            out.reserve(key.len() + 3);
+            out.push(b'"');
+            out.extend_from_slice(key.as_bytes());
+            out.extend_from_slice(b"\":");
+        }
         out
     }
 

@@ -68,7 +68,7 @@ fn shared_fields(
         ("type_uid", Leaf::Int(class.type_uid().into())),
         (
             "type_name",
-            Leaf::Text(format!("{}: {}", class.class_name(), class.activity_name())),
+            Leaf::Joined(class.class_name(), class.activity_name()),
         ),
         ("severity_id", Leaf::Int(1)),
         ("severity", Leaf::Constant("Informational")),
@@ -202,13 +202,7 @@ pub fn write_cloudtrail(
     // Authentication has no `resources`: an assumed role's ARN stays in `unmapped`.
     let homeless_resources = match class {
         OcsfClass::Authentication(_) => true,
-        _ => {
-            let (resources, lossless) = cloudtrail_resources(r);
-            if !resources.is_empty() {
-                doc.value("resources", &Value::Array(resources));
-            }
-            !lossless
-        }
+        _ => !write_cloudtrail_resources(doc, r),
     };
     match class {
         OcsfClass::AccountChange(_) => {
@@ -516,25 +510,30 @@ fn target_user(r: &CloudTrailRecord) -> Option<Object> {
     Some(u)
 }
 
-/// Resources with an ARN (OCSF needs a uid or name), and whether every resource had one.
-fn cloudtrail_resources(r: &CloudTrailRecord) -> (Vec<Value>, bool) {
+/// `resources`: those with an ARN (OCSF needs a uid or name), each with its keys in the
+/// order of a map's, as an [`Object`] would write them; whether every resource had one.
+fn write_cloudtrail_resources(doc: &mut Fields, r: &CloudTrailRecord) -> bool {
     let Some(list) = r.fields().get("resources").and_then(tree::Value::as_array) else {
-        return (Vec::new(), true);
+        return true;
     };
-    let out: Vec<Value> = list
-        .iter()
-        .filter_map(tree::Value::as_object)
-        .filter_map(|res| {
-            let uid = str_of(res, "ARN").or_else(|| str_of(res, "arn"))?;
-            let mut d = Object::new();
-            d.put("uid", uid);
-            d.put_opt("type", str_of(res, "type"));
-            d.put_opt("owner.account.uid", str_of(res, "accountId"));
-            Some(Value::Object(d.into_map()))
-        })
-        .collect();
-    let lossless = out.len() == list.len();
-    (out, lossless)
+    let named = || {
+        list.iter()
+            .filter_map(tree::Value::as_object)
+            .filter_map(|res| Some((res, str_of(res, "ARN").or_else(|| str_of(res, "arn"))?)))
+    };
+    let count = named().count();
+    if count > 0 {
+        doc.list_of_objects("resources", named(), |resource, (res, uid)| {
+            if let Some(account) = str_of(res, "accountId") {
+                resource.object("owner", |owner| {
+                    owner.object("account", |a| a.str("uid", account));
+                });
+            }
+            resource.str_opt("type", str_of(res, "type"));
+            resource.str("uid", uid);
+        });
+    }
+    count == list.len()
 }
 
 /// Build the OCSF record for an Entra record.

@@ -138,14 +138,14 @@ fn write_ecs_cloudtrail_alone(r: &CloudTrailRecord, out: &mut Vec<u8>) -> bool {
         let alone = r.fields().iter().enumerate().all(|(at, (key, value))| {
             if let Some(name) = flattened(key) {
                 if let Some(text) = java_text(value) {
-                    json::string(object.key(name), &text);
+                    json::string(object.name(name), &text);
                     nested |= 1 << at;
                 }
             } else if key == "insightDetails" {
                 nested |= 1 << at;
             } else if key == "userIdentity" {
                 if let Value::Object(identity) = value {
-                    return write_user_identity_alone(identity, object.key("user_identity"));
+                    return write_user_identity_alone(identity, object.name("user_identity"));
                 }
             } else {
                 match snake_key_alone(key) {
@@ -160,15 +160,15 @@ fn write_ecs_cloudtrail_alone(r: &CloudTrailRecord, out: &mut Vec<u8>) -> bool {
         if alone {
             if r.event_name() == "ConsoleLogin" {
                 if let Some(login) = console_login(r) {
-                    login.write(object.key("console_login"));
+                    login.write(object.name("console_login"));
                 }
             }
             if nested != 0 {
-                let mut flattened_fields = json::Object::open(object.key("flattened"));
+                let mut flattened_fields = json::Object::open(object.name("flattened"));
                 for (at, (key, value)) in r.fields().iter().enumerate() {
                     if nested & 1 << at != 0 {
                         let name = flattened(key).unwrap_or("insight_details");
-                        json::record_value(flattened_fields.key(name), value);
+                        json::record_value(flattened_fields.name(name), value);
                     }
                 }
                 flattened_fields.close();
