@@ -11,6 +11,7 @@ use std::io::{BufRead, Read};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use bytes::Bytes;
 use chrono::Utc;
 
 use crate::dead_letter::{DeadLetter, Whole};
@@ -22,6 +23,7 @@ use decode::framing::{self, Frame};
 use decode::{AzureLog, DecodeError, Decoded, SourceRecord, Special};
 use enrich::Enrichment;
 use flate2::read::MultiGzDecoder;
+use normalize::document::Document;
 use normalize::{Normalized, OutputFormat};
 use settings::{InsightRoute, Limits, SpecialRoute};
 
@@ -344,13 +346,29 @@ impl Transformer {
         let shared: &Progress = progress;
         let limit = self.limits.max_invalid_records_per_input;
         let work = |(start, chunk): (usize, Vec<Frame<'_>>), unit: &mut Unit<&mut E>| {
-            for (seq, frame) in (start..).zip(chunk) {
-                if shared.cut_before(seq) {
+            let mut frames = (start..).zip(chunk);
+            let mut group = Vec::with_capacity(GROUP);
+            let mut pending = Vec::with_capacity(GROUP);
+            loop {
+                group.extend(
+                    frames
+                        .by_ref()
+                        .take(GROUP)
+                        .take_while(|(seq, _)| !shared.cut_before(*seq))
+                        .map(|(seq, frame)| (seq, self.decode(frame, unit.now))),
+                );
+                if group.is_empty() {
                     break;
                 }
-                let before = unit.dead.len();
-                self.frame(frame, unit);
-                shared.count_invalid(unit.dead.len() - before, seq, limit);
+                for (seq, decoded) in group.drain(..) {
+                    if shared.cut_before(seq) {
+                        break;
+                    }
+                    let before = unit.dead.len();
+                    self.finish_frame(decoded, unit, &mut pending);
+                    shared.count_invalid(unit.dead.len() - before, seq, limit);
+                }
+                emit_group(&mut pending, unit);
             }
             if unit.dead.len() >= DEAD_LETTER_FLUSH {
                 dead(std::mem::take(&mut unit.dead));
@@ -422,9 +440,60 @@ impl Transformer {
         progress.over = chunks.over;
     }
 
-    fn frame(&self, frame: Frame<'_>, unit: &mut Unit<impl FnMut(Record)>) {
+    fn frame<'a>(
+        &self,
+        frame: Frame<'a>,
+        unit: &mut Unit<impl FnMut(Record)>,
+        pending: &mut Vec<Pending<'a>>,
+    ) {
+        let decoded = self.decode(frame, unit.now);
+        self.finish_frame(decoded, unit, pending);
+    }
+
+    /// The first stage of a frame: its record decoded. A group of frames goes through
+    /// each stage before the next (decoding; normalizing and enriching; writing each
+    /// format), so the code of one stage stays in the instruction cache across the group:
+    /// taken one frame at a time, parsing, normalizing and writing a record took more code
+    /// than the cache holds (cachegrind, BENCHMARKS.md).
+    fn decode<'a>(&self, frame: Frame<'a>, now: chrono::DateTime<Utc>) -> Staged<'a> {
         match frame {
             Frame::Invalid {
+                bytes,
+                position,
+                reason,
+            } => Staged::Invalid {
+                bytes,
+                position,
+                reason,
+            },
+            Frame::Record { raw, position } => Staged::Decoded {
+                decoded: decode::decode(raw.get(), self.limits.max_record_bytes, now),
+                text: raw.get(),
+                position,
+            },
+            Frame::Line { text, position } => {
+                match decode::decode(text, self.limits.max_record_bytes, now) {
+                    Err(DecodeError::Json(_)) => Staged::Rescan { text, position },
+                    decoded => Staged::Decoded {
+                        decoded,
+                        text,
+                        position,
+                    },
+                }
+            }
+        }
+    }
+
+    /// The second stage of a frame, after [`decode`](Self::decode): its record normalized
+    /// and enriched into `pending`, for [`emit_group`] to write; or dead-lettered.
+    fn finish_frame<'a>(
+        &self,
+        staged: Staged<'a>,
+        unit: &mut Unit<impl FnMut(Record)>,
+        pending: &mut Vec<Pending<'a>>,
+    ) {
+        match staged {
+            Staged::Invalid {
                 bytes,
                 position,
                 reason,
@@ -436,31 +505,28 @@ impl Transformer {
                 Some(position),
                 bytes,
             ),
-            Frame::Record { raw, position } => {
-                let decoded = decode::decode(raw.get(), self.limits.max_record_bytes, unit.now);
-                self.decoded(decoded, raw.get(), position, unit)
-            }
-            Frame::Line { text, position } => {
-                match decode::decode(text, self.limits.max_record_bytes, unit.now) {
-                    // Not one object after all (two on a line, a syntax error): the
-                    // scanner says exactly what is there.
-                    Err(DecodeError::Json(_)) => {
-                        for frame in framing::frames_scanned(text.as_bytes()) {
-                            self.frame(frame.shifted(position), unit);
-                        }
-                    }
-                    decoded => self.decoded(decoded, text, position, unit),
+            Staged::Decoded {
+                decoded,
+                text,
+                position,
+            } => self.decoded(decoded, text, position, unit, pending),
+            // Not one object after all (two on a line, a syntax error): the scanner says
+            // exactly what is there.
+            Staged::Rescan { text, position } => {
+                for frame in framing::frames_scanned(text.as_bytes()) {
+                    self.frame(frame.shifted(position), unit, pending);
                 }
             }
         }
     }
 
-    fn decoded(
+    fn decoded<'a>(
         &self,
-        decoded: Result<Decoded, DecodeError>,
-        text: &str,
+        decoded: Result<Decoded<'a>, DecodeError>,
+        text: &'a str,
         position: Position,
         unit: &mut Unit<impl FnMut(Record)>,
+        pending: &mut Vec<Pending<'a>>,
     ) {
         match decoded {
             Ok(Decoded::Record(SourceRecord::CloudTrail(r)))
@@ -480,8 +546,7 @@ impl Transformer {
                 )
             }
             Ok(Decoded::Record(source)) => {
-                let record = self.finish(source, text, unit.now, &unit.origin);
-                (unit.emit)(record)
+                pending.push(self.normalized(source, text, unit.now, &unit.origin));
             }
             Ok(Decoded::Special(special)) => self.special(
                 &mut unit.dead,
@@ -502,13 +567,13 @@ impl Transformer {
         }
     }
 
-    fn finish(
+    fn normalized<'a>(
         &self,
-        source: SourceRecord,
+        source: SourceRecord<'a>,
         raw: &str,
         now: chrono::DateTime<Utc>,
         origin: &Arc<Origin>,
-    ) -> Record {
+    ) -> Pending<'a> {
         Metrics::add(&self.metrics.records_decoded, 1);
         if let Origin::EventHubs { hub, partition, .. } = origin.as_ref() {
             self.metrics.count_labeled(
@@ -528,7 +593,7 @@ impl Transformer {
         let raw_body = self.raw.then(|| raw::body(&source, raw));
         let mut normalized = normalize::normalize(source, self.format, || fallback_id(raw), now);
         self.enrichment.apply(&mut normalized);
-        serialize(normalized, raw_body, Arc::clone(origin))
+        (normalized, raw_body)
     }
 
     fn special(
@@ -764,6 +829,46 @@ impl<'a> Iterator for Chunks<'a> {
 
 /// One input unit (or a piece of one) on its way through: where it came from, and where its records and dead
 /// letters go.
+/// A frame after its first stage ([`Transformer::decode`]).
+enum Staged<'a> {
+    Invalid {
+        bytes: &'a [u8],
+        position: Position,
+        reason: String,
+    },
+    Decoded {
+        decoded: Result<Decoded<'a>, DecodeError>,
+        text: &'a str,
+        position: Position,
+    },
+    /// A line that did not parse as one value, to be scanned for what it holds.
+    Rescan { text: &'a str, position: Position },
+}
+
+/// A record normalized and enriched, with its raw document when one is asked for, waiting
+/// for its group to be written ([`emit_group`]).
+type Pending<'a> = (Normalized<'a>, Option<Vec<u8>>);
+
+/// The group's records written and emitted in order, one format at a time across the
+/// group: the ECS writer's code, then the OCSF writer's, each stays in the instruction
+/// cache for the whole group (see [`Transformer::decode`]).
+fn emit_group(pending: &mut Vec<Pending<'_>>, unit: &mut Unit<impl FnMut(Record)>) {
+    let write = |doc: for<'n> fn(&'n Normalized<'_>) -> Option<&'n Document>| {
+        pending
+            .iter()
+            .map(|(n, _)| doc(n).map(|d| d.to_bytes(&n.source)))
+            .collect::<Vec<_>>()
+    };
+    let ecs = write(|n| n.ecs.as_ref());
+    let ocsf = write(|n| n.ocsf.as_ref());
+    for (((n, raw), ecs), ocsf) in pending.drain(..).zip(ecs).zip(ocsf) {
+        (unit.emit)(serialize(n, raw, ecs, ocsf, Arc::clone(&unit.origin)));
+    }
+}
+
+/// Frames taken through each stage together (see [`Transformer::decode`]).
+const GROUP: usize = 16;
+
 struct Unit<E> {
     origin: Arc<Origin>,
     now: chrono::DateTime<Utc>,
@@ -781,7 +886,14 @@ fn fallback_id(raw: &str) -> String {
     format!("auditbridge-{hash:016x}")
 }
 
-fn serialize(n: Normalized, raw: Option<Vec<u8>>, origin: Arc<Origin>) -> Record {
+/// The record of `n`, whose ECS and OCSF documents were written already.
+fn serialize(
+    n: Normalized,
+    raw: Option<Vec<u8>>,
+    ecs: Option<Bytes>,
+    ocsf: Option<Bytes>,
+    origin: Arc<Origin>,
+) -> Record {
     let mut outputs = Vec::with_capacity(3 + n.findings.len());
     if let Some(body) = raw {
         outputs.push(Output {
@@ -789,16 +901,16 @@ fn serialize(n: Normalized, raw: Option<Vec<u8>>, origin: Arc<Origin>) -> Record
             body: body.into(),
         });
     }
-    if let Some(ecs) = &n.ecs {
+    if let Some(body) = ecs {
         outputs.push(Output {
             format: Format::Ecs,
-            body: ecs.to_bytes(&n.source),
+            body,
         });
     }
-    if let Some(ocsf) = &n.ocsf {
+    if let Some(body) = ocsf {
         outputs.push(Output {
             format: Format::Ocsf,
-            body: ocsf.to_bytes(&n.source),
+            body,
         });
     }
     for finding in &n.findings {
