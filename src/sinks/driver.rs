@@ -53,6 +53,9 @@ pub enum Fate {
     Resend,
     /// Not delivered this time: sent again after a backoff.
     Again(Trouble),
+    /// Not known to be delivered, and no longer held to be sent again (the destination's
+    /// client went away with it): released unacknowledged, so its input comes back.
+    Released,
 }
 
 /// How one request ended. Documents come back, in the order they were given, wherever
@@ -297,6 +300,7 @@ async fn request<S: Service>(
             Outcome::Each(fates) => {
                 let mut done = Vec::new();
                 let mut refused = Vec::new();
+                let mut released = Vec::new();
                 let (mut resend, mut resend_metas) = (Vec::new(), Vec::new());
                 let (mut again, mut again_metas) = (Vec::new(), Vec::new());
                 let mut trouble: Option<Trouble> = None;
@@ -304,6 +308,7 @@ async fn request<S: Service>(
                     match fate {
                         Fate::Delivered => done.push(meta),
                         Fate::Rejected(reason) => refused.push((doc, meta, reason)),
+                        Fate::Released => released.push(meta),
                         Fate::Resend => {
                             resend.push(doc);
                             resend_metas.push(meta);
@@ -319,6 +324,7 @@ async fn request<S: Service>(
                     }
                 }
                 delivered(&shared, done);
+                settle(released, BatchStatus::Failed);
                 dead_letter(&shared, refused).await;
                 if trouble.is_none() {
                     retrier.succeeded();
@@ -653,6 +659,36 @@ mod tests {
         assert_eq!(run.metrics.labeled("sink_records_delivered", "fake"), 3);
         assert_eq!(run.metrics.labeled("sink_records_rejected", "fake"), 1);
         assert_eq!(run.metrics.labeled("sink_retries", "fake"), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_released_document_is_failed_upstream_and_not_sent_again() {
+        let run = start(
+            fake(|docs| {
+                Outcome::Each(
+                    docs.iter()
+                        .map(|d| match d.as_slice() {
+                            b"b" => (Vec::new(), Fate::Released),
+                            _ => (Vec::new(), Fate::Delivered),
+                        })
+                        .collect(),
+                )
+            }),
+            settings(100, 1000, 0),
+            &[&["a"], &["b"], &["c"]],
+        )
+        .await;
+        let (statuses, run) = run.finish().await;
+        assert_eq!(
+            statuses,
+            [
+                BatchStatus::Delivered,
+                BatchStatus::Failed,
+                BatchStatus::Delivered
+            ]
+        );
+        assert_eq!(run.calls().concat(), ["a", "b", "c"]);
+        assert_eq!(run.metrics.labeled("sink_records_delivered", "fake"), 2);
     }
 
     #[tokio::test(start_paused = true)]

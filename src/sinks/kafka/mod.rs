@@ -25,6 +25,7 @@ use bytes::Bytes;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
+use rdkafka::Message as _;
 
 use super::driver::{self, Called, Doc, Fate, Outcome, Settings};
 use super::retry::Trouble;
@@ -81,7 +82,7 @@ fn fate_of(err: &KafkaError, topic: &str) -> Fate {
 }
 
 /// One message, routed once however often it is sent. The payload is the record's own
-/// document, shared: librdkafka makes the one copy it needs.
+/// document, shared, until librdkafka has taken its copy (see [`Service::call`]).
 pub struct Message {
     topic: String,
     key: Option<String>,
@@ -155,21 +156,33 @@ impl driver::Service for Service {
         if let Err(trouble) = self.check_topics(&docs).await {
             return Called::Done(Outcome::Again(docs, trouble));
         }
+        let mut docs = docs;
         let mut sent = Vec::with_capacity(docs.len());
-        for doc in &docs {
-            sent.push(self.enqueue(doc).await);
+        for doc in &mut docs {
+            let queued = self.enqueue(doc).await;
+            if queued.is_ok() {
+                // librdkafka holds its own copy until the delivery report, which hands it
+                // back when delivery failed. Keeping ours too held every queued message
+                // twice, and with it the text blocks its document shares with others.
+                doc.payload = Bytes::new();
+            }
+            sent.push(queued);
         }
         Called::Confirming(Box::pin(async move {
             let mut fates = Vec::with_capacity(docs.len());
             let mut all = true;
-            for (doc, sent) in docs.into_iter().zip(sent) {
+            for (mut doc, sent) in docs.into_iter().zip(sent) {
                 let fate = match sent {
                     Ok(future) => match future.await {
                         Ok(Ok(_)) => Fate::Delivered,
-                        Ok(Err((err, _))) => fate_of(&err, &doc.topic),
-                        Err(_) => Fate::Again(Trouble::Retry(
-                            "the Kafka producer went away before reporting delivery".into(),
-                        )),
+                        Ok(Err((err, message))) => {
+                            doc.payload =
+                                Bytes::copy_from_slice(message.payload().unwrap_or_default());
+                            fate_of(&err, &doc.topic)
+                        }
+                        // The producer went away with the message: nothing is left to send
+                        // again, so its input must come back.
+                        Err(_) => Fate::Released,
                     },
                     Err(fate) => fate,
                 };
