@@ -733,9 +733,12 @@ impl<'w, 'r> Fields<'w, 'r> {
     }
 
     /// The record's top-level string `name` at `key`, when it is a non-empty string.
+    /// Written from the string found, not spliced as a part that looks it up again.
     pub fn record_str(&mut self, key: &'static str, fields: &tree::Map<'_>, name: &'static str) {
-        if str_of(fields, name).is_some() {
-            self.part(key, Part::Field(name));
+        if let Some(text) = nonempty_str(fields, name) {
+            if let Some(out) = self.own(key) {
+                json::record_string(out, text);
+            }
         }
     }
 
@@ -747,10 +750,13 @@ impl<'w, 'r> Fields<'w, 'r> {
         fields: &tree::Map<'_>,
         name: &'static str,
     ) {
-        if str_of(fields, name).is_some() {
-            self.part(key, Part::Field(name));
-        } else {
-            self.constant(key, "");
+        match nonempty_str(fields, name) {
+            Some(text) => {
+                if let Some(out) = self.own(key) {
+                    json::record_string(out, text);
+                }
+            }
+            None => self.constant(key, ""),
         }
     }
 
@@ -850,6 +856,15 @@ impl<'w, 'r> Fields<'w, 'r> {
             }
         }
         self.object.close();
+    }
+}
+
+/// The record's string `name`, when it is one and not empty ([`str_of`], as the record
+/// holds it, so it is written without escaping when it came without).
+fn nonempty_str<'m, 'r>(fields: &'m tree::Map<'r>, name: &str) -> Option<&'m tree::Str<'r>> {
+    match fields.get(name) {
+        Some(tree::Value::String(s)) if !s.is_empty() => Some(s),
+        _ => None,
     }
 }
 
