@@ -827,8 +827,6 @@ impl<'a> Iterator for Chunks<'a> {
     }
 }
 
-/// One input unit (or a piece of one) on its way through: where it came from, and where its records and dead
-/// letters go.
 /// A frame after its first stage ([`Transformer::decode`]).
 enum Staged<'a> {
     Invalid {
@@ -869,6 +867,8 @@ fn emit_group(pending: &mut Vec<Pending<'_>>, unit: &mut Unit<impl FnMut(Record)
 /// Frames taken through each stage together (see [`Transformer::decode`]).
 const GROUP: usize = 16;
 
+/// One input unit (or a piece of one) on its way through: where it came from, and where its records and dead
+/// letters go.
 struct Unit<E> {
     origin: Arc<Origin>,
     now: chrono::DateTime<Utc>,

@@ -1144,6 +1144,27 @@ mod tests {
     }
 
     #[test]
+    fn objects_pushed_as_heads_join_values_pushed_before_in_one_list() {
+        let source = record();
+        let mut doc = Document::new();
+        doc.put("list", json!([1]));
+        doc.push("list", json!({"b": 2}));
+        let mut head = Head::with_capacity(2);
+        head.put_static("name", "x");
+        head.put("n", 3);
+        doc.push_object("list", head);
+        doc.push_object("fresh", Head::default());
+        assert_eq!(
+            String::from_utf8(doc.to_bytes(&source).to_vec()).unwrap(),
+            r#"{"list":[1,{"b":2},{"name":"x","n":3}],"fresh":[{}]}"#
+        );
+        assert_eq!(
+            Value::Object(Object(doc).into_map()),
+            json!({"list": [1, {"b": 2}, {"name": "x", "n": 3}], "fresh": [{}]})
+        );
+    }
+
+    #[test]
     fn a_head_is_placed_as_written_and_later_fields_join_its_objects() {
         let source = record();
         let mut event = Head::with_capacity(3);

@@ -399,6 +399,30 @@ mod tests {
     }
 
     #[test]
+    fn names_are_written_as_checked_keys_are() {
+        const NAMES: [&str; 6] = [
+            "",
+            "id",
+            "type_uid",
+            "@timestamp",
+            "processed_time_dt",
+            "a_name_longer_than_two_words_of_eight",
+        ];
+        for name in NAMES {
+            let (mut named, mut keyed) = (b"[".to_vec(), b"[".to_vec());
+            let mut o = Object::open(&mut named);
+            null(o.name(name));
+            null(o.name(name));
+            o.close();
+            let mut o = Object::open(&mut keyed);
+            null(o.key(name));
+            null(o.key(name));
+            o.close();
+            assert_eq!(named, keyed, "{name}");
+        }
+    }
+
+    #[test]
     fn record_values_are_written_as_serde_writes_them() {
         // Strings with and without escapes in the input, keys too; keys in the order
         // serde_json's map sorts them, so the two texts can be compared.
