@@ -152,11 +152,10 @@ impl driver::Service for Service {
         }
     }
 
-    async fn call(self: Arc<Self>, docs: Vec<Message>) -> Called<Message> {
+    async fn call(self: Arc<Self>, mut docs: Vec<Message>) -> Called<Message> {
         if let Err(trouble) = self.check_topics(&docs).await {
             return Called::Done(Outcome::Again(docs, trouble));
         }
-        let mut docs = docs;
         let mut sent = Vec::with_capacity(docs.len());
         for doc in &mut docs {
             let queued = self.enqueue(doc).await;

@@ -1,6 +1,6 @@
 //! Typed access to the fields of a decoded JSON record, with errors that name the field.
 
-use super::tree::{same_key, Map, Value};
+use super::tree::{same_key, Map, Str, Value};
 
 /// A field holds a value of the wrong JSON type.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -77,6 +77,11 @@ fn wrong(prefix: &str, key: &str, expected: &'static str, found: &Value<'_>) -> 
 
 /// A non-empty string field.
 pub fn str_of<'a>(map: &'a Map<'_>, key: &str) -> Option<&'a str> {
+    string_of(map, key).map(|s| s.as_str())
+}
+
+/// [`str_of`] as the record holds the string, to be written as it came.
+pub fn string_of<'a, 'r>(map: &'a Map<'r>, key: &str) -> Option<&'a Str<'r>> {
     match map.get(key) {
         Some(Value::String(s)) if !s.is_empty() => Some(s),
         _ => None,

@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use super::json;
 use super::sections::Part;
 use super::taxonomy::{EcsCategories, OcsfClass};
-use crate::transforms::decode::fields::str_of;
+use crate::transforms::decode::fields::{str_of, string_of};
 use crate::transforms::decode::tree::same_key;
 use crate::transforms::decode::{tree, SourceRecord};
 
@@ -735,10 +735,8 @@ impl<'w, 'r> Fields<'w, 'r> {
     /// The record's top-level string `name` at `key`, when it is a non-empty string.
     /// Written from the string found, not spliced as a part that looks it up again.
     pub fn record_str(&mut self, key: &'static str, fields: &tree::Map<'_>, name: &'static str) {
-        if let Some(text) = nonempty_str(fields, name) {
-            if let Some(out) = self.own(key) {
-                json::record_string(out, text);
-            }
+        if let Some(text) = string_of(fields, name) {
+            self.record_text(key, text);
         }
     }
 
@@ -750,13 +748,15 @@ impl<'w, 'r> Fields<'w, 'r> {
         fields: &tree::Map<'_>,
         name: &'static str,
     ) {
-        match nonempty_str(fields, name) {
-            Some(text) => {
-                if let Some(out) = self.own(key) {
-                    json::record_string(out, text);
-                }
-            }
+        match string_of(fields, name) {
+            Some(text) => self.record_text(key, text),
             None => self.constant(key, ""),
+        }
+    }
+
+    fn record_text(&mut self, key: &'static str, text: &tree::Str<'_>) {
+        if let Some(out) = self.own(key) {
+            json::record_string(out, text);
         }
     }
 
@@ -856,15 +856,6 @@ impl<'w, 'r> Fields<'w, 'r> {
             }
         }
         self.object.close();
-    }
-}
-
-/// The record's string `name`, when it is one and not empty ([`str_of`], as the record
-/// holds it, so it is written without escaping when it came without).
-fn nonempty_str<'m, 'r>(fields: &'m tree::Map<'r>, name: &str) -> Option<&'m tree::Str<'r>> {
-    match fields.get(name) {
-        Some(tree::Value::String(s)) if !s.is_empty() => Some(s),
-        _ => None,
     }
 }
 

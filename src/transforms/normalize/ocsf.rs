@@ -516,14 +516,14 @@ fn write_cloudtrail_resources(doc: &mut Fields, r: &CloudTrailRecord) -> bool {
     let Some(list) = r.fields().get("resources").and_then(tree::Value::as_array) else {
         return true;
     };
-    let named = || {
-        list.iter()
-            .filter_map(tree::Value::as_object)
-            .filter_map(|res| Some((res, str_of(res, "ARN").or_else(|| str_of(res, "arn"))?)))
-    };
-    let count = named().count();
-    if count > 0 {
-        doc.list_of_objects("resources", named(), |resource, (res, uid)| {
+    let named: Vec<_> = list
+        .iter()
+        .filter_map(tree::Value::as_object)
+        .filter_map(|res| Some((res, str_of(res, "ARN").or_else(|| str_of(res, "arn"))?)))
+        .collect();
+    let lossless = named.len() == list.len();
+    if !named.is_empty() {
+        doc.list_of_objects("resources", named, |resource, (res, uid)| {
             if let Some(account) = str_of(res, "accountId") {
                 resource.object("owner", |owner| {
                     owner.object("account", |a| a.str("uid", account));
@@ -533,7 +533,7 @@ fn write_cloudtrail_resources(doc: &mut Fields, r: &CloudTrailRecord) -> bool {
             resource.str("uid", uid);
         });
     }
-    count == list.len()
+    lossless
 }
 
 /// Build the OCSF record for an Entra record.
