@@ -389,6 +389,11 @@ impl<'a> Map<'a> {
         self.position(key).map(|at| self.members.remove(at).1)
     }
 
+    /// The members in the order they came, for a reader that visits them in another.
+    pub fn members(&self) -> &[(Str<'a>, Value<'a>)] {
+        &self.members
+    }
+
     pub fn iter(
         &self,
     ) -> impl DoubleEndedIterator<Item = (&Str<'a>, &Value<'a>)> + ExactSizeIterator {

@@ -4,6 +4,7 @@ use std::borrow::Cow;
 
 use crate::transforms::decode::tree::{last_wins, Map, Value};
 
+use super::java_text;
 use super::json;
 
 /// `camelCase`/`PascalCase` → `snake_case`, keeping acronyms together
@@ -192,6 +193,8 @@ pub enum Field<'a> {
     Value(&'a Value<'a>),
     /// A text made from the record.
     Text(String),
+    /// The value's text as Java prints it ([`java_text`]).
+    JavaText(&'a Value<'a>),
     /// A value made from the record.
     Owned(Value<'a>),
     /// An object with its keys in snake_case, `depth` levels deep (objects in arrays
@@ -218,6 +221,7 @@ impl Field<'_> {
         match self {
             Field::Value(v) => json::record_value(out, v),
             Field::Text(t) => json::string(out, t),
+            Field::JavaText(v) => java_text::write_json(v, out),
             Field::Owned(v) => json::record_value(out, v),
             Field::Snake(map, depth) => {
                 if write_snake_alone(map, *depth, out) {

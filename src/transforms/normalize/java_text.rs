@@ -10,28 +10,42 @@
 //! quarters of it). Keys in one bucket keep their insertion order, which a resize keeps;
 //! the decoded tree keeps the record's order, so it is the insertion order.
 
-use crate::transforms::decode::tree::Value;
+use crate::transforms::decode::tree::{Str, Value};
 
-/// `value` as Java prints the parsed value: maps `{k=v, k2=v2}` in `HashMap` order, lists
-/// `[a, b]`, strings bare, numbers as `Integer`/`Long`/`Double` print them. Like Elastic's
-/// pipeline, which first drops null and empty values recursively, those are left out; a
-/// value that is nothing but those has no text.
-pub fn java_text(value: &Value<'_>) -> Option<String> {
-    // Nine texts in ten of the corpus are under 256 bytes (the median is 101); grown from
-    // empty, a median text was reallocated four times.
-    let mut out = String::with_capacity(256);
-    write(value, &mut out).then_some(out)
+use super::json;
+
+/// Whether `value` has a text: anything but null, `""` and containers of nothing else, which
+/// Elastic's pipeline drops first, recursively ("drops null/empty values").
+pub fn has_text(value: &Value<'_>) -> bool {
+    match value {
+        Value::Null => false,
+        Value::String(s) => !s.is_empty(),
+        Value::Bool(_) | Value::Number(_) => true,
+        Value::Array(items) => items.iter().any(has_text),
+        Value::Object(map) => map.iter().any(|(_, v)| has_text(v)),
+    }
 }
 
-/// Append `value`'s text; false (and nothing appended) for what Elastic's "drops
-/// null/empty values recursively" script removes: null, `""`, and containers left empty.
-/// One pass: a dropped entry is written and taken back, never checked ahead.
-fn write(value: &Value<'_>, out: &mut String) -> bool {
+/// `value` as Java prints the parsed value, as a JSON string: maps `{k=v, k2=v2}` in
+/// `HashMap` order, lists `[a, b]`, strings bare, numbers as `Integer`/`Long`/`Double`
+/// print them, null and empty values left out. `""` when it has no text ([`has_text`]).
+///
+/// Escaped as it is written: made as a text first, then escaped into the document, the
+/// text was written twice and allocated once per section (callgrind, BENCHMARKS.md).
+pub fn write_json(value: &Value<'_>, out: &mut Vec<u8>) {
+    out.push(b'"');
+    write(value, out);
+    out.push(b'"');
+}
+
+/// Append `value`'s text, escaped for a JSON string; false (and nothing appended) for what
+/// has none. One pass: a dropped entry is written and taken back, never checked ahead.
+fn write(value: &Value<'_>, out: &mut Vec<u8>) -> bool {
     match value {
         Value::Null => false,
         Value::String(s) if s.is_empty() => false,
         Value::Bool(b) => {
-            out.push_str(if *b { "true" } else { "false" });
+            out.extend_from_slice(if *b { b"true" } else { b"false" });
             true
         }
         Value::Number(n) => {
@@ -39,113 +53,139 @@ fn write(value: &Value<'_>, out: &mut String) -> bool {
             true
         }
         Value::String(s) => {
-            out.push_str(s);
+            json::record_string_content(out, s);
             true
         }
-        Value::Array(items) => container(
-            out,
-            '[',
-            ']',
-            items.iter().map(|v| (None::<&str>, v)),
-            write,
-        ),
-        Value::Object(map) => container(
-            out,
-            '{',
-            '}',
-            hash_map_order(map.iter(), map.len())
-                .into_iter()
-                .map(|(k, v)| (Some(k), v)),
-            write,
-        ),
+        Value::Array(items) => {
+            let mut list = Entries::open(out, b'[');
+            for item in items {
+                list.entry(None, item);
+            }
+            list.close(b']')
+        }
+        Value::Object(map) => {
+            let members = map.members();
+            let mut object = Entries::open(out, b'{');
+            in_hash_map_order(members, |at| {
+                let (key, value) = &members[at];
+                object.entry(Some(key), value);
+            });
+            object.close(b'}')
+        }
     }
 }
 
-/// `open` entries `, `-separated `close`, each `key=value` when keyed; nothing at all when
-/// every entry is dropped.
-fn container<K: AsRef<str>, V>(
-    out: &mut String,
-    open: char,
-    close: char,
-    entries: impl Iterator<Item = (Option<K>, V)>,
-    mut write: impl FnMut(V, &mut String) -> bool,
-) -> bool {
-    let start = out.len();
-    out.push(open);
-    let mut kept = 0;
-    for (key, value) in entries {
-        let before = out.len();
-        if kept > 0 {
-            out.push_str(", ");
+/// A container's entries being written, `, `-separated, each `key=value` when keyed.
+struct Entries<'o> {
+    out: &'o mut Vec<u8>,
+    start: usize,
+    kept: usize,
+}
+
+impl<'o> Entries<'o> {
+    fn open(out: &'o mut Vec<u8>, open: u8) -> Self {
+        let start = out.len();
+        out.push(open);
+        Entries {
+            out,
+            start,
+            kept: 0,
+        }
+    }
+
+    fn entry(&mut self, key: Option<&Str<'_>>, value: &Value<'_>) {
+        let before = self.out.len();
+        if self.kept > 0 {
+            self.out.extend_from_slice(b", ");
         }
         if let Some(key) = key {
-            out.push_str(key.as_ref());
-            out.push('=');
+            json::record_string_content(self.out, key);
+            self.out.push(b'=');
         }
-        if write(value, out) {
-            kept += 1;
+        if write(value, self.out) {
+            self.kept += 1;
         } else {
-            out.truncate(before);
+            self.out.truncate(before);
         }
     }
-    if kept == 0 {
-        out.truncate(start);
-        return false;
+
+    /// The container closed; nothing at all, and false, when every entry was dropped.
+    fn close(self, close: u8) -> bool {
+        if self.kept == 0 {
+            self.out.truncate(self.start);
+            return false;
+        }
+        self.out.push(close);
+        true
     }
-    out.push(close);
-    true
 }
 
 /// Integers print as they are; a number with a fraction or exponent is a `Double`, which
 /// Java prints with at least one decimal (`1.0`) and in scientific notation outside
 /// 10^-3 ≤ |x| < 10^7 (`1.0E7`).
-fn number(n: &serde_json::Number, out: &mut String) {
+fn number(n: &serde_json::Number, out: &mut Vec<u8>) {
     if n.is_i64() || n.is_u64() {
-        out.push_str(&n.to_string());
+        out.extend_from_slice(n.to_string().as_bytes());
         return;
     }
     let x = n.as_f64().unwrap_or(0.0);
     let magnitude = x.abs();
     if magnitude == 0.0 || (1e-3..1e7).contains(&magnitude) {
         let text = x.to_string();
-        out.push_str(&text);
+        out.extend_from_slice(text.as_bytes());
         if !text.contains('.') {
-            out.push_str(".0");
+            out.extend_from_slice(b".0");
         }
     } else {
         let text = format!("{x:e}");
         let (mantissa, exponent) = text.split_once('e').unwrap_or((&text, "0"));
-        out.push_str(mantissa);
+        out.extend_from_slice(mantissa.as_bytes());
         if !mantissa.contains('.') {
-            out.push_str(".0");
+            out.extend_from_slice(b".0");
         }
-        out.push('E');
-        out.push_str(exponent);
+        out.push(b'E');
+        out.extend_from_slice(exponent.as_bytes());
     }
 }
 
-/// `entries` (inserted in this order) in the order a Java `HashMap` holding them iterates
-/// them. Entries dropped later do not shrink the table, so its size follows all of them.
-fn hash_map_order<K: AsRef<str>, V>(
-    entries: impl Iterator<Item = (K, V)>,
-    len: usize,
-) -> Vec<(K, V)> {
+/// Objects this small are ordered on the stack.
+const SMALL_OBJECT: usize = 32;
+
+/// `visit` each of `members` (inserted in this order) by its place, in the order a Java
+/// `HashMap` holding them iterates them. Entries dropped later do not shrink the table, so
+/// its size follows all of them.
+fn in_hash_map_order<K: AsRef<str>, V>(members: &[(K, V)], mut visit: impl FnMut(usize)) {
     let mut capacity = 16usize;
-    while len * 4 > capacity * 3 {
+    while members.len() * 4 > capacity * 3 {
         capacity *= 2;
     }
-    let mut keyed: Vec<(usize, usize, K, V)> = entries
-        .enumerate()
-        .map(|(at, (k, v))| (bucket(k.as_ref(), capacity), at, k, v))
-        .collect();
-    keyed.sort_unstable_by_key(|e| (e.0, e.1));
-    keyed.into_iter().map(|(_, _, k, v)| (k, v)).collect()
+    // A member's bucket, then its place: the order of one bucket is the insertion order.
+    let place = |at: usize| (bucket(members[at].0.as_ref(), capacity), at);
+    if members.len() <= SMALL_OBJECT {
+        let mut order = [(0, 0); SMALL_OBJECT];
+        let order = &mut order[..members.len()];
+        for (at, slot) in order.iter_mut().enumerate() {
+            *slot = place(at);
+        }
+        order.sort_unstable();
+        order.iter().for_each(|&(_, at)| visit(at));
+    } else {
+        let mut order: Vec<_> = (0..members.len()).map(place).collect();
+        order.sort_unstable();
+        order.into_iter().for_each(|(_, at)| visit(at));
+    }
 }
 
+/// The bucket of `key` in a table of `capacity`: Java's `String.hashCode()`, over UTF-16
+/// units, spread by `h ^ (h >>> 16)`. An ASCII key's bytes are its units.
 fn bucket(key: &str, capacity: usize) -> usize {
-    let h = key.encode_utf16().fold(0u32, |h, unit| {
-        h.wrapping_mul(31).wrapping_add(u32::from(unit))
-    });
+    let step = |h: u32, unit: u32| h.wrapping_mul(31).wrapping_add(unit);
+    let h = if key.is_ascii() {
+        key.bytes().fold(0, |h, b| step(h, u32::from(b)))
+    } else {
+        key.encode_utf16()
+            .fold(0, |h, unit| step(h, u32::from(unit)))
+    };
     ((h ^ (h >> 16)) as usize) & (capacity - 1)
 }
 
@@ -153,9 +193,14 @@ fn bucket(key: &str, capacity: usize) -> usize {
 mod tests {
     use super::*;
 
-    /// The text of a record's JSON.
+    /// The text of a record's JSON, read back from the JSON string it is written as.
     fn text(json: &str) -> Option<String> {
-        java_text(&Value::parse(json).unwrap())
+        let value = Value::parse(json).unwrap();
+        let mut out = Vec::new();
+        write_json(&value, &mut out);
+        let text: String = serde_json::from_slice(&out).unwrap();
+        assert_eq!(has_text(&value), !text.is_empty(), "{json}");
+        has_text(&value).then_some(text)
     }
 
     #[test]
@@ -193,6 +238,21 @@ mod tests {
             "[1, 2.5, 1.0E7, 1.0E-4, -3, true, x, 12345678901234567890]"
         );
         assert_eq!(text(r#""x\"y\u00e9""#).unwrap(), "x\"y\u{e9}");
+    }
+
+    /// Keys and strings are escaped as the whole text would be: those read with escapes
+    /// are escaped again, those read without are the input's own bytes.
+    #[test]
+    fn the_json_string_is_the_text_escaped() {
+        let value =
+            Value::parse(r#"{"a\"b": "c\\d\n\u0001", "plain": "é/x", "n": [1.5]}"#).unwrap();
+        let mut out = Vec::new();
+        write_json(&value, &mut out);
+        let text = "{a\"b=c\\d\n\u{1}, plain=é/x, n=[1.5]}";
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            serde_json::to_string(text).unwrap()
+        );
     }
 
     #[test]

@@ -17,6 +17,22 @@ pub fn string(out: &mut Vec<u8>, s: &str) {
     let _ = CompactFormatter.write_string_fast(out, s, true);
 }
 
+/// `s` escaped as inside a JSON string, with no quotes around it.
+pub fn string_content(out: &mut Vec<u8>, s: &str) {
+    // Writing into a Vec cannot fail.
+    let _ = CompactFormatter.write_string_fast(out, s, false);
+}
+
+/// A record's string escaped as inside a JSON string, with no quotes around it: the input's
+/// own text when it held no escapes.
+pub fn record_string_content(out: &mut Vec<u8>, s: &tree::Str<'_>) {
+    if s.is_verbatim() {
+        out.extend_from_slice(s.as_bytes());
+    } else {
+        string_content(out, s);
+    }
+}
+
 /// `t` as a quoted RFC 3339 time in UTC with milliseconds (`"2024-01-02T03:04:05.678Z"`),
 /// the text chrono's `to_rfc3339_opts(SecondsFormat::Millis, true)` gives, written without
 /// making a `String` first: every document holds two or three of them.

@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use crate::transforms::decode::tree::{Map, Str, Value};
 
 use super::field::{snake_key, snake_key_alone, Field};
-use super::java_text::java_text;
+use super::java_text;
 use super::json;
 use crate::transforms::decode::{AzureRecord, CloudTrailRecord, GcpRecord, SourceRecord};
 
@@ -93,9 +93,9 @@ pub fn ecs_cloudtrail<'a>(r: &'a CloudTrailRecord) -> Field<'a> {
     let mut nested = Vec::new();
     for (key, value) in r.fields() {
         if let Some(name) = flattened(key) {
-            if let Some(text) = java_text(value) {
+            if java_text::has_text(value) {
                 nested.push((Cow::Borrowed(name), Field::Value(value)));
-                entries.push((Cow::Borrowed(name), Field::Text(text)));
+                entries.push((Cow::Borrowed(name), Field::JavaText(value)));
             }
         } else if key == "insightDetails" {
             // Elastic keeps the details only as an object, with no text form.
@@ -137,8 +137,8 @@ fn write_ecs_cloudtrail_alone(r: &CloudTrailRecord, out: &mut Vec<u8>) -> bool {
         let mut nested = 0u64;
         let alone = r.fields().iter().enumerate().all(|(at, (key, value))| {
             if let Some(name) = flattened(key) {
-                if let Some(text) = java_text(value) {
-                    json::string(object.name(name), &text);
+                if java_text::has_text(value) {
+                    java_text::write_json(value, object.name(name));
                     nested |= 1 << at;
                 }
             } else if key == "insightDetails" {
