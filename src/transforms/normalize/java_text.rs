@@ -125,7 +125,7 @@ impl<'o> Entries<'o> {
 /// 10^-3 ≤ |x| < 10^7 (`1.0E7`).
 fn number(n: &serde_json::Number, out: &mut Vec<u8>) {
     if n.is_i64() || n.is_u64() {
-        out.extend_from_slice(n.to_string().as_bytes());
+        json::number(out, n);
         return;
     }
     let x = n.as_f64().unwrap_or(0.0);
@@ -160,20 +160,19 @@ fn in_hash_map_order<K: AsRef<str>, V>(members: &[(K, V)], mut visit: impl FnMut
         capacity *= 2;
     }
     // A member's bucket, then its place: the order of one bucket is the insertion order.
-    let place = |at: usize| (bucket(members[at].0.as_ref(), capacity), at);
-    if members.len() <= SMALL_OBJECT {
-        let mut order = [(0, 0); SMALL_OBJECT];
-        let order = &mut order[..members.len()];
-        for (at, slot) in order.iter_mut().enumerate() {
-            *slot = place(at);
+    let (mut small, mut large) = ([(0, 0); SMALL_OBJECT], Vec::new());
+    let order = match small.get_mut(..members.len()) {
+        Some(order) => order,
+        None => {
+            large.resize(members.len(), (0, 0));
+            &mut large[..]
         }
-        order.sort_unstable();
-        order.iter().for_each(|&(_, at)| visit(at));
-    } else {
-        let mut order: Vec<_> = (0..members.len()).map(place).collect();
-        order.sort_unstable();
-        order.into_iter().for_each(|(_, at)| visit(at));
+    };
+    for (at, slot) in order.iter_mut().enumerate() {
+        *slot = (bucket(members[at].0.as_ref(), capacity), at);
     }
+    order.sort_unstable();
+    order.iter().for_each(|&(_, at)| visit(at));
 }
 
 /// The bucket of `key` in a table of `capacity`: Java's `String.hashCode()`, over UTF-16

@@ -255,7 +255,7 @@ pub fn record_object(out: &mut Vec<u8>, map: &tree::Map<'_>) {
 }
 
 /// As serde_json serializes a `Number`: unsigned, then signed, then a float.
-fn number(out: &mut Vec<u8>, n: &Number) {
+pub fn number(out: &mut Vec<u8>, n: &Number) {
     let mut f = CompactFormatter;
     let _ = if let Some(u) = n.as_u64() {
         f.write_u64(out, u)

@@ -516,13 +516,15 @@ fn write_cloudtrail_resources(doc: &mut Fields, r: &CloudTrailRecord) -> bool {
     let Some(list) = r.fields().get("resources").and_then(tree::Value::as_array) else {
         return true;
     };
-    let named: Vec<_> = list
+    // Counted as they are written: one pass, and no list of them made per record.
+    let mut named_count = 0;
+    let mut named = list
         .iter()
         .filter_map(tree::Value::as_object)
         .filter_map(|res| Some((res, str_of(res, "ARN").or_else(|| str_of(res, "arn"))?)))
-        .collect();
-    let lossless = named.len() == list.len();
-    if !named.is_empty() {
+        .inspect(|_| named_count += 1)
+        .peekable();
+    if named.peek().is_some() {
         doc.list_of_objects("resources", named, |resource, (res, uid)| {
             if let Some(account) = str_of(res, "accountId") {
                 resource.object("owner", |owner| {
@@ -533,7 +535,7 @@ fn write_cloudtrail_resources(doc: &mut Fields, r: &CloudTrailRecord) -> bool {
             resource.str("uid", uid);
         });
     }
-    lossless
+    named_count == list.len()
 }
 
 /// Build the OCSF record for an Entra record.
@@ -1063,6 +1065,48 @@ pub fn gcp_audit(r: &GcpRecord, class: OcsfClass, now: DateTime<Utc>) -> Documen
 mod tests {
     use super::*;
     use crate::transforms::decode::SourceRecord;
+
+    /// The OCSF document of a CloudTrail record of `fields`, read back.
+    fn ocsf_of(fields: Value) -> Value {
+        let fields = fields.as_object().cloned().unwrap();
+        let record = CloudTrailRecord::new(fields.into(), Utc::now()).unwrap();
+        let tax = crate::transforms::normalize::taxonomy::cloudtrail(&record);
+        let doc = cloudtrail(&tax, Utc::now()).to_bytes(&SourceRecord::CloudTrail(record));
+        serde_json::from_slice(&doc).unwrap()
+    }
+
+    /// Resources with an ARN become OCSF `resources`; when any has none, the record's whole
+    /// list also stays in `unmapped`, so nothing is lost.
+    #[test]
+    fn resources_without_an_arn_keep_the_list_in_unmapped() {
+        let with = json!({"ARN": "arn:aws:iam::111122223333:user/bob",
+            "accountId": "111122223333", "type": "AWS::IAM::User"});
+        let without = json!({"type": "AWS::S3::Bucket"});
+        let record = |resources: Value| {
+            ocsf_of(
+                json!({"eventName": "CreateUser", "eventSource": "iam.amazonaws.com",
+                "resources": resources}),
+            )
+        };
+        let written = json!([{"owner": {"account": {"uid": "111122223333"}},
+            "type": "AWS::IAM::User", "uid": "arn:aws:iam::111122223333:user/bob"}]);
+
+        let all = record(json!([with]));
+        assert_eq!(all["resources"], written);
+        assert_eq!(all["unmapped"].get("resources"), None);
+
+        let some = record(json!([with, without]));
+        assert_eq!(some["resources"], written);
+        assert_eq!(some["unmapped"]["resources"], json!([with, without]));
+
+        let none = record(json!([without]));
+        assert_eq!(none.get("resources"), None);
+        assert_eq!(none["unmapped"]["resources"], json!([without]));
+
+        let empty = record(json!([]));
+        assert_eq!(empty.get("resources"), None);
+        assert_eq!(empty["unmapped"].get("resources"), None);
+    }
 
     /// The `user` object as written, byte for byte: key order is part of the output.
     fn user_text(identity: Value) -> String {
