@@ -913,16 +913,10 @@ fn serialize(
             body,
         });
     }
-    for finding in &n.findings {
-        outputs.push(Output {
-            format: Format::OcsfFinding,
-            body: {
-                let mut body = Vec::new();
-                normalize::json::object(&mut body, finding);
-                body.into()
-            },
-        });
-    }
+    outputs.extend(n.findings.into_iter().map(|body| Output {
+        format: Format::OcsfFinding,
+        body,
+    }));
     let (dataset, account) = match &n.source {
         SourceRecord::CloudTrail(r) => ("aws.cloudtrail", r.account_id()),
         SourceRecord::Azure(r) => (r.dataset(), r.account()),

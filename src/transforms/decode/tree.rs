@@ -151,10 +151,28 @@ impl<'a> Value<'a> {
     /// dead-lettered with and the depth limit stay serde_json's. Both round floats to the
     /// nearest double (serde_json with `float_roundtrip`).
     pub fn parse(text: &'a str) -> serde_json::Result<Value<'a>> {
+        Self::parse_with(text, true)
+    }
+
+    /// [`parse`](Self::parse) for a text this program wrote: a document puts a record a
+    /// few levels below the depth the decoder let through, so no depth limit applies.
+    pub fn parse_written(text: &'a str) -> serde_json::Result<Value<'a>> {
+        Self::parse_with(text, false)
+    }
+
+    fn parse_with(text: &'a str, depth_limit: bool) -> serde_json::Result<Value<'a>> {
         let mut fast = sonic_rs::Deserializer::from_str(text);
         match Tree::fast().deserialize(&mut fast) {
             Ok(value) if fast.end().is_ok() => Ok(value),
-            _ => serde_json::from_str(text),
+            _ => {
+                let mut de = serde_json::Deserializer::from_str(text);
+                if !depth_limit {
+                    de.disable_recursion_limit();
+                }
+                let value = Value::deserialize(&mut de)?;
+                de.end()?;
+                Ok(value)
+            }
         }
     }
 

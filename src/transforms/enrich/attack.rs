@@ -4,15 +4,15 @@
 
 use std::sync::Arc;
 
-use serde::{Deserialize, Deserializer};
-use serde_json::{json, Map, Value};
+use bytes::Bytes;
 
 use super::Enricher;
 use crate::rules::attack::{self, Tactic, Technique, ATTACK_VERSION};
 use crate::rules::{Rule, RuleSet};
-use crate::transforms::decode::SourceRecord;
-use crate::transforms::normalize::document::{Document, Object};
-use crate::transforms::normalize::ocsf::{dt, epoch_ms, OCSF_VERSION};
+use crate::transforms::decode::{tree, SourceRecord};
+use crate::transforms::normalize::document::{Document, Head};
+use crate::transforms::normalize::json;
+use crate::transforms::normalize::ocsf::{epoch_ms, OCSF_VERSION};
 use crate::transforms::normalize::Normalized;
 
 pub struct AttackTagger {
@@ -44,24 +44,32 @@ impl Enricher for AttackTagger {
         if let Some(ocsf) = record.ocsf.as_mut() {
             for rule in &matched {
                 for t in &rule.techniques {
-                    ocsf.push(
-                        "enrichments",
-                        json!({
-                            "name": "mitre_attack.technique",
-                            "value": t.id,
-                            "type": "MITRE ATT&CK",
-                            "provider": "auditbridge",
-                            "desc": format!("{}: {}", rule.id, rule.title),
-                            "data": { "rule_id": rule.id, "technique": t.name, "attempt": attempt },
-                        }),
-                    );
+                    ocsf.push_object("enrichments", enrichment(rule, t, attempt));
                 }
             }
-            let activity = ocsf.read::<Activity>(&record.source, ACTIVITY_FIELDS);
-            let finding = finding(activity, &matched, &record.id, attempt);
+            let finding = ocsf.read(&record.source, ACTIVITY_FIELDS, |activity| {
+                finding(activity, &matched, &record.id, attempt)
+            });
             record.findings.push(finding);
         }
     }
+}
+
+/// The OCSF `enrichments[]` entry of one technique, placed as a head, keys in the order a
+/// map sorts them: a map made per entry, written and dropped again, cost more.
+fn enrichment(rule: &Rule, t: &Technique, attempt: bool) -> Head {
+    let mut data = Head::with_capacity(3);
+    data.put("attempt", attempt);
+    data.put("rule_id", rule.id.as_str());
+    data.put("technique", t.name.as_str());
+    let mut entry = Head::with_capacity(6);
+    entry.put_object("data", data);
+    entry.put("desc", format!("{}: {}", rule.id, rule.title));
+    entry.put_static("name", "mitre_attack.technique");
+    entry.put_static("provider", "auditbridge");
+    entry.put_static("type", "MITRE ATT&CK");
+    entry.put("value", t.id.as_str());
+    entry
 }
 
 fn failed(source: &SourceRecord) -> bool {
@@ -208,35 +216,8 @@ fn write_ecs(doc: &mut Document, rules: &[&Rule], attempt: bool) {
     doc.put("tags", tags);
 }
 
-/// What a finding repeats of its OCSF activity. Read from the text of these fields alone:
-/// building the whole document as a map (its `unmapped` vendor sections are most of it)
-/// and dropping it again cost more than the rest of the finding.
-#[derive(Default, Deserialize)]
-#[cfg_attr(test, derive(Debug, PartialEq))]
-#[serde(default)]
-struct Activity {
-    #[serde(deserialize_with = "present")]
-    time: Option<Value>,
-    #[serde(deserialize_with = "present")]
-    time_dt: Option<Value>,
-    #[serde(deserialize_with = "present")]
-    cloud: Option<Value>,
-    #[serde(deserialize_with = "present")]
-    api: Option<Value>,
-    #[serde(deserialize_with = "present")]
-    resources: Option<Value>,
-    #[serde(deserialize_with = "present")]
-    type_uid: Option<Value>,
-    #[serde(deserialize_with = "present")]
-    type_name: Option<Value>,
-    #[serde(deserialize_with = "present")]
-    actor: Option<Value>,
-    #[serde(deserialize_with = "present")]
-    src_endpoint: Option<Value>,
-    metadata: ActivityMetadata,
-}
-
-/// The top-level fields of the activity that [`Activity`] reads.
+/// The top-level fields of its OCSF activity that a finding repeats. Only these are
+/// written for it: the activity's `unmapped` vendor sections are most of its text.
 const ACTIVITY_FIELDS: &[&str] = &[
     "time",
     "time_dt",
@@ -250,27 +231,13 @@ const ACTIVITY_FIELDS: &[&str] = &[
     "metadata",
 ];
 
-#[derive(Default, Deserialize)]
-#[cfg_attr(test, derive(Debug, PartialEq))]
-#[serde(default)]
-struct ActivityMetadata {
-    #[serde(deserialize_with = "present")]
-    uid: Option<Value>,
-}
-
-/// A field that is there, `null` included, as a map lookup would find it (`Option`'s own
-/// reading takes `null` for absent).
-fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
-    Value::deserialize(d).map(Some)
-}
-
-/// The Detection Finding for a tagged record, built from its OCSF activity.
-fn finding(
-    activity: Activity,
-    rules: &[&Rule],
-    record_id: &str,
-    attempt: bool,
-) -> Map<String, Value> {
+/// The Detection Finding for a tagged record, as JSON text, from its OCSF `activity`.
+///
+/// The keys of every object are in byte order, as a map orders them: written in that
+/// order here, and the activity's parts sorted as they are copied. Building the finding
+/// as a map, with a `String` per key and the activity's parts parsed into maps, then
+/// writing and dropping it, cost more than the rest of the OCSF enrichment.
+fn finding(activity: &tree::Map<'_>, rules: &[&Rule], record_id: &str, attempt: bool) -> Bytes {
     let severity = rules
         .iter()
         .map(|r| r.severity)
@@ -280,146 +247,354 @@ fn finding(
         .iter()
         .find(|r| r.severity == severity)
         .expect("the max comes from a rule");
-    let mut doc = Object::new();
-    doc.put("activity_id", 1);
-    doc.put("activity_name", "Create");
-    doc.put("category_uid", 2);
-    doc.put("category_name", "Findings");
-    doc.put("class_uid", 2004);
-    doc.put("class_name", "Detection Finding");
-    doc.put("type_uid", 200401);
-    doc.put("type_name", "Detection Finding: Create");
-    doc.put("severity_id", severity.ocsf_id());
-    doc.put("severity", severity.name());
-    doc.put("status_id", 1);
-    doc.put("status", "New");
-    for (key, value) in [
-        ("time", activity.time),
-        ("time_dt", activity.time_dt),
-        ("cloud", activity.cloud),
-        ("api", activity.api.clone()),
-        ("resources", activity.resources),
-    ] {
-        doc.put_opt(key, value);
-    }
-    doc.put("metadata.version", OCSF_VERSION);
-    doc.put("metadata.profiles", json!(["cloud", "datetime"]));
-    doc.put("metadata.product.name", "auditbridge");
-    doc.put("metadata.product.vendor_name", "auditbridge");
-    doc.put("metadata.product.version", env!("CARGO_PKG_VERSION"));
     let rule_ids: Vec<&str> = rules.iter().map(|r| r.id.as_str()).collect();
     let uid = format!("{record_id}:{}", rule_ids.join("+"));
-    doc.put("metadata.uid", uid.clone());
-    let now = chrono::Utc::now();
-    doc.put("metadata.processed_time", epoch_ms(now));
-    doc.put("metadata.processed_time_dt", dt(now));
-
-    let attacks: Vec<Value> = rules
-        .iter()
-        .flat_map(|r| {
-            r.techniques.iter().flat_map(move |t| {
-                r.tactics
-                    .iter()
-                    .filter(|tac| t.tactics.iter().any(|s| s == tac.short))
-                    .map(move |tac| attack_entry(t, tac))
-            })
-        })
-        .collect();
-    doc.put("finding_info.uid", uid);
-    doc.put("finding_info.title", primary.title.clone());
-    doc.put("finding_info.desc", primary.description.clone());
-    doc.put(
-        "finding_info.types",
-        json!(if attempt {
-            ["MITRE ATT&CK", "Attempt"].as_slice()
-        } else {
-            ["MITRE ATT&CK"].as_slice()
-        }),
-    );
-    doc.put("finding_info.attacks", attacks);
-    doc.put("finding_info.analytic", analytic(primary));
-    let others: Vec<Value> = rules
-        .iter()
-        .filter(|r| r.id != primary.id)
-        .map(|r| analytic(r))
-        .collect();
-    if !others.is_empty() {
-        doc.put("finding_info.related_analytics", others);
-    }
-    let mut related = Object::new();
-    related.put(
-        "uid",
-        activity.metadata.uid.unwrap_or_else(|| json!(record_id)),
-    );
-    related.put_opt("type_uid", activity.type_uid);
-    related.put_opt("type_name", activity.type_name);
-    doc.put("finding_info.related_events", json!([related.into_map()]));
-    let mut evidence = Object::new();
-    evidence.put_opt("actor", activity.actor);
-    evidence.put_opt("api", activity.api);
-    evidence.put_opt("src_endpoint", activity.src_endpoint);
-    let evidence = evidence.into_map();
-    if !evidence.is_empty() {
-        doc.put("evidences", json!([evidence]));
-    }
-    doc.into_map()
-}
-
-fn attack_entry(t: &Technique, tac: &Tactic) -> Value {
-    let mut a = Object::new();
-    a.put("version", ATTACK_VERSION);
-    a.put(
-        "tactic",
-        json!({"uid": tac.id, "name": tac.name, "src_url": tac.url()}),
-    );
-    match attack::parent(t) {
-        Some(parent) => {
-            a.put(
-                "technique",
-                json!({"uid": parent.id, "name": parent.name, "src_url": parent.url}),
-            );
-            a.put(
-                "sub_technique",
-                json!({"uid": t.id, "name": t.name, "src_url": t.url}),
-            );
+    let copy = |object: &mut json::Object<'_>, key: &'static str| {
+        if let Some(part) = activity.get(key) {
+            json::sorted_record_value(object.name(key), part);
         }
-        None => a.put(
-            "technique",
-            json!({"uid": t.id, "name": t.name, "src_url": t.url}),
-        ),
+    };
+
+    let mut out = Vec::with_capacity(4096);
+    let mut doc = json::Object::open(&mut out);
+    json::int(doc.name("activity_id"), 1);
+    json::short_string(doc.name("activity_name"), "Create");
+    copy(&mut doc, "api");
+    json::short_string(doc.name("category_name"), "Findings");
+    json::int(doc.name("category_uid"), 2);
+    json::short_string(doc.name("class_name"), "Detection Finding");
+    json::int(doc.name("class_uid"), 2004);
+    copy(&mut doc, "cloud");
+    let evidence = ["actor", "api", "src_endpoint"];
+    if evidence.iter().any(|key| activity.contains_key(key)) {
+        let mut list = json::Array::open(doc.name("evidences"));
+        let mut item = json::Object::open(list.item());
+        for key in evidence {
+            copy(&mut item, key);
+        }
+        item.close();
+        list.close();
     }
-    Value::Object(a.into_map())
+    finding_info(
+        doc.name("finding_info"),
+        activity,
+        rules,
+        primary,
+        record_id,
+        &uid,
+        attempt,
+    );
+    let mut metadata = json::Object::open(doc.name("metadata"));
+    let now = chrono::Utc::now();
+    json::int(metadata.name("processed_time"), epoch_ms(now));
+    json::time(metadata.name("processed_time_dt"), now);
+    let mut product = json::Object::open(metadata.name("product"));
+    json::short_string(product.name("name"), "auditbridge");
+    json::short_string(product.name("vendor_name"), "auditbridge");
+    json::short_string(product.name("version"), env!("CARGO_PKG_VERSION"));
+    product.close();
+    strings(metadata.name("profiles"), &["cloud", "datetime"]);
+    json::string(metadata.name("uid"), &uid);
+    json::short_string(metadata.name("version"), OCSF_VERSION);
+    metadata.close();
+    copy(&mut doc, "resources");
+    json::short_string(doc.name("severity"), severity.name());
+    json::int(doc.name("severity_id"), i64::from(severity.ocsf_id()));
+    json::short_string(doc.name("status"), "New");
+    json::int(doc.name("status_id"), 1);
+    copy(&mut doc, "time");
+    copy(&mut doc, "time_dt");
+    json::short_string(doc.name("type_name"), "Detection Finding: Create");
+    json::int(doc.name("type_uid"), 200401);
+    doc.close();
+    out.into()
 }
 
-fn analytic(rule: &Rule) -> Value {
-    json!({
-        "uid": rule.id,
-        "name": rule.title,
-        "desc": rule.description,
-        "type_id": 1,
-        "type": "Rule",
-        "category": rule.file,
-    })
+/// A finding's `finding_info`, keys in byte order.
+fn finding_info(
+    out: &mut Vec<u8>,
+    activity: &tree::Map<'_>,
+    rules: &[&Rule],
+    primary: &Rule,
+    record_id: &str,
+    uid: &str,
+    attempt: bool,
+) {
+    let mut info = json::Object::open(out);
+    analytic(info.name("analytic"), primary);
+    let mut attacks = json::Array::open(info.name("attacks"));
+    for r in rules {
+        for t in &r.techniques {
+            for tac in r
+                .tactics
+                .iter()
+                .filter(|tac| t.tactics.iter().any(|s| s == tac.short))
+            {
+                attack_entry(attacks.item(), t, tac);
+            }
+        }
+    }
+    attacks.close();
+    json::string(info.name("desc"), &primary.description);
+    let mut others = rules.iter().filter(|r| r.id != primary.id).peekable();
+    if others.peek().is_some() {
+        let mut list = json::Array::open(info.name("related_analytics"));
+        for r in others {
+            analytic(list.item(), r);
+        }
+        list.close();
+    }
+    let mut events = json::Array::open(info.name("related_events"));
+    let mut related = json::Object::open(events.item());
+    for key in ["type_name", "type_uid"] {
+        if let Some(part) = activity.get(key) {
+            json::sorted_record_value(related.name(key), part);
+        }
+    }
+    match activity.get("metadata").and_then(|m| m.get("uid")) {
+        Some(event) => json::sorted_record_value(related.name("uid"), event),
+        None => json::string(related.name("uid"), record_id),
+    }
+    related.close();
+    events.close();
+    json::string(info.name("title"), &primary.title);
+    let types: &[&str] = if attempt {
+        &["MITRE ATT&CK", "Attempt"]
+    } else {
+        &["MITRE ATT&CK"]
+    };
+    strings(info.name("types"), types);
+    json::string(info.name("uid"), uid);
+    info.close();
+}
+
+fn strings(out: &mut Vec<u8>, texts: &[&str]) {
+    let mut list = json::Array::open(out);
+    for text in texts {
+        json::short_string(list.item(), text);
+    }
+    list.close();
+}
+
+/// An OCSF ATT&CK entry: the technique, or its parent and the sub-technique, under one
+/// tactic.
+fn attack_entry(out: &mut Vec<u8>, t: &Technique, tac: &Tactic) {
+    let mut a = json::Object::open(out);
+    let parent = attack::parent(t);
+    if parent.is_some() {
+        reference(a.name("sub_technique"), &t.id, &t.name, &t.url);
+    }
+    reference(a.name("tactic"), tac.id, tac.name, &tac.url());
+    match &parent {
+        Some(p) => reference(a.name("technique"), &p.id, &p.name, &p.url),
+        None => reference(a.name("technique"), &t.id, &t.name, &t.url),
+    }
+    json::short_string(a.name("version"), ATTACK_VERSION);
+    a.close();
+}
+
+/// An ATT&CK tactic, technique or sub-technique as OCSF names one.
+fn reference(out: &mut Vec<u8>, uid: &str, name: &str, url: &str) {
+    let mut o = json::Object::open(out);
+    json::string(o.name("name"), name);
+    json::string(o.name("src_url"), url);
+    json::string(o.name("uid"), uid);
+    o.close();
+}
+
+fn analytic(out: &mut Vec<u8>, rule: &Rule) {
+    let mut o = json::Object::open(out);
+    json::string(o.name("category"), &rule.file);
+    json::string(o.name("desc"), &rule.description);
+    json::string(o.name("name"), &rule.title);
+    json::short_string(o.name("type"), "Rule");
+    json::int(o.name("type_id"), 1);
+    json::string(o.name("uid"), &rule.id);
+    o.close();
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::transforms::decode::CloudTrailRecord;
+    use crate::transforms::normalize::{normalize, OutputFormat};
+    use serde_json::{json, Value};
 
-    /// A finding's reading of its activity finds what a map lookup found: `null` is there,
-    /// a missing field is not, and whatever else the activity holds is skipped.
+    /// JSON text as serde_json writes it: keys in byte order at every level, no spaces.
+    fn canonical(text: &[u8]) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::from_slice::<Value>(text).unwrap()).unwrap()
+    }
+
+    /// The Stratus Red Team `iam-backdoor-role` record of the shared CloudTrail corpus,
+    /// which two rules match: a trust policy changed, naming another account.
+    fn backdoor_role() -> Value {
+        json!({"eventVersion": "1.08", "userIdentity": {"type": "IAMUser",
+            "principalId": "AIDATFQR7NSC5AU2ZV3IE",
+            "arn": "arn:aws:iam::123837392027:user/bert-jan", "accountId": "123837392027",
+            "accessKeyId": "AKIATFQR7NSC8Q4X20BJ", "userName": "bert-jan"},
+            "eventTime": "2023-07-10T12:24:11Z", "eventSource": "iam.amazonaws.com",
+            "eventName": "UpdateAssumeRolePolicy", "awsRegion": "us-east-1",
+            "sourceIPAddress": "192.168.10.20", "userAgent": "stratus-red-team_8f96a106",
+            "requestParameters": {"roleName": "stratus-red-team-backdoor-r-role",
+                "policyDocument": "{\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":\"Allow\",\"Principal\":{\"AWS\":\"arn:aws:iam::193672423079:root\"},\"Action\":\"sts:AssumeRole\"}]}"},
+            "responseElements": null, "requestID": "6939adf6-87c7-4d2d-9f1c-dd673960a5e6",
+            "eventID": "d96d75c7-e715-44ff-9735-9dc51afbd774", "readOnly": false,
+            "eventType": "AwsApiCall", "managementEvent": true,
+            "recipientAccountId": "123837392027", "eventCategory": "Management"})
+    }
+
+    /// A finding repeats its activity's parts, sorted, and carries every rule that matched,
+    /// with its keys in map order at every level.
     #[test]
-    fn an_activity_is_read_as_a_lookup_would_find_it() {
-        let text = r#"{"unmapped":{"a":[{"b":{"c":"\u00e9"}}]},"api":null,"time":1,
-            "metadata":{"version":"1.8.0","uid":"e-1"},"actor":{"user":{"name":"x"}}}"#;
-        let a: Activity = serde_json::from_str(text).unwrap();
-        assert_eq!(a.api, Some(Value::Null));
-        assert_eq!(a.time, Some(json!(1)));
-        assert_eq!(a.metadata.uid, Some(json!("e-1")));
-        assert_eq!(a.actor, Some(json!({"user": {"name": "x"}})));
+    fn a_finding_repeats_its_activity_and_names_every_rule() {
+        let now = chrono::Utc::now();
+        let fields = backdoor_role().as_object().cloned().unwrap().into();
+        let record = CloudTrailRecord::new(fields, now).unwrap();
+        let mut n = normalize(
+            SourceRecord::CloudTrail(record),
+            OutputFormat::Ocsf,
+            String::new,
+            now,
+        );
+        AttackTagger::new(Arc::new(RuleSet::builtin().unwrap())).enrich(&mut n);
+        let activity: Value =
+            serde_json::from_slice(&n.ocsf.as_ref().unwrap().to_bytes(&n.source)).unwrap();
+        assert_eq!(n.findings.len(), 1);
+        let text = &n.findings[0];
         assert_eq!(
-            (a.cloud, a.resources, a.type_uid, a.src_endpoint),
-            (None, None, None, None)
+            String::from_utf8_lossy(&canonical(text)),
+            String::from_utf8_lossy(text)
+        );
+        let f: Value = serde_json::from_slice(text).unwrap();
+
+        let uid = "d96d75c7-e715-44ff-9735-9dc51afbd774:\
+            aws-iam-trust-policy-updated+aws-iam-cross-account-grant";
+        assert_eq!(f["metadata"]["uid"], uid);
+        assert_eq!(f["finding_info"]["uid"], uid);
+        assert_eq!(
+            f["finding_info"]["analytic"]["uid"],
+            "aws-iam-trust-policy-updated"
+        );
+        assert_eq!(
+            f["finding_info"]["related_analytics"][0]["uid"],
+            "aws-iam-cross-account-grant"
+        );
+        assert_eq!(
+            f["finding_info"]["related_analytics"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(f["finding_info"]["types"], json!(["MITRE ATT&CK"]));
+        assert_eq!(
+            f["finding_info"]["related_events"],
+            json!([{"type_name": "Account Change: Other", "type_uid": 300199,
+                "uid": "d96d75c7-e715-44ff-9735-9dc51afbd774"}])
+        );
+        let attacks: Vec<[&str; 3]> = f["finding_info"]["attacks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| {
+                assert_eq!(a["version"], ATTACK_VERSION);
+                let uid = |key: &str| a[key]["uid"].as_str().unwrap();
+                [uid("tactic"), uid("technique"), uid("sub_technique")]
+            })
+            .collect();
+        assert_eq!(
+            attacks,
+            [
+                ["TA0005", "T1484", "T1484.002"],
+                ["TA0004", "T1484", "T1484.002"],
+                ["TA0004", "T1098", "T1098.003"],
+                ["TA0003", "T1098", "T1098.003"],
+                ["TA0003", "T1098", "T1098.003"],
+                ["TA0004", "T1098", "T1098.003"],
+            ]
+        );
+        for key in ["api", "cloud", "time", "time_dt"] {
+            assert!(!activity[key].is_null(), "{key}");
+            assert_eq!(f[key], activity[key], "{key}");
+        }
+        assert_eq!(
+            f["evidences"],
+            json!([{"actor": activity["actor"], "api": activity["api"],
+                "src_endpoint": activity["src_endpoint"]}])
+        );
+        assert_eq!(
+            (
+                &f["class_uid"],
+                &f["type_uid"],
+                &f["severity"],
+                &f["severity_id"]
+            ),
+            (&json!(2004), &json!(200401), &json!("High"), &json!(4))
+        );
+
+        let written = n.ocsf.as_ref().unwrap().to_bytes(&n.source);
+        let entry = r#"{"data":{"attempt":false,"rule_id":"aws-iam-cross-account-grant","technique":"Additional Cloud Roles"},"desc":"aws-iam-cross-account-grant: Policy grants a principal outside the account","name":"mitre_attack.technique","provider":"auditbridge","type":"MITRE ATT&CK","value":"T1098.003"}]"#;
+        assert!(
+            String::from_utf8_lossy(&written).contains(entry),
+            "{written:?}"
+        );
+        let enrichments = activity["enrichments"].as_array().unwrap();
+        assert_eq!(enrichments.len(), 3);
+        assert_eq!(
+            enrichments[2],
+            json!({"name": "mitre_attack.technique", "value": "T1098.003",
+                "type": "MITRE ATT&CK", "provider": "auditbridge",
+                "desc": "aws-iam-cross-account-grant: Policy grants a principal outside the account",
+                "data": {"rule_id": "aws-iam-cross-account-grant",
+                    "technique": "Additional Cloud Roles", "attempt": false}})
+        );
+    }
+
+    /// What the activity lacks, the finding lacks; a `null` it has, the finding repeats;
+    /// with no event uid the record's id stands in.
+    #[test]
+    fn a_finding_keeps_what_its_activity_has_and_no_more() {
+        let rules = RuleSet::builtin().unwrap();
+        let rule = rules
+            .rules()
+            .iter()
+            .find(|r| r.id == "aws-iam-cross-account-grant")
+            .unwrap();
+        let text = r#"{"api":null,"metadata":{"version":"1.8.0"},"type_uid":{"b":1,"a":[{"d":2,"c":"\u00e9\n"}]}}"#;
+        let tree::Value::Object(activity) = tree::Value::parse_written(text).unwrap() else {
+            unreachable!("an object")
+        };
+        let text = finding(&activity, &[rule], "rec-1", true);
+        assert_eq!(
+            String::from_utf8_lossy(&canonical(&text)),
+            String::from_utf8_lossy(&text)
+        );
+        let f: Value = serde_json::from_slice(&text).unwrap();
+        assert_eq!(f["api"], Value::Null);
+        assert_eq!(f["evidences"], json!([{"api": null}]));
+        assert_eq!(
+            f["finding_info"]["related_events"],
+            json!([{"type_uid": {"a": [{"c": "é\n", "d": 2}], "b": 1}, "uid": "rec-1"}])
+        );
+        assert_eq!(
+            f["finding_info"]["types"],
+            json!(["MITRE ATT&CK", "Attempt"])
+        );
+        assert_eq!(
+            f["finding_info"]["uid"],
+            "rec-1:aws-iam-cross-account-grant"
+        );
+        for key in ["cloud", "resources", "time", "time_dt"] {
+            assert!(f.get(key).is_none(), "{key}");
+        }
+        assert!(f["finding_info"].get("related_analytics").is_none());
+
+        let bare = finding(&tree::Map::new(), &[rule], "rec-1", false);
+        let f: Value = serde_json::from_slice(&bare).unwrap();
+        assert!(f.get("evidences").is_none());
+        assert_eq!(
+            f["finding_info"]["related_events"],
+            json!([{"uid": "rec-1"}])
         );
     }
 
@@ -427,8 +602,6 @@ mod tests {
     /// from the whole document.
     #[test]
     fn an_activity_is_read_from_the_fields_it_names_alone() {
-        use crate::transforms::decode::CloudTrailRecord;
-        use crate::transforms::normalize::{normalize, OutputFormat};
         let fields = json!({
             "eventVersion": "1.08", "eventTime": "2024-01-02T03:04:05Z",
             "eventID": "e-1", "eventName": "CreateUser", "eventSource": "iam.amazonaws.com",
@@ -450,26 +623,17 @@ mod tests {
             now,
         );
         let ocsf = n.ocsf.as_ref().unwrap();
-        let read = ocsf.read::<Activity>(&n.source, ACTIVITY_FIELDS);
-        let whole: Activity = serde_json::from_slice(&ocsf.to_bytes(&n.source)).unwrap();
+        let read = ocsf.read(&n.source, ACTIVITY_FIELDS, |t| t.to_json());
+        let mut whole: serde_json::Map<String, Value> =
+            serde_json::from_slice(&ocsf.to_bytes(&n.source)).unwrap();
+        whole.retain(|k, _| ACTIVITY_FIELDS.contains(&k.as_str()));
         assert_eq!(read, whole);
-        assert!(
-            [
-                &read.time,
-                &read.time_dt,
-                &read.cloud,
-                &read.api,
-                &read.resources,
-                &read.type_uid,
-                &read.type_name,
-                &read.actor,
-                &read.src_endpoint,
-                &read.metadata.uid,
-            ]
-            .iter()
-            .all(|f| f.as_ref().is_some_and(|v| !v.is_null())),
-            "{read:?}"
-        );
-        assert_eq!(read.metadata.uid, Some(json!("e-1")));
+        for key in ACTIVITY_FIELDS {
+            assert!(
+                read.get(*key).is_some_and(|v| !v.is_null()),
+                "{key}: {read:?}"
+            );
+        }
+        assert_eq!(read["metadata"]["uid"], "e-1");
     }
 }

@@ -6,7 +6,6 @@ use std::borrow::Cow;
 
 use bytes::{Bytes, BytesMut};
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use super::json;
@@ -300,21 +299,27 @@ impl Document {
         }
     }
 
-    /// What `T` takes of the document's top-level fields named in `keys`, sections
-    /// included, parsed from their text: for enrichers that copy parts of it (a finding
-    /// repeats its activity's `api`, `actor` …). The other fields are not written: an OCSF
-    /// activity's `unmapped` section, which no finding repeats, was most of the text.
-    /// `T::default()` when the text does not fit `T`.
-    pub fn read<T: DeserializeOwned + Default>(&self, source: &SourceRecord, keys: &[&str]) -> T {
+    /// The document's top-level fields named in `keys`, sections included, as a tree for
+    /// `read`: for enrichers that repeat parts of it (a finding repeats its activity's
+    /// `api`, `actor` …). The other fields are not written: an OCSF activity's `unmapped`
+    /// section, which no finding repeats, was most of the text. The tree borrows from the
+    /// text, so its strings are not copied. An empty map when the text does not parse.
+    pub fn read<R>(
+        &self,
+        source: &SourceRecord,
+        keys: &[&str],
+        read: impl FnOnce(&tree::Map<'_>) -> R,
+    ) -> R {
         with_text(
             |out| self.write(source, Some(keys), out),
             |text| {
-                let mut parser = serde_json::Deserializer::from_slice(text);
-                // A record may nest as deep as the decoder's limit allows, and the document
-                // puts it a few levels further down; the text is our own, so no limit is
-                // needed.
-                parser.disable_recursion_limit();
-                T::deserialize(&mut parser).unwrap_or_default()
+                let tree = std::str::from_utf8(text)
+                    .ok()
+                    .and_then(|text| tree::Value::parse_written(text).ok());
+                match tree {
+                    Some(tree::Value::Object(fields)) => read(&fields),
+                    _ => read(&tree::Map::new()),
+                }
             },
         )
     }
@@ -996,7 +1001,7 @@ mod tests {
         assert!(below_part(Document::based(base)).ends_with(r#""aws":{"cloudtrail":{"x":1}}}"#));
         assert_eq!(
             Value::Object(
-                over_base.read::<Map<String, Value>>(&source, &["tags", "cloud", "data_stream"])
+                over_base.read(&source, &["tags", "cloud", "data_stream"], |t| t.to_json())
             ),
             json!({"cloud": {"provider": "elsewhere"}, "tags": ["a"],
                 "data_stream": {"type": "logs", "dataset": "aws.cloudtrail", "namespace": "default"}})
@@ -1052,7 +1057,7 @@ mod tests {
         });
         let text: Value = serde_json::from_slice(&doc.to_bytes(&source)).unwrap();
         assert_eq!(text, expected);
-        let read = |keys: &[&str]| Value::Object(doc.read::<Map<String, Value>>(&source, keys));
+        let read = |keys: &[&str]| Value::Object(doc.read(&source, keys, |t| t.to_json()));
         assert_eq!(read(&["api", "b", "x", "data"]), expected);
         assert_eq!(
             read(&["data", "api", "absent"]),
@@ -1082,7 +1087,7 @@ mod tests {
         let parsed: Value = serde_json::from_slice(&text).unwrap();
         assert_eq!(
             parsed,
-            Value::Object(doc.read::<Map<String, Value>>(&source, &["a", "n", "data"]))
+            Value::Object(doc.read(&source, &["a", "n", "data"], |t| t.to_json()))
         );
         assert_eq!(
             parsed["data"]["q\"uote"],
@@ -1104,7 +1109,7 @@ mod tests {
         let text = doc.to_bytes(&source).to_vec();
         assert_eq!(text.len(), SCRATCH_KEPT + r#"{"small":"x","big":""}"#.len());
         assert_eq!(scratch(), 0);
-        doc.read::<Map<String, Value>>(&source, &["big"]);
+        doc.read(&source, &["big"], |t| t.to_json());
         assert_eq!(scratch(), 0);
     }
 
@@ -1178,9 +1183,7 @@ mod tests {
             r#"{"@timestamp":"2024-01-02T03:04:05.678Z","event":{"kind":"alert","action":"CreateUser","outcome":"success"},"tags":["a","b"]}"#
         );
         assert_eq!(
-            Value::Object(
-                doc.read::<Map<String, Value>>(&source, &["@timestamp", "event", "tags"])
-            ),
+            Value::Object(doc.read(&source, &["@timestamp", "event", "tags"], |t| t.to_json())),
             json!({"@timestamp": "2024-01-02T03:04:05.678Z", "tags": ["a", "b"],
                 "event": {"kind": "alert", "action": "CreateUser", "outcome": "success"}})
         );

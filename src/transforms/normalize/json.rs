@@ -254,6 +254,30 @@ pub fn record_object(out: &mut Vec<u8>, map: &tree::Map<'_>) {
     o.close();
 }
 
+/// [`record_value`] with the keys of every object in byte order, the order serde_json's
+/// `Map` keeps them in.
+pub fn sorted_record_value(out: &mut Vec<u8>, v: &tree::Value<'_>) {
+    match v {
+        tree::Value::Array(items) => {
+            let mut list = Array::open(out);
+            for item in items {
+                sorted_record_value(list.item(), item);
+            }
+            list.close();
+        }
+        tree::Value::Object(map) => {
+            let mut members: Vec<_> = map.members().iter().collect();
+            members.sort_unstable_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+            let mut o = Object::open(out);
+            for (k, v) in members {
+                sorted_record_value(o.record_key(k), v);
+            }
+            o.close();
+        }
+        scalar => record_value(out, scalar),
+    }
+}
+
 /// As serde_json serializes a `Number`: unsigned, then signed, then a float.
 pub fn number(out: &mut Vec<u8>, n: &Number) {
     let mut f = CompactFormatter;

@@ -10,8 +10,8 @@ pub mod ocsf;
 pub mod sections;
 pub mod taxonomy;
 
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use serde_json::{Map, Value};
 
 use crate::transforms::decode::{tree, AzureLog, SourceRecord};
 use document::Document;
@@ -44,8 +44,9 @@ pub struct Normalized<'a> {
     pub id: String,
     pub ecs: Option<Document>,
     pub ocsf: Option<Document>,
-    /// OCSF Detection Findings (class 2004) raised by enrichers for this record.
-    pub findings: Vec<Map<String, Value>>,
+    /// OCSF Detection Findings (class 2004) raised by enrichers for this record, as JSON
+    /// text.
+    pub findings: Vec<Bytes>,
     /// Context enrichers learn about the record (credential type, key age), which later
     /// stages and rules read as `context.…`, as they read the record.
     pub context: tree::Map<'static>,
