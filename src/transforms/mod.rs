@@ -368,6 +368,7 @@ impl Transformer {
                     self.finish_frame(decoded, unit, &mut pending);
                     shared.count_invalid(unit.dead.len() - before, seq, limit);
                 }
+                self.enrich(&mut pending);
                 emit_group(&mut pending, unit);
             }
             if unit.dead.len() >= DEAD_LETTER_FLUSH {
@@ -451,10 +452,16 @@ impl Transformer {
     }
 
     /// The first stage of a frame: its record decoded. A group of frames goes through
-    /// each stage before the next (decoding; normalizing and enriching; writing each
+    /// each stage before the next (decoding; normalizing; each enricher; writing each
     /// format), so the code of one stage stays in the instruction cache across the group:
     /// taken one frame at a time, parsing, normalizing and writing a record took more code
     /// than the cache holds (cachegrind, BENCHMARKS.md).
+    /// The third stage: the group's records enriched, one enricher at a time.
+    fn enrich(&self, pending: &mut [Pending<'_>]) {
+        let mut group: Vec<&mut Normalized> = pending.iter_mut().map(|(n, _)| n).collect();
+        self.enrichment.apply(&mut group);
+    }
+
     fn decode<'a>(&self, frame: Frame<'a>, now: chrono::DateTime<Utc>) -> Staged<'a> {
         match frame {
             Frame::Invalid {
@@ -485,7 +492,7 @@ impl Transformer {
     }
 
     /// The second stage of a frame, after [`decode`](Self::decode): its record normalized
-    /// and enriched into `pending`, for [`emit_group`] to write; or dead-lettered.
+    /// into `pending`, for [`enrich`](Self::enrich) and [`emit_group`]; or dead-lettered.
     fn finish_frame<'a>(
         &self,
         staged: Staged<'a>,
@@ -591,8 +598,7 @@ impl Transformer {
             }
         }
         let raw_body = self.raw.then(|| raw::body(&source, raw));
-        let mut normalized = normalize::normalize(source, self.format, || fallback_id(raw), now);
-        self.enrichment.apply(&mut normalized);
+        let normalized = normalize::normalize(source, self.format, || fallback_id(raw), now);
         (normalized, raw_body)
     }
 
@@ -843,8 +849,8 @@ enum Staged<'a> {
     Rescan { text: &'a str, position: Position },
 }
 
-/// A record normalized and enriched, with its raw document when one is asked for, waiting
-/// for its group to be written ([`emit_group`]).
+/// A record normalized, with its raw document when one is asked for, waiting for its
+/// group to be enriched and written ([`emit_group`]).
 type Pending<'a> = (Normalized<'a>, Option<Vec<u8>>);
 
 /// The group's records written and emitted in order, one format at a time across the

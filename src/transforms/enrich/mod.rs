@@ -58,9 +58,15 @@ impl Enrichment {
         self
     }
 
-    pub fn apply(&self, record: &mut Normalized) {
+    /// Every stage over each of `group`'s records, one stage at a time across the group,
+    /// in the group's order: a stage's code stays in the instruction cache for the whole
+    /// group, as the writers' does. A record's stages still run in order, and a stage
+    /// sees the records in the order they came (key age learns keys from earlier records).
+    pub fn apply<'r, 'a: 'r>(&self, group: &mut [&'r mut Normalized<'a>]) {
         for stage in &self.stages {
-            stage.enrich(record);
+            for record in group.iter_mut() {
+                stage.enrich(record);
+            }
         }
     }
 }
