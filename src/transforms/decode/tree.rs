@@ -354,6 +354,12 @@ impl<'a> Map<'a> {
         Map::default()
     }
 
+    pub fn with_capacity(members: usize) -> Self {
+        Map {
+            members: Vec::with_capacity(members),
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.members.len()
     }

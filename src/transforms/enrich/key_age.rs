@@ -310,10 +310,12 @@ type Fields<'a> = Vec<(&'static str, Scalar<'a>)>;
 
 impl Credential<'_> {
     fn fields(&self) -> Fields<'_> {
-        let mut f = vec![
+        // Room for every field a known key has: grown from two, the list was copied twice.
+        let mut f = Vec::with_capacity(9);
+        f.extend([
             (self.id_key, Scalar::Text(self.id)),
             ("type", Scalar::Constant(self.kind)),
-        ];
+        ]);
         let known = self.aged.as_ref();
         // The inventory's owner wins over the one the key's name gives.
         if let Some(owner) = known.and_then(|a| a.owner.as_deref()).or(self.owner) {
@@ -365,11 +367,9 @@ fn head(fields: &Fields) -> Head {
 }
 
 fn tree_map(fields: &Fields) -> tree::Value<'static> {
-    let mut m = tree::Map::new();
-    for &(k, v) in fields {
-        m.insert(k, v.tree());
-    }
-    tree::Value::Object(m)
+    tree::Value::Object(tree::Map::from_iter(
+        fields.iter().map(|&(k, v)| (tree::Str::from(k), v.tree())),
+    ))
 }
 
 fn ts(t: DateTime<Utc>) -> String {

@@ -91,7 +91,9 @@ fn object_at<'a, 'p>(
         let at = match level.iter().rposition(|(k, _)| same_key(k, segment)) {
             Some(at) => at,
             None => {
-                level.push((key(segment), Node::Branch(Vec::new())));
+                // A field is put into it next: made with the room a first push takes,
+                // the list skips growing from nothing, which cost more than allocating.
+                level.push((key(segment), Node::Branch(Vec::with_capacity(4))));
                 level.len() - 1
             }
         };
