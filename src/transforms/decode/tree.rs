@@ -935,6 +935,28 @@ mod tests {
         assert!(Value::parse(&depth(usize::from(FAST_DEPTH) + 1)).is_ok());
     }
 
+    /// A record as deep as the decoder lets through sits a few levels deeper in a document,
+    /// and the program reads its own documents back: that reading has no depth limit, while
+    /// the decoder keeps serde_json's.
+    #[test]
+    fn the_programs_own_text_is_read_at_any_depth() {
+        let depth = |n: usize| format!("{}1{}", "[".repeat(n), "]".repeat(n));
+        assert!(Value::parse(&depth(127)).is_ok());
+        let deep = depth(160);
+        assert_eq!(
+            Value::parse(&deep).unwrap_err().to_string(),
+            "recursion limit exceeded at line 1 column 128"
+        );
+        let mut value = Value::parse_written(&deep).unwrap();
+        let mut levels = 0;
+        while let Value::Array(mut items) = value {
+            value = items.pop().unwrap();
+            levels += 1;
+        }
+        assert_eq!((levels, value), (160, Value::from(1)));
+        assert!(Value::parse_written(&format!("{deep}]")).is_err());
+    }
+
     #[test]
     fn a_repeated_key_keeps_its_first_place_and_its_last_value() {
         // 200 keys, more than the sketch has bits, so every kind of collision is met.

@@ -249,11 +249,7 @@ fn finding(activity: &tree::Map<'_>, rules: &[&Rule], record_id: &str, attempt: 
         .expect("the max comes from a rule");
     let rule_ids: Vec<&str> = rules.iter().map(|r| r.id.as_str()).collect();
     let uid = format!("{record_id}:{}", rule_ids.join("+"));
-    let copy = |object: &mut json::Object<'_>, key: &'static str| {
-        if let Some(part) = activity.get(key) {
-            json::sorted_record_value(object.name(key), part);
-        }
-    };
+    let copy = |object: &mut json::Object<'_>, key| repeat(object, activity, key);
 
     let mut out = Vec::with_capacity(4096);
     let mut doc = json::Object::open(&mut out);
@@ -347,9 +343,7 @@ fn finding_info(
     let mut events = json::Array::open(info.name("related_events"));
     let mut related = json::Object::open(events.item());
     for key in ["type_name", "type_uid"] {
-        if let Some(part) = activity.get(key) {
-            json::sorted_record_value(related.name(key), part);
-        }
+        repeat(&mut related, activity, key);
     }
     match activity.get("metadata").and_then(|m| m.get("uid")) {
         Some(event) => json::sorted_record_value(related.name("uid"), event),
@@ -366,6 +360,13 @@ fn finding_info(
     strings(info.name("types"), types);
     json::string(info.name("uid"), uid);
     info.close();
+}
+
+/// The activity's field `key` at `key` of `object`, keys sorted, when the activity has it.
+fn repeat(object: &mut json::Object<'_>, activity: &tree::Map<'_>, key: &'static str) {
+    if let Some(part) = activity.get(key) {
+        json::sorted_record_value(object.name(key), part);
+    }
 }
 
 fn strings(out: &mut Vec<u8>, texts: &[&str]) {

@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
 use super::document::{Base, Document, Fields, Head, Leaf, Object};
@@ -19,10 +19,6 @@ pub const OCSF_VERSION: &str = "1.8.0";
 
 pub fn epoch_ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
-}
-
-pub fn dt(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 /// A document holding the attributes every class shares, placed without walking their
