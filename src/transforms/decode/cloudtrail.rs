@@ -324,6 +324,58 @@ mod tests {
         assert_eq!(r.time().to_rfc3339(), "2023-01-10T21:04:02+00:00");
     }
 
+    /// The members are found whatever their order and spelling; an empty string, a wrong
+    /// type or a missing member reads as absent.
+    #[test]
+    fn the_identity_is_read_from_its_members() {
+        let r = record(
+            json!({"eventName": "X", "eventSource": "s", "userIdentity": {
+            "sessionContext": {"attributes": {"mfaAuthenticated": "false"},
+                "sessionIssuer": {"type": "Role", "userName": "admin"}},
+            "onBehalfOf": {"userId": "u-1"}, "extra": "x", "accessKeyId": "ASIAEXAMPLE",
+            "arn": "arn:aws:sts::111122223333:assumed-role/admin/s", "principalId": "",
+            "type": "AssumedRole", "accountId": "111122223333", "invokedBy": null}}),
+        )
+        .unwrap();
+        let who = r.user_identity();
+        assert!(who.present);
+        assert_eq!(
+            (who.kind, who.arn, who.account_id, who.access_key_id),
+            (
+                Some("AssumedRole"),
+                Some("arn:aws:sts::111122223333:assumed-role/admin/s"),
+                Some("111122223333"),
+                Some("ASIAEXAMPLE")
+            )
+        );
+        assert_eq!(
+            (
+                who.principal_id,
+                who.user_name,
+                who.invoked_by,
+                who.identity_provider
+            ),
+            (None, None, None, None)
+        );
+        assert_eq!(str_of(who.on_behalf_of.unwrap(), "userId"), Some("u-1"));
+        assert_eq!(
+            str_of(who.session_issuer.unwrap(), "userName"),
+            Some("admin")
+        );
+        assert_eq!(
+            str_of(who.session_attributes.unwrap(), "mfaAuthenticated"),
+            Some("false")
+        );
+
+        let lowered = record(json!({"eventname": "X", "eventsource": "s",
+            "useridentity": {"username": "alice", "TYPE": "IAMUser"}}))
+        .unwrap();
+        let who = lowered.user_identity();
+        assert_eq!((who.user_name, who.kind), (Some("alice"), Some("IAMUser")));
+        let none = record(json!({"eventName": "X", "eventSource": "s"})).unwrap();
+        assert!(!none.user_identity().present);
+    }
+
     #[test]
     fn wrong_types_are_rejected_with_the_field_name() {
         let err =
