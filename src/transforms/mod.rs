@@ -458,8 +458,7 @@ impl Transformer {
     /// than the cache holds (cachegrind, BENCHMARKS.md).
     /// The third stage: the group's records enriched, one enricher at a time.
     fn enrich(&self, pending: &mut [Pending<'_>]) {
-        let mut group: Vec<&mut Normalized> = pending.iter_mut().map(|(n, _)| n).collect();
-        self.enrichment.apply(&mut group);
+        self.enrichment.apply(pending, |(normalized, _)| normalized);
     }
 
     fn decode<'a>(&self, frame: Frame<'a>, now: chrono::DateTime<Utc>) -> Staged<'a> {

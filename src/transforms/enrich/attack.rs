@@ -251,6 +251,8 @@ fn finding(activity: &tree::Map<'_>, rules: &[&Rule], record_id: &str, attempt: 
     let uid = format!("{record_id}:{}", rule_ids.join("+"));
     let copy = |object: &mut json::Object<'_>, key| repeat(object, activity, key);
 
+    // A finding of the corpus is 3.8 KB on average (11.9 KB at most): grown from empty,
+    // the text was copied about nine times.
     let mut out = Vec::with_capacity(4096);
     let mut doc = json::Object::open(&mut out);
     json::int(doc.name("activity_id"), 1);

@@ -62,10 +62,15 @@ impl Enrichment {
     /// in the group's order: a stage's code stays in the instruction cache for the whole
     /// group, as the writers' does. A record's stages still run in order, and a stage
     /// sees the records in the order they came (key age learns keys from earlier records).
-    pub fn apply<'r, 'a: 'r>(&self, group: &mut [&'r mut Normalized<'a>]) {
+    /// `record` finds the record in each of the group's items.
+    pub fn apply<'a, T>(
+        &self,
+        group: &mut [T],
+        record: for<'x> fn(&'x mut T) -> &'x mut Normalized<'a>,
+    ) {
         for stage in &self.stages {
-            for record in group.iter_mut() {
-                stage.enrich(record);
+            for item in group.iter_mut() {
+                stage.enrich(record(item));
             }
         }
     }
