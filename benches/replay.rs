@@ -3,6 +3,10 @@
 //!
 //!   cargo bench --bench replay              (200,000 records)
 //!   cargo bench --bench replay -- --records 50000
+//!   scripts/build-pgo.sh && AUDITBRIDGE_PGO_BINARY=target/pgo/auditbridge cargo bench --bench replay
+//!
+//! The last also times the profile-guided build, the one the container image ships, in
+//! the same rounds as cargo's build.
 //!
 //! The bench pins itself to CPU 0 with `taskset` (util-linux); the `replay` process it starts
 //! inherits the pinning. Output goes to /dev/null, the summary on stderr is discarded.
@@ -69,43 +73,64 @@ fn main() {
         "corpus: {records} records ({mb:.1} MB) from cloudtrail_real_union.ndjson.gz, eventID and eventTime rewritten per copy; one core (taskset -c 0); {ROUNDS} rounds of the baseline and every case in turn, each one's fastest"
     );
 
+    let mut builds = vec![(
+        "cargo build --release",
+        env!("CARGO_BIN_EXE_auditbridge").to_string(),
+    )];
+    if let Ok(pgo) = std::env::var("AUDITBRIDGE_PGO_BINARY") {
+        assert!(
+            Path::new(&pgo).is_file(),
+            "AUDITBRIDGE_PGO_BINARY={pgo} is not a file: build it with scripts/build-pgo.sh"
+        );
+        builds.push(("scripts/build-pgo.sh", pgo));
+    }
+
     // The cases take turns, round after round: on a shared machine whose speed drifts, a
     // baseline timed before the cases swung their ratios by as much as 16 %.
     let mut base = Duration::MAX;
-    let mut took = [Duration::MAX; FORMATS.len()];
+    let mut took = vec![[Duration::MAX; FORMATS.len()]; builds.len()];
     for _ in 0..ROUNDS {
         base = base.min(timed(|| round_trip(&file)));
-        for ((format, _), best) in FORMATS.iter().zip(&mut took) {
-            *best = (*best).min(timed(|| {
-                let status = Command::new(env!("CARGO_BIN_EXE_auditbridge"))
-                    .args(["replay", "--format", format])
-                    .arg(&file)
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status()
-                    .unwrap();
-                assert!(status.success(), "replay --format {format}: {status}");
-            }));
+        for ((_, binary), took) in builds.iter().zip(&mut took) {
+            for ((format, _), best) in FORMATS.iter().zip(took.iter_mut()) {
+                *best = (*best).min(timed(|| replay(binary, format, &file)));
+            }
         }
     }
     let base_rate = records as f64 / base.as_secs_f64();
-    println!("| case | records/s | ratio | goal | met |");
-    println!("|---|---|---|---|---|");
-    println!("| serde_json round-trip (`Value`), reads the file, writes nothing | {base_rate:.0} | 1.00 | | |");
-    for ((format, goal), took) in FORMATS.iter().zip(took) {
-        let rate = records as f64 / took.as_secs_f64();
-        let ratio = rate / base_rate;
-        let (goal, met) = match goal {
-            Some(g) => (
-                format!("≥ {g:.1}"),
-                if ratio >= *g {
-                    "yes".to_string()
-                } else {
-                    format!("no (−{:.2})", g - ratio)
-                },
-            ),
-            None => (String::new(), String::new()),
-        };
-        println!("| `replay --format {format}` > /dev/null | {rate:.0} | **{ratio:.2}** | {goal} | {met} |");
+    println!("| case | build | records/s | ratio | goal | met |");
+    println!("|---|---|---|---|---|---|");
+    println!("| serde_json round-trip (`Value`), reads the file, writes nothing | | {base_rate:.0} | 1.00 | | |");
+    for ((build, _), took) in builds.iter().zip(took) {
+        for ((format, goal), took) in FORMATS.iter().zip(took) {
+            let rate = records as f64 / took.as_secs_f64();
+            let ratio = rate / base_rate;
+            let (goal, met) = match goal {
+                Some(g) => (
+                    format!("≥ {g:.1}"),
+                    if ratio >= *g {
+                        "yes".to_string()
+                    } else {
+                        format!("no (−{:.2})", g - ratio)
+                    },
+                ),
+                None => (String::new(), String::new()),
+            };
+            println!("| `replay --format {format}` > /dev/null | `{build}` | {rate:.0} | **{ratio:.2}** | {goal} | {met} |");
+        }
     }
+}
+
+fn replay(binary: &str, format: &str, file: &Path) {
+    let status = Command::new(binary)
+        .args(["replay", "--format", format])
+        .arg(file)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "{binary} replay --format {format}: {status}"
+    );
 }

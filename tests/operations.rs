@@ -278,11 +278,20 @@ fn dockerfile_builds_the_binary_and_runs_it_unprivileged() {
         let (_, tag) = image.split_once(':').expect("base image without a tag");
         assert!(!tag.is_empty() && tag != "latest", "{image} is not pinned");
     }
+    // The image ships the profile-guided build: the binary the script leaves behind.
     let crate_name = env!("CARGO_PKG_NAME");
+    assert!(text.contains("RUN scripts/build-pgo.sh"), "builds with PGO");
     assert!(
-        text.contains(&format!("target/release/{crate_name}")),
-        "copies the crate's binary"
+        text.contains(&format!(
+            "COPY --from=build /src/target/pgo/{crate_name} /usr/local/bin/{crate_name}"
+        )),
+        "copies the profile-guided binary"
     );
+    let script = std::fs::read_to_string(common::repo("scripts/build-pgo.sh")).unwrap();
+    assert!(script.contains(r#"out="$PWD/target/pgo""#));
+    assert!(script.contains(&format!(
+        r#"cp "$out/use/$host/release/{crate_name}" "$out/{crate_name}""#
+    )));
     let user = text
         .lines()
         .rfind(|l| l.starts_with("USER "))
