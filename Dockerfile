@@ -18,7 +18,7 @@ WORKDIR /src
 COPY . .
 # Profile-guided: an instrumented build replays the bundled samples (replay, and run into
 # the HEC sink), then the release build uses that profile. It takes twice as long as one
-# build and makes replay 10-15 % faster (BENCHMARKS.md).
+# build and made replay 11-14 % faster (BENCHMARKS.md).
 RUN scripts/build-pgo.sh
 
 FROM debian:12-slim
