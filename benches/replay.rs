@@ -88,11 +88,11 @@ fn main() {
     // The cases take turns, round after round: on a shared machine whose speed drifts, a
     // baseline timed before the cases swung their ratios by as much as 16 %.
     let mut base = Duration::MAX;
-    let mut took = vec![[Duration::MAX; FORMATS.len()]; builds.len()];
+    let mut fastest = vec![[Duration::MAX; FORMATS.len()]; builds.len()];
     for _ in 0..ROUNDS {
         base = base.min(timed(|| round_trip(&file)));
-        for ((_, binary), took) in builds.iter().zip(&mut took) {
-            for ((format, _), best) in FORMATS.iter().zip(took.iter_mut()) {
+        for ((_, binary), per_format) in builds.iter().zip(&mut fastest) {
+            for ((format, _), best) in FORMATS.iter().zip(per_format.iter_mut()) {
                 *best = (*best).min(timed(|| replay(binary, format, &file)));
             }
         }
@@ -101,8 +101,8 @@ fn main() {
     println!("| case | build | records/s | ratio | goal | met |");
     println!("|---|---|---|---|---|---|");
     println!("| serde_json round-trip (`Value`), reads the file, writes nothing | | {base_rate:.0} | 1.00 | | |");
-    for ((build, _), took) in builds.iter().zip(took) {
-        for ((format, goal), took) in FORMATS.iter().zip(took) {
+    for ((build, _), per_format) in builds.iter().zip(fastest) {
+        for ((format, goal), took) in FORMATS.iter().zip(per_format) {
             let rate = records as f64 / took.as_secs_f64();
             let ratio = rate / base_rate;
             let (goal, met) = match goal {
