@@ -980,6 +980,28 @@ mod tests {
     }
 
     #[test]
+    fn long_keys_that_share_their_ends_are_told_apart_and_repeats_found() {
+        let text = r#"{"eventTime":1,"eventName":2,"eventType":3,"eventTime":4,"requestParameters":5,"responseParameters":6,"requestParameters":7}"#;
+        let Value::Object(map) = Value::parse(text).unwrap() else {
+            panic!("an object")
+        };
+        let members: Vec<(&str, i64)> = map
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_i64().unwrap()))
+            .collect();
+        assert_eq!(
+            members,
+            [
+                ("eventTime", 4),
+                ("eventName", 2),
+                ("eventType", 3),
+                ("requestParameters", 7),
+                ("responseParameters", 6)
+            ]
+        );
+    }
+
+    #[test]
     fn objects_are_equal_in_any_order() {
         let one = Value::parse(r#"{"a":1,"b":{"c":2,"d":3}}"#).unwrap();
         let two = Value::parse(r#"{"b":{"d":3,"c":2},"a":1}"#).unwrap();
