@@ -113,9 +113,10 @@ fn order(cases: usize, turn: u64) -> Vec<usize> {
 }
 
 /// Time of every case, as the sum over chunks of each chunk's fastest round. All cases run
-/// on one chunk back to back, in a shuffled order ([`order`]), before the next chunk: a slow spell of a shared
-/// machine (seen here: ±30 % between identical runs a minute apart) hits every case alike
-/// instead of whichever ran in it, and the per-chunk minimum drops most of the spell.
+/// on one chunk back to back, in a shuffled order ([`order`]), before the next chunk: a
+/// slow spell of a shared machine (seen here: ±30 % between identical runs a minute apart)
+/// hits every case alike instead of whichever ran in it, and the per-chunk minimum drops
+/// most of the spell.
 fn interleaved(chunks: &[String], cases: &mut [Case<'_>]) -> Vec<Duration> {
     let mut best = vec![vec![Duration::MAX; chunks.len()]; cases.len()];
     for round in 0..ROUNDS {

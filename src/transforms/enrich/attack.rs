@@ -122,19 +122,9 @@ fn attacks(rules: &[&Rule]) -> Attacks {
 /// instructions a field), and SigmaHQ's rules tag one corpus record in seven.
 fn write_ecs(doc: &mut Document, rules: &[&Rule], attempt: bool) {
     let a = attacks(rules);
-    let ids = |list: &[Technique]| list.iter().map(|t| t.id.clone()).collect::<Vec<_>>();
-    let names = |list: &[Technique]| list.iter().map(|t| t.name.clone()).collect::<Vec<_>>();
-    let urls = |list: &[Technique]| list.iter().map(|t| t.url.clone()).collect::<Vec<_>>();
-    let mut technique = Head::with_capacity(4);
-    technique.put("id", ids(&a.techniques));
-    technique.put("name", names(&a.techniques));
-    technique.put("reference", urls(&a.techniques));
+    let mut technique = techniques_head(&a.techniques, 4);
     if !a.subtechniques.is_empty() {
-        let mut sub = Head::with_capacity(3);
-        sub.put("id", ids(&a.subtechniques));
-        sub.put("name", names(&a.subtechniques));
-        sub.put("reference", urls(&a.subtechniques));
-        technique.put_object("subtechnique", sub);
+        technique.put_object("subtechnique", techniques_head(&a.subtechniques, 3));
     }
     let mut tactic = Head::with_capacity(3);
     tactic.put("id", a.tactics.iter().map(|t| t.id).collect::<Vec<_>>());
@@ -187,6 +177,21 @@ fn write_ecs(doc: &mut Document, rules: &[&Rule], attempt: bool) {
         tags.push("attack.attempt".into());
     }
     doc.put("tags", tags);
+}
+
+/// ECS `id`, `name` and `reference` lists of `list`, with room for `fields` in all.
+fn techniques_head(list: &[Technique], fields: usize) -> Head {
+    let mut head = Head::with_capacity(fields);
+    head.put("id", list.iter().map(|t| t.id.clone()).collect::<Vec<_>>());
+    head.put(
+        "name",
+        list.iter().map(|t| t.name.clone()).collect::<Vec<_>>(),
+    );
+    head.put(
+        "reference",
+        list.iter().map(|t| t.url.clone()).collect::<Vec<_>>(),
+    );
+    head
 }
 
 /// The top-level fields of its OCSF activity that a finding repeats. Only these are
