@@ -9,11 +9,11 @@ use super::tree::{Map, Value};
 use chrono::{DateTime, Utc};
 
 use super::fields::{
-    canonicalize_keys, expect_array, expect_object, expect_strings, obj_of, str_of, WrongType,
+    canonicalize_keys, expect_array, expect_object, expect_strings, obj_of, str_of, Keys, WrongType,
 };
 use super::time::{parse_time, TimeSource};
 
-const TOP_LEVEL: &[&str] = &[
+const TOP_LEVEL: Keys = Keys::new(&[
     "time",
     "resourceId",
     "operationName",
@@ -31,10 +31,10 @@ const TOP_LEVEL: &[&str] = &[
     "level",
     "location",
     "properties",
-];
+]);
 
 /// The keys of an audit record's target resource, as Microsoft Graph spells them.
-const TARGET: &[&str] = &[
+const TARGET: Keys = Keys::new(&[
     "id",
     "displayName",
     "type",
@@ -42,9 +42,9 @@ const TARGET: &[&str] = &[
     "groupType",
     "modifiedProperties",
     "administrativeUnits",
-];
+]);
 
-const TOP_LEVEL_STRINGS: &[&str] = &[
+const TOP_LEVEL_STRINGS: Keys = Keys::new(&[
     "time",
     "operationName",
     "category",
@@ -52,9 +52,9 @@ const TOP_LEVEL_STRINGS: &[&str] = &[
     "callerIpAddress",
     "correlationId",
     "identity",
-];
+]);
 
-const ACTIVITY_STRINGS: &[&str] = &[
+const ACTIVITY_STRINGS: Keys = Keys::new(&[
     "time",
     "operationName",
     "category",
@@ -64,9 +64,9 @@ const ACTIVITY_STRINGS: &[&str] = &[
     "resourceId",
     "resultType",
     "resultSignature",
-];
+]);
 
-const PROPERTY_STRINGS: &[&str] = &[
+const PROPERTY_STRINGS: Keys = Keys::new(&[
     "id",
     "activityDisplayName",
     "activityDateTime",
@@ -79,7 +79,7 @@ const PROPERTY_STRINGS: &[&str] = &[
     "appDisplayName",
     "servicePrincipalName",
     "servicePrincipalCredentialKeyId",
-];
+]);
 
 /// The Azure log a category names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -306,10 +306,10 @@ fn parse_embedded_json(value: Value<'_>) -> Value<'_> {
 /// An Entra log record: the fields its readers take as text are text, and its sections
 /// are objects and arrays.
 fn validate_entra(fields: &mut Map<'_>) -> Result<(), WrongType> {
-    expect_strings(fields, "", TOP_LEVEL_STRINGS)?;
+    expect_strings(fields, "", &TOP_LEVEL_STRINGS)?;
     expect_object(fields, "", "properties")?;
     if let Some(props) = obj_of(fields, "properties") {
-        expect_strings(props, "properties", PROPERTY_STRINGS)?;
+        expect_strings(props, "properties", &PROPERTY_STRINGS)?;
         expect_object(props, "properties", "initiatedBy")?;
         expect_object(props, "properties", "status")?;
         expect_object(props, "properties", "location")?;
@@ -322,7 +322,7 @@ fn validate_entra(fields: &mut Map<'_>) -> Result<(), WrongType> {
         .and_then(|p| p.get_mut("targetResources"))
     {
         for target in targets.iter_mut().filter_map(Value::as_object_mut) {
-            canonicalize_keys(target, TARGET);
+            canonicalize_keys(target, &TARGET);
         }
     }
     Ok(())
@@ -332,7 +332,7 @@ fn validate_entra(fields: &mut Map<'_>) -> Result<(), WrongType> {
 /// caller's name; `properties` sometimes arrives as JSON text, which is parsed as
 /// Elastic's pipeline parses it.
 fn validate_activity(fields: &mut Map<'_>) -> Result<(), WrongType> {
-    expect_strings(fields, "", ACTIVITY_STRINGS)?;
+    expect_strings(fields, "", &ACTIVITY_STRINGS)?;
     if let Some(props) = fields.get_mut("properties") {
         if props.is_string() {
             *props = parse_embedded_json(props.take());
@@ -382,7 +382,7 @@ impl<'a> AzureRecord<'a> {
 
     pub fn new(mut fields: Map<'a>, now: DateTime<Utc>) -> Result<Self, WrongType> {
         if !fields.contains_key("operationName") || !fields.contains_key("category") {
-            canonicalize_keys(&mut fields, TOP_LEVEL);
+            canonicalize_keys(&mut fields, &TOP_LEVEL);
         }
         let kind = AzureLog::of(
             str_of(&fields, "category").unwrap_or(""),

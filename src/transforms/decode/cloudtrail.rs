@@ -3,10 +3,12 @@
 use super::tree::{Map, Value};
 use chrono::{DateTime, Utc};
 
-use super::fields::{canonicalize_keys, expect_object, expect_strings, obj_of, str_of, WrongType};
+use super::fields::{
+    canonicalize_keys, expect_object, expect_strings, obj_of, str_of, Keys, WrongType,
+};
 use super::time::{parse_time, TimeSource};
 
-const TOP_LEVEL: &[&str] = &[
+const TOP_LEVEL: Keys = Keys::new(&[
     "eventVersion",
     "userIdentity",
     "eventTime",
@@ -36,9 +38,9 @@ const TOP_LEVEL: &[&str] = &[
     "errorMessage",
     "serviceEventDetails",
     "insightDetails",
-];
+]);
 
-const IDENTITY: &[&str] = &[
+const IDENTITY: Keys = Keys::new(&[
     "type",
     "principalId",
     "arn",
@@ -50,9 +52,9 @@ const IDENTITY: &[&str] = &[
     "identityProvider",
     "onBehalfOf",
     "credentialId",
-];
+]);
 
-const TOP_LEVEL_STRINGS: &[&str] = &[
+const TOP_LEVEL_STRINGS: Keys = Keys::new(&[
     "eventVersion",
     "eventTime",
     "eventSource",
@@ -69,9 +71,9 @@ const TOP_LEVEL_STRINGS: &[&str] = &[
     "eventCategory",
     "errorCode",
     "errorMessage",
-];
+]);
 
-const IDENTITY_STRINGS: &[&str] = &[
+const IDENTITY_STRINGS: Keys = Keys::new(&[
     "type",
     "principalId",
     "arn",
@@ -80,7 +82,7 @@ const IDENTITY_STRINGS: &[&str] = &[
     "userName",
     "invokedBy",
     "identityProvider",
-];
+]);
 
 /// Does this object look like a CloudTrail record (in any key casing)?
 pub fn looks_like(map: &Map<'_>) -> bool {
@@ -127,15 +129,15 @@ impl<'a> CloudTrailRecord<'a> {
     /// Validate a record. `now` stands in for a missing or unreadable `eventTime`.
     pub fn new(mut fields: Map<'a>, now: DateTime<Utc>) -> Result<Self, WrongType> {
         if !fields.contains_key("eventName") || !fields.contains_key("eventSource") {
-            canonicalize_keys(&mut fields, TOP_LEVEL);
+            canonicalize_keys(&mut fields, &TOP_LEVEL);
         }
-        expect_strings(&fields, "", TOP_LEVEL_STRINGS)?;
+        expect_strings(&fields, "", &TOP_LEVEL_STRINGS)?;
         expect_object(&fields, "", "userIdentity")?;
         expect_object(&fields, "", "tlsDetails")?;
         expect_object(&fields, "", "insightDetails")?;
         if let Some(Value::Object(identity)) = fields.get_mut("userIdentity") {
-            canonicalize_keys(identity, IDENTITY);
-            expect_strings(identity, "userIdentity", IDENTITY_STRINGS)?;
+            canonicalize_keys(identity, &IDENTITY);
+            expect_strings(identity, "userIdentity", &IDENTITY_STRINGS)?;
             expect_object(identity, "userIdentity", "sessionContext")?;
             if let Some(ctx) = obj_of(identity, "sessionContext") {
                 expect_object(ctx, "userIdentity.sessionContext", "sessionIssuer")?;

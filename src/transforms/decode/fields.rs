@@ -22,29 +22,54 @@ pub fn type_name(v: &Value<'_>) -> &'static str {
     }
 }
 
+/// A fixed list of key names, with the lengths they come in: a key of no listed length
+/// is not listed, which one bit test says. Every member of every record is asked whether it
+/// is listed, and comparing it with each name cost 3 % of `replay --format ecs`.
+pub struct Keys {
+    names: &'static [&'static str],
+    /// Bit `n` for a name `n` bytes long; bit 63 for every name of 63 bytes or more.
+    lengths: u64,
+}
+
+impl Keys {
+    pub const fn new(names: &'static [&'static str]) -> Keys {
+        let mut lengths = 0;
+        let mut at = 0;
+        while at < names.len() {
+            lengths |= length_bit(names[at]);
+            at += 1;
+        }
+        Keys { names, lengths }
+    }
+
+    /// `key` is one of the names.
+    pub fn contains(&self, key: &str) -> bool {
+        self.lengths & length_bit(key) != 0 && self.names.iter().any(|k| same_key(k, key))
+    }
+}
+
+const fn length_bit(key: &str) -> u64 {
+    let n = key.len();
+    1 << if n < 63 { n } else { 63 }
+}
+
 /// Check that each named field, when present and not null, is a string.
-pub fn expect_strings(map: &Map<'_>, prefix: &str, keys: &[&str]) -> Result<(), WrongType> {
+pub fn expect_strings(map: &Map<'_>, prefix: &str, keys: &Keys) -> Result<(), WrongType> {
     // One pass over the few values that are not strings answers for nearly every record,
     // where a lookup per key compared whole names all the way down the map.
     let fine = map
         .iter()
-        .all(|(k, v)| matches!(v, Value::Null | Value::String(_)) || !listed(keys, k));
+        .all(|(k, v)| matches!(v, Value::Null | Value::String(_)) || !keys.contains(k));
     if fine {
         return Ok(());
     }
-    for key in keys {
+    for key in keys.names {
         match map.get(key) {
             None | Some(Value::Null) | Some(Value::String(_)) => {}
             Some(other) => return Err(wrong(prefix, key, "a string", other)),
         }
     }
     Ok(())
-}
-
-/// `key` is one of `keys`: asked of every member of every record, where `contains` called
-/// `memcmp` for each name of the same length.
-fn listed(keys: &[&str], key: &str) -> bool {
-    keys.iter().any(|k| same_key(k, key))
 }
 
 /// Check that the named field, when present and not null, is an object.
@@ -96,12 +121,13 @@ pub fn obj_of<'a, 'r>(map: &'a Map<'r>, key: &str) -> Option<&'a Map<'r>> {
 /// Rename keys that differ from the canonical spelling only by case (exports that
 /// lower-case every column, e.g. `eventname`), in their places, without touching keys
 /// already canonical.
-pub fn canonicalize_keys(map: &mut Map<'_>, canonical: &[&'static str]) {
+pub fn canonicalize_keys(map: &mut Map<'_>, canonical: &Keys) {
     let renames: Vec<(String, &'static str)> = map
         .keys()
-        .filter(|k| !listed(canonical, k))
+        .filter(|k| !canonical.contains(k))
         .filter_map(|k| {
             canonical
+                .names
                 .iter()
                 .find(|c| c.eq_ignore_ascii_case(k))
                 .filter(|c| !map.contains_key(c))
@@ -131,18 +157,41 @@ mod tests {
             .as_object()
             .cloned()
             .unwrap();
-        canonicalize_keys(&mut m, &["eventName", "eventSource"]);
+        canonicalize_keys(&mut m, &Keys::new(&["eventName", "eventSource"]));
         assert_eq!(
             Value::Object(m).to_string(),
             r#"{"other":1,"eventName":"X","eventSource":"s"}"#
         );
     }
 
+    /// A key is listed only when it is one of the names, whatever lengths they share; names
+    /// of 63 bytes or more share one length bit and are still told apart.
+    #[test]
+    fn keys_tell_listed_names_from_others() {
+        const LONG: &str = "a_name_of_sixty_nine_bytes_that_shares_the_length_bit_of_long_names";
+        let keys = Keys::new(&["arn", "eventName", LONG]);
+        for listed in ["arn", "eventName", LONG] {
+            assert!(keys.contains(listed), "{listed}");
+        }
+        let other_long = LONG.replace("sixty", "SIXTY");
+        for other in [
+            "",
+            "ar",
+            "arm",
+            "eventname",
+            "eventTime",
+            &other_long,
+            &LONG[1..],
+        ] {
+            assert!(!keys.contains(other), "{other}");
+        }
+    }
+
     #[test]
     fn wrong_type_names_the_field() {
         let m = json!({"userIdentity": {"arn": 5}});
         let ui = m["userIdentity"].as_object().unwrap();
-        let err = expect_strings(ui, "userIdentity", &["arn"]).unwrap_err();
+        let err = expect_strings(ui, "userIdentity", &Keys::new(&["arn"])).unwrap_err();
         assert_eq!(
             err.to_string(),
             "field `userIdentity.arn` must be a string, found a number"

@@ -5,7 +5,7 @@
 use super::tree::{Map, Value};
 use chrono::{DateTime, Utc};
 
-use super::fields::{expect_array, expect_object, expect_strings, obj_of, str_of, WrongType};
+use super::fields::{expect_array, expect_object, expect_strings, obj_of, str_of, Keys, WrongType};
 use super::time::{parse_time, TimeSource};
 
 /// The `@type` of a Cloud Audit Logs payload.
@@ -49,24 +49,26 @@ impl<'a> GcpRecord<'a> {
         expect_strings(
             &fields,
             "",
-            &[
-                "insertId",
-                "logName",
-                "timestamp",
-                "receiveTimestamp",
-                "severity",
-            ],
+            const {
+                &Keys::new(&[
+                    "insertId",
+                    "logName",
+                    "timestamp",
+                    "receiveTimestamp",
+                    "severity",
+                ])
+            },
         )?;
         expect_object(&fields, "", "resource")?;
         if let Some(resource) = obj_of(&fields, "resource") {
-            expect_strings(resource, "resource", &["type"])?;
+            expect_strings(resource, "resource", const { &Keys::new(&["type"]) })?;
             expect_object(resource, "resource", "labels")?;
         }
         let proto = obj_of(&fields, "protoPayload").expect("checked by looks_like");
         expect_strings(
             proto,
             "protoPayload",
-            &["methodName", "serviceName", "resourceName"],
+            const { &Keys::new(&["methodName", "serviceName", "resourceName"]) },
         )?;
         for key in ["authenticationInfo", "requestMetadata", "status"] {
             expect_object(proto, "protoPayload", key)?;
@@ -76,14 +78,14 @@ impl<'a> GcpRecord<'a> {
             expect_strings(
                 auth,
                 "protoPayload.authenticationInfo",
-                &["principalEmail", "principalSubject"],
+                const { &Keys::new(&["principalEmail", "principalSubject"]) },
             )?;
         }
         if let Some(meta) = obj_of(proto, "requestMetadata") {
             expect_strings(
                 meta,
                 "protoPayload.requestMetadata",
-                &["callerIp", "callerSuppliedUserAgent"],
+                const { &Keys::new(&["callerIp", "callerSuppliedUserAgent"]) },
             )?;
         }
         let (time, time_source) = match str_of(&fields, "timestamp").and_then(parse_time) {

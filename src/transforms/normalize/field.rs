@@ -179,10 +179,37 @@ pub fn snake_key(s: &str) -> Cow<'_, str> {
 /// of a known key (no two known keys share one), or a key with nothing to rename that no
 /// known key is renamed to. None for a key that may meet another (`userName` beside
 /// `user_name`), or that is unknown and needs renaming.
-pub fn snake_key_alone(s: &str) -> Option<&str> {
+pub fn snake_key_alone(s: &str) -> Option<Snake<'_>> {
     match known_snake(s) {
-        Some(known) => Some(known),
-        None => (!s.bytes().any(|b| b.is_ascii_uppercase()) && !is_known_snake(s)).then_some(s),
+        Some(known) => Some(Snake::Known(known)),
+        None => (!s.bytes().any(|b| b.is_ascii_uppercase()) && !is_known_snake(s))
+            .then_some(Snake::Same(s)),
+    }
+}
+
+/// A key's snake_case name, as [`snake_key_alone`] finds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Snake<'a> {
+    /// A known key's name, from this program's source: nothing in it to escape.
+    Known(&'static str),
+    /// The key itself, with nothing to rename.
+    Same(&'a str),
+}
+
+impl Snake<'_> {
+    pub fn as_str(&self) -> &str {
+        match self {
+            Snake::Known(name) => name,
+            Snake::Same(key) => key,
+        }
+    }
+
+    /// This key, in `object`: a known name written unchecked, as most keys are.
+    pub fn key<'o>(self, object: &'o mut json::Object<'_>) -> &'o mut Vec<u8> {
+        match self {
+            Snake::Known(name) => object.name(name),
+            Snake::Same(key) => object.key(key),
+        }
     }
 }
 
@@ -264,7 +291,7 @@ fn write_snake_alone(map: &Map<'_>, depth: usize, out: &mut Vec<u8>) -> bool {
             let Some(key) = snake_key_alone(key) else {
                 return false;
             };
-            snake_value(value, depth).write(object.key(key));
+            snake_value(value, depth).write(key.key(&mut object));
             true
         });
         if alone {
@@ -352,10 +379,10 @@ mod tests {
         assert_eq!(names.len(), KNOWN_SNAKE.len());
         for (camel, snake) in KNOWN_SNAKE {
             assert!(is_known_snake(snake) && !is_known_snake(camel), "{camel}");
-            assert_eq!(snake_key_alone(camel), Some(*snake));
+            assert_eq!(snake_key_alone(camel), Some(Snake::Known(snake)));
             assert_eq!(snake_key_alone(snake), None);
         }
-        assert_eq!(snake_key_alone("type"), Some("type"));
+        assert_eq!(snake_key_alone("type"), Some(Snake::Same("type")));
         assert_eq!(snake_key_alone("fooBar"), None);
     }
 

@@ -149,8 +149,8 @@ fn write_ecs_cloudtrail_alone(r: &CloudTrailRecord, out: &mut Vec<u8>) -> bool {
                 }
             } else {
                 match snake_key_alone(key) {
-                    Some(name) if !ECS_CLOUDTRAIL_MADE.contains(&name) => {
-                        json::record_value(object.key(name), value);
+                    Some(name) if !ECS_CLOUDTRAIL_MADE.contains(&name.as_str()) => {
+                        json::record_value(name.key(&mut object), value);
                     }
                     _ => return false,
                 }
@@ -199,7 +199,7 @@ fn write_user_identity_alone(identity: &Map<'_>, out: &mut Vec<u8>) -> bool {
                     _ => None,
                 };
                 let lifted = attributes.into_iter().flat_map(|a| a.iter());
-                let mut session = json::Object::open(object.key(name));
+                let mut session = json::Object::open(name.key(&mut object));
                 let alone = context
                     .iter()
                     .filter(|(k, _)| k.as_str() != "attributes")
@@ -211,7 +211,7 @@ fn write_user_identity_alone(identity: &Map<'_>, out: &mut Vec<u8>) -> bool {
                             lifted && k.as_str() != "attributes" && context.get(k).is_some();
                         match snake_key_alone(k).filter(|_| !meets) {
                             Some(k) => {
-                                field.write(session.key(k));
+                                field.write(k.key(&mut session));
                                 true
                             }
                             None => false,
@@ -223,7 +223,7 @@ fn write_user_identity_alone(identity: &Map<'_>, out: &mut Vec<u8>) -> bool {
                 alone
             }
             _ => {
-                snake_field(value, 3).write(object.key(name));
+                snake_field(value, 3).write(name.key(&mut object));
                 true
             }
         }
