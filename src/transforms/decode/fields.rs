@@ -23,8 +23,9 @@ pub fn type_name(v: &Value<'_>) -> &'static str {
 }
 
 /// A fixed list of key names, with the lengths they come in: a key of no listed length
-/// is not listed, which one bit test says. Every member of every record is asked whether it
-/// is listed, and comparing it with each name cost 3 % of `replay --format ecs`.
+/// is not listed, which one bit test says. Every member of every record that is not a string
+/// is asked whether it is listed, and validating a record cost 2.5 % of `replay --format
+/// ecs`'s instructions, most of it comparing keys with names.
 pub struct Keys {
     names: &'static [&'static str],
     /// Bit `n` for a name `n` bytes long; bit 63 for every name of 63 bytes or more.
@@ -168,12 +169,12 @@ mod tests {
     /// of 63 bytes or more share one length bit and are still told apart.
     #[test]
     fn keys_tell_listed_names_from_others() {
-        const LONG: &str = "a_name_of_sixty_nine_bytes_that_shares_the_length_bit_of_long_names";
+        const LONG: &str = "a_name_of_seventy_bytes_which_shares_one_length_bit_with_all_long_name";
         let keys = Keys::new(&["arn", "eventName", LONG]);
         for listed in ["arn", "eventName", LONG] {
             assert!(keys.contains(listed), "{listed}");
         }
-        let other_long = LONG.replace("sixty", "SIXTY");
+        let other_long = LONG.replace("seventy", "SEVENTY");
         for other in [
             "",
             "ar",

@@ -192,7 +192,7 @@ fn piece<const N: usize>(text: &[u8], at: usize) -> [u8; N] {
 pub fn record_string(out: &mut Vec<u8>, s: &tree::Str<'_>) {
     if s.is_verbatim() {
         // Most of a record's strings are short enough to be placed with fixed-size stores:
-        // a copy call for each cost a third of writing them.
+        // a copy call for each was a quarter of their cost.
         if short::<1, false>(out, s.as_bytes(), b"\"") {
             return;
         }
