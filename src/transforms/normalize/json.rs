@@ -65,7 +65,7 @@ pub fn time(out: &mut Vec<u8>, t: DateTime<Utc>) {
 /// `a`, `": "` and `b` as one quoted string; both are constants of this program's source,
 /// with nothing to escape.
 pub fn joined(out: &mut Vec<u8>, a: &'static str, b: &'static str) {
-    debug_assert!(is_plain(a) && is_plain(b));
+    debug_assert!(tree::is_plain(a) && tree::is_plain(b));
     out.reserve(a.len() + b.len() + 4);
     out.push(b'"');
     out.extend_from_slice(a.as_bytes());
@@ -89,11 +89,6 @@ fn short_key(out: &mut Vec<u8>, key: &str) {
         string(out, key);
         out.push(b':');
     }
-}
-
-/// Whether a key needs no escaping: what [`Object::name`] takes on trust.
-pub fn is_plain(key: &str) -> bool {
-    key.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\')
 }
 
 /// `"`, `text` and `end`, when `text` is at most 32 bytes with nothing to escape; false,
@@ -366,7 +361,7 @@ impl<'o> Object<'o> {
     /// and documents write about seventy of them each (callgrind, BENCHMARKS.md).
     #[inline]
     pub fn name(&mut self, key: &'static str) -> &mut Vec<u8> {
-        debug_assert!(is_plain(key), "the key {key:?} needs escaping");
+        debug_assert!(tree::is_plain(key), "the key {key:?} needs escaping");
         let out = self.0.next();
         if !short::<2, false>(out, key.as_bytes(), b"\":") {
             out.reserve(key.len() + 3);
