@@ -123,6 +123,8 @@ pub struct CloudTrailRecord<'a> {
     insight: bool,
     /// Every document asks; the answer takes three searches of the record.
     failed: bool,
+    /// Where in `userIdentity` the members documents read are.
+    places: Places,
 }
 
 impl<'a> CloudTrailRecord<'a> {
@@ -135,14 +137,22 @@ impl<'a> CloudTrailRecord<'a> {
         expect_object(&fields, "", "userIdentity")?;
         expect_object(&fields, "", "tlsDetails")?;
         expect_object(&fields, "", "insightDetails")?;
+        let mut places = Places::NONE;
         if let Some(Value::Object(identity)) = fields.get_mut("userIdentity") {
-            canonicalize_keys(identity, &IDENTITY);
-            expect_strings(identity, "userIdentity", &IDENTITY_STRINGS)?;
-            expect_object(identity, "userIdentity", "sessionContext")?;
-            if let Some(ctx) = obj_of(identity, "sessionContext") {
-                expect_object(ctx, "userIdentity.sessionContext", "sessionIssuer")?;
-                expect_object(ctx, "userIdentity.sessionContext", "attributes")?;
+            let mut survey = Survey::of(identity);
+            if survey.unlisted && canonicalize_keys(identity, &IDENTITY) {
+                survey = Survey::of(identity);
             }
+            if survey.mistyped {
+                // The checks by name, in their order, so the error names the field it did.
+                expect_strings(identity, "userIdentity", &IDENTITY_STRINGS)?;
+                expect_object(identity, "userIdentity", "sessionContext")?;
+                if let Some(ctx) = obj_of(identity, "sessionContext") {
+                    expect_object(ctx, "userIdentity.sessionContext", "sessionIssuer")?;
+                    expect_object(ctx, "userIdentity.sessionContext", "attributes")?;
+                }
+            }
+            places = survey.places;
         }
         // Exports that lost `eventTime` often carry the pipeline's own copy.
         let parsed = ["eventTime", "p_event_time", "@timestamp"]
@@ -153,6 +163,7 @@ impl<'a> CloudTrailRecord<'a> {
             None => (now, TimeSource::Ingest),
         };
         Ok(CloudTrailRecord {
+            places,
             insight: is_insight(&fields),
             failed: failed(&fields),
             fields,
@@ -220,7 +231,9 @@ impl<'a> CloudTrailRecord<'a> {
 
     /// The fields of `userIdentity` that normalizers and key age read.
     pub fn user_identity(&self) -> UserIdentity<'_> {
-        self.identity().map(UserIdentity::of).unwrap_or_default()
+        self.identity()
+            .map(|identity| self.places.read(identity))
+            .unwrap_or_default()
     }
 
     pub fn request_parameters(&self) -> Option<&Map<'a>> {
@@ -248,9 +261,8 @@ impl<'a> CloudTrailRecord<'a> {
     }
 }
 
-/// The fields of `userIdentity` that normalizers and key age read, found in one pass over
-/// it: a lookup per field compared key names down the map each time, and a record's
-/// documents read about ten of them. Strings are the non-empty ones.
+/// The fields of `userIdentity` that normalizers and key age read. Strings are the
+/// non-empty ones.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct UserIdentity<'a> {
     /// The record has a `userIdentity` object.
@@ -270,37 +282,137 @@ pub struct UserIdentity<'a> {
     pub session_attributes: Option<&'a Map<'a>>,
 }
 
-impl<'a> UserIdentity<'a> {
-    fn of(identity: &'a Map<'_>) -> Self {
-        let mut who = UserIdentity {
-            present: true,
-            ..UserIdentity::default()
+/// Where each member of `userIdentity` that [`UserIdentity`] reads sits among its
+/// members (`sessionIssuer` and `attributes` among `sessionContext`'s), [`ABSENT`] for
+/// those it lacks. Found once, while the record is validated: the ECS and OCSF writers
+/// and key age each read the identity, and finding its members by name took a key
+/// comparison per member each time.
+#[derive(Debug, Clone, Copy)]
+struct Places {
+    kind: usize,
+    principal_id: usize,
+    arn: usize,
+    account_id: usize,
+    access_key_id: usize,
+    user_name: usize,
+    invoked_by: usize,
+    identity_provider: usize,
+    on_behalf_of: usize,
+    session_context: usize,
+    session_issuer: usize,
+    session_attributes: usize,
+}
+
+/// No member's place: past the end of every object.
+const ABSENT: usize = usize::MAX;
+
+impl Places {
+    const NONE: Places = Places {
+        kind: ABSENT,
+        principal_id: ABSENT,
+        arn: ABSENT,
+        account_id: ABSENT,
+        access_key_id: ABSENT,
+        user_name: ABSENT,
+        invoked_by: ABSENT,
+        identity_provider: ABSENT,
+        on_behalf_of: ABSENT,
+        session_context: ABSENT,
+        session_issuer: ABSENT,
+        session_attributes: ABSENT,
+    };
+
+    /// The members of `identity`, the object these places were found in.
+    fn read<'a>(&self, identity: &'a Map<'_>) -> UserIdentity<'a> {
+        let value = |map: &'a Map<'_>, at: usize| map.members().get(at).map(|(_, v)| v);
+        let text = |at| match value(identity, at) {
+            Some(Value::String(s)) if !s.is_empty() => Some(s.as_str()),
+            _ => None,
         };
-        for (key, value) in identity {
-            let text = match value {
-                Value::String(s) if !s.is_empty() => Some(s.as_str()),
-                _ => None,
-            };
-            match key.as_str() {
-                "type" => who.kind = text,
-                "principalId" => who.principal_id = text,
-                "arn" => who.arn = text,
-                "accountId" => who.account_id = text,
-                "accessKeyId" => who.access_key_id = text,
-                "userName" => who.user_name = text,
-                "invokedBy" => who.invoked_by = text,
-                "identityProvider" => who.identity_provider = text,
-                "onBehalfOf" => who.on_behalf_of = value.as_object(),
-                "sessionContext" => {
-                    if let Some(context) = value.as_object() {
-                        who.session_issuer = obj_of(context, "sessionIssuer");
-                        who.session_attributes = obj_of(context, "attributes");
-                    }
-                }
-                _ => {}
-            }
+        let object = |at| value(identity, at).and_then(Value::as_object);
+        let context = object(self.session_context);
+        let inner = |at| {
+            context
+                .and_then(|c| value(c, at))
+                .and_then(Value::as_object)
+        };
+        UserIdentity {
+            present: true,
+            kind: text(self.kind),
+            principal_id: text(self.principal_id),
+            arn: text(self.arn),
+            account_id: text(self.account_id),
+            access_key_id: text(self.access_key_id),
+            user_name: text(self.user_name),
+            invoked_by: text(self.invoked_by),
+            identity_provider: text(self.identity_provider),
+            on_behalf_of: object(self.on_behalf_of),
+            session_issuer: inner(self.session_issuer),
+            session_attributes: inner(self.session_attributes),
         }
-        who
+    }
+}
+
+/// One pass over `userIdentity`: the places of its members, and whether the checks by
+/// name are needed.
+struct Survey {
+    places: Places,
+    /// A key is not one of [`IDENTITY`]: it may be another spelling of one.
+    unlisted: bool,
+    /// A member has a type other than the one its name asks for.
+    mistyped: bool,
+}
+
+impl Survey {
+    fn of(identity: &Map<'_>) -> Survey {
+        let mut places = Places::NONE;
+        let (mut unlisted, mut mistyped) = (false, false);
+        for (at, (key, value)) in identity.members().iter().enumerate() {
+            let text = match key.as_str() {
+                "type" => &mut places.kind,
+                "principalId" => &mut places.principal_id,
+                "arn" => &mut places.arn,
+                "accountId" => &mut places.account_id,
+                "accessKeyId" => &mut places.access_key_id,
+                "userName" => &mut places.user_name,
+                "invokedBy" => &mut places.invoked_by,
+                "identityProvider" => &mut places.identity_provider,
+                "onBehalfOf" => {
+                    places.on_behalf_of = at;
+                    continue;
+                }
+                "sessionContext" => {
+                    places.session_context = at;
+                    match value {
+                        Value::Object(context) => {
+                            let mut inner = |key| {
+                                let at = context.position(key)?;
+                                let member = &context.members()[at].1;
+                                mistyped |= !matches!(member, Value::Null | Value::Object(_));
+                                Some(at)
+                            };
+                            places.session_issuer = inner("sessionIssuer").unwrap_or(ABSENT);
+                            places.session_attributes = inner("attributes").unwrap_or(ABSENT);
+                        }
+                        Value::Null => {}
+                        _ => mistyped = true,
+                    }
+                    continue;
+                }
+                "credentialId" => continue,
+                _ => {
+                    unlisted = true;
+                    continue;
+                }
+            };
+            *text = at;
+            mistyped |= !matches!(value, Value::Null | Value::String(_));
+        }
+        Survey {
+            places,
+            unlisted,
+            mistyped,
+        }
     }
 }
 
@@ -386,6 +498,67 @@ mod tests {
         let err = record(json!({"eventName": "X", "eventSource": "s", "userIdentity": "root"}))
             .unwrap_err();
         assert_eq!(err.field, "userIdentity");
+    }
+
+    /// The survey that stands in for the checks by name must know the same names.
+    #[test]
+    fn the_survey_knows_the_listed_identity_members() {
+        for name in IDENTITY.names {
+            let identity = json!({ *name: null });
+            assert!(
+                !Survey::of(identity.as_object().unwrap()).unlisted,
+                "{name}"
+            );
+        }
+        for name in IDENTITY_STRINGS.names {
+            let identity = json!({ *name: 1 });
+            assert!(Survey::of(identity.as_object().unwrap()).mistyped, "{name}");
+            let identity = json!({ *name: "x" });
+            assert!(
+                !Survey::of(identity.as_object().unwrap()).mistyped,
+                "{name}"
+            );
+        }
+        let unknown = json!({"UserName": "x", "extra": 1});
+        let survey = Survey::of(unknown.as_object().unwrap());
+        assert!(survey.unlisted && !survey.mistyped);
+    }
+
+    #[test]
+    fn wrong_identity_types_name_the_field_checked_first() {
+        let field = |identity| {
+            record(json!({"eventName": "X", "eventSource": "s", "userIdentity": identity}))
+                .unwrap_err()
+                .field
+        };
+        assert_eq!(field(json!({"arn": 7})), "userIdentity.arn");
+        assert_eq!(
+            field(json!({"userName": 5, "type": 3})),
+            "userIdentity.type"
+        );
+        assert_eq!(field(json!({"USERNAME": 5})), "userIdentity.userName");
+        assert_eq!(
+            field(json!({"sessionContext": "s"})),
+            "userIdentity.sessionContext"
+        );
+        assert_eq!(
+            field(json!({"sessionContext": {"attributes": {}, "sessionIssuer": 1}})),
+            "userIdentity.sessionContext.sessionIssuer"
+        );
+        assert_eq!(
+            field(json!({"sessionContext": {"attributes": []}})),
+            "userIdentity.sessionContext.attributes"
+        );
+        let fine = json!({"eventName": "X", "eventSource": "s", "userIdentity": {
+            "arn": null, "sessionContext": {"attributes": null, "sessionIssuer": null},
+            "onBehalfOf": 3, "credentialId": 4}});
+        let fine = record(fine).unwrap();
+        let who = fine.user_identity();
+        assert!(who.present);
+        assert_eq!(
+            (who.arn, who.session_issuer, who.on_behalf_of),
+            (None, None, None)
+        );
     }
 
     #[test]

@@ -27,7 +27,7 @@ pub fn type_name(v: &Value<'_>) -> &'static str {
 /// is asked whether it is listed, and validating a record cost 2.5 % of `replay --format
 /// ecs`'s instructions, most of it comparing keys with names.
 pub struct Keys {
-    names: &'static [&'static str],
+    pub names: &'static [&'static str],
     /// Bit `n` for a name `n` bytes long; bit 63 for every name of 63 bytes or more.
     lengths: u64,
 }
@@ -121,8 +121,8 @@ pub fn obj_of<'a, 'r>(map: &'a Map<'r>, key: &str) -> Option<&'a Map<'r>> {
 
 /// Rename keys that differ from the canonical spelling only by case (exports that
 /// lower-case every column, e.g. `eventname`), in their places, without touching keys
-/// already canonical.
-pub fn canonicalize_keys(map: &mut Map<'_>, canonical: &Keys) {
+/// already canonical. Whether it renamed any.
+pub fn canonicalize_keys(map: &mut Map<'_>, canonical: &Keys) -> bool {
     let renames: Vec<(String, &'static str)> = map
         .keys()
         .filter(|k| !canonical.contains(k))
@@ -135,9 +135,10 @@ pub fn canonicalize_keys(map: &mut Map<'_>, canonical: &Keys) {
                 .map(|c| (k.to_string(), *c))
         })
         .collect();
-    for (from, to) in renames {
-        map.rename(&from, to);
+    for (from, to) in &renames {
+        map.rename(from, *to);
     }
+    !renames.is_empty()
 }
 
 /// Split a user principal name or e-mail-shaped name into (local part, domain).

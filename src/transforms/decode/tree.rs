@@ -378,9 +378,9 @@ impl<'a> Map<'a> {
         self.members.is_empty()
     }
 
-    /// Where `key` is. A scan: objects are small, and telling keys apart by length first
-    /// cost less than the comparisons of a binary search.
-    fn position(&self, key: &str) -> Option<usize> {
+    /// Where `key` is among [`members`](Map::members). A scan: objects are small, and
+    /// telling keys apart by length first cost less than the comparisons of a binary search.
+    pub fn position(&self, key: &str) -> Option<usize> {
         if self.sketch & sketch_bit(key) == 0 {
             return None;
         }
