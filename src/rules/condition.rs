@@ -26,6 +26,11 @@ impl FieldPath {
         }
     }
 
+    /// The path reads the enrichment context (`context.…`), not the record.
+    pub fn in_context(&self) -> bool {
+        self.context
+    }
+
     /// Every value at this path; arrays on the way are searched element-wise.
     pub fn values<'a>(&self, record: &'a Map<'a>, context: &'a Map<'a>) -> Vec<&'a Value<'a>> {
         let root = if self.context { context } else { record };

@@ -122,6 +122,15 @@ impl Rule {
             Matcher::Native(_) => None,
         }
     }
+
+    /// A condition reads the enrichment context (`context.…`). Sigma rules read only the
+    /// record.
+    fn reads_context(&self) -> bool {
+        match &self.matcher {
+            Matcher::Native(n) => n.all.iter().chain(&n.any).any(|c| c.field.in_context()),
+            Matcher::Sigma(_) => false,
+        }
+    }
 }
 
 /// Why a rule did or did not match one record, for `rules test` diffs.
@@ -278,6 +287,8 @@ pub struct RuleSet {
     /// GCP rules by the method names they require.
     by_method: HashMap<String, Vec<usize>>,
     gcp_scan: Vec<usize>,
+    /// Some rule reads the enrichment context.
+    read_context: bool,
 }
 
 impl RuleSet {
@@ -424,6 +435,7 @@ impl RuleSet {
 
     fn add(&mut self, rule: Rule) {
         let i = self.rules.len();
+        self.read_context |= rule.reads_context();
         let native = match &rule.matcher {
             Matcher::Native(native) => native,
             Matcher::Sigma(detection) => {
@@ -473,9 +485,9 @@ impl RuleSet {
         &self.rules
     }
 
-    /// The rules that match a record, in load order.
-    pub fn evaluate(&self, record: &SourceRecord<'_>, context: &Map<'_>) -> Vec<&Rule> {
-        let subject = Subject::of(record);
+    /// Our rules tried on `record`: those listed under its event name or activity, those
+    /// under its event source, and those tried on every record of its provider.
+    fn candidates(&self, record: &SourceRecord<'_>) -> impl Iterator<Item = &usize> {
         let (indexed, by_source, scan) = match record {
             SourceRecord::CloudTrail(r) => (
                 self.by_event_name.get(r.event_name()),
@@ -489,18 +501,31 @@ impl RuleSet {
             ),
             SourceRecord::Gcp(r) => (self.by_method.get(r.method()), None, &self.gcp_scan),
         };
+        indexed.into_iter().chain(by_source).flatten().chain(scan)
+    }
+
+    /// A rule that reads the enrichment context (`context.…`) is tried on `record`. Key
+    /// age makes the context only then: made for every record, it cost more than the rest
+    /// of key age.
+    pub fn may_read_context(&self, record: &SourceRecord<'_>) -> bool {
+        self.read_context
+            && self
+                .candidates(record)
+                .any(|&i| self.rules[i].reads_context())
+    }
+
+    /// The rules that match a record, in load order.
+    pub fn evaluate(&self, record: &SourceRecord<'_>, context: &Map<'_>) -> Vec<&Rule> {
+        let subject = Subject::of(record);
         let mut sigma: Vec<&[usize]> = Vec::new();
         if let SourceRecord::CloudTrail(r) = record {
             for (path, index) in &self.sigma_by_value {
                 index.lookup(path, r.fields(), &mut |rules| sigma.push(rules));
             }
         }
-        let mut hits: Vec<usize> = indexed
-            .into_iter()
-            .chain(by_source)
-            .flatten()
+        let mut hits: Vec<usize> = self
+            .candidates(record)
             .chain(sigma.into_iter().flatten())
-            .chain(scan.iter())
             .copied()
             .filter(|&i| {
                 self.rules[i]
@@ -869,6 +894,56 @@ mod tests {
             hits("IAM.amazonaws.com", "CreateUser"),
             ["named", "scanned"]
         );
+    }
+
+    #[test]
+    fn the_context_is_asked_for_only_where_a_rule_that_reads_it_is_tried() {
+        let rule = |id: &str, names: &str, field: &str| {
+            format!("[[rule]]\nid = \"{id}\"\ntitle = \"t\"\ndescription = \"d\"\nseverity = \"low\"\nprovider = \"aws\"\ntechniques = [\"T1098\"]\n[rule.match]\n{names}\n[[rule.match.all]]\nfield = \"{field}\"\nop = \"exists\"\n")
+        };
+        let asks = |set: &RuleSet, source: &str, name: &str| {
+            let text = format!(
+                r#"{{"eventTime":"2024-01-02T03:04:05Z","eventSource":"{source}","eventName":"{name}"}}"#
+            );
+            match crate::transforms::decode::decode(&text, 1 << 20, chrono::Utc::now()) {
+                Ok(crate::transforms::decode::Decoded::Record(r)) => set.may_read_context(&r),
+                other => panic!("{other:?}"),
+            }
+        };
+        let text = [
+            rule(
+                "named",
+                "event_name = [\"CreateUser\"]",
+                "context.key.age_days",
+            ),
+            rule(
+                "by-source",
+                "event_source = [\"iam.amazonaws.com\"]\nevent_name = [\"Put*\"]",
+                "context.key.over_max_age",
+            ),
+            rule(
+                "record",
+                "event_name = [\"ListUsers\"]",
+                "requestParameters",
+            ),
+        ]
+        .concat();
+        let set = load(&text).unwrap();
+        assert!(asks(&set, "iam.amazonaws.com", "CreateUser"));
+        assert!(asks(&set, "iam.amazonaws.com", "ListUsers"));
+        assert!(asks(&set, "sso.amazonaws.com", "CreateUser"));
+        assert!(!asks(&set, "sso.amazonaws.com", "ListUsers"));
+        assert!(!asks(&set, "s3.amazonaws.com", "GetObject"));
+
+        let scanned = load(&rule(
+            "scanned",
+            "event_name = [\"*\"]",
+            "context.session.age_seconds",
+        ))
+        .unwrap();
+        assert!(asks(&scanned, "s3.amazonaws.com", "GetObject"));
+        let none = load(&rule("record", "event_name = [\"*\"]", "eventName")).unwrap();
+        assert!(!asks(&none, "iam.amazonaws.com", "CreateUser"));
     }
 
     #[test]

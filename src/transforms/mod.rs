@@ -935,11 +935,7 @@ fn serialize(
         time: n.source.time(),
         techniques: n.techniques,
         rules: n.rules,
-        key_age_days: n
-            .context
-            .get("key")
-            .and_then(|k| k.get("age_days"))
-            .and_then(decode::tree::Value::as_i64),
+        key_age_days: n.key_age_days,
         origin,
         outputs,
     }

@@ -5,8 +5,8 @@
 //! and aged when used.
 //!
 //! The result goes to ECS `auditbridge.credential.*` / `auditbridge.session.*`, to an
-//! OCSF `enrichments[]` entry, and to the rule context (`context.key.*`,
-//! `context.session.*`) so rules can match on key age.
+//! OCSF `enrichments[]` entry, and, for records a rule that reads it is tried on, to the
+//! rule context (`context.key.*`, `context.session.*`) so rules can match on key age.
 
 use std::sync::Arc;
 
@@ -18,6 +18,7 @@ use crate::transforms::decode::tree;
 use super::Enricher;
 use crate::keys::inventory::{KeyInfo, KeyInventory, Learned};
 use crate::keys::{age_days, key_type, parse_create_date};
+use crate::rules::RuleSet;
 use crate::transforms::decode::fields::{obj_of, str_of};
 use crate::transforms::decode::time::parse_time;
 use crate::transforms::decode::{AzureRecord, CloudTrailRecord, GcpRecord, SourceRecord};
@@ -27,13 +28,16 @@ use crate::transforms::normalize::Normalized;
 pub struct KeyAge {
     inventory: Arc<KeyInventory>,
     max_age_days: i64,
+    /// The rules that read the context.
+    rules: Arc<RuleSet>,
 }
 
 impl KeyAge {
-    pub fn new(inventory: Arc<KeyInventory>, max_age_days: i64) -> Self {
+    pub fn new(inventory: Arc<KeyInventory>, max_age_days: i64, rules: Arc<RuleSet>) -> Self {
         KeyAge {
             inventory,
             max_age_days,
+            rules,
         }
     }
 
@@ -477,11 +481,20 @@ impl Enricher for KeyAge {
             enrichment.put("value", c.summary());
             ocsf.push_object("enrichments", enrichment);
         }
-        if let Some((_, fields)) = &credential {
-            record.context.insert("key", tree_map(fields));
-        }
-        if let Some(fields) = &session {
-            record.context.insert("session", tree_map(fields));
+        record.key_age_days = found
+            .credential
+            .as_ref()
+            .and_then(|c| c.aged.as_ref())
+            .map(|a| a.age_days);
+        if (credential.is_some() || session.is_some())
+            && self.rules.may_read_context(&record.source)
+        {
+            if let Some((_, fields)) = &credential {
+                record.context.insert("key", tree_map(fields));
+            }
+            if let Some(fields) = &session {
+                record.context.insert("session", tree_map(fields));
+            }
         }
     }
 }

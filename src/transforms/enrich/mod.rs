@@ -40,7 +40,11 @@ impl Enrichment {
     pub fn new(rules: Arc<RuleSet>, keys: Arc<KeyInventory>, max_key_age_days: i64) -> Self {
         Enrichment {
             stages: vec![
-                Box::new(key_age::KeyAge::new(keys, max_key_age_days)),
+                Box::new(key_age::KeyAge::new(
+                    keys,
+                    max_key_age_days,
+                    Arc::clone(&rules),
+                )),
                 Box::new(attack::AttackTagger::new(rules)),
             ],
         }

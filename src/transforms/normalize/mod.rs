@@ -47,9 +47,12 @@ pub struct Normalized<'a> {
     /// OCSF Detection Findings (class 2004) raised by enrichers for this record, as JSON
     /// text.
     pub findings: Vec<Bytes>,
-    /// Context enrichers learn about the record (credential type, key age), which later
-    /// stages and rules read as `context.…`, as they read the record.
+    /// Context enrichers learn about the record (credential type, key age), which rules
+    /// read as `context.…`, as they read the record. Made only for records a rule that
+    /// reads it is tried on ([`RuleSet::may_read_context`](crate::rules::RuleSet::may_read_context)).
     pub context: tree::Map<'static>,
+    /// The age of the credential behind the action, when the key inventory knows it.
+    pub key_age_days: Option<i64>,
     /// ATT&CK technique ids the record was tagged with.
     pub techniques: Vec<String>,
     /// Ids of the rules that matched.
@@ -105,9 +108,8 @@ pub fn normalize(
         ecs,
         ocsf,
         findings: Vec::new(),
-        // Key age puts a credential and a session here for most records: made with room
-        // for them, the list skips growing from nothing, which cost more than allocating.
-        context: tree::Map::with_capacity(2),
+        context: tree::Map::new(),
+        key_age_days: None,
         techniques: Vec::new(),
         rules: Vec::new(),
         now,
