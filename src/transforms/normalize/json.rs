@@ -359,7 +359,7 @@ impl<'o> Object<'o> {
     /// [`key`](Self::key) for a key written in this program's source, a name with nothing
     /// to escape, so its bytes are not checked: checking cost a third of writing a key,
     /// and documents write about seventy of them each (callgrind, BENCHMARKS.md).
-    #[inline]
+    #[inline(always)]
     pub fn name(&mut self, key: &'static str) -> &mut Vec<u8> {
         debug_assert!(tree::is_plain(key), "the key {key:?} needs escaping");
         let out = self.0.next();
