@@ -121,7 +121,8 @@ pub fn obj_of<'a, 'r>(map: &'a Map<'r>, key: &str) -> Option<&'a Map<'r>> {
 
 /// Rename keys that differ from the canonical spelling only by case (exports that
 /// lower-case every column, e.g. `eventname`), in their places, without touching keys
-/// already canonical. Whether it renamed any.
+/// already canonical. Whether it found any to rename (a rename is skipped when the
+/// canonical key is already taken).
 pub fn canonicalize_keys(map: &mut Map<'_>, canonical: &Keys) -> bool {
     let renames: Vec<(String, &'static str)> = map
         .keys()

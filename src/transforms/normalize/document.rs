@@ -774,6 +774,7 @@ impl<'w, 'r> Fields<'w, 'r> {
         }
     }
 
+    #[inline(always)]
     fn record_text(&mut self, key: &'static str, text: &tree::Str<'_>) {
         if let Some(out) = self.own(key) {
             json::record_string(out, text);
