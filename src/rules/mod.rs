@@ -516,6 +516,14 @@ impl RuleSet {
 
     /// The rules that match a record, in load order.
     pub fn evaluate(&self, record: &SourceRecord<'_>, context: &Map<'_>) -> Vec<&Rule> {
+        self.matching(record, context)
+            .into_iter()
+            .map(|i| &self.rules[i])
+            .collect()
+    }
+
+    /// The places in [`rules`](Self::rules) of the rules that match a record, in order.
+    pub fn matching(&self, record: &SourceRecord<'_>, context: &Map<'_>) -> Vec<usize> {
         let subject = Subject::of(record);
         let mut sigma: Vec<&[usize]> = Vec::new();
         if let SourceRecord::CloudTrail(r) = record {
@@ -535,7 +543,7 @@ impl RuleSet {
             .collect();
         hits.sort_unstable();
         hits.dedup();
-        hits.into_iter().map(|i| &self.rules[i]).collect()
+        hits
     }
 }
 

@@ -2,35 +2,81 @@
 //! `rule.*` and `tags`; an OCSF `enrichments[]` entry per technique; and one OCSF
 //! Detection Finding (2004) per tagged record.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
+use rustc_hash::FxHashMap;
 
 use super::Enricher;
 use crate::rules::attack::{self, Tactic, Technique, ATTACK_VERSION};
 use crate::rules::{Rule, RuleSet};
 use crate::transforms::decode::{tree, SourceRecord};
-use crate::transforms::normalize::document::{Document, Head};
+use crate::transforms::normalize::document::Head;
 use crate::transforms::normalize::json;
 use crate::transforms::normalize::ocsf::{epoch_ms, OCSF_VERSION};
 use crate::transforms::normalize::Normalized;
 
 pub struct AttackTagger {
     rules: Arc<RuleSet>,
+    /// The ECS fields of each set of matched rules met so far, by the rules' places and
+    /// whether the call failed. They are the same for every record a set matches: built
+    /// per record (a `String` per technique's id, name and URL and per rule's title and
+    /// description), they cost more than matching SigmaHQ's rules.
+    ecs: Mutex<FxHashMap<(Vec<usize>, bool), EcsText>>,
+}
+
+/// How many sets of matched rules keep their ECS text: the sets a rule set makes are few,
+/// but nothing else bounds them. Past this, a set's text is made for each record.
+const ECS_SETS_KEPT: usize = 4096;
+
+/// The ECS `threat`, `rule` and `tags` of one set of matched rules, as JSON text.
+#[derive(Clone)]
+struct EcsText {
+    threat: Bytes,
+    rule: Bytes,
+    tags: Bytes,
 }
 
 impl AttackTagger {
     pub fn new(rules: Arc<RuleSet>) -> Self {
-        AttackTagger { rules }
+        AttackTagger {
+            rules,
+            ecs: Mutex::default(),
+        }
+    }
+
+    fn ecs_text(
+        &self,
+        hits: Vec<usize>,
+        attempt: bool,
+        matched: &[&Rule],
+        source: &SourceRecord,
+    ) -> EcsText {
+        let key = (hits, attempt);
+        if let Some(text) = self.kept().get(&key) {
+            return text.clone();
+        }
+        let text = ecs_text(matched, attempt, source);
+        let mut kept = self.kept();
+        if kept.len() < ECS_SETS_KEPT {
+            kept.insert(key, text.clone());
+        }
+        text
+    }
+
+    fn kept(&self) -> MutexGuard<'_, FxHashMap<(Vec<usize>, bool), EcsText>> {
+        // The map holds finished texts only, so a panic elsewhere cannot leave it torn.
+        self.ecs.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
 impl Enricher for AttackTagger {
     fn enrich(&self, record: &mut Normalized) {
-        let matched = self.rules.evaluate(&record.source, &record.context);
-        if matched.is_empty() {
+        let hits = self.rules.matching(&record.source, &record.context);
+        if hits.is_empty() {
             return;
         }
+        let matched: Vec<&Rule> = hits.iter().map(|&i| &self.rules.rules()[i]).collect();
         let attempt = failed(&record.source);
         record.rules.extend(matched.iter().map(|r| r.id.clone()));
         for t in matched.iter().flat_map(|r| &r.techniques) {
@@ -39,7 +85,10 @@ impl Enricher for AttackTagger {
             }
         }
         if let Some(ecs) = record.ecs.as_mut() {
-            write_ecs(ecs, &matched, attempt);
+            let text = self.ecs_text(hits, attempt, &matched, &record.source);
+            ecs.put_text("threat", text.threat);
+            ecs.put_text("rule", text.rule);
+            ecs.put_text("tags", text.tags);
         }
         if let Some(ocsf) = record.ocsf.as_mut() {
             for rule in &matched {
@@ -117,10 +166,9 @@ fn attacks(rules: &[&Rule]) -> Attacks {
     a
 }
 
-/// ECS `threat`, `rule` and `tags`, each object placed whole as a [`Head`]: a dotted path
-/// per field, split and searched for, cost more than the values (callgrind: 540
-/// instructions a field), and SigmaHQ's rules tag one corpus record in seven.
-fn write_ecs(doc: &mut Document, rules: &[&Rule], attempt: bool) {
+/// ECS `threat`, `rule` and `tags` of the rules a record matched, each object built as a
+/// [`Head`] and written as the document would write it.
+fn ecs_text(rules: &[&Rule], attempt: bool, source: &SourceRecord) -> EcsText {
     let a = attacks(rules);
     let mut technique = techniques_head(&a.techniques, 4);
     if !a.subtechniques.is_empty() {
@@ -137,7 +185,6 @@ fn write_ecs(doc: &mut Document, rules: &[&Rule], attempt: bool) {
     threat.put_static("framework", "MITRE ATT&CK");
     threat.put_object("technique", technique);
     threat.put_object("tactic", tactic);
-    doc.put_object("threat", threat);
 
     let mut rule = Head::with_capacity(5);
     rule.put("id", rules.iter().map(|r| r.id.clone()).collect::<Vec<_>>());
@@ -166,7 +213,6 @@ fn write_ecs(doc: &mut Document, rules: &[&Rule], attempt: bool) {
     if !sigma_ids.is_empty() {
         rule.put("uuid", sigma_ids);
     }
-    doc.put_object("rule", rule);
 
     let mut tags: Vec<String> = rules
         .iter()
@@ -176,7 +222,13 @@ fn write_ecs(doc: &mut Document, rules: &[&Rule], attempt: bool) {
     if attempt {
         tags.push("attack.attempt".into());
     }
-    doc.put("tags", tags);
+    let mut tags_text = Vec::new();
+    json::value(&mut tags_text, &tags.into());
+    EcsText {
+        threat: threat.to_text(source),
+        rule: rule.to_text(source),
+        tags: tags_text.into(),
+    }
 }
 
 /// ECS `id`, `name` and `reference` lists of `list`, with room for `fields` in all.
@@ -422,6 +474,56 @@ mod tests {
             "eventID": "d96d75c7-e715-44ff-9735-9dc51afbd774", "readOnly": false,
             "eventType": "AwsApiCall", "managementEvent": true,
             "recipientAccountId": "123837392027", "eventCategory": "Management"})
+    }
+
+    /// The ECS fields of a set of matched rules are made once and shared by the records it
+    /// matches; a failed call has its own, with `attack.attempt`.
+    #[test]
+    fn records_matching_the_same_rules_share_their_ecs_text() {
+        let tagger = AttackTagger::new(Arc::new(RuleSet::builtin().unwrap()));
+        let now = chrono::Utc::now();
+        let mut failed = backdoor_role();
+        failed["errorCode"] = json!("AccessDenied");
+        let tagged: Vec<Value> = [backdoor_role(), failed, backdoor_role()]
+            .into_iter()
+            .map(|fields| {
+                let record =
+                    CloudTrailRecord::new(fields.as_object().cloned().unwrap().into(), now);
+                let mut n = normalize(
+                    SourceRecord::CloudTrail(record.unwrap()),
+                    OutputFormat::Ecs,
+                    String::new,
+                    now,
+                );
+                tagger.enrich(&mut n);
+                serde_json::from_slice(&n.ecs.unwrap().to_bytes(&n.source)).unwrap()
+            })
+            .collect();
+        assert_eq!(tagger.kept().len(), 2);
+        for key in ["threat", "rule"] {
+            assert_eq!(tagged[0][key], tagged[1][key], "{key}");
+            assert_eq!(tagged[0][key], tagged[2][key], "{key}");
+        }
+        assert_eq!(
+            tagged[0]["rule"]["id"],
+            json!([
+                "aws-iam-trust-policy-updated",
+                "aws-iam-cross-account-grant"
+            ])
+        );
+        assert_eq!(
+            tagged[0]["threat"]["technique"]["subtechnique"]["id"],
+            json!(["T1484.002", "T1098.003"])
+        );
+        assert_eq!(
+            tagged[0]["tags"],
+            json!(["attack.T1484.002", "attack.T1098.003"])
+        );
+        assert_eq!(
+            tagged[1]["tags"],
+            json!(["attack.T1484.002", "attack.T1098.003", "attack.attempt"])
+        );
+        assert_eq!(tagged[2]["tags"], tagged[0]["tags"]);
     }
 
     /// A finding repeats its activity's parts, sorted, and carries every rule that matched,

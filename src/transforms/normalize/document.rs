@@ -69,6 +69,34 @@ enum Node {
     Pushed(Vec<Node>),
     /// Written from the source record at serialization.
     Part(Part),
+    /// A value written earlier as JSON text, shared by the documents that hold it: the
+    /// ATT&CK fields of one set of matched rules, which many records repeat.
+    Text(Bytes),
+}
+
+/// `node`, with a value held as text made nodes again, in the text's order, for a write
+/// below or after it.
+fn opened(node: Node) -> Node {
+    match node {
+        // The text was written by this program from a value, so it parses.
+        Node::Text(text) => std::str::from_utf8(&text)
+            .ok()
+            .and_then(|text| tree::Value::parse_written(text).ok())
+            .map_or(Node::Value(Value::Null), |value| node_of(&value)),
+        other => other,
+    }
+}
+
+/// A decoded value as nodes: objects as nodes in their order, the rest as values.
+fn node_of(value: &tree::Value<'_>) -> Node {
+    match value {
+        tree::Value::Object(map) => Node::Object(
+            map.iter()
+                .map(|(k, v)| (Cow::Owned(k.to_string()), node_of(v)))
+                .collect(),
+        ),
+        other => Node::Value(other.to_json()),
+    }
 }
 
 /// The object at dotted `parent` below `level` (`""` is `level` itself), made (or made an
@@ -98,6 +126,9 @@ fn object_at<'a, 'p>(
             }
         };
         let node = &mut level[at].1;
+        if let Node::Text(_) = node {
+            *node = opened(std::mem::replace(node, Node::Object(Vec::new())));
+        }
         if !matches!(node, Node::Object(_) | Node::Branch(_)) {
             *node = match std::mem::replace(node, Node::Object(Vec::new())) {
                 // A whole object written earlier is opened up so fields can join it.
@@ -226,21 +257,28 @@ impl Document {
 
     fn push_node(&mut self, path: &'static str, item: Node) {
         let (level, last) = slot(&mut self.root, Cow::Borrowed(path));
-        match level.iter_mut().rev().find(|(k, _)| same_key(k, &last)) {
-            Some((_, Node::Pushed(items))) => items.push(item),
-            Some((_, node @ Node::Value(Value::Array(_)))) => {
-                let Node::Value(Value::Array(items)) =
-                    std::mem::replace(node, Node::Pushed(Vec::new()))
-                else {
-                    unreachable!("matched an array just above")
-                };
+        let Some(at) = level.iter().rposition(|(k, _)| same_key(k, &last)) else {
+            level.push((last, Node::Pushed(vec![item])));
+            return;
+        };
+        let node = &mut level[at].1;
+        *node = match opened(std::mem::replace(node, Node::Pushed(Vec::new()))) {
+            Node::Pushed(mut items) => {
+                items.push(item);
+                Node::Pushed(items)
+            }
+            Node::Value(Value::Array(items)) => {
                 let mut items: Vec<Node> = items.into_iter().map(Node::Value).collect();
                 items.push(item);
-                *node = Node::Pushed(items);
+                Node::Pushed(items)
             }
-            Some((_, other)) => *other = Node::Pushed(vec![item]),
-            None => level.push((last, Node::Pushed(vec![item]))),
-        }
+            _ => Node::Pushed(vec![item]),
+        };
+    }
+
+    /// Set `path` to a value already written as JSON `text`, which documents share.
+    pub fn put_text(&mut self, path: &'static str, text: Bytes) {
+        self.set(Cow::Borrowed(path), Node::Text(text));
     }
 
     /// Write `part` of the source record at `path` when the document is serialized. It
@@ -424,6 +462,13 @@ impl Head {
         }
     }
 
+    /// The head's fields as the JSON text of an object, for [`Document::put_text`].
+    pub fn to_text(&self, source: &SourceRecord) -> Bytes {
+        let mut out = Vec::new();
+        write_object(&self.0, source, &mut out);
+        out.into()
+    }
+
     /// An object; none when it has no field.
     pub fn put_object(&mut self, key: &'static str, object: Head) {
         if !object.0.is_empty() {
@@ -497,6 +542,7 @@ impl Object {
                 Node::Object(inner) | Node::Branch(inner) => Value::Object(map(inner)),
                 Node::Pushed(items) => Value::Array(items.into_iter().map(value).collect()),
                 Node::Part(_) => unreachable!("an Object has nothing spliced in"),
+                text @ Node::Text(_) => value(opened(text)),
             }
         }
         map(self.0.root)
@@ -566,6 +612,7 @@ fn write_node(node: &Node, source: &SourceRecord, out: &mut Vec<u8>) {
             list.close();
         }
         Node::Part(part) => part.write(source, out),
+        Node::Text(text) => out.extend_from_slice(text),
     }
 }
 
@@ -928,23 +975,11 @@ mod tests {
 
     /// A document holding the fields of `text` in their order, as puts would have built it.
     fn tree_of(text: &[u8]) -> Document {
-        fn nodes(map: &tree::Map<'_>) -> Vec<(Key, Node)> {
-            map.iter()
-                .map(|(k, v)| {
-                    let node = match v {
-                        tree::Value::Object(inner) => Node::Object(nodes(inner)),
-                        other => Node::Value(other.to_json()),
-                    };
-                    (Cow::Owned(k.to_string()), node)
-                })
-                .collect()
-        }
         let text = std::str::from_utf8(text).unwrap();
-        let parsed = tree::Value::parse(text).unwrap();
-        Document {
-            root: nodes(parsed.as_object().unwrap()),
-            base: None,
-        }
+        let Node::Object(root) = node_of(&tree::Value::parse(text).unwrap()) else {
+            panic!("not an object: {text}")
+        };
+        Document { root, base: None }
     }
 
     /// Fields put into a document over a base land where they would in a document that
@@ -1289,6 +1324,40 @@ mod tests {
                 "enrichments": [{"name": "a"}, {"name": "b"}],
                 "user": {"name": "second"},
             })
+        );
+    }
+
+    /// A value placed as text is written as it is, and written below or pushed to as the
+    /// value it is the text of.
+    #[test]
+    fn text_placed_whole_is_written_as_is_and_opened_by_later_writes() {
+        let source = record();
+        let mut head = Head::default();
+        head.put("id", json!(["T1136"]));
+        head.put_static("framework", "MITRE ATT&CK");
+        let threat = head.to_text(&source);
+        assert_eq!(
+            &threat[..],
+            br#"{"id":["T1136"],"framework":"MITRE ATT&CK"}"#
+        );
+        let mut doc = Document::default();
+        doc.put_text("threat", threat.clone());
+        doc.put_text("tags", Bytes::from_static(br#"["attack.T1136"]"#));
+        doc.put_text("rule", Bytes::from_static(br#"{"id":"a"}"#));
+        assert_eq!(
+            &doc.to_bytes(&source)[..],
+            br#"{"threat":{"id":["T1136"],"framework":"MITRE ATT&CK"},"tags":["attack.T1136"],"rule":{"id":"a"}}"#
+        );
+        doc.put("threat.extra", 1);
+        doc.push("tags", json!("attack.attempt"));
+        doc.put("rule", "replaced");
+        assert_eq!(
+            &doc.to_bytes(&source)[..],
+            br#"{"threat":{"id":["T1136"],"framework":"MITRE ATT&CK","extra":1},"tags":["attack.T1136","attack.attempt"],"rule":"replaced"}"#
+        );
+        assert_eq!(
+            &threat[..],
+            br#"{"id":["T1136"],"framework":"MITRE ATT&CK"}"#
         );
     }
 }
