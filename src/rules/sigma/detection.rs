@@ -6,7 +6,9 @@
 //! with `|all`), a list of maps is any one map, and within a map every field must match.
 
 use base64::Engine;
+use memchr::memmem;
 use regex::Regex;
+use regex_syntax::hir::{Hir, HirKind};
 use serde_json::{Map, Value};
 
 use crate::transforms::decode::tree;
@@ -20,7 +22,7 @@ pub enum Search {
     /// Any one map, each map's fields all matching.
     Maps(Vec<Vec<FieldTest>>),
     /// Keywords: any one value found in any text field of the record.
-    Keywords(Vec<Regex>),
+    Keywords(Vec<TextPattern>),
 }
 
 /// A field, its modifiers and the values it is compared with.
@@ -42,10 +44,51 @@ enum Test {
     /// A value with no wildcard, compared without a regex: most of SigmaHQ's values are
     /// names (`CreateAccessKey`), and a regex per test cost more than the rest of Sigma.
     Plain(Plain),
-    Text(Regex),
+    Text(TextPattern),
     Number(Cmp, f64),
     Cidr(std::net::IpAddr, u8),
     FieldRef(Vec<String>),
+}
+
+/// A regular expression, and bytes that every text it matches holds, when it has such:
+/// looking for them first rules out most texts at a fraction of the search's cost.
+/// SigmaHQ's `userIdentity.arn|re: '.+:assumed-role/aws:.+'` is tried on every CloudTrail
+/// record, and the search cost it more than the rest of the record's Sigma matching.
+#[derive(Debug)]
+pub struct TextPattern {
+    re: Regex,
+    /// Boxed: a finder is larger than the other tests a value can be.
+    needs: Option<Box<memmem::Finder<'static>>>,
+}
+
+impl TextPattern {
+    fn new(pattern: &str) -> Result<TextPattern, regex::Error> {
+        let re = Regex::new(pattern)?;
+        // Parsed as the regex crate parses it, with its default settings.
+        let needs = regex_syntax::parse(pattern)
+            .ok()
+            .and_then(|hir| required(&hir).map(|b| Box::new(memmem::Finder::new(b).into_owned())));
+        Ok(TextPattern { re, needs })
+    }
+
+    fn is_match(&self, text: &str) -> bool {
+        self.needs
+            .as_ref()
+            .is_none_or(|needs| needs.find(text.as_bytes()).is_some())
+            && self.re.is_match(text)
+    }
+}
+
+/// The longest run of literal bytes that every match of `hir` holds: the expression
+/// itself when it is a literal, else the longest literal among the parts it concatenates.
+/// Letters compared ignoring case are classes, not literals, so they are never required.
+fn required(hir: &Hir) -> Option<&[u8]> {
+    match hir.kind() {
+        HirKind::Literal(literal) => Some(&literal.0),
+        HirKind::Capture(capture) => required(&capture.sub),
+        HirKind::Concat(parts) => parts.iter().filter_map(required).max_by_key(|b| b.len()),
+        _ => None,
+    }
 }
 
 #[derive(Debug)]
@@ -173,8 +216,8 @@ impl Search {
     }
 }
 
-fn any_text(map: &tree::Map<'_>, re: &Regex) -> bool {
-    fn walk(v: &tree::Value<'_>, re: &Regex) -> bool {
+fn any_text(map: &tree::Map<'_>, re: &TextPattern) -> bool {
+    fn walk(v: &tree::Value<'_>, re: &TextPattern) -> bool {
         match v {
             tree::Value::String(s) => re.is_match(s),
             tree::Value::Array(items) => items.iter().any(|i| walk(i, re)),
@@ -266,7 +309,7 @@ impl FieldTest {
                 } else {
                     format!("(?{re_flags})")
                 };
-                let r = Regex::new(&format!("{flags}{text}"))
+                let r = TextPattern::new(&format!("{flags}{text}"))
                     .map_err(|e| format!("`{key}`: bad regular expression: {e}"))?;
                 values.push(Test::Text(r));
             } else if cidr {
@@ -399,7 +442,7 @@ fn transformed(text: &str, transform: Option<&str>) -> Vec<String> {
 
 /// The forms of a value as one regular expression, any form matching: `*` any text, `?`
 /// one character, `\*`, `\?` and `\\` themselves.
-fn text_regex(forms: &[String], anchor: Anchor, cased: bool) -> Result<Regex, String> {
+fn text_regex(forms: &[String], anchor: Anchor, cased: bool) -> Result<TextPattern, String> {
     let mut body = String::from("(?:");
     for (i, text) in forms.iter().enumerate() {
         if i > 0 {
@@ -425,7 +468,7 @@ fn text_regex(forms: &[String], anchor: Anchor, cased: bool) -> Result<Regex, St
         Anchor::Ends => ("", "$"),
     };
     let flags = if cased { "(?s)" } else { "(?is)" };
-    Regex::new(&format!("{flags}{start}{body}{end}")).map_err(|e| e.to_string())
+    TextPattern::new(&format!("{flags}{start}{body}{end}")).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -574,5 +617,41 @@ mod tests {
             Scope::EntraAudit,
         );
         assert!(s.unwrap().matches(&r));
+    }
+
+    /// The bytes a pattern cannot match without are its literal runs, never letters
+    /// compared ignoring case; looking for them first changes no answer.
+    #[test]
+    fn a_pattern_is_looked_for_by_the_bytes_it_needs_and_answers_as_its_regex() {
+        let needs = |pattern: &str| {
+            let hir = regex_syntax::parse(pattern).unwrap();
+            required(&hir).map(|b| String::from_utf8(b.to_vec()).unwrap())
+        };
+        assert_eq!(
+            needs(".+:assumed-role/aws:.+").as_deref(),
+            Some(":assumed-role/aws:")
+        );
+        assert_eq!(needs("(?s)^(?:abc)$").as_deref(), Some("abc"));
+        assert_eq!(needs("(x)y.*longer").as_deref(), Some("longer"));
+        assert_eq!(needs("(?is)^(?:ab.*)$"), None);
+        assert_eq!(needs("(?is)(?:a-b)").as_deref(), Some("-"));
+        assert_eq!(needs("a|b"), None);
+        assert_eq!(needs("(?:ab)?c").as_deref(), Some("c"));
+
+        let arn = TextPattern::new(".+:assumed-role/aws:.+").unwrap();
+        assert!(arn.needs.is_some());
+        for (text, want) in [
+            ("arn:aws:sts::1:assumed-role/aws:ec2-instance/i-1", true),
+            (":assumed-role/aws:x", false),
+            ("arn:aws:sts::1:assumed-role/admin/alice", false),
+            ("arn:aws:sts::1:ASSUMED-ROLE/aws:x", false),
+            ("", false),
+        ] {
+            assert_eq!(arn.is_match(text), want, "{text}");
+            assert_eq!(arn.re.is_match(text), want, "{text}");
+        }
+        let folded = text_regex(&["*Assumed-Role*".to_string()], Anchor::Contains, false).unwrap();
+        assert!(folded.is_match("arn:aws:sts::1:ASSUMED-ROLE/x"));
+        assert!(!folded.is_match("arn:aws:sts::1:assumed_role/x"));
     }
 }

@@ -108,7 +108,9 @@ pub struct IndexKey {
 /// The rules indexed by one field: which need which of its values.
 #[derive(Debug, Clone, Default)]
 pub struct ValueIndex {
-    rules: HashMap<String, Vec<usize>>,
+    /// By the value's bytes: a record's value is looked up lower-cased in a buffer, which
+    /// would have to be checked as UTF-8 again to be looked up as text.
+    rules: HashMap<Vec<u8>, Vec<usize>>,
     /// The longest value: a longer one in a record needs no lookup.
     longest: usize,
 }
@@ -117,7 +119,7 @@ impl ValueIndex {
     pub fn add(&mut self, values: Vec<String>, rule: usize) {
         for value in values {
             self.longest = self.longest.max(value.len());
-            self.rules.entry(value).or_default().push(rule);
+            self.rules.entry(value.into_bytes()).or_default().push(rule);
         }
     }
 
@@ -140,11 +142,9 @@ impl ValueIndex {
                 Some(lower) => {
                     lower.copy_from_slice(text.as_bytes());
                     lower.make_ascii_lowercase();
-                    std::str::from_utf8(lower)
-                        .ok()
-                        .and_then(|k| self.rules.get(k))
+                    self.rules.get(&*lower)
                 }
-                None => self.rules.get(&text.to_ascii_lowercase()),
+                None => self.rules.get(text.to_ascii_lowercase().as_bytes()),
             };
             if let Some(rules) = hit {
                 found(rules);
@@ -228,7 +228,17 @@ impl Detection {
             return false;
         }
         let fields = record.fields();
-        let mut memo: Vec<Option<bool>> = vec![None; self.searches.len()];
+        // Rules have a few searches, and a rule found by the scan list is tried on every
+        // record: its answers are kept on the stack, not in a list allocated per record.
+        let mut few = [None; 16];
+        let mut many = Vec::new();
+        let memo: &mut [Option<bool>] = match few.get_mut(..self.searches.len()) {
+            Some(memo) => memo,
+            None => {
+                many.resize(self.searches.len(), None);
+                &mut many
+            }
+        };
         self.condition
             .eval(&mut |i| *memo[i].get_or_insert_with(|| self.searches[i].matches(fields)))
     }
