@@ -1,6 +1,6 @@
 //! CloudTrail records: recognised, type-checked, and given one canonical spelling.
 
-use super::tree::{Map, Value};
+use super::tree::{Map, Str, Value};
 use chrono::{DateTime, Utc};
 
 use super::fields::{
@@ -125,20 +125,32 @@ pub struct CloudTrailRecord<'a> {
     failed: bool,
     /// Where in `userIdentity` the members documents read are.
     places: Places,
+    /// Where `eventName`, `eventSource` and `userIdentity` sit among the fields
+    /// ([`ABSENT`] when missing). Rules, writers and key age ask for the name and source
+    /// about sixteen times a record and for the identity three or four times, and finding
+    /// them by name took a scan of the top-level keys each time.
+    event_name_at: usize,
+    event_source_at: usize,
+    identity_at: usize,
 }
 
 impl<'a> CloudTrailRecord<'a> {
     /// Validate a record. `now` stands in for a missing or unreadable `eventTime`.
     pub fn new(mut fields: Map<'a>, now: DateTime<Utc>) -> Result<Self, WrongType> {
-        if !fields.contains_key("eventName") || !fields.contains_key("eventSource") {
+        let names =
+            |fields: &Map<'_>| (fields.position("eventName"), fields.position("eventSource"));
+        let (mut event_name_at, mut event_source_at) = names(&fields);
+        if event_name_at.is_none() || event_source_at.is_none() {
             canonicalize_keys(&mut fields, &TOP_LEVEL);
+            (event_name_at, event_source_at) = names(&fields);
         }
         expect_strings(&fields, "", &TOP_LEVEL_STRINGS)?;
         expect_object(&fields, "", "userIdentity")?;
         expect_object(&fields, "", "tlsDetails")?;
         expect_object(&fields, "", "insightDetails")?;
         let mut places = Places::NONE;
-        if let Some(Value::Object(identity)) = fields.get_mut("userIdentity") {
+        let identity_at = fields.position("userIdentity").unwrap_or(ABSENT);
+        if let Some(Value::Object(identity)) = fields.value_at_mut(identity_at) {
             let mut survey = Survey::of(identity);
             if survey.unlisted && canonicalize_keys(identity, &IDENTITY) {
                 survey = Survey::of(identity);
@@ -164,6 +176,9 @@ impl<'a> CloudTrailRecord<'a> {
         };
         Ok(CloudTrailRecord {
             places,
+            event_name_at: event_name_at.unwrap_or(ABSENT),
+            event_source_at: event_source_at.unwrap_or(ABSENT),
+            identity_at,
             insight: is_insight(&fields),
             failed: failed(&fields),
             fields,
@@ -218,15 +233,36 @@ impl<'a> CloudTrailRecord<'a> {
     }
 
     pub fn event_name(&self) -> &str {
-        self.str("eventName").unwrap_or("")
+        self.event_name_text().map_or("", Str::as_str)
     }
 
     pub fn event_source(&self) -> &str {
-        self.str("eventSource").unwrap_or("")
+        self.event_source_text().map_or("", Str::as_str)
+    }
+
+    /// A non-empty `eventName`, as the record holds it, to be written as it came.
+    pub fn event_name_text(&self) -> Option<&Str<'a>> {
+        self.string_at(self.event_name_at)
+    }
+
+    /// A non-empty `eventSource`, as the record holds it.
+    pub fn event_source_text(&self) -> Option<&Str<'a>> {
+        self.string_at(self.event_source_at)
+    }
+
+    /// The non-empty string at the place `at` among the fields.
+    fn string_at(&self, at: usize) -> Option<&Str<'a>> {
+        match self.fields.members().get(at) {
+            Some((_, Value::String(s))) if !s.is_empty() => Some(s),
+            _ => None,
+        }
     }
 
     pub fn identity(&self) -> Option<&Map<'a>> {
-        obj_of(&self.fields, "userIdentity")
+        match self.fields.members().get(self.identity_at) {
+            Some((_, Value::Object(identity))) => Some(identity),
+            _ => None,
+        }
     }
 
     /// The fields of `userIdentity` that normalizers and key age read.
@@ -433,9 +469,50 @@ mod tests {
         )
         .unwrap();
         assert_eq!(r.event_name(), "GetRecords");
+        assert_eq!(r.event_source(), "dynamodb.amazonaws.com");
         assert_eq!(r.user_identity().arn, Some("arn:aws:test_arn"));
         assert_eq!(r.time_source(), TimeSource::Event);
         assert_eq!(r.time().to_rfc3339(), "2023-01-10T21:04:02+00:00");
+    }
+
+    /// The event's name and source and the identity are read by their places, found
+    /// once: wherever they sit, spelled either way, and empty or null read as absent, as
+    /// by name.
+    #[test]
+    fn the_event_name_source_and_identity_are_read_by_their_places() {
+        let late = record(json!({"a": 1, "b": 2, "eventSource": "iam.amazonaws.com",
+            "c": 3, "eventName": "CreateUser", "userIdentity": {"arn": "arn:aws:iam::1:user/a"}}))
+        .unwrap();
+        assert_eq!(
+            (late.event_name(), late.event_source()),
+            ("CreateUser", "iam.amazonaws.com")
+        );
+        assert_eq!(late.user_identity().arn, Some("arn:aws:iam::1:user/a"));
+        assert_eq!(late.identity(), obj_of(late.fields(), "userIdentity"));
+        let no_one =
+            record(json!({"eventName": "X", "eventSource": "s", "userIdentity": null})).unwrap();
+        assert!(no_one.identity().is_none());
+        assert!(!no_one.user_identity().present);
+        assert_eq!(
+            late.event_name_text().map(Str::as_str),
+            late.str("eventName")
+        );
+        let mixed =
+            record(json!({"eventName": "ListUsers", "EventSource": "iam.amazonaws.com"})).unwrap();
+        assert_eq!(
+            (mixed.event_name(), mixed.event_source()),
+            ("ListUsers", "iam.amazonaws.com")
+        );
+        for blank in [
+            json!({"eventName": "", "eventSource": null}),
+            json!({"eventName": "X"}),
+        ] {
+            let r = record(blank).unwrap();
+            assert_eq!(r.event_source(), "");
+            assert_eq!(r.event_source_text().map(Str::as_str), r.str("eventSource"));
+        }
+        let r = record(json!({"eventName": "", "eventSource": "s"})).unwrap();
+        assert_eq!((r.event_name(), r.event_name_text()), ("", None));
     }
 
     /// The members are found whatever their order and spelling; an empty string, a wrong

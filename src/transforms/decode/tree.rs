@@ -433,6 +433,11 @@ impl<'a> Map<'a> {
         &self.members
     }
 
+    /// The value of the member at place `at`, to change; its key stays.
+    pub fn value_at_mut(&mut self, at: usize) -> Option<&mut Value<'a>> {
+        self.members.get_mut(at).map(|(_, v)| v)
+    }
+
     pub fn iter(
         &self,
     ) -> impl DoubleEndedIterator<Item = (&Str<'a>, &Value<'a>)> + ExactSizeIterator {

@@ -802,9 +802,7 @@ impl<'w, 'r> Fields<'w, 'r> {
     /// Written from the string found, not spliced as a part that looks it up again.
     #[inline(always)]
     pub fn record_str(&mut self, key: &'static str, fields: &tree::Map<'_>, name: &'static str) {
-        if let Some(text) = string_of(fields, name) {
-            self.record_text(key, text);
-        }
+        self.record_string(key, string_of(fields, name));
     }
 
     /// `record_str`, or `""` when the record has no such string: for the fields a schema
@@ -815,7 +813,21 @@ impl<'w, 'r> Fields<'w, 'r> {
         fields: &tree::Map<'_>,
         name: &'static str,
     ) {
-        match string_of(fields, name) {
+        self.record_string_or_empty(key, string_of(fields, name));
+    }
+
+    /// A string of the record already found, as [`record_str`](Self::record_str) writes it.
+    #[inline(always)]
+    pub fn record_string(&mut self, key: &'static str, text: Option<&tree::Str<'_>>) {
+        if let Some(text) = text {
+            self.record_text(key, text);
+        }
+    }
+
+    /// [`record_string`](Self::record_string), or `""` when there is none.
+    #[inline(always)]
+    pub fn record_string_or_empty(&mut self, key: &'static str, text: Option<&tree::Str<'_>>) {
+        match text {
             Some(text) => self.record_text(key, text),
             None => self.constant(key, ""),
         }

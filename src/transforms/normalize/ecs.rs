@@ -284,8 +284,8 @@ pub fn write_cloudtrail(
         doc,
         |event| {
             event.str_opt("id", r.id());
-            event.record_str("action", fields, "eventName");
-            event.record_str("provider", fields, "eventSource");
+            event.record_string("action", r.event_name_text());
+            event.record_string("provider", r.event_source_text());
             event.constant("outcome", if r.failed() { "failure" } else { "success" });
         },
         |cloud| {
@@ -294,7 +294,8 @@ pub fn write_cloudtrail(
             cloud.record_str("region", fields, "awsRegion");
             // `cloud.service.name` is the service's short name, as Elastic writes it (`sts`).
             let service = r
-                .str("eventSource")
+                .event_source_text()
+                .map(|s| s.as_str())
                 .map(|s| s.strip_suffix(".amazonaws.com").unwrap_or(s));
             cloud.strs_object("service", &[("name", service)]);
         },

@@ -151,7 +151,7 @@ pub fn write_cloudtrail(
     for (key, leaf) in shared_fields(class, r.time(), r.failed(), r.event_name()) {
         doc.leaf(key, leaf);
     }
-    write_cloudtrail_source(doc, r, r.str("eventName"), now);
+    write_cloudtrail_source(doc, r, r.event_name_text().map(|s| s.as_str()), now);
     doc.record_str("status_code", fields, "errorCode");
     doc.record_str("status_detail", fields, "errorMessage");
     let who = r.user_identity();
@@ -162,9 +162,9 @@ pub fn write_cloudtrail(
     let request_id = r.str("requestID");
     let present = |k: &str| fields.get(k).is_some_and(|v| !v.is_null());
     doc.object("api", |api| {
-        api.record_str_or_empty("operation", fields, "eventName");
+        api.record_string_or_empty("operation", r.event_name_text());
         api.object("service", |service| {
-            service.record_str_or_empty("name", fields, "eventSource");
+            service.record_string_or_empty("name", r.event_source_text());
         });
         api.record_str("version", fields, "apiVersion");
         if let Some(uid) = request_id {
@@ -223,7 +223,7 @@ pub fn write_cloudtrail(
         OcsfClass::Authentication(_) => {
             doc.object("user", |user| write_actor_user(user, &who));
             doc.object("service", |service| {
-                service.record_str_or_empty("name", fields, "eventSource");
+                service.record_string_or_empty("name", r.event_source_text());
             });
             if let Some(mfa) = fields
                 .get("additionalEventData")
