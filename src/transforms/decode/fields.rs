@@ -108,7 +108,13 @@ pub fn str_of<'a>(map: &'a Map<'_>, key: &str) -> Option<&'a str> {
 
 /// [`str_of`] as the record holds the string, to be written as it came.
 pub fn string_of<'a, 'r>(map: &'a Map<'r>, key: &str) -> Option<&'a Str<'r>> {
-    match map.get(key) {
+    non_empty(map.get(key))
+}
+
+/// The value when it is a non-empty string: what the readers of a record take a string
+/// field to be.
+pub fn non_empty<'a, 'r>(value: Option<&'a Value<'r>>) -> Option<&'a Str<'r>> {
+    match value {
         Some(Value::String(s)) if !s.is_empty() => Some(s),
         _ => None,
     }

@@ -433,6 +433,11 @@ impl<'a> Map<'a> {
         &self.members
     }
 
+    /// The value of the member at place `at`.
+    pub fn value_at(&self, at: usize) -> Option<&Value<'a>> {
+        self.members.get(at).map(|(_, v)| v)
+    }
+
     /// The value of the member at place `at`, to change; its key stays.
     pub fn value_at_mut(&mut self, at: usize) -> Option<&mut Value<'a>> {
         self.members.get_mut(at).map(|(_, v)| v)

@@ -57,7 +57,7 @@ impl AttackTagger {
         if let Some(text) = self.kept().get(&key) {
             return text.clone();
         }
-        let text = ecs_text(matched, attempt, source);
+        let text = build_ecs_text(matched, attempt, source);
         let mut kept = self.kept();
         if kept.len() < ECS_SETS_KEPT {
             kept.insert(key, text.clone());
@@ -169,7 +169,7 @@ fn attacks(rules: &[&Rule]) -> Attacks {
 
 /// ECS `threat`, `rule` and `tags` of the rules a record matched, each object built as a
 /// [`Head`] and written as the document would write it.
-fn ecs_text(rules: &[&Rule], attempt: bool, source: &SourceRecord) -> EcsText {
+fn build_ecs_text(rules: &[&Rule], attempt: bool, source: &SourceRecord) -> EcsText {
     let a = attacks(rules);
     let mut technique = techniques_head(&a.techniques, 4);
     if !a.subtechniques.is_empty() {

@@ -1353,6 +1353,8 @@ mod tests {
             br#"{"id":["T1136"],"framework":"MITRE ATT&CK"}"#
         );
         let mut doc = Document::default();
+        let mut sharing = Document::default();
+        sharing.put_text("threat", threat.clone());
         doc.put_text("threat", threat.clone());
         doc.put_text("tags", Bytes::from_static(br#"["attack.T1136"]"#));
         doc.put_text("rule", Bytes::from_static(br#"{"id":"a"}"#));
@@ -1368,8 +1370,8 @@ mod tests {
             br#"{"threat":{"id":["T1136"],"framework":"MITRE ATT&CK","extra":1},"tags":["attack.T1136","attack.attempt"],"rule":"replaced"}"#
         );
         assert_eq!(
-            &threat[..],
-            br#"{"id":["T1136"],"framework":"MITRE ATT&CK"}"#
+            &sharing.to_bytes(&source)[..],
+            br#"{"threat":{"id":["T1136"],"framework":"MITRE ATT&CK"}}"#
         );
     }
 }

@@ -293,10 +293,10 @@ pub fn write_cloudtrail(
             cloud.strs_object("account", &[("id", r.account_id())]);
             cloud.record_str("region", fields, "awsRegion");
             // `cloud.service.name` is the service's short name, as Elastic writes it (`sts`).
-            let service = r
-                .event_source_text()
-                .map(|s| s.as_str())
-                .map(|s| s.strip_suffix(".amazonaws.com").unwrap_or(s));
+            let service = r.event_source_text().map(|s| {
+                let s = s.as_str();
+                s.strip_suffix(".amazonaws.com").unwrap_or(s)
+            });
             cloud.strs_object("service", &[("name", service)]);
         },
     );
